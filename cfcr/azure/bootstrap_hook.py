@@ -1,0 +1,44 @@
+"""Azure: nodes read their secrets from Key Vault with the VM's managed identity."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from urllib.parse import quote
+
+_IMDS_TOKEN = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net"
+
+
+@dataclass(frozen=True)
+class KeyVaultFetcher:
+    """REST with curl: a managed-identity token from IMDS, then ``GET secrets/<name>``.
+
+    The token travels to curl on stdin (``-H @-``), never on a command line.
+    """
+
+    vault_name: str
+    """Key Vault name (``https://<name>.vault.azure.net``)."""
+    client_id: str | None = None
+    """Client id of a user-assigned identity; None uses the system-assigned one."""
+
+    def packages(self) -> list[str]:
+        """curl (python3 ships with the image)."""
+        return ["curl"]
+
+    def setup_commands(self) -> list[str]:
+        """Nothing to install."""
+        return []
+
+    def fetch_command(self, secret_id: str) -> str:
+        """Print the current version of secret ``secret_id``."""
+        token_url = _IMDS_TOKEN + (f"&client_id={quote(self.client_id)}" if self.client_id else "")
+        url = f"https://{self.vault_name}.vault.azure.net/secrets/{quote(secret_id)}?api-version=7.4"
+        token = (
+            f"curl -fsS --retry 5 -H Metadata:true {shlex.quote(token_url)}"
+            " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+        )
+        return (
+            f'printf "Authorization: Bearer %s\\n" "$({token})"'
+            f" | curl -fsS --retry 5 -H @- {shlex.quote(url)}"
+            " | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin)[\"value\"])'"
+        )

@@ -1,0 +1,159 @@
+"""ClusterBootstrap: the cloud-neutral heart of every cluster — its PKI, the secrets each
+node role may read, and the user-data of every role. Each cloud's ``Cluster`` builds one and
+adds machines, networks and a secret store around it (Typhoon keeps its bootstrap apart the
+same way)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from cfcr import channels
+from cfcr.config import ClusterSpec
+from cfcr.node import NodeContext, Role, SecretFetcher, render_user_data, roles_for
+from cfcr.pki.component import ByoCa, ClusterPki, ClusterPkiArgs
+from cfcr.pki.specs import (
+    ControlPlaneMember,
+    PkiInputs,
+    UserCredential,
+    credentials_for_role,
+    materials_for_role,
+)
+
+TYPE_TOKEN = "cfcr:bootstrap:ClusterBootstrap"
+
+
+def default_secret_id(cluster: str, material: str) -> str:
+    """A secret name every cloud's store accepts: letters, digits and '-' only."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", f"{cluster}-{material}").strip("-")
+
+
+def pki_inputs(spec: ClusterSpec, members: Sequence[ControlPlaneMember], api_dns_names: Sequence[str],
+               api_ips: Sequence[str] = ()) -> PkiInputs:
+    """The PKI shape of a cluster spec."""
+    pki = spec.pki
+    assert spec.name is not None, "load_spec names every cluster"
+    return PkiInputs(
+        cluster_name=spec.name,
+        control_plane_nodes=list(members),
+        cluster_domain=spec.networking.cluster_domain,
+        service_cidr=spec.networking.service_cidr,
+        api_dns_names=list(api_dns_names),
+        api_ips=list(api_ips),
+        users=[UserCredential(u.name, tuple(u.groups)) for u in pki.users],
+        ca_validity_hours=pki.ca_validity_hours,
+        leaf_validity_hours=pki.leaf_validity_hours,
+        early_renewal_hours=pki.early_renewal_hours,
+        key_algorithm=pki.key_algorithm,
+        ca_generations=tuple(pki.ca_generations),
+        signing_generation=pki.signing_generation,
+    )
+
+
+def role_secrets(role: Role, members: Sequence[ControlPlaneMember]) -> list[str]:
+    """Every material and credential key a node of ``role`` may read from the secret store."""
+    member = members[role.index].name if role.index is not None else None
+    return [*materials_for_role(role.kind, member), *credentials_for_role(role.kind)]
+
+
+@dataclass(frozen=True)
+class ClusterBootstrapArgs:
+    """Arguments of ``ClusterBootstrap``."""
+
+    spec: ClusterSpec
+    """The validated cluster spec."""
+    api_endpoint: str
+    """Host name the API load balancer answers on (a stable name; it is in the serving certificate)."""
+    members: Sequence[ControlPlaneMember]
+    """Control-plane members with their fixed addresses (static etcd membership)."""
+    hook: SecretFetcher
+    """How a node of this cloud reads a secret with its instance identity."""
+    etcd_disk_device: str
+    """Block device of each control-plane node's etcd disk."""
+    api_ips: Sequence[str] = ()
+    """Fixed IPs of the API endpoint, if the cloud has them (go into the serving certificate)."""
+    secret_id: Callable[[str, str], str] = default_secret_id
+    """(cluster, material key) -> the secret's id in the cloud's store."""
+    extra_api_names: Sequence[str] = field(default_factory=tuple)
+    """Further DNS names for the API serving certificate."""
+
+
+class ClusterBootstrap(pulumi.ComponentResource):
+    """The PKI, the per-role secrets and the user-data of one cluster."""
+
+    pki: ClusterPki
+    """Every CA, certificate, key and token of the cluster."""
+    secrets: dict[str, pulumi.Output[str]]
+    """Secret id -> value (secret), to be stored in the cloud's secret store."""
+    readers: dict[str, list[str]]
+    """Secret id -> the role slugs (``control-plane-0``, ``worker-default``) that may read it."""
+    user_data: dict[str, pulumi.Output[bytes]]
+    """Role slug -> the exact user-data its VMs boot with (no key material in it)."""
+    roles: list[Role]
+    """Every role, in order: control-plane members, then worker pools."""
+    admin_kubeconfig: pulumi.Output[str]
+    """kubeconfig of the ``admin`` user (``kubeadm:cluster-admins``), secret."""
+    api_server_url: str
+    """``https://<api_endpoint>:6443``."""
+
+    def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        spec = args.spec
+        assert spec.name is not None, "load_spec names every cluster"
+        release = channels.resolve(spec.kubernetes.version)
+        names = [args.api_endpoint, *args.extra_api_names]
+        if spec.networking.api_dns_name and spec.networking.api_dns_name not in names:
+            names.append(spec.networking.api_dns_name)
+        self.api_server_url = f"https://{args.api_endpoint}:6443"
+        self.pki = ClusterPki(
+            f"{name}-pki",
+            ClusterPkiArgs(
+                inputs=pki_inputs(spec, args.members, names, args.api_ips),
+                api_server_url=self.api_server_url,
+                byo_ca=(
+                    ByoCa(cert_pem=spec.pki.byo_ca.certificate, key_pem=pulumi.Output.secret(spec.pki.byo_ca.private_key))
+                    if spec.pki.byo_ca
+                    else None
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        values: dict[str, pulumi.Output[str]] = {
+            **self.pki.materials,
+            "bootstrap-token": self.pki.bootstrap_token,
+            "encryption-key": self.pki.encryption_key,
+        }
+        ids = {key: args.secret_id(spec.name, key) for key in values}
+        self.roles = roles_for(spec)
+        self.readers = {}
+        for role in self.roles:
+            for key in role_secrets(role, args.members):
+                self.readers.setdefault(ids[key], []).append(role.slug)
+        self.secrets = {ids[key]: values[key] for key in values if ids[key] in self.readers}
+
+        def user_data_for(role: Role) -> pulumi.Output[bytes]:
+            def render(ca_hash: str) -> bytes:
+                ctx = NodeContext(
+                    api_endpoint=args.api_endpoint,
+                    control_plane_members=list(args.members),
+                    secret_ids={key: ids[key] for key in role_secrets(role, args.members)},
+                    etcd_disk_device=args.etcd_disk_device,
+                    ca_cert_hash=ca_hash,
+                    api_sans=names[1:],
+                )
+                return render_user_data(spec, release, ctx, role, args.hook)
+
+            return self.pki.ca_cert_hash.apply(render)
+
+        self.user_data = {role.slug: user_data_for(role) for role in self.roles}
+        self.admin_kubeconfig = self.pki.admin_kubeconfig
+        outputs: Mapping[str, Any] = {
+            "apiServerUrl": self.api_server_url,
+            "caBundle": self.pki.ca_bundle,
+            "adminKubeconfig": self.admin_kubeconfig,
+        }
+        self.register_outputs(dict(outputs))

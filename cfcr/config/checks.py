@@ -1,0 +1,212 @@
+"""Rules that span several keys. Pure: a ClusterSpec in, a list of problems out."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from cfcr import channels
+from cfcr.config.errors import NAMESPACE, Problem
+from cfcr.config.schema import ClusterSpec
+
+RESERVED_USERS = frozenset({"admin", "super-admin", "kubernetes-admin", "kubeadm"})
+MIN_SERVICE_ADDRESSES = 256
+MAX_SERVICE_PREFIX = 12  # kube-apiserver refuses IPv4 service ranges larger than a /12
+
+_REGION = {
+    "aws": (re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$"), "an AWS region like us-east-1"),
+    "gcp": (re.compile(r"^[a-z]+-[a-z]+\d+$"), "a GCP region like europe-west4"),
+    "azure": (re.compile(r"^[a-z]+[a-z0-9]*$"), "an Azure region like westeurope"),
+}
+
+
+def _zone_ok(cloud: str, region: str, zone: str) -> bool:
+    if cloud == "aws":
+        return re.fullmatch(re.escape(region) + r"[a-z]", zone) is not None
+    if cloud == "gcp":
+        return re.fullmatch(re.escape(region) + r"-[a-z]", zone) is not None
+    return zone in {"1", "2", "3"}
+
+
+_ZONE_FORMAT = {
+    "aws": "a zone of the region, like {region}a",
+    "gcp": "a zone of the region, like {region}-a",
+    "azure": "an availability zone number: 1, 2 or 3",
+}
+
+
+def _key(path: str) -> str:
+    return f"{NAMESPACE}:{path}"
+
+
+Check = Callable[[ClusterSpec], Iterator[Problem]]
+
+
+def _version(spec: ClusterSpec) -> Iterator[Problem]:
+    try:
+        channels.resolve(spec.kubernetes.version)
+    except channels.UnknownReleaseError:
+        yield Problem(
+            _key("kubernetes.version"),
+            spec.kubernetes.version,
+            f"allowed: a channel ({', '.join(sorted(channels.CHANNELS))}) or a known version "
+            f"({', '.join(channels.known_versions())})",
+        )
+
+
+def _region_and_zones(spec: ClusterSpec) -> Iterator[Problem]:
+    pattern, words = _REGION[spec.cloud]
+    if not pattern.match(spec.region):
+        yield Problem(_key("region"), spec.region, f"must be {words} (cloud is {spec.cloud})")
+        return
+    allowed = _ZONE_FORMAT[spec.cloud].format(region=spec.region)
+    sources: list[tuple[str, list[str]]] = [("controlPlane.zones", spec.control_plane.zones)]
+    sources += [(f"nodePools[{i}].zones", p.zones) for i, p in enumerate(spec.node_pools)]
+    for path, zones in sources:
+        for i, zone in enumerate(zones):
+            if not _zone_ok(spec.cloud, spec.region, zone):
+                yield Problem(_key(f"{path}[{i}]"), zone, f"must be {allowed}")
+        dupes = sorted(z for z, n in Counter(zones).items() if n > 1)
+        if dupes:
+            yield Problem(_key(path), zones, f"each zone may appear once; repeated: {', '.join(dupes)}")
+
+
+def _networks(spec: ClusterSpec) -> Iterator[Problem]:
+    net = spec.networking
+    pod = ipaddress.IPv4Network(net.pod_cidr)
+    svc = ipaddress.IPv4Network(net.service_cidr)
+    node = ipaddress.IPv4Network(net.node_cidr)
+    named = [("networking.podCidr", pod), ("networking.serviceCidr", svc), ("networking.nodeCidr", node)]
+    for i, (a_key, a) in enumerate(named):
+        for b_key, b in named[i + 1 :]:
+            if a.overlaps(b):
+                yield Problem(_key(b_key), str(b), f"must not overlap {_key(a_key)} ({a})")
+    if svc.prefixlen < MAX_SERVICE_PREFIX:
+        yield Problem(_key("networking.serviceCidr"), str(svc), f"too large: the prefix must be /{MAX_SERVICE_PREFIX} or longer")
+    elif svc.num_addresses < MIN_SERVICE_ADDRESSES:
+        yield Problem(
+            _key("networking.serviceCidr"),
+            str(svc),
+            f"too small: at least {MIN_SERVICE_ADDRESSES} addresses (/24 or shorter prefix)",
+        )
+    if pod.prefixlen >= net.node_cidr_mask_size:
+        yield Problem(
+            _key("networking.nodeCidrMaskSize"),
+            net.node_cidr_mask_size,
+            f"must be longer than the pod network's prefix /{pod.prefixlen}",
+        )
+    else:
+        slices = 2 ** (net.node_cidr_mask_size - pod.prefixlen)
+        most_nodes = spec.control_plane.count + sum(p.max_size for p in spec.node_pools)
+        if most_nodes > slices:
+            yield Problem(
+                _key("networking.podCidr"),
+                str(pod),
+                f"too small: /{net.node_cidr_mask_size} per node gives {slices} node slices but the pools "
+                f"may grow to {most_nodes} nodes; use a larger pod network or a longer nodeCidrMaskSize",
+            )
+    if net.api_public and not net.api_allowed_cidrs:
+        yield Problem(
+            _key("networking.apiAllowedCidrs"),
+            [],
+            "must list the CIDRs allowed to reach the API when networking.apiPublic is true",
+        )
+
+
+def _pools(spec: ClusterSpec) -> Iterator[Problem]:
+    seen: set[str] = set()
+    for i, pool in enumerate(spec.node_pools):
+        if pool.name in seen:
+            yield Problem(_key(f"nodePools[{i}].name"), pool.name, "pool names must be unique")
+        seen.add(pool.name)
+        if pool.min_size > pool.max_size:
+            yield Problem(_key(f"nodePools[{i}].minSize"), pool.min_size, f"must be at most maxSize ({pool.max_size})")
+        elif pool.desired_size is not None and not pool.min_size <= pool.desired_size <= pool.max_size:
+            yield Problem(
+                _key(f"nodePools[{i}].desiredSize"),
+                pool.desired_size,
+                f"must lie between minSize ({pool.min_size}) and maxSize ({pool.max_size})",
+            )
+        keys = Counter(t.key + ":" + t.effect for t in pool.taints)
+        for dup in sorted(k for k, n in keys.items() if n > 1):
+            yield Problem(_key(f"nodePools[{i}].taints"), dup, "each taint key and effect may appear once")
+    if not spec.node_pools:
+        yield Problem(_key("nodePools"), [], "at least one node pool is required")
+
+
+def _pki(spec: ClusterSpec) -> Iterator[Problem]:
+    pki = spec.pki
+    if pki.leaf_validity_hours > pki.ca_validity_hours:
+        yield Problem(
+            _key("pki.leafValidityHours"),
+            pki.leaf_validity_hours,
+            f"must not exceed pki.caValidityHours ({pki.ca_validity_hours})",
+        )
+    if pki.early_renewal_hours >= pki.leaf_validity_hours:
+        yield Problem(
+            _key("pki.earlyRenewalHours"),
+            pki.early_renewal_hours,
+            f"must be shorter than pki.leafValidityHours ({pki.leaf_validity_hours})",
+        )
+    if len(set(pki.ca_generations)) != len(pki.ca_generations):
+        yield Problem(_key("pki.caGenerations"), pki.ca_generations, "generations must be distinct")
+    if pki.signing_generation not in pki.ca_generations:
+        yield Problem(
+            _key("pki.signingGeneration"),
+            pki.signing_generation,
+            f"must be one of the trusted pki.caGenerations {pki.ca_generations}",
+        )
+    seen: set[str] = set()
+    for i, user in enumerate(pki.users):
+        if user.name in RESERVED_USERS:
+            yield Problem(
+                _key(f"pki.users[{i}].name"), user.name, f"reserved; not one of {', '.join(sorted(RESERVED_USERS))}"
+            )
+        elif user.name in seen:
+            yield Problem(_key(f"pki.users[{i}].name"), user.name, "user names must be unique")
+        seen.add(user.name)
+        if "system:masters" in user.groups:
+            yield Problem(
+                _key(f"pki.users[{i}].groups"),
+                user.groups,
+                "system:masters is reserved for the break-glass super-admin; use kubeadm:cluster-admins or an RBAC group",
+            )
+
+
+def _addons(spec: ClusterSpec) -> Iterator[Problem]:
+    if spec.cilium_kube_proxy_replacement and spec.cni != "cilium":
+        yield Problem(
+            _key("ciliumKubeProxyReplacement"),
+            True,
+            f"only allowed with cni: cilium (cni is {spec.cni})",
+        )
+
+
+def _passthrough(spec: ClusterSpec) -> Iterator[Problem]:
+    for field in ("apiVersion", "kind"):
+        if field in spec.components.kubelet.config:
+            yield Problem(
+                _key(f"components.kubelet.config.{field}"),
+                spec.components.kubelet.config[field],
+                "set by cfcr for the channel's kubelet; leave it out",
+            )
+    for i, entry in enumerate(spec.admission.configuration):
+        if not isinstance(entry.get("name"), str) or not entry["name"]:
+            yield Problem(
+                _key(f"admission.configuration[{i}]"),
+                entry,
+                "each entry needs a `name` (the plugin) and a `configuration` or `path`",
+            )
+    for key in spec.tags:
+        if not key or len(key) > 63:
+            yield Problem(_key("tags"), key, "tag keys must be 1-63 characters")
+
+
+CHECKS: tuple[Check, ...] = (_version, _region_and_zones, _networks, _pools, _pki, _addons, _passthrough)
+
+
+def check(spec: ClusterSpec) -> list[Problem]:
+    """Every cross-key problem in ``spec``; empty when the spec is sound."""
+    return [problem for rule in CHECKS for problem in rule(spec)]

@@ -1,0 +1,42 @@
+"""GCP: nodes read their secrets from Secret Manager with the VM's service account."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+_TOKEN_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
+_API = "https://secretmanager.googleapis.com/v1"
+
+
+@dataclass(frozen=True)
+class SecretManagerFetcher:
+    """REST with curl: an access token from the metadata server, then ``versions/latest:access``.
+
+    The token travels to curl on stdin (``-H @-``), never on a command line.
+    """
+
+    project: str
+    """Project that owns the secrets."""
+
+    def packages(self) -> list[str]:
+        """curl (python3 ships with the image)."""
+        return ["curl"]
+
+    def setup_commands(self) -> list[str]:
+        """Nothing to install."""
+        return []
+
+    def fetch_command(self, secret_id: str) -> str:
+        """Print the latest version of ``secret_id`` (base64-decoded payload)."""
+        url = f"{_API}/projects/{self.project}/secrets/{secret_id}/versions/latest:access"
+        token = (
+            f"curl -fsS --retry 5 -H 'Metadata-Flavor: Google' {shlex.quote(_TOKEN_URL)}"
+            " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+        )
+        return (
+            f'printf "Authorization: Bearer %s\\n" "$({token})"'
+            f" | curl -fsS --retry 5 -H @- {shlex.quote(url)}"
+            " | python3 -c 'import base64,json,sys; "
+            "sys.stdout.buffer.write(base64.b64decode(json.load(sys.stdin)[\"payload\"][\"data\"]))'"
+        )

@@ -1,0 +1,126 @@
+"""What the cloud layer tells the node renderers: endpoints, members, secret ids, hooks.
+
+Everything here is plain data (no Pulumi): the cloud package resolves its Outputs first
+and then calls :func:`cfcr.node.render_user_data` inside an ``apply``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, Protocol
+
+from cfcr.pki.specs import ControlPlaneMember
+
+RoleKind = Literal["control-plane", "worker"]
+
+
+class SecretFetcher(Protocol):
+    """A cloud's way for a node to read one secret with nothing but its instance identity."""
+
+    def packages(self) -> list[str]:
+        """apt packages the fetch command needs (installed by cloud-init before the boot script)."""
+        ...
+
+    def setup_commands(self) -> list[str]:
+        """Shell commands run once, before the first fetch (e.g. install a CLI); idempotent."""
+        ...
+
+    def fetch_command(self, secret_id: str) -> str:
+        """A shell command that prints the secret's value on stdout and fails loudly otherwise."""
+        ...
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """Facts the cloud layer knows about the cluster that the node renderers need."""
+
+    api_endpoint: str
+    """Host name or IP the API load balancer answers on (without scheme or port)."""
+    control_plane_members: Sequence[ControlPlaneMember]
+    """Every control-plane member (static etcd membership), in member-index order."""
+    secret_ids: Mapping[str, str]
+    """Material key (``ca.crt``, ``etcd/members/<m>/server.key``, ``bootstrap-token``...) -> cloud secret id."""
+    api_port: int = 6443
+    """Port of the API load balancer and of every API server."""
+    etcd_disk_device: str = "/dev/sdc"
+    """Block device of a control-plane node's persistent etcd disk (a stable /dev/disk/by-* path is best)."""
+    cloud_provider: str = "external"
+    """Value of the kubelet's ``--cloud-provider`` (``external``: the out-of-tree CCM initialises nodes)."""
+    ca_cert_hash: str | None = None
+    """kubeadm discovery pin ``sha256:<hex>`` of the cluster CA (public); None computes it at boot from the fetched ca.crt."""
+    api_sans: Sequence[str] = ()
+    """Extra names/IPs of the API endpoint (other LB names, aliases) for the API server certificate."""
+    architecture_override: str | None = None
+    """Force the CPU architecture of downloads (normally taken from the pool / control-plane config)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "control_plane_members", tuple(self.control_plane_members))
+        object.__setattr__(self, "secret_ids", MappingProxyType(dict(self.secret_ids)))
+        object.__setattr__(self, "api_sans", tuple(self.api_sans))
+        if not self.control_plane_members:
+            raise ValueError("NodeContext needs at least one control-plane member")
+        if not 0 < self.api_port < 65536:
+            raise ValueError(f"api_port {self.api_port} is not a TCP port")
+        if self.ca_cert_hash is not None and not (
+            self.ca_cert_hash.startswith("sha256:") and len(self.ca_cert_hash) == 71
+        ):
+            raise ValueError("ca_cert_hash must be 'sha256:' + 64 hex digits")
+
+    @property
+    def api_server_url(self) -> str:
+        """``https://<endpoint>:<port>``."""
+        return f"https://{self.api_endpoint}:{self.api_port}"
+
+
+@dataclass(frozen=True)
+class Role:
+    """One user-data variant: control-plane member ``index``, or the worker pool ``pool``."""
+
+    kind: RoleKind
+    """``control-plane`` or ``worker``."""
+    index: int | None = None
+    """Control-plane member index (0-based); None for workers."""
+    pool: str | None = None
+    """Worker pool name; None for control-plane members."""
+
+    def __post_init__(self) -> None:
+        if self.kind == "control-plane":
+            if self.index is None or self.index < 0 or self.pool is not None:
+                raise ValueError("a control-plane role needs index >= 0 and no pool")
+        elif self.kind == "worker":
+            if not self.pool or self.index is not None:
+                raise ValueError("a worker role needs a pool name and no index")
+        else:
+            raise ValueError(f"unknown role kind {self.kind!r}")
+
+    @classmethod
+    def control_plane(cls, index: int) -> Role:
+        """Control-plane member ``index``."""
+        return cls("control-plane", index=index)
+
+    @classmethod
+    def worker(cls, pool: str) -> Role:
+        """A node of worker pool ``pool``."""
+        return cls("worker", pool=pool)
+
+    @property
+    def is_control_plane(self) -> bool:
+        """True for control-plane members."""
+        return self.kind == "control-plane"
+
+    @property
+    def slug(self) -> str:
+        """Stable file/resource name: ``control-plane-0``, ``worker-default``."""
+        return f"control-plane-{self.index}" if self.kind == "control-plane" else f"worker-{self.pool}"
+
+    def member(self, ctx: NodeContext) -> ControlPlaneMember:
+        """This control-plane role's etcd member (``ValueError`` for workers or a bad index)."""
+        if self.index is None:
+            raise ValueError(f"{self.slug} is not a control-plane member")
+        if self.index >= len(ctx.control_plane_members):
+            raise ValueError(
+                f"{self.slug}: the context names only {len(ctx.control_plane_members)} control-plane members"
+            )
+        return ctx.control_plane_members[self.index]

@@ -1,0 +1,333 @@
+"""kubeadm v1beta4 configuration: InitConfiguration + ClusterConfiguration (+ the
+KubeletConfiguration) for every control-plane member, JoinConfiguration for workers.
+
+Placeholders filled by the boot script on the node (values never ride in user-data):
+``@BOOTSTRAP_TOKEN@`` (from the secret store), ``@NODE_IP@`` (the node's address, when
+the member's address is not an IP already) and ``@CA_CERT_HASH@`` (when the cloud layer
+did not pass the public CA pin, computed from the fetched ``ca.crt``).
+
+Security decisions (CIS Kubernetes Benchmark 1.12 ids in brackets):
+
+* Anonymous requests [1.2.1]: the API server gets an AuthenticationConfiguration
+  (``apiserver.config.k8s.io/v1``; configurable anonymous endpoints are GA since 1.34)
+  that allows anonymous requests **only** on ``/livez``, ``/readyz`` and ``/healthz``
+  (the load balancer's and the kubelet's probes) and on the ``cluster-info`` ConfigMap
+  that ``kubeadm join`` discovery reads before it holds a credential. Everything else
+  needs authentication even if someone binds a role to ``system:anonymous``.
+* Bootstrap token: TTL 72h; every control-plane node's daily maintenance timer
+  re-fetches the token from the secret store and re-applies it (``kubeadm init phase
+  bootstrap-token``), which extends the expiry and picks up a rotated token. Pools
+  that scale out days later still join; a stolen token dies 72h after rotation.
+* Kubelet serving certificates come from CSRs (``serverTLSBootstrap``) and the API
+  server verifies them [1.2.5]; kube-controller-manager does not approve serving CSRs,
+  so the addons layer must run an approver that checks node name and addresses
+  (e.g. kubelet-csr-approver). Until then ``kubectl logs/exec`` to that node fail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from cfcr.channels import Release
+from cfcr.config import ClusterSpec, NodePoolConfig
+from cfcr.node.containerd import CRI_SOCKET
+from cfcr.node.context import NodeContext, Role
+from cfcr.node.kubelet import (
+    STRONG_CIPHER_SUITES,
+    kubelet_config,
+    node_labels,
+    register_taints,
+)
+from cfcr.node.paths import (
+    ADMISSION_CONFIG_PATH,
+    ADMISSION_DIR,
+    AUDIT_DIR,
+    AUDIT_LOG_DIR,
+    AUDIT_LOG_PATH,
+    AUDIT_POLICY_PATH,
+    ENCRYPTION_CONFIG_PATH,
+    ENCRYPTION_DIR,
+    PKI_DIR,
+)
+
+KUBEADM_API_VERSION = "kubeadm.k8s.io/v1beta4"
+TOKEN_PLACEHOLDER = "@BOOTSTRAP_TOKEN@"
+NODE_IP_PLACEHOLDER = "@NODE_IP@"
+CA_HASH_PLACEHOLDER = "@CA_CERT_HASH@"
+BOOTSTRAP_TOKEN_TTL = "72h0m0s"
+IMAGE_REPOSITORY = "registry.k8s.io"
+
+AUTHN_DIR = "/etc/kubernetes/authn"
+AUTHN_CONFIG_PATH = f"{AUTHN_DIR}/config.yaml"
+
+SKIP_PHASES: tuple[str, ...] = ("addon/kube-proxy", "addon/coredns")
+"""cfcr's addons layer installs kube-proxy (or not, with cilium) and CoreDNS."""
+
+CONTROL_PLANE_IGNORED_PREFLIGHT: tuple[str, ...] = ("DirAvailable--etc-kubernetes-manifests",)
+"""etcd.yaml is in the manifests directory before ``kubeadm init`` runs."""
+
+ANONYMOUS_PATHS: tuple[str, ...] = (
+    "/livez",
+    "/readyz",
+    "/healthz",
+    "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+)
+
+API_SERVER_TLS_CIPHER_SUITES: tuple[str, ...] = STRONG_CIPHER_SUITES
+
+_ADMISSION_DEFAULTS: tuple[str, ...] = ("NodeRestriction", "DenyServiceExternalIPs")
+
+
+def arg_list(args: Mapping[str, str]) -> list[dict[str, str]]:
+    """v1beta4 ``extraArgs`` / ``kubeletExtraArgs``: a list of ``{name, value}``."""
+    return [{"name": k, "value": v} for k, v in args.items()]
+
+
+def merge_args(defaults: Mapping[str, str], user: Mapping[str, str]) -> dict[str, str]:
+    """cfcr's defaults, then the user's flags (the user wins on a shared name)."""
+    out = dict(defaults)
+    out.update(user)
+    return out
+
+
+def _dedupe(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))
+
+
+def uses_authentication_config(spec: ClusterSpec) -> bool:
+    """False when the user drives anonymous auth / structured authn with their own flags."""
+    user = spec.components.api_server.extra_args
+    return "anonymous-auth" not in user and "authentication-config" not in user
+
+
+def authentication_config() -> dict[str, Any]:
+    """The API server's AuthenticationConfiguration: anonymous only on health + discovery."""
+    return {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AuthenticationConfiguration",
+        "anonymous": {"enabled": True, "conditions": [{"path": p} for p in ANONYMOUS_PATHS]},
+    }
+
+
+def api_server_defaults(spec: ClusterSpec, *, admission_configured: bool) -> dict[str, str]:
+    """cfcr's secure kube-apiserver flags (before the user's)."""
+    args: dict[str, str] = {
+        "authorization-mode": "Node,RBAC",
+        "enable-admission-plugins": ",".join(_dedupe([*_ADMISSION_DEFAULTS, *spec.admission.plugins])),
+        "profiling": "false",
+        "audit-log-path": AUDIT_LOG_PATH,
+        "audit-policy-file": AUDIT_POLICY_PATH,
+        "audit-log-maxage": "30",
+        "audit-log-maxbackup": "10",
+        "audit-log-maxsize": "100",
+        "encryption-provider-config": ENCRYPTION_CONFIG_PATH,
+        "service-account-lookup": "true",
+        "service-account-extend-token-expiration": "false",
+        "kubelet-certificate-authority": f"{PKI_DIR}/ca.crt",
+        "tls-min-version": "VersionTLS12",
+        "tls-cipher-suites": ",".join(API_SERVER_TLS_CIPHER_SUITES),
+        "request-timeout": "60s",
+    }
+    if uses_authentication_config(spec):
+        args["authentication-config"] = AUTHN_CONFIG_PATH
+    if admission_configured:
+        args["admission-control-config-file"] = ADMISSION_CONFIG_PATH
+    return args
+
+
+def controller_manager_defaults(spec: ClusterSpec) -> dict[str, str]:
+    """cfcr's kube-controller-manager flags (before the user's)."""
+    return {
+        "profiling": "false",
+        "terminated-pod-gc-threshold": "1000",
+        "use-service-account-credentials": "true",
+        "bind-address": "127.0.0.1",
+        "node-cidr-mask-size": str(spec.networking.node_cidr_mask_size),
+        "tls-min-version": "VersionTLS12",
+    }
+
+
+def scheduler_defaults() -> dict[str, str]:
+    """cfcr's kube-scheduler flags (before the user's)."""
+    return {"profiling": "false", "bind-address": "127.0.0.1", "tls-min-version": "VersionTLS12"}
+
+
+def api_server_args(spec: ClusterSpec, *, admission_configured: bool) -> dict[str, str]:
+    """kube-apiserver flags: defaults merged with ``components.apiServer.extraArgs``."""
+    return merge_args(api_server_defaults(spec, admission_configured=admission_configured),
+                      spec.components.api_server.extra_args)
+
+
+def controller_manager_args(spec: ClusterSpec) -> dict[str, str]:
+    """kube-controller-manager flags, user wins."""
+    return merge_args(controller_manager_defaults(spec), spec.components.controller_manager.extra_args)
+
+
+def scheduler_args(spec: ClusterSpec) -> dict[str, str]:
+    """kube-scheduler flags, user wins."""
+    return merge_args(scheduler_defaults(), spec.components.scheduler.extra_args)
+
+
+def kubelet_extra_args(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig | None) -> dict[str, str]:
+    """Per-node kubelet flags: cloud provider, the pool's labels; the user's flags win."""
+    args = {"cloud-provider": ctx.cloud_provider} if ctx.cloud_provider else {}
+    if pool is not None:
+        args["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(node_labels(pool).items()))
+    return merge_args(args, spec.components.kubelet.extra_args)
+
+
+def _volume(name: str, path: str, *, read_only: bool) -> dict[str, Any]:
+    return {"name": name, "hostPath": path, "mountPath": path, "readOnly": read_only,
+            "pathType": "DirectoryOrCreate"}
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _encryption_algorithm(spec: ClusterSpec) -> str:
+    return "ECDSA-P256" if spec.pki.key_algorithm == "ECDSA" else "RSA-2048"
+
+
+def _timeouts(*, control_plane: bool) -> dict[str, str]:
+    t = {"kubeletHealthCheck": "10m0s", "kubernetesAPICall": "2m0s", "tlsBootstrap": "15m0s",
+         "discovery": "30m0s"}
+    if control_plane:
+        t |= {"controlPlaneComponentHealthCheck": "20m0s", "etcdAPICall": "2m0s"}
+    return t
+
+
+def cluster_configuration(spec: ClusterSpec, release: Release, ctx: NodeContext,
+                          *, admission_configured: bool) -> dict[str, Any]:
+    """ClusterConfiguration: external etcd (every member), networking, hardened components."""
+    from cfcr.node.etcd import member_client_url
+
+    volumes = [
+        _volume("audit-policy", AUDIT_DIR, read_only=True),
+        _volume("audit-log", AUDIT_LOG_DIR, read_only=False),
+        _volume("encryption-config", ENCRYPTION_DIR, read_only=True),
+    ]
+    if admission_configured:
+        volumes.append(_volume("admission-config", ADMISSION_DIR, read_only=True))
+    if uses_authentication_config(spec):
+        volumes.append(_volume("authn-config", AUTHN_DIR, read_only=True))
+    sans = _dedupe([ctx.api_endpoint, spec.networking.api_dns_name or "", *ctx.api_sans])
+    return {
+        "apiVersion": KUBEADM_API_VERSION,
+        "kind": "ClusterConfiguration",
+        "clusterName": spec.name,
+        "kubernetesVersion": f"v{release.kubernetes.version}",
+        "controlPlaneEndpoint": f"{ctx.api_endpoint}:{ctx.api_port}",
+        "certificatesDir": PKI_DIR,
+        "imageRepository": IMAGE_REPOSITORY,
+        "encryptionAlgorithm": _encryption_algorithm(spec),
+        "certificateValidityPeriod": f"{spec.pki.leaf_validity_hours}h0m0s",
+        "caCertificateValidityPeriod": f"{spec.pki.ca_validity_hours}h0m0s",
+        "networking": {
+            "podSubnet": spec.networking.pod_cidr,
+            "serviceSubnet": spec.networking.service_cidr,
+            "dnsDomain": spec.networking.cluster_domain,
+        },
+        "etcd": {
+            "external": {
+                "endpoints": [member_client_url(m) for m in ctx.control_plane_members],
+                "caFile": f"{PKI_DIR}/etcd/ca.crt",
+                "certFile": f"{PKI_DIR}/apiserver-etcd-client.crt",
+                "keyFile": f"{PKI_DIR}/apiserver-etcd-client.key",
+            }
+        },
+        "apiServer": {
+            "certSANs": sans,
+            "extraArgs": arg_list(api_server_args(spec, admission_configured=admission_configured)),
+            "extraVolumes": volumes,
+        },
+        "controllerManager": {"extraArgs": arg_list(controller_manager_args(spec))},
+        "scheduler": {"extraArgs": arg_list(scheduler_args(spec))},
+        "dns": {"disabled": True},
+        "proxy": {"disabled": True},
+    }
+
+
+def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role) -> dict[str, Any]:
+    """InitConfiguration of control-plane member ``role.index``."""
+    member = role.member(ctx)
+    address = member.address if _is_ip(member.address) else NODE_IP_PLACEHOLDER
+    return {
+        "apiVersion": KUBEADM_API_VERSION,
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": TOKEN_PLACEHOLDER,
+            "description": "cfcr node bootstrap token (secret store; refreshed daily by the control plane)",
+            "ttl": BOOTSTRAP_TOKEN_TTL,
+            "usages": ["signing", "authentication"],
+            "groups": ["system:bootstrappers:kubeadm:default-node-token"],
+        }],
+        "localAPIEndpoint": {"advertiseAddress": address, "bindPort": ctx.api_port},
+        "nodeRegistration": {
+            "name": member.name,
+            "criSocket": CRI_SOCKET,
+            "imagePullPolicy": "IfNotPresent",
+            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, None)),
+            "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+            "ignorePreflightErrors": list(CONTROL_PLANE_IGNORED_PREFLIGHT),
+        },
+        "skipPhases": list(SKIP_PHASES),
+        "timeouts": _timeouts(control_plane=True),
+    }
+
+
+def join_configuration(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig) -> dict[str, Any]:
+    """JoinConfiguration of a worker of ``pool``: token discovery pinned to the cluster CA."""
+    return {
+        "apiVersion": KUBEADM_API_VERSION,
+        "kind": "JoinConfiguration",
+        "discovery": {
+            "bootstrapToken": {
+                "apiServerEndpoint": f"{ctx.api_endpoint}:{ctx.api_port}",
+                "token": TOKEN_PLACEHOLDER,
+                "caCertHashes": [ctx.ca_cert_hash or CA_HASH_PLACEHOLDER],
+            },
+            "tlsBootstrapToken": TOKEN_PLACEHOLDER,
+        },
+        "nodeRegistration": {
+            "criSocket": CRI_SOCKET,
+            "imagePullPolicy": "IfNotPresent",
+            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, pool)),
+            "taints": register_taints(pool),
+        },
+        "timeouts": _timeouts(control_plane=False),
+    }
+
+
+def pool_named(spec: ClusterSpec, name: str) -> NodePoolConfig:
+    """The node pool ``name`` (``ValueError`` naming the pools otherwise)."""
+    for pool in spec.node_pools:
+        if pool.name == name:
+            return pool
+    raise ValueError(f"no node pool {name!r}; pools: {', '.join(p.name for p in spec.node_pools)}")
+
+
+def kubeadm_documents(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
+                      *, admission_configured: bool) -> list[dict[str, Any]]:
+    """The documents of the role's kubeadm config file, in order."""
+    if role.is_control_plane:
+        return [
+            init_configuration(spec, ctx, role),
+            cluster_configuration(spec, release, ctx, admission_configured=admission_configured),
+            kubelet_config(spec),
+        ]
+    assert role.pool is not None
+    return [join_configuration(spec, ctx, pool_named(spec, role.pool))]
+
+
+def dump_documents(docs: Sequence[Mapping[str, Any]]) -> str:
+    """A multi-document YAML stream."""
+    return yaml.safe_dump_all(list(docs), sort_keys=False, default_flow_style=False)

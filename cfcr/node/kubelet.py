@@ -1,0 +1,136 @@
+"""The KubeletConfiguration every node runs, and per-pool registration (labels, taints).
+
+``kubeadm init`` uploads this configuration to the ``kubelet-config`` ConfigMap and every
+joining node downloads it, so the secure settings below hold on workers too; per-pool
+differences travel as kubelet flags (``--node-labels``) and ``registerWithTaints``.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from cfcr.config import ClusterSpec, NodePoolConfig
+from cfcr.node.containerd import CRI_SOCKET
+from cfcr.node.paths import MANIFESTS_DIR, PKI_DIR
+
+KUBELET_API_VERSION = "kubelet.config.k8s.io/v1beta1"
+
+STRONG_CIPHER_SUITES: tuple[str, ...] = (
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+)
+"""AEAD suites with forward secrecy (TLS 1.2; TLS 1.3 suites are not configurable)."""
+
+# Labels a kubelet may set on its own Node (the NodeRestriction admission plugin and the
+# kubelet itself refuse other kubernetes.io / k8s.io labels).
+_KUBELET_LABEL_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/")
+_KUBELET_LABEL_KEYS = frozenset({
+    "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
+    "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region", "topology.kubernetes.io/zone",
+})
+
+
+def cluster_dns_ip(service_cidr: str) -> str:
+    """The cluster DNS Service IP: the 10th address of the Service CIDR (kubeadm's choice)."""
+    net = ipaddress.ip_network(service_cidr.split(",")[0].strip(), strict=True)
+    return str(net.network_address + 10)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``: mappings recursively, anything else replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def secure_kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
+    """cfcr's defaults, before the user's ``components.kubelet.config``."""
+    return {
+        "apiVersion": KUBELET_API_VERSION,
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+        "containerRuntimeEndpoint": CRI_SOCKET,
+        "staticPodPath": MANIFESTS_DIR,
+        "clusterDomain": spec.networking.cluster_domain,
+        "clusterDNS": [cluster_dns_ip(spec.networking.service_cidr)],
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True, "cacheTTL": "2m0s"},
+            "x509": {"clientCAFile": f"{PKI_DIR}/ca.crt"},
+        },
+        "authorization": {
+            "mode": "Webhook",
+            "webhook": {"cacheAuthorizedTTL": "5m0s", "cacheUnauthorizedTTL": "30s"},
+        },
+        "readOnlyPort": 0,
+        "protectKernelDefaults": True,
+        "makeIPTablesUtilChains": True,
+        "streamingConnectionIdleTimeout": "5m0s",
+        "eventRecordQPS": 5,
+        "rotateCertificates": True,
+        "serverTLSBootstrap": True,
+        "tlsMinVersion": "VersionTLS12",
+        "tlsCipherSuites": list(STRONG_CIPHER_SUITES),
+        "podPidsLimit": 4096,
+        "seccompDefault": True,
+        "failSwapOn": True,
+        "serializeImagePulls": False,
+        "maxParallelImagePulls": 5,
+        "shutdownGracePeriod": "60s",
+        "shutdownGracePeriodCriticalPods": "20s",
+    }
+
+
+def kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
+    """The KubeletConfiguration: secure defaults with ``spec.components.kubelet.config``
+    merged on top (the user wins, key by key)."""
+    return deep_merge(secure_kubelet_config(spec), spec.components.kubelet.config)
+
+
+def kubelet_settable(key: str) -> bool:
+    """Whether a kubelet may put label ``key`` on its own Node."""
+    prefix, sep, _ = key.rpartition("/")
+    if not sep:
+        return True
+    if not (prefix in {"kubernetes.io", "k8s.io"} or prefix.endswith((".kubernetes.io", ".k8s.io"))):
+        return True
+    return key in _KUBELET_LABEL_KEYS or key.startswith(_KUBELET_LABEL_PREFIXES)
+
+
+def node_labels(pool: NodePoolConfig) -> dict[str, str]:
+    """Labels the pool's kubelets register with (``--node-labels``): the pool's own
+    labels that a kubelet may set, plus ``cfcr.io/pool``. Labels only an admin may set
+    (``node-role.kubernetes.io/*``, ``*.node-restriction.kubernetes.io/*``) are left to
+    the addons layer: see :func:`restricted_labels`."""
+    labels = {"cfcr.io/pool": pool.name}
+    labels.update({k: v for k, v in pool.labels.items() if kubelet_settable(k)})
+    return labels
+
+
+def restricted_labels(pool: NodePoolConfig) -> dict[str, str]:
+    """The pool's labels a kubelet may not set itself (an admin controller must)."""
+    return {k: v for k, v in pool.labels.items() if not kubelet_settable(k)}
+
+
+def register_taints(pool: NodePoolConfig) -> list[dict[str, str]]:
+    """kubeadm ``nodeRegistration.taints`` of the pool (the kubelet's ``registerWithTaints``)."""
+    out = []
+    for t in pool.taints:
+        taint = {"key": t.key, "effect": t.effect}
+        if t.value:
+            taint["value"] = t.value
+        out.append(taint)
+    return out

@@ -1,0 +1,110 @@
+"""The cfcr program, shared by ``pulumi up`` (``__main__.py``) and the offline render.
+
+Read the stack's spec, build the cluster, return what to export. Until a cloud's ``Cluster``
+component exists, the program builds the cloud-neutral :class:`ClusterBootstrap` (PKI,
+per-role secrets, user-data of every role) with that cloud's secret-fetch hook, the
+fixed control-plane addresses of the topology plan and a stable API name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from cfcr import channels
+from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from cfcr.config import ClusterSpec, load_from_pulumi
+from cfcr.config.topology import control_plane_members
+from cfcr.node import SecretFetcher
+from cfcr.node.etcd import etcd_static_pod
+
+INTERNAL_API_DOMAIN = "cfcr.internal"
+"""Private DNS zone the cloud layers create for the API name when ``networking.apiDnsName`` is unset."""
+
+ETCD_DISK_DEVICE = {
+    "aws": "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_etcd",
+    "gcp": "/dev/disk/by-id/google-etcd",
+    "azure": "/dev/disk/azure/scsi1/lun0",
+}
+"""Stable path of the etcd data disk on each cloud's images."""
+
+
+@dataclass
+class ProgramResult:
+    """What the program built: outputs to export, user-data per role, authored manifests."""
+
+    exports: dict[str, Any]
+    user_data: dict[str, pulumi.Output[bytes]]
+    manifests: dict[str, Any] = field(default_factory=dict)
+
+
+def api_endpoint(spec: ClusterSpec) -> str:
+    """The API host name every node and kubeconfig uses."""
+    return spec.networking.api_dns_name or f"api.{spec.name}.{INTERNAL_API_DOMAIN}"
+
+
+def secret_hook(spec: ClusterSpec) -> SecretFetcher:
+    """How a node of ``spec.cloud`` reads its secrets with its instance identity."""
+    assert spec.name is not None
+    if spec.cloud == "aws":
+        from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+
+        return SecretsManagerFetcher(region=spec.region)
+    if spec.cloud == "gcp":
+        from cfcr.gcp.bootstrap_hook import SecretManagerFetcher
+
+        project = pulumi.Config("gcp").get("project") or f"{spec.name}-project"
+        return SecretManagerFetcher(project=project)
+    from cfcr.azure.bootstrap_hook import KeyVaultFetcher
+
+    return KeyVaultFetcher(vault_name=key_vault_name(spec.name))
+
+
+def key_vault_name(cluster: str) -> str:
+    """Key Vault names are 3-24 characters of letters, digits and '-'."""
+    return cluster[:21].rstrip("-") + "-kv"
+
+
+def build(spec: ClusterSpec) -> ProgramResult:
+    """Build every resource of ``spec``'s cluster."""
+    assert spec.name is not None
+    members = control_plane_members(spec)
+    bootstrap = ClusterBootstrap(
+        spec.name,
+        ClusterBootstrapArgs(
+            spec=spec,
+            api_endpoint=api_endpoint(spec),
+            members=members,
+            hook=secret_hook(spec),
+            etcd_disk_device=ETCD_DISK_DEVICE[spec.cloud],
+        ),
+    )
+    release = channels.resolve(spec.kubernetes.version)
+    manifests = {
+        f"static-pods/{member.name}/etcd.yaml": etcd_static_pod(spec, release, members, index)
+        for index, member in enumerate(members)
+    }
+    exports: dict[str, Any] = {
+        "kubernetesVersion": release.kubernetes.version,
+        "apiServerUrl": bootstrap.api_server_url,
+        "caBundle": bootstrap.pki.ca_bundle,
+        "adminKubeconfig": bootstrap.admin_kubeconfig,
+        "controlPlaneMembers": [{"name": m.name, "address": m.address} for m in members],
+        "secretReaders": bootstrap.readers,
+    }
+    return ProgramResult(exports=exports, user_data=bootstrap.user_data, manifests=manifests)
+
+
+def main() -> ProgramResult:
+    """The program body: validate config (before any resource), then build."""
+    return build(load_from_pulumi())
+
+
+def export(result: ProgramResult) -> None:
+    """Export the program's outputs as stack outputs."""
+    for name, value in result.exports.items():
+        pulumi.export(name, value)
+
+

@@ -1,0 +1,92 @@
+"""Write what a recorded program run produced: resources.json, nodes/, manifests/."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cfcr.render.mocks import RecordedResource, is_secret, unwrap
+
+SECRET = "[secret]"
+HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart")
+_META_KEYS = ("apiVersion", "kind", "metadata")
+
+
+def mask(value: Any, show_secrets: bool) -> Any:
+    """``value`` with every secret replaced by ``"[secret]"`` (or unwrapped when shown)."""
+    if is_secret(value):
+        return unwrap(value) if show_secrets else SECRET
+    if isinstance(value, dict):
+        return {k: mask(v, show_secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v, show_secrets) for v in value]
+    return value
+
+
+def resource_entries(recorded: list[RecordedResource], show_secrets: bool) -> list[dict[str, Any]]:
+    """The ``resources.json`` rows, in registration order."""
+    return [
+        {
+            "urn": r.urn,
+            "type": r.type,
+            "name": r.name,
+            "parent": r.parent,
+            "dependencies": r.dependencies,
+            "inputs": mask(r.inputs, show_secrets),
+        }
+        for r in recorded
+    ]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def kubernetes_manifests(recorded: list[RecordedResource], show_secrets: bool) -> dict[str, Any]:
+    """Every Kubernetes object and Helm chart the program registered, by file name."""
+    out: dict[str, Any] = {}
+    for r in recorded:
+        if not r.type.startswith("kubernetes:") or r.type.startswith("pulumi:providers:"):
+            continue
+        inputs = mask(r.inputs, show_secrets)
+        if r.type in HELM_TYPES:
+            keep = ("chart", "version", "repositoryOpts", "namespace", "values", "name", "skipCrds")
+            body = {"helmChart": {k: inputs[k] for k in keep if k in inputs}, "resource": r.name}
+            out[f"helm/{_safe(r.name)}.yaml"] = body
+        elif all(k in inputs for k in _META_KEYS[:2]):
+            out[f"{_safe(inputs['kind'])}/{_safe(r.name)}.yaml"] = inputs
+    return out
+
+
+def write_render(
+    out_dir: Path,
+    recorded: list[RecordedResource],
+    user_data: Mapping[str, str | bytes],
+    manifests: Mapping[str, Any],
+    show_secrets: bool,
+) -> list[Path]:
+    """Write a render to ``out_dir``; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def emit(rel: str, text: str | bytes) -> None:
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+        written.append(path)
+
+    emit("resources.json", json.dumps(resource_entries(recorded, show_secrets), indent=2, sort_keys=False) + "\n")
+    for role, data in sorted(user_data.items()):
+        emit(f"nodes/{role}/user-data", data)
+    objects = {**manifests, **kubernetes_manifests(recorded, show_secrets)}
+    for rel, obj in sorted(objects.items()):
+        emit(f"manifests/{rel}", yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+    return written

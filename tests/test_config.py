@@ -1,0 +1,139 @@
+"""The stack config: defaults, and one clear error per bad input (key, value, what is allowed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cfcr import channels
+from cfcr.config import ConfigError, load_spec
+
+BASE: dict[str, Any] = {"cfcr:cloud": "aws", "cfcr:region": "us-east-1"}
+
+
+def spec_with(**overrides: Any) -> dict[str, Any]:
+    return {**BASE, **{f"cfcr:{k}": v for k, v in overrides.items()}}
+
+
+def test_defaults() -> None:
+    spec = load_spec(BASE, "dev")
+    assert spec.name == "cfcr-dev"
+    assert spec.control_plane.count == 3
+    assert spec.cni == "calico"
+    assert spec.kubernetes.version == "stable"
+    assert [p.name for p in spec.node_pools] == ["default"]
+    assert spec.networking.api_public is False
+    assert spec.pki.ca_validity_hours == 87600 and spec.pki.leaf_validity_hours == 8760
+
+
+def test_provider_namespaces_are_left_to_providers() -> None:
+    spec = load_spec({**BASE, "aws:region": "us-east-1", "gcp:project": "x"}, "dev")
+    assert spec.cloud == "aws"
+
+
+def test_json_text_values_as_the_pulumi_runtime_passes_them() -> None:
+    spec = load_spec(spec_with(controlPlane='{"count": 5}', production="true"), "dev")
+    assert spec.control_plane.count == 5 and spec.production is True
+
+
+def test_taints_and_labels_parse() -> None:
+    spec = load_spec(
+        spec_with(nodePools=[{"name": "gpu", "labels": {"example.com/gpu": "a100"}, "taints": ["gpu=true:NoSchedule", "dedicated:NoExecute"]}]),
+        "dev",
+    )
+    pool = spec.node_pools[0]
+    assert [str(t) for t in pool.taints] == ["gpu=true:NoSchedule", "dedicated:NoExecute"]
+
+
+def test_channel_names_and_exact_versions_resolve() -> None:
+    for version in [*channels.CHANNELS, *channels.known_versions()]:
+        assert load_spec(spec_with(kubernetes={"version": version}), "dev").kubernetes.version == version
+
+
+# (id, overrides, expected key, a fragment of what is allowed)
+BAD: list[tuple[str, dict[str, Any], str, str]] = [
+    ("unknown-top-key", {"controlplane": {"count": 3}}, "cfcr:controlplane", "did you mean 'controlPlane'"),
+    ("unknown-nested-key", {"controlPlane": {"cout": 3}}, "cfcr:controlPlane.cout", "allowed keys here"),
+    ("unknown-cloud", {"cloud": "ibm"}, "cfcr:cloud", "'aws', 'gcp' or 'azure'"),
+    ("unknown-version", {"kubernetes": {"version": "1.20.0"}}, "cfcr:kubernetes.version", "a channel"),
+    ("unknown-channel", {"kubernetes": {"version": "beta"}}, "cfcr:kubernetes.version", "stable"),
+    ("even-control-plane", {"controlPlane": {"count": 2}}, "cfcr:controlPlane.count", "1, 3 or 5"),
+    ("four-control-plane", {"controlPlane": {"count": 4}}, "cfcr:controlPlane.count", "1, 3 or 5"),
+    ("seven-control-plane", {"controlPlane": {"count": 7}}, "cfcr:controlPlane.count", "1, 3 or 5"),
+    ("count-wrong-type", {"controlPlane": {"count": "three"}}, "cfcr:controlPlane.count", "1, 3 or 5"),
+    ("bad-cni", {"cni": "weave"}, "cfcr:cni", "'flannel', 'canal', 'calico', 'cilium' or 'none'"),
+    ("pod-cidr-not-cidr", {"networking": {"podCidr": "10.244.0.0"}}, "cfcr:networking.podCidr", "must be a CIDR"),
+    ("pod-cidr-host-bits", {"networking": {"podCidr": "10.244.1.0/16"}}, "cfcr:networking.podCidr", "host bits"),
+    ("pod-service-overlap", {"networking": {"podCidr": "10.96.0.0/16"}}, "cfcr:networking.serviceCidr", "must not overlap"),
+    ("pod-node-overlap", {"networking": {"nodeCidr": "10.244.0.0/20"}}, "cfcr:networking.nodeCidr", "must not overlap"),
+    ("service-node-overlap", {"networking": {"nodeCidr": "10.100.0.0/16"}}, "cfcr:networking.nodeCidr", "must not overlap"),
+    ("service-cidr-too-small", {"networking": {"serviceCidr": "10.96.0.0/28"}}, "cfcr:networking.serviceCidr", "too small"),
+    ("service-cidr-too-large", {"networking": {"serviceCidr": "10.0.0.0/8", "nodeCidr": "172.16.0.0/16"}}, "cfcr:networking.serviceCidr", "too large"),
+    ("ipv6-service-cidr", {"networking": {"serviceCidr": "fd00::/108"}}, "cfcr:networking.serviceCidr", "IPv4"),
+    ("pod-cidr-too-small-for-pools", {"networking": {"podCidr": "10.244.0.0/22"}, "nodePools": [{"name": "a", "maxSize": 10}]}, "cfcr:networking.podCidr", "too small"),
+    ("mask-not-longer-than-pod-prefix", {"networking": {"podCidr": "10.244.0.0/24"}}, "cfcr:networking.nodeCidrMaskSize", "longer than"),
+    ("bad-cluster-domain", {"networking": {"clusterDomain": "Cluster_Local"}}, "cfcr:networking.clusterDomain", "DNS name"),
+    ("bad-allowed-cidr", {"networking": {"apiAllowedCidrs": ["203.0.113.7/24"]}}, "cfcr:networking.apiAllowedCidrs[0]", "host bits"),
+    ("public-api-without-cidrs", {"networking": {"apiPublic": True}}, "cfcr:networking.apiAllowedCidrs", "must list"),
+    ("bad-label-key", {"nodePools": [{"name": "a", "labels": {"bad key!": "x"}}]}, "cfcr:nodePools[0].labels.bad key!", "label key"),
+    ("bad-label-value", {"nodePools": [{"name": "a", "labels": {"tier": "-front"}}]}, "cfcr:nodePools[0].labels.tier", "label value"),
+    ("restricted-label-prefix", {"nodePools": [{"name": "a", "labels": {"kubernetes.io/role": "x"}}]}, "cfcr:nodePools[0].labels.kubernetes.io/role", "kubelet may not"),
+    ("bad-taint-effect", {"nodePools": [{"name": "a", "taints": ["gpu=true:Never"]}]}, "cfcr:nodePools[0].taints[0]", "NoSchedule"),
+    ("bad-taint-syntax", {"nodePools": [{"name": "a", "taints": ["gpu=true"]}]}, "cfcr:nodePools[0].taints[0]", "key=value:Effect"),
+    ("duplicate-taint", {"nodePools": [{"name": "a", "taints": ["a=1:NoSchedule", "a=2:NoSchedule"]}]}, "cfcr:nodePools[0].taints", "once"),
+    ("duplicate-pool", {"nodePools": [{"name": "a"}, {"name": "a"}]}, "cfcr:nodePools[1].name", "unique"),
+    ("bad-pool-name", {"nodePools": [{"name": "Big_Pool"}]}, "cfcr:nodePools[0].name", "DNS label"),
+    ("min-over-max", {"nodePools": [{"name": "a", "minSize": 5, "maxSize": 3}]}, "cfcr:nodePools[0].minSize", "at most maxSize (3)"),
+    ("desired-outside", {"nodePools": [{"name": "a", "minSize": 1, "maxSize": 3, "desiredSize": 9}]}, "cfcr:nodePools[0].desiredSize", "between"),
+    ("negative-min", {"nodePools": [{"name": "a", "minSize": -1}]}, "cfcr:nodePools[0].minSize", "greater than or equal to 0"),
+    ("bad-architecture", {"nodePools": [{"name": "a", "architecture": "x86_64"}]}, "cfcr:nodePools[0].architecture", "'amd64' or 'arm64'"),
+    ("no-pools", {"nodePools": []}, "cfcr:nodePools", "at least one"),
+    ("bad-region", {"region": "moon-1"}, "cfcr:region", "AWS region"),
+    ("zone-not-in-region", {"controlPlane": {"zones": ["us-west-2a"]}}, "cfcr:controlPlane.zones[0]", "us-east-1a"),
+    ("duplicate-zone", {"controlPlane": {"zones": ["us-east-1a", "us-east-1a"]}}, "cfcr:controlPlane.zones", "once"),
+    ("leaf-outlives-ca", {"pki": {"caValidityHours": 8760, "leafValidityHours": 17520}}, "cfcr:pki.leafValidityHours", "caValidityHours"),
+    ("renewal-not-before-expiry", {"pki": {"leafValidityHours": 720, "earlyRenewalHours": 720}}, "cfcr:pki.earlyRenewalHours", "shorter than"),
+    ("signing-generation-untrusted", {"pki": {"caGenerations": [1], "signingGeneration": 2}}, "cfcr:pki.signingGeneration", "trusted"),
+    ("three-generations", {"pki": {"caGenerations": [1, 2, 3]}}, "cfcr:pki.caGenerations", "at most 2"),
+    ("user-in-system-masters", {"pki": {"users": [{"name": "ops", "groups": ["system:masters"]}]}}, "cfcr:pki.users[0].groups", "break-glass"),
+    ("reserved-user", {"pki": {"users": [{"name": "admin", "groups": ["viewers"]}]}}, "cfcr:pki.users[0].name", "reserved"),
+    ("byo-ca-not-pem", {"pki": {"byoCa": {"certificate": "hello", "privateKey": "-----BEGIN PRIVATE KEY-----"}}}, "cfcr:pki.byoCa.certificate", "PEM"),
+    ("flag-with-dashes", {"components": {"apiServer": {"extraArgs": {"--profiling": "false"}}}}, "cfcr:components.apiServer.extraArgs.--profiling", "without leading dashes"),
+    ("kubelet-config-kind", {"components": {"kubelet": {"config": {"kind": "Foo"}}}}, "cfcr:components.kubelet.config.kind", "leave it out"),
+    ("mirror-not-url", {"registryMirrors": {"registry.k8s.io": ["mirror.local"]}}, "cfcr:registryMirrors.registry.k8s.io[0]", "URL"),
+    ("kube-proxy-replacement-without-cilium", {"cni": "calico", "ciliumKubeProxyReplacement": True}, "cfcr:ciliumKubeProxyReplacement", "cilium"),
+    ("missing-region", {"region": None}, "cfcr:region", "required"),
+    ("admission-entry-without-name", {"admission": {"configuration": [{"configuration": {}}]}}, "cfcr:admission.configuration[0]", "`name`"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "allowed"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_input_gives_one_clear_error(overrides: dict[str, Any], key: str, allowed: str) -> None:
+    config = spec_with(**overrides)
+    config = {k: v for k, v in config.items() if v is not None}
+    with pytest.raises(ConfigError) as caught:
+        load_spec(config, "dev")
+    problems = caught.value.problems
+    assert len(problems) == 1, str(caught.value)
+    assert problems[0].key == key, str(caught.value)
+    assert allowed in problems[0].allowed, str(caught.value)
+    # the message a user sees names the key and what is allowed
+    assert key in str(caught.value) and allowed in str(caught.value)
+
+
+def test_missing_required_key_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_spec({"cfcr:cloud": "aws"}, "dev")
+    assert [p.key for p in caught.value.problems] == ["cfcr:region"]
+    assert "required" in caught.value.problems[0].allowed
+
+
+def test_several_faults_are_all_reported_in_one_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_spec(spec_with(cni="weave", controlPlane={"count": 2}), "dev")
+    assert sorted(p.key for p in caught.value.problems) == ["cfcr:cni", "cfcr:controlPlane.count"]
+
+
+def test_at_least_25_bad_configs_are_covered() -> None:
+    assert len(BAD) >= 25

@@ -1,0 +1,247 @@
+"""A real 3-member etcd from cfcr's rendered flags and real certificates from cfcr's PKI.
+
+Members: ``t-cp-0..2`` on 127.0.0.11-13 (their own "node loopback" on 127.0.0.21-23).
+See ``tests/support/etcd_cluster.py`` for the only changes made to the rendered flags.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cfcr.config import ClusterSpec, load_spec
+from cfcr.pki.specs import ControlPlaneMember, PkiInputs
+from tests.support.etcd_cluster import (
+    ETCD,
+    ETCDCTL,
+    EtcdCluster,
+    EtcdTestError,
+    etcd_version,
+    restore_snapshot,
+)
+from tests.support.x509 import IssuedPki, issue_all
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(ETCD is None or ETCDCTL is None,
+                       reason="needs the etcd and etcdctl binaries (Debian etcd-server, etcd-client)"),
+]
+
+MEMBERS = [ControlPlaneMember(f"t-cp-{i}", f"127.0.0.{11 + i}") for i in range(3)]
+
+# Flags cfcr renders for the channel's etcd (3.6) that an older installed etcd lacks.
+# The test drops exactly these and nothing else: any other unknown flag is a bug.
+NEWER_THAN_INSTALLED: dict[str, str] = {
+    "feature-gates": "etcd 3.6 (InitialCorruptCheck, CompactHashCheck gates)",
+    "watch-progress-notify-interval": "etcd 3.6 (3.4/3.5 spell it experimental-...)",
+    "tls-min-version": "etcd 3.5",
+}
+
+
+@pytest.fixture(scope="module")
+def spec() -> ClusterSpec:
+    return load_spec({"cfcr:cloud": "aws", "cfcr:region": "us-east-1",
+                      "cfcr:controlPlane": {"count": 3}}, "etcdtest")
+
+
+@pytest.fixture(scope="module")
+def pki(spec: ClusterSpec) -> IssuedPki:
+    assert spec.name is not None
+    return issue_all(PkiInputs(cluster_name=spec.name, control_plane_nodes=MEMBERS))
+
+
+@pytest.fixture(scope="module")
+def foreign_pki() -> IssuedPki:
+    """Another cluster's PKI: same names and addresses, different CAs."""
+    return issue_all(PkiInputs(cluster_name="other", control_plane_nodes=MEMBERS))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, spec: ClusterSpec, pki: IssuedPki) -> Iterator[EtcdCluster]:
+    with EtcdCluster(tmp_path / "cluster", spec, MEMBERS, pki) as c:
+        c.start()
+        c.wait_healthy()
+        yield c
+
+
+def _member_list(c: EtcdCluster) -> list[list[str]]:
+    out = c.etcdctl("member", "list", "-w", "simple").stdout
+    return [[f.strip() for f in line.split(",")] for line in out.strip().splitlines()]
+
+
+def test_only_flags_newer_than_the_installed_etcd_are_dropped(
+        tmp_path: Path, spec: ClusterSpec, pki: IssuedPki) -> None:
+    assert ETCD is not None
+    c = EtcdCluster(tmp_path / "c", spec, MEMBERS, pki)
+    installed = etcd_version(ETCD)
+    dropped = c.dropped_flags
+    assert dropped <= set(NEWER_THAN_INSTALLED), f"unknown flags rendered: {dropped - set(NEWER_THAN_INSTALLED)}"
+    if installed[:2] == (3, 4):
+        assert dropped == set(NEWER_THAN_INSTALLED)
+    kept = {a[2:].split("=", 1)[0] for a in c.members[0].args}
+    for tls_flag in ("client-cert-auth", "peer-client-cert-auth", "cert-file", "key-file",
+                     "trusted-ca-file", "peer-cert-file", "peer-key-file",
+                     "peer-trusted-ca-file", "auto-tls", "peer-auto-tls", "cipher-suites"):
+        assert tls_flag in kept
+
+
+def test_static_members_form_quorum_and_serve_reads_and_writes(cluster: EtcdCluster) -> None:
+    rows = _member_list(cluster)
+    assert sorted(r[2] for r in rows) == [m.name for m in MEMBERS]
+    assert all(r[1] == "started" for r in rows)
+    # Members advertise their own address only, over TLS.
+    assert sorted(r[4] for r in rows) == [f"https://{m.address}:2379" for m in MEMBERS]
+    assert sorted(r[3] for r in rows) == [f"https://{m.address}:2380" for m in MEMBERS]
+
+    cluster.etcdctl("put", "/cfcr/hello", "world", endpoints=cluster.members[0].endpoint)
+    # Read through another member, with the API server's client certificate.
+    got = cluster.etcdctl("get", "/cfcr/hello", "--print-value-only",
+                          endpoints=cluster.members[2].endpoint,
+                          cert=cluster.client_cert("apiserver-etcd-client")).stdout.strip()
+    assert got == "world"
+    # Plain-HTTP health lives on the (node-)loopback metrics listener only.
+    for m in cluster.members:
+        with urllib.request.urlopen(f"{m.metrics_url}/health", timeout=5) as r:
+            assert r.status == 200 and b'"health":"true"' in r.read().replace(b" ", b"")
+
+
+def test_client_without_certificate_is_refused(cluster: EtcdCluster) -> None:
+    out = cluster.etcdctl_raw("put", "/cfcr/anon", "x", endpoints=cluster.endpoints(),
+                              tls=["--cacert", str(cluster.ca_file)], check=False)
+    assert out.returncode != 0
+    assert cluster.etcdctl("get", "/cfcr/anon", "--print-value-only").stdout.strip() == ""
+
+
+def test_client_certificate_from_another_ca_is_refused(
+        cluster: EtcdCluster, foreign_pki: IssuedPki, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign_pki.write_pki(foreign, "control-plane", MEMBERS[0].name)
+    # Trust the real server (our CA) but present the other cluster's client certificate.
+    out = cluster.etcdctl_raw(
+        "put", "/cfcr/foreign", "x", endpoints=cluster.endpoints(),
+        tls=["--cacert", str(cluster.ca_file),
+             "--cert", str(foreign / "apiserver-etcd-client.crt"),
+             "--key", str(foreign / "apiserver-etcd-client.key")], check=False)
+    assert out.returncode != 0
+    assert cluster.etcdctl("get", "/cfcr/foreign", "--print-value-only").stdout.strip() == ""
+
+
+def _tls_exchange(host: str, port: int, ca: Path, cert: tuple[Path, Path] | None,
+                  tls12_ciphers: str | None = None) -> bytes:
+    """TLS to ``host:port`` and one HTTP request; raises on a refused handshake."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    if tls12_ciphers is not None:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(tls12_ciphers)
+    with socket.create_connection((host, port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(f"GET /version HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            return data
+
+
+def test_peer_port_requires_a_certificate_from_the_etcd_ca(
+        cluster: EtcdCluster, foreign_pki: IssuedPki, tmp_path: Path) -> None:
+    m = cluster.members[0]
+    own = (m.pki_dir / "etcd/peer.crt", m.pki_dir / "etcd/peer.key")
+    assert _tls_exchange(m.spec.address, 2380, cluster.ca_file, own).startswith(b"HTTP/1.1 200")
+
+    foreign = tmp_path / "foreign"
+    foreign_pki.write_pki(foreign, "control-plane", m.spec.name)
+    bad = (foreign / "etcd/peer.crt", foreign / "etcd/peer.key")
+    for cert in (None, bad):
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _tls_exchange(m.spec.address, 2380, cluster.ca_file, cert)
+
+
+def test_weak_tls12_cipher_suites_are_refused(cluster: EtcdCluster) -> None:
+    m = cluster.members[0]
+    cert = cluster.client_cert()
+    # ECDHE + AES-GCM (rendered) is accepted over TLS 1.2 ...
+    assert _tls_exchange(m.spec.address, 2379, cluster.ca_file, cert,
+                         tls12_ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+    # ... CBC suites are not (not in --cipher-suites).
+    with pytest.raises(ssl.SSLError):
+        _tls_exchange(m.spec.address, 2379, cluster.ca_file, cert,
+                      tls12_ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA")
+
+
+def test_losing_one_member_keeps_quorum_and_it_catches_up_from_its_data(
+        cluster: EtcdCluster) -> None:
+    cluster.etcdctl("put", "/cfcr/before", "1")
+    lost = cluster.members[2]
+    survivors = cluster.members[:2]
+    lost.kill()
+
+    for i in range(20):  # writes succeed with 2 of 3
+        cluster.etcdctl("put", f"/cfcr/during/{i:02d}", str(i), endpoints=cluster.endpoints(survivors))
+    assert lost.data_dir.joinpath("member").is_dir()  # the "disk" outlives the process
+
+    # Same rendered flags (initial-cluster-state=new), existing data dir: it rejoins.
+    lost.start()
+    cluster.wait_healthy([lost])
+    deadline = time.monotonic() + 15
+    while True:  # a local (serializable) read proves the member itself has the data
+        local = cluster.get_all("/cfcr/", endpoints=lost.endpoint, serializable=True)
+        if len(local) == 21 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert local["/cfcr/before"] == "1"
+    assert {k: v for k, v in local.items() if k.startswith("/cfcr/during/")} == {
+        f"/cfcr/during/{i:02d}": str(i) for i in range(20)}
+    assert len(_member_list(cluster)) == 3
+
+
+def test_snapshot_restores_every_key_into_a_fresh_single_member(
+        cluster: EtcdCluster, tmp_path: Path, spec: ClusterSpec, pki: IssuedPki) -> None:
+    expected = {f"/cfcr/backup/{i:03d}": f"value-{i}" for i in range(200)}
+    for n, (k, v) in enumerate(expected.items()):  # through every member in turn
+        cluster.etcdctl("put", k, v, endpoints=cluster.members[n % 3].endpoint)
+    expected.update({"/cfcr/config/blob": "x" * 50_000})
+    cluster.etcdctl("put", "/cfcr/config/blob", "x" * 50_000)
+    before = cluster.get_all("/cfcr/")
+    assert set(expected) <= set(before)
+
+    snap = tmp_path / "snapshot.db"
+    cluster.etcdctl("snapshot", "save", str(snap), endpoints=cluster.members[1].endpoint)
+    assert snap.stat().st_size > 0
+    cluster.close()  # the whole cluster is gone
+
+    # Disaster recovery: one fresh member from our rendered 1-member flags, same certs.
+    with EtcdCluster(tmp_path / "restored", spec, MEMBERS[:1], pki) as restored:
+        m = restored.members[0]
+        shutil.rmtree(m.data_dir)  # restore wants to create the data dir itself
+        assert spec.name is not None
+        out = restore_snapshot(snap, data_dir=m.data_dir, member=m.spec,
+                               cluster_token=spec.name, args=m.args)
+        assert out.returncode == 0, out.stderr
+        m.start()
+        restored.wait_healthy()
+        after = restored.get_all("/cfcr/")
+        assert after == before  # nothing lost, nothing invented
+        rows = _member_list(restored)
+        assert [r[2] for r in rows] == [MEMBERS[0].name]
+        restored.etcdctl("put", "/cfcr/after-restore", "ok")  # and it takes writes
+
+
+def test_cluster_helper_fails_loudly_when_a_member_cannot_start(
+        tmp_path: Path, spec: ClusterSpec, pki: IssuedPki) -> None:
+    """Guard the harness itself: a member with a broken cert must not look healthy."""
+    with EtcdCluster(tmp_path / "broken", spec, MEMBERS[:1], pki) as c:
+        m = c.members[0]
+        (m.pki_dir / "etcd/server.key").write_text("not a key\n")
+        m.start()
+        with pytest.raises(EtcdTestError):
+            c.wait_healthy(timeout=5)
+    assert not m.running()
