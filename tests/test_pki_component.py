@@ -20,7 +20,7 @@ from cfcr.pki.specs import (
     secret_files,
     validate_encryption_key,
 )
-from tests.support.pulumi_mocks import RecordingMocks, pulumi_mocks, resolve, run_program
+from tests.support.pulumi_mocks import MockRecording, pulumi_mocks, resolve, run_program
 
 __all__ = ["pulumi_mocks"]  # the fixture
 
@@ -44,7 +44,7 @@ def build(inputs: PkiInputs = INPUTS, **kw: object) -> ClusterPki:
     return run_program(lambda: ClusterPki("pki", args))
 
 
-def test_every_resource_is_a_child_with_a_derived_stable_name(pulumi_mocks: RecordingMocks) -> None:
+def test_every_resource_is_a_child_with_a_derived_stable_name(pulumi_mocks: MockRecording) -> None:
     build()
     comp = pulumi_mocks.get("pki", COMPONENT)
     children = [r for r in pulumi_mocks.resources if r.type != COMPONENT]
@@ -62,7 +62,7 @@ def test_every_resource_is_a_child_with_a_derived_stable_name(pulumi_mocks: Reco
         pulumi_mocks.names())
 
 
-def test_names_do_not_depend_on_build_order_or_run(pulumi_mocks: RecordingMocks) -> None:
+def test_names_do_not_depend_on_build_order_or_run(pulumi_mocks: MockRecording) -> None:
     build()
     first = sorted(pulumi_mocks.names())
     pulumi_mocks.resources.clear()
@@ -70,7 +70,7 @@ def test_names_do_not_depend_on_build_order_or_run(pulumi_mocks: RecordingMocks)
     assert sorted(pulumi_mocks.names()) == first
 
 
-def test_cas_and_leaves_inputs(pulumi_mocks: RecordingMocks) -> None:
+def test_cas_and_leaves_inputs(pulumi_mocks: MockRecording) -> None:
     build()
     ca = pulumi_mocks.get("pki-ca-g1", SELF)
     assert ca.inputs["isCaCertificate"] is True
@@ -98,7 +98,7 @@ def test_cas_and_leaves_inputs(pulumi_mocks: RecordingMocks) -> None:
         assert ca_cert.urn in cert.dependencies
 
 
-def test_cas_never_depend_on_leaves(pulumi_mocks: RecordingMocks) -> None:
+def test_cas_never_depend_on_leaves(pulumi_mocks: MockRecording) -> None:
     build()
     leaf_urns = {r.urn for r in pulumi_mocks.resources if r.type in (SIGNED, CSR)}
     leaf_urns |= {r.urn for r in pulumi_mocks.by_type(KEY) if not r.name.startswith(
@@ -107,7 +107,7 @@ def test_cas_never_depend_on_leaves(pulumi_mocks: RecordingMocks) -> None:
         assert not set(ca.dependencies) & leaf_urns
 
 
-def test_keys_and_tokens_are_secret(pulumi_mocks: RecordingMocks) -> None:
+def test_keys_and_tokens_are_secret(pulumi_mocks: MockRecording) -> None:
     pki = build()
     for key in pulumi_mocks.by_type(KEY):
         assert "privateKeyPem" in key.additional_secret_outputs
@@ -134,7 +134,7 @@ def test_keys_and_tokens_are_secret(pulumi_mocks: RecordingMocks) -> None:
     assert "ca_bundle" not in comp.secret_outputs
 
 
-def test_materials_cover_secret_files(pulumi_mocks: RecordingMocks) -> None:
+def test_materials_cover_secret_files(pulumi_mocks: MockRecording) -> None:
     pki = build()
     assert set(pki.materials) == set(secret_files(INPUTS))
     ca_pem, _ = resolve(pki.materials["ca.crt"])
@@ -146,7 +146,7 @@ def test_materials_cover_secret_files(pulumi_mocks: RecordingMocks) -> None:
     assert member_cert == pulumi_mocks.get("pki-etcd-server-t-cp-2", SIGNED).state["certPem"]
 
 
-def test_admin_kubeconfig(pulumi_mocks: RecordingMocks) -> None:
+def test_admin_kubeconfig(pulumi_mocks: MockRecording) -> None:
     pki = build()
     text, secret = resolve(pki.admin_kubeconfig)
     doc = yaml.safe_load(text)
@@ -160,7 +160,7 @@ def test_admin_kubeconfig(pulumi_mocks: RecordingMocks) -> None:
         pki.kubeconfig("mallory", "https://x")
 
 
-def test_rotation_to_generation_2_keeps_generation_1_names(pulumi_mocks: RecordingMocks) -> None:
+def test_rotation_to_generation_2_keeps_generation_1_names(pulumi_mocks: MockRecording) -> None:
     build()
     gen1 = set(pulumi_mocks.names())
     for step, (gens, signing) in enumerate([((1, 2), 1), ((1, 2), 2)]):
@@ -180,7 +180,7 @@ def test_rotation_to_generation_2_keeps_generation_1_names(pulumi_mocks: Recordi
         assert len(hashes) == 2 and hashes[0] == resolve(pki.ca_cert_hash)[0]
 
 
-def test_byo_ca_replaces_the_signing_cluster_ca(pulumi_mocks: RecordingMocks) -> None:
+def test_byo_ca_replaces_the_signing_cluster_ca(pulumi_mocks: MockRecording) -> None:
     from tests.support.x509 import issue_all
 
     real = issue_all(INPUTS)
@@ -197,12 +197,12 @@ def test_byo_ca_replaces_the_signing_cluster_ca(pulumi_mocks: RecordingMocks) ->
     assert resolve(pki.ca_cert_hash)[0] == kubeadm_ca_cert_hash(real.ca_cert("cluster"))
 
 
-def test_byo_ca_generation_must_be_trusted(pulumi_mocks: RecordingMocks) -> None:
+def test_byo_ca_generation_must_be_trusted(pulumi_mocks: MockRecording) -> None:
     with pytest.raises(Exception, match="not in ca_generations"):
         build(byo_ca=ByoCa(cert_pem="x", key_pem="y", generation=3))
 
 
-def test_rsa_inputs_reach_the_keys(pulumi_mocks: RecordingMocks) -> None:
+def test_rsa_inputs_reach_the_keys(pulumi_mocks: MockRecording) -> None:
     build(PkiInputs(**{**INPUTS.__dict__, "key_algorithm": "RSA", "ca_rsa_bits": 4096}))
     assert pulumi_mocks.get("pki-ca-g1-key", KEY).inputs == {"algorithm": "RSA", "rsaBits": 4096}
     assert pulumi_mocks.get("pki-apiserver-key", KEY).inputs == {"algorithm": "RSA",
@@ -210,7 +210,7 @@ def test_rsa_inputs_reach_the_keys(pulumi_mocks: RecordingMocks) -> None:
     assert pulumi_mocks.get("pki-sa-key", KEY).inputs == {"algorithm": "RSA", "rsaBits": 2048}
 
 
-def test_ecdsa_is_the_default(pulumi_mocks: RecordingMocks) -> None:
+def test_ecdsa_is_the_default(pulumi_mocks: MockRecording) -> None:
     build()
     assert pulumi_mocks.get("pki-apiserver-key", KEY).inputs == {"algorithm": "ECDSA",
                                                                  "ecdsaCurve": "P256"}

@@ -84,7 +84,7 @@ def load_from_pulumi() -> ClusterSpec:
     from pulumi.runtime import config as runtime_config
 
     values: dict[str, Any] = dict(runtime_config.get_config_env())
-    values.update(runtime_config.CONFIG)
+    values.update(runtime_config.CONFIG.get())
     return load_spec(values, pulumi.get_stack())
 
 

@@ -43,6 +43,8 @@ def dns_subdomain(value: str) -> str:
 
 
 def cidr(value: str) -> str:
+    if "/" not in value:
+        raise ValueError("must be a CIDR with a prefix length, like 10.0.0.0/16")
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
@@ -66,14 +68,32 @@ def label_key(value: str) -> str:
             "label key name must be 1-63 characters of letters, digits, '-', '_' or '.', "
             "starting and ending alphanumeric"
         )
-    if prefix in {"kubernetes.io", "k8s.io"} or prefix.endswith((".kubernetes.io", ".k8s.io")):
-        allowed = ("node-role.kubernetes.io", "node.kubernetes.io", "topology.kubernetes.io")
-        if not prefix.startswith(allowed) and not prefix.endswith(".node-restriction.kubernetes.io"):
-            raise ValueError(
-                "the kubelet may not set labels under kubernetes.io/k8s.io except node-role, node, "
-                "topology and node-restriction.kubernetes.io prefixes"
-            )
+    if not kubelet_may_set(value):
+        raise ValueError(
+            "a kubelet may set labels under kubernetes.io and k8s.io only with the prefixes "
+            "kubelet.kubernetes.io/ and node.kubernetes.io/ (NodeRestriction); node-role and "
+            "node-restriction labels need an admin"
+        )
     return value
+
+
+# Labels a kubelet may set on its own Node: NodeRestriction (and the kubelet itself) refuse
+# other kubernetes.io / k8s.io labels.
+KUBELET_LABEL_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/")
+KUBELET_LABEL_KEYS = frozenset({
+    "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
+    "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region", "topology.kubernetes.io/zone",
+})
+
+
+def kubelet_may_set(key: str) -> bool:
+    """Whether a kubelet may put label ``key`` on its own Node."""
+    prefix, sep, _ = key.rpartition("/")
+    if not sep or not (prefix in {"kubernetes.io", "k8s.io"} or prefix.endswith((".kubernetes.io", ".k8s.io"))):
+        return True
+    return key in KUBELET_LABEL_KEYS or key.startswith(KUBELET_LABEL_PREFIXES)
 
 
 def label_value(value: str) -> str:

@@ -67,8 +67,13 @@ AUTHN_CONFIG_PATH = f"{AUTHN_DIR}/config.yaml"
 SKIP_PHASES: tuple[str, ...] = ("addon/kube-proxy", "addon/coredns")
 """cfcr's addons layer installs kube-proxy (or not, with cilium) and CoreDNS."""
 
-CONTROL_PLANE_IGNORED_PREFLIGHT: tuple[str, ...] = ("DirAvailable--etc-kubernetes-manifests",)
-"""etcd.yaml is in the manifests directory before ``kubeadm init`` runs."""
+CONTROL_PLANE_IGNORED_PREFLIGHT: tuple[str, ...] = (
+    "DirAvailable--etc-kubernetes-manifests",
+    "ExternalEtcdVersion",
+)
+"""etcd.yaml is in the manifests directory before ``kubeadm init`` runs; and preflight's
+ExternalEtcdVersion check dials the etcd endpoints, which cannot answer yet: etcd is a
+static pod that starts only with the kubelet, after preflight, on every member at once."""
 
 ANONYMOUS_PATHS: tuple[str, ...] = (
     "/livez",

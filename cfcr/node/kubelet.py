@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from cfcr.config.values import kubelet_may_set
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.node.containerd import CRI_SOCKET
 from cfcr.node.paths import MANIFESTS_DIR, PKI_DIR
@@ -28,15 +29,6 @@ STRONG_CIPHER_SUITES: tuple[str, ...] = (
 )
 """AEAD suites with forward secrecy (TLS 1.2; TLS 1.3 suites are not configurable)."""
 
-# Labels a kubelet may set on its own Node (the NodeRestriction admission plugin and the
-# kubelet itself refuse other kubernetes.io / k8s.io labels).
-_KUBELET_LABEL_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/")
-_KUBELET_LABEL_KEYS = frozenset({
-    "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
-    "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
-    "failure-domain.beta.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone",
-    "topology.kubernetes.io/region", "topology.kubernetes.io/zone",
-})
 
 
 def cluster_dns_ip(service_cidr: str) -> str:
@@ -101,28 +93,14 @@ def kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def kubelet_settable(key: str) -> bool:
-    """Whether a kubelet may put label ``key`` on its own Node."""
-    prefix, sep, _ = key.rpartition("/")
-    if not sep:
-        return True
-    if not (prefix in {"kubernetes.io", "k8s.io"} or prefix.endswith((".kubernetes.io", ".k8s.io"))):
-        return True
-    return key in _KUBELET_LABEL_KEYS or key.startswith(_KUBELET_LABEL_PREFIXES)
+    """Whether a kubelet may put label ``key`` on its own Node (the config refuses others)."""
+    return kubelet_may_set(key)
 
 
 def node_labels(pool: NodePoolConfig) -> dict[str, str]:
-    """Labels the pool's kubelets register with (``--node-labels``): the pool's own
-    labels that a kubelet may set, plus ``cfcr.io/pool``. Labels only an admin may set
-    (``node-role.kubernetes.io/*``, ``*.node-restriction.kubernetes.io/*``) are left to
-    the addons layer: see :func:`restricted_labels`."""
-    labels = {"cfcr.io/pool": pool.name}
-    labels.update({k: v for k, v in pool.labels.items() if kubelet_settable(k)})
-    return labels
-
-
-def restricted_labels(pool: NodePoolConfig) -> dict[str, str]:
-    """The pool's labels a kubelet may not set itself (an admin controller must)."""
-    return {k: v for k, v in pool.labels.items() if not kubelet_settable(k)}
+    """Labels the pool's kubelets register with (``--node-labels``): ``cfcr.io/pool`` and
+    the pool's own labels, which the config has already checked a kubelet may set."""
+    return {"cfcr.io/pool": pool.name, **pool.labels}
 
 
 def register_taints(pool: NodePoolConfig) -> list[dict[str, str]]:

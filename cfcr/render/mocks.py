@@ -1,13 +1,22 @@
 """Pulumi's mock runtime, recording every registered resource as the engine would see it.
 
-``RecordingMonitor`` keeps, for each resource: URN, type token, name, parent URN, the URNs it
-depends on, and its inputs as sent to the provider (secrets kept wrapped so a renderer can
-mask them). Resources whose providers can run locally (pulumi-tls, pulumi-random) get real
-outputs from :mod:`cfcr.render.providers`; cloud resources echo their inputs with an id.
+``RecordingMonitor`` keeps, for each resource (see :class:`RecordedResource`): URN, type
+token, name, parent URN, the URNs it depends on (in all and per input property), its inputs
+as sent to the provider and which of them were secret, the provider's answer, and, for
+components, the outputs passed to ``register_outputs``. Secret values stay wrapped
+everywhere, so a renderer can mask them (:func:`is_secret`, :func:`unwrap`).
+
+Resources whose providers can run locally (pulumi-tls, pulumi-random) get real outputs from
+:mod:`cfcr.render.providers`; cloud resources echo their inputs with an id. As the engine
+does, an output is secret when the resource listed it in ``additional_secret_outputs`` or
+when the input of the same name was secret.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +30,7 @@ from cfcr.render.providers import PROVIDERS
 
 @dataclass
 class RecordedResource:
-    """One resource registration, as the engine received it."""
+    """One resource registration, as the engine received it (secret values stay wrapped)."""
 
     urn: str
     type: str
@@ -29,19 +38,47 @@ class RecordedResource:
     custom: bool
     parent: str | None
     dependencies: list[str]
+    """URNs this resource depends on: explicit ``depends_on`` and every input's dependencies."""
     inputs: dict[str, Any]
     """Inputs as sent to the provider; secret values stay wrapped (see :func:`is_secret`)."""
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """For each input property, the URNs its value came from."""
+    secret_inputs: frozenset[str] = frozenset()
+    """Top-level input names whose value is, or contains, a secret."""
+    additional_secret_outputs: list[str] = field(default_factory=list)
+    """Output names the resource asked the engine to treat as secret (the resource option)."""
+    provider: str | None = None
+    """The provider reference the resource was registered with, if any."""
+    id: str | None = None
+    """The id the (stand-in) provider gave a custom resource."""
     outputs: dict[str, Any] = field(default_factory=dict)
-    """What the (stand-in) provider returned."""
-    secret_outputs: list[str] = field(default_factory=list)
-    """Output names the resource asked the engine to treat as secret."""
-    outputs_registered: dict[str, Any] = field(default_factory=dict)
-    """For components: the outputs passed to ``register_outputs``."""
+    """What the (stand-in) provider returned for a custom resource; secret outputs wrapped."""
+    registered_outputs: dict[str, Any] = field(default_factory=dict)
+    """For components: the outputs passed to ``register_outputs`` (secrets wrapped)."""
+    secret_outputs: frozenset[str] = frozenset()
+    """Top-level output names that are secret: of ``outputs`` for a custom resource, of
+    ``registered_outputs`` for a component."""
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """``outputs``, under the name Pulumi's ``MockMonitor`` gives it."""
+        return self.outputs
 
 
 def is_secret(value: Any) -> bool:
     """True for a value the SDK marked secret on the wire."""
     return bool(rpc.is_rpc_secret(value))
+
+
+def contains_secret(value: Any) -> bool:
+    """True if ``value`` is, or anywhere contains, a secret."""
+    if is_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_secret(v) for v in value)
+    return False
 
 
 def unwrap(value: Any) -> Any:
@@ -53,6 +90,10 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, list):
         return [unwrap(v) for v in value]
     return value
+
+
+def _secret_keys(props: dict[str, Any]) -> frozenset[str]:
+    return frozenset(k for k, v in props.items() if contains_secret(v))
 
 
 class StandInMocks(pulumi.runtime.Mocks):
@@ -70,29 +111,36 @@ class StandInMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """A MockMonitor that records each registration in order (see :class:`RecordedResource`)."""
+    """A MockMonitor that records each registration in order (see :class:`RecordedResource`).
+
+    ``recorded`` is the ordered record (``resources``, inherited, maps URN to the SDK's own
+    registration tuple). Registrations arrive from the SDK's worker threads; recording is
+    locked.
+    """
 
     def __init__(self, mocks: pulumi.runtime.Mocks | None = None) -> None:
         super().__init__(mocks or StandInMocks())
         self.recorded: list[RecordedResource] = []
         self._by_urn: dict[str, RecordedResource] = {}
+        self._lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
-        _ensure_event_loop()
-        inputs = rpc.deserialize_properties(request.object)
-        secret_outputs = list(request.additionalSecretOutputs)
+        # super() made sure this thread has an event loop (needed to deserialize references)
+        inputs: dict[str, Any] = dict(rpc.deserialize_properties(request.object))
+        secret_inputs = _secret_keys(inputs)
+        additional = list(request.additionalSecretOutputs)
         registration = self.resources[response.urn]
         state = dict(registration.state)
-        for name in secret_outputs:
-            if name in state:
-                state[name] = rpc.wrap_rpc_secret(state[name])
-        if secret_outputs:
+        secret_outputs = frozenset(k for k in set(additional) | secret_inputs if k in state)
+        rewrap = [k for k in secret_outputs if not is_secret(state[k])]
+        for name in rewrap:
+            state[name] = rpc.wrap_rpc_secret(state[name])
+        if rewrap:
             # answer again with the secret outputs wrapped, as the engine would
-            obj = _sync_await(rpc.serialize_properties(state, {}))
-            response.object.CopyFrom(obj)
+            response.object.CopyFrom(_sync_await(rpc.serialize_properties(state, {})))
         record = RecordedResource(
             urn=response.urn,
             type=request.type,
@@ -100,23 +148,70 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             custom=bool(request.custom),
             parent=request.parent or None,
             dependencies=sorted(set(request.dependencies)),
-            inputs=dict(inputs),
-            outputs=state,
-            secret_outputs=secret_outputs,
+            inputs=inputs,
+            property_dependencies={k: sorted(set(v.urns)) for k, v in request.propertyDependencies.items()},
+            secret_inputs=secret_inputs,
+            additional_secret_outputs=additional,
+            provider=request.provider or None,
+            id=registration.id if request.custom else None,
+            outputs=state if request.custom else {},
+            secret_outputs=secret_outputs if request.custom else frozenset(),
         )
-        self.recorded.append(record)
-        self._by_urn[record.urn] = record
+        with self._lock:
+            self.recorded.append(record)
+            self._by_urn[record.urn] = record
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        record = self._by_urn.get(request.urn)
-        if record is not None:
-            record.outputs_registered = dict(rpc.deserialize_properties(request.outputs))
-        return super().RegisterResourceOutputs(request)
+        outputs: dict[str, Any] = dict(rpc.deserialize_properties(request.outputs))
+        with self._lock:
+            record = self._by_urn.get(request.urn)
+            if record is not None:
+                record.registered_outputs = outputs
+                record.secret_outputs = _secret_keys(outputs)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
+
+    # ------------------------------------------------------------------ queries
 
     def by_type(self, type_token: str) -> list[RecordedResource]:
         """Every recorded resource of one type, in registration order."""
         return [r for r in self.recorded if r.type == type_token]
+
+    def get(self, name: str, type_token: str | None = None) -> RecordedResource:
+        """The one recorded resource with this name (and type); ``KeyError`` unless exactly one."""
+        hits = [r for r in self.recorded if r.name == name and (type_token is None or r.type == type_token)]
+        if len(hits) != 1:
+            raise KeyError(f"{len(hits)} resources named {name!r} (type {type_token})")
+        return hits[0]
+
+    def names(self, type_token: str | None = None) -> list[str]:
+        """Names of every recorded resource (of one type), in registration order."""
+        return [r.name for r in self.recorded if type_token is None or r.type == type_token]
+
+    def urn_of(self, type_token: str, name: str) -> str:
+        """URN of the one recorded resource with this type and name."""
+        return self.get(name, type_token).urn
+
+
+class ImmediateExecutor(ThreadPoolExecutor):
+    """Runs each submitted call at once, on the calling thread.
+
+    The SDK sends every engine call through the event loop's default executor; with a
+    thread pool, registrations reach the monitor in whatever order the threads finish, so
+    two renders of one stack would list resources in different orders. Run inline, they
+    arrive in the order the program's Outputs resolve, the same on every run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            future.set_exception(exc)
+        return future
 
 
 def install(project: str, stack: str, config: dict[str, str] | None = None) -> RecordingMonitor:
@@ -132,5 +227,6 @@ def install(project: str, stack: str, config: dict[str, str] | None = None) -> R
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     runtime_config.set_all_config(dict(config or {}), [])
+    _ensure_event_loop().set_default_executor(ImmediateExecutor())  # type: ignore[no-untyped-call]
     pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     return monitor

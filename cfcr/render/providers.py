@@ -26,6 +26,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 _CURVES: dict[str, ec.EllipticCurve] = {"P224": ec.SECP224R1(), "P256": ec.SECP256R1(), "P384": ec.SECP384R1(), "P521": ec.SECP521R1()}
 _EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def _seed(urn: str, purpose: str) -> bytes:
@@ -36,38 +37,54 @@ def _private_key(inputs: Mapping[str, Any], urn: str) -> PrivateKey:
     algorithm = inputs.get("algorithm", "RSA")
     if algorithm == "ECDSA":
         curve = _CURVES[inputs.get("ecdsaCurve") or "P224"]
-        order = {256: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551}.get(curve.key_size)
-        scalar = int.from_bytes(_seed(urn, "key") * 3, "big")
-        scalar = scalar % (order - 1) + 1 if order else scalar % (2**curve.key_size - 1) + 1
-        try:
-            return ec.derive_private_key(scalar, curve)
-        except ValueError:
-            return ec.generate_private_key(curve)
+        stream = int.from_bytes(_seed(urn, "key") * 3, "big")
+        if curve.key_size == 256:
+            scalar = stream % (_P256_ORDER - 1) + 1
+        else:
+            # below 2**(n-1), hence below the group order of every NIST curve: always a valid key
+            scalar = stream % (2 ** (curve.key_size - 1) - 1) + 1
+        return ec.derive_private_key(scalar, curve)
     if algorithm == "RSA":
         return rsa.generate_private_key(public_exponent=65537, key_size=int(inputs.get("rsaBits") or 2048))
     raise ValueError(f"tls PrivateKey: algorithm {algorithm!r} is not supported by the offline render")
 
 
-def _pem(key: PrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+def _pem(key: PrivateKey, fmt: serialization.PrivateFormat) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
 
 
 def private_key(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
-    """tls:index/privateKey:PrivateKey."""
+    """tls:index/privateKey:PrivateKey.
+
+    Like the provider: ``privateKeyPem`` in the traditional (PKCS#1 / SEC 1) form, PKCS#8 in
+    ``privateKeyPemPkcs8``; the OpenSSH public key and fingerprints are empty for a P224
+    key, which OpenSSH does not support. ``privateKeyOpenssh`` is left out: that format
+    carries a random check value, and a re-render must give the same outputs.
+    """
     key = _private_key(inputs, urn)
     public = key.public_key()
     public_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    openssh = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    try:
+        openssh = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    except ValueError:
+        openssh = ""
+    blob = base64.b64decode(openssh.split()[1]) if openssh else b""
     return {
         **inputs,
-        "privateKeyPem": _pem(key),
-        "privateKeyPemPkcs8": _pem(key),
+        "privateKeyPem": _pem(key, serialization.PrivateFormat.TraditionalOpenSSL),
+        "privateKeyPemPkcs8": _pem(key, serialization.PrivateFormat.PKCS8),
         "publicKeyPem": public_pem,
-        "publicKeyOpenssh": openssh + "\n",
-        "publicKeyFingerprintSha256": "SHA256:" + base64.b64encode(hashlib.sha256(openssh.encode()).digest()).decode(),
+        "publicKeyOpenssh": openssh + "\n" if openssh else "",
+        "publicKeyFingerprintMd5": ":".join(f"{b:02x}" for b in hashlib.md5(blob, usedforsecurity=False).digest()) if blob else "",
+        "publicKeyFingerprintSha256": (
+            "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=") if blob else ""
+        ),
     }
+
+
+def _deterministic(signer: PrivateKey) -> bool | None:
+    """RFC 6979 signatures for ECDSA, so a re-render signs byte for byte the same."""
+    return True if isinstance(signer, ec.EllipticCurvePrivateKey) else None
 
 
 def _load_key(pem: str) -> PrivateKey:
@@ -79,7 +96,7 @@ def _load_key(pem: str) -> PrivateKey:
 
 def _name(subject: Mapping[str, Any] | None) -> x509.Name:
     subject = subject or {}
-    attrs: list[x509.NameAttribute] = []
+    attrs: list[x509.NameAttribute[str]] = []
     pairs = [("country", NameOID.COUNTRY_NAME), ("province", NameOID.STATE_OR_PROVINCE_NAME),
              ("locality", NameOID.LOCALITY_NAME), ("organization", NameOID.ORGANIZATION_NAME),
              ("organizationalUnit", NameOID.ORGANIZATIONAL_UNIT_NAME), ("commonName", NameOID.COMMON_NAME)]
@@ -154,7 +171,7 @@ def _issue(
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
         )
-    cert = builder.sign(issuer_key, hashes.SHA256())
+    cert = builder.sign(issuer_key, hashes.SHA256(), ecdsa_deterministic=_deterministic(issuer_key))
     return {
         **inputs,
         "certPem": cert.public_bytes(serialization.Encoding.PEM).decode(),
@@ -180,7 +197,7 @@ def cert_request(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in inputs.get("ipAddresses") or []]
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    csr = builder.sign(key, hashes.SHA256())
+    csr = builder.sign(key, hashes.SHA256(), ecdsa_deterministic=_deterministic(key))
     return {**inputs, "certRequestPem": csr.public_bytes(serialization.Encoding.PEM).decode()}
 
 

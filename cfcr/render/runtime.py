@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pulumi
+from pulumi.runtime import settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -22,12 +23,28 @@ def run_program(
     config: dict[str, str] | None = None,
     outputs: Callable[[T], dict[str, Any]] | None = None,
 ) -> tuple[RecordingMonitor, T, dict[str, Any]]:
-    """Run ``program`` as ``pulumi up`` would, with mocks; wait for every registration.
+    """Install a fresh recording mock runtime and run ``program`` in it, as ``pulumi up`` would.
 
-    ``outputs`` picks Outputs from the program's result to resolve; their plain values are
-    returned (secretness is reported through :func:`output_is_secret`).
+    ``outputs`` picks Outputs from the program's result to resolve; each comes back as
+    ``(value, is_secret)``.
     """
     monitor = install(project, stack, config)
+    result, resolved = run_installed(program, outputs=outputs)
+    return monitor, result, resolved
+
+
+def run_installed(
+    program: Callable[[], T],
+    *,
+    outputs: Callable[[T], dict[str, Any]] | None = None,
+) -> tuple[T, dict[str, Any]]:
+    """Run ``program`` under the mock runtime already installed (see :func:`~cfcr.render.mocks.install`).
+
+    Waits for every registration to complete. Several runs may share one installation;
+    the monitor keeps recording across them.
+    """
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
     holder: dict[str, Any] = {}
 
     async def main() -> None:
@@ -40,4 +57,13 @@ def run_program(
         holder["outputs"] = resolved
 
     _sync_await(run_pulumi_func(lambda: _sync_await(main())))
-    return monitor, holder["result"], holder.get("outputs", {})
+    return holder["result"], holder.get("outputs", {})
+
+
+def resolve(output: pulumi.Output[T]) -> tuple[T, bool]:
+    """``(value, is_secret)`` of an Output once its program has run; ``ValueError`` if unknown or None."""
+    value = _sync_await(output.future())
+    if value is None:
+        raise ValueError("the output is unknown (preview) or None")
+    secret = bool(_sync_await(output.is_secret()))
+    return value, secret

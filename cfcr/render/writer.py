@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import Mapping
@@ -86,6 +87,8 @@ def write_render(
     emit("resources.json", json.dumps(resource_entries(recorded, show_secrets), indent=2, sort_keys=False) + "\n")
     for role, data in sorted(user_data.items()):
         emit(f"nodes/{role}/user-data", data)
+        if isinstance(data, bytes) and data[:2] == b"\x1f\x8b":  # gzip: also write it readable, for review and diffs
+            emit(f"nodes/{role}/user-data.decompressed", gzip.decompress(data))
     objects = {**manifests, **kubernetes_manifests(recorded, show_secrets)}
     for rel, obj in sorted(objects.items()):
         emit(f"manifests/{rel}", yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))

@@ -17,7 +17,9 @@ X.509 issued from cfcr's PKI specs by ``tests.support.x509``.
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import json
 import os
 import shutil
 import signal
@@ -42,8 +44,48 @@ NODE_LOOPBACK = "127.0.0.1"
 """The loopback address the rendered flags use for node-local listeners."""
 
 
+LOCK_FILE = Path("/tmp/cfcr-etcd-loopback.lock")
+"""Every cluster here binds the same loopback addresses and ports; test runs in other
+processes (a colleague's ``pytest``, a parallel CI job) take turns through this lock."""
+
+
 class EtcdTestError(RuntimeError):
     """The cluster did not reach the expected state in time; carries the members' logs."""
+
+
+class LoopbackLock:
+    """An exclusive ``flock`` on :data:`LOCK_FILE`, waited for with a timeout."""
+
+    def __init__(self, timeout: float = 180.0) -> None:
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise EtcdTestError(
+                        f"{LOCK_FILE} held for {self.timeout}s by another etcd test run") from None
+                time.sleep(0.2)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 @functools.cache
@@ -209,6 +251,7 @@ class EtcdCluster:
         if ETCD is None:
             raise RuntimeError("the etcd binary is not installed")
         self.root = root
+        self._lock = LoopbackLock()
         self.spec = spec
         self.pki = pki
         self.client_pki = root / "client-pki"
@@ -235,12 +278,22 @@ class EtcdCluster:
         self.close()
 
     def start(self) -> None:
+        """Start every member (taking the loopback lock first)."""
         for m in self.members:
-            m.start()
+            self.start_member(m)
+
+    def start_member(self, member: Member) -> None:
+        """Start (or restart) one member; the loopback lock is held until :meth:`close`."""
+        self._lock.acquire()
+        member.start()
 
     def close(self) -> None:
-        for m in self.members:
-            m.kill()
+        """Kill every member and release the loopback lock."""
+        try:
+            for m in self.members:
+                m.kill()
+        finally:
+            self._lock.release()
 
     @property
     def dropped_flags(self) -> set[str]:
@@ -278,11 +331,12 @@ class EtcdCluster:
             timeout=timeout, check=check)
 
     def etcdctl_raw(self, *args: str, endpoints: str, tls: Sequence[str],
-                    timeout: float = 15.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+                    timeout: float = 15.0, check: bool = True,
+                    command_timeout: str = "5s") -> subprocess.CompletedProcess[str]:
         """Run ``etcdctl`` with exactly the TLS options ``tls``."""
         assert ETCDCTL is not None
-        cmd = [ETCDCTL, "--endpoints", endpoints, "--dial-timeout=2s", "--command-timeout=5s",
-               *tls, *args]
+        cmd = [ETCDCTL, "--endpoints", endpoints, "--dial-timeout=2s",
+               f"--command-timeout={command_timeout}", *tls, *args]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"}
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -310,6 +364,36 @@ class EtcdCluster:
                 raise EtcdTestError(
                     f"not healthy after {timeout}s: {[m.spec.name for m in pending]}\n{self.logs()}")
             time.sleep(0.3)
+
+    def member_ids(self) -> dict[str, int]:
+        """Member name -> member id, from ``member list``."""
+        out = json.loads(self.etcdctl("member", "list", "-w", "json").stdout)
+        return {m["name"]: int(m["ID"]) for m in out["members"] if m.get("name")}
+
+    def leader(self, members: Sequence[Member] | None = None) -> int | None:
+        """Leader id as seen by ``members`` (default all), or None if they disagree or
+        have none."""
+        targets = list(members if members is not None else self.members)
+        out = self.etcdctl("endpoint", "status", "-w", "json", endpoints=self.endpoints(targets),
+                           check=False, timeout=10)
+        if out.returncode != 0:
+            return None
+        leaders = {int(s["Status"].get("leader", 0)) for s in json.loads(out.stdout)}
+        return leaders.pop() if len(leaders) == 1 and 0 not in leaders else None
+
+    def wait_leader(self, members: Sequence[Member], timeout: float = 15.0) -> int:
+        """Wait until ``members`` agree on a leader that is one of them; its id."""
+        ids = self.member_ids()
+        wanted = {ids[m.spec.name] for m in members}
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = self.leader(members)
+            if leader in wanted:
+                assert leader is not None
+                return leader
+            if time.monotonic() > deadline:
+                raise EtcdTestError(f"no leader among {[m.spec.name for m in members]}\n{self.logs()}")
+            time.sleep(0.2)
 
     def get_all(self, prefix: str, endpoints: str | None = None,
                 serializable: bool = False) -> dict[str, str]:

@@ -1,0 +1,121 @@
+#!/bin/bash
+# cfcr node library, sourced by bootstrap.sh and maintain.sh.
+# Rule: no function here ever prints a secret value or passes one on a command line.
+
+# shellcheck disable=SC2034  # used by the scripts that source this library
+CFCR_ETC=/etc/cfcr
+# shellcheck disable=SC2034
+CFCR_STATE=/var/lib/cfcr
+# shellcheck disable=SC2034
+CFCR_CACHE=/var/cache/cfcr
+PKI=/etc/kubernetes/pki
+
+log() { printf '%s cfcr: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# write_atomic DEST MODE: stdin -> DEST, root-owned with MODE, through a temp file
+# in the same directory and a rename, so readers never see a partial file.
+write_atomic() {
+  local dest=$1 mode=$2 dir tmp
+  dir=$(dirname "$dest")
+  [ -d "$dir" ] || install -d -m 0700 "$dir"
+  tmp=$(mktemp "$dir/.cfcr.XXXXXX")
+  if ! cat >"$tmp"; then
+    rm -f "$tmp"
+    return 1
+  fi
+  chown root:root "$tmp"
+  chmod "$mode" "$tmp"
+  mv -f "$tmp" "$dest"
+}
+
+# fetch_secret_to KEY DEST MODE: read secret KEY through the cloud hook
+# (cfcr_secret_fetch, from secrets.sh) into DEST; retries; refuses empty values.
+fetch_secret_to() {
+  local key=$1 dest=$2 mode=$3 dir tmp n
+  dir=$(dirname "$dest")
+  [ -d "$dir" ] || install -d -m 0700 "$dir"
+  tmp=$(mktemp "$dir/.cfcr.XXXXXX")
+  for n in 1 2 3 4 5 6 7 8 9 10; do
+    if cfcr_secret_fetch "$key" >"$tmp" 2>/dev/null && [ -s "$tmp" ]; then
+      chown root:root "$tmp"
+      chmod "$mode" "$tmp"
+      mv -f "$tmp" "$dest"
+      return 0
+    fi
+    log "fetching secret '$key' failed (attempt $n/10)"
+    sleep $((n * 3))
+  done
+  rm -f "$tmp"
+  log "could not fetch secret '$key' with this instance's identity"
+  return 1
+}
+
+# fetch_all_secrets [STAGE_DIR]: every secret of this role (CFCR_SECRETS, from
+# secrets.sh) to its destination, or into STAGE_DIR/<n> when a stage is given.
+fetch_all_secrets() {
+  local stage=${1:-} entry key path mode n=0
+  cfcr_secret_setup || return 1
+  for entry in "${CFCR_SECRETS[@]}"; do
+    IFS='|' read -r key path mode <<<"$entry"
+    n=$((n + 1))
+    if [ -n "$stage" ]; then
+      fetch_secret_to "$key" "$stage/$n" 0600 || return 1
+    else
+      fetch_secret_to "$key" "$path" "$mode" || return 1
+    fi
+  done
+}
+
+# render_template SRC DEST: copy SRC to DEST (mode 0600) replacing the placeholders
+# @BOOTSTRAP_TOKEN@, @ENCRYPTION_KEY@, @NODE_IP@ and @CA_CERT_HASH@. Substitution
+# happens inside bash, so values never appear in a process list.
+render_template() {
+  local src=$1 dest=$2 content value
+  content=$(<"$src")
+  shopt -u patsub_replacement 2>/dev/null || true
+  if [[ $content == *@BOOTSTRAP_TOKEN@* ]]; then
+    value=$(<"$CFCR_TOKEN_FILE")
+    [[ $value =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]] || die "the bootstrap token in the secret store is malformed"
+    content=${content//@BOOTSTRAP_TOKEN@/$value}
+  fi
+  if [[ $content == *@ENCRYPTION_KEY@* ]]; then
+    value=$(<"$CFCR_ENCRYPTION_KEY_FILE")
+    [[ $value =~ ^[A-Za-z0-9+/]{43}=$ ]] || die "the encryption key in the secret store is not 32 bytes of base64"
+    content=${content//@ENCRYPTION_KEY@/$value}
+  fi
+  if [[ $content == *@NODE_IP@* ]]; then
+    value=$(node_ip)
+    [ -n "$value" ] || die "could not determine this node's IPv4 address"
+    content=${content//@NODE_IP@/$value}
+  fi
+  if [[ $content == *@CA_CERT_HASH@* ]]; then
+    value=$(ca_cert_hash)
+    content=${content//@CA_CERT_HASH@/$value}
+  fi
+  printf '%s\n' "$content" | write_atomic "$dest" 0600
+}
+
+# node_ip: the IPv4 source address of this node's default route.
+node_ip() {
+  ip -4 route get 1.1.1.1 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit } }'
+}
+
+# ca_cert_hash: kubeadm's discovery pin of the (first) cluster CA certificate,
+# which came from the secret store over TLS with the instance identity.
+ca_cert_hash() {
+  openssl x509 -in "$PKI/ca.crt" -noout -pubkey \
+    | openssl pkey -pubin -outform DER \
+    | sha256sum | awk '{ print "sha256:" $1 }'
+}
+
+# restart_static_pod NAME: stop the container; the kubelet starts it again, reading
+# the renewed files.
+restart_static_pod() {
+  local ids=()
+  mapfile -t ids < <(crictl ps --name "^$1\$" -q 2>/dev/null || true)
+  if [ "${#ids[@]}" -gt 0 ] && [ -n "${ids[0]}" ]; then
+    log "restarting $1"
+    crictl stop "${ids[@]}" >/dev/null
+  fi
+}

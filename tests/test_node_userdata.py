@@ -1,0 +1,546 @@
+"""cfcr.node user-data: every role of several clusters, checked by the real tools
+(``cloud-init schema``, ``shellcheck``), for size, for secrets and for pinned binaries."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+from cfcr.azure.bootstrap_hook import KeyVaultFetcher
+from cfcr.channels import CHANNELS, Release, resolve
+from cfcr.config import ClusterSpec, load_spec
+from cfcr.gcp.bootstrap_hook import SecretManagerFetcher
+from cfcr.node import (
+    NodeContext,
+    Role,
+    SecretFetcher,
+    UserDataTooLargeError,
+    cloud_user_data_limit,
+    render_user_data,
+    roles_for,
+)
+from cfcr.node.secrets import pki_path, secret_files_for
+from cfcr.pki.specs import (
+    ControlPlaneMember,
+    PkiInputs,
+    credentials_for_role,
+    materials_for_role,
+    secret_files,
+)
+
+TOKEN_LIKE = re.compile(r"(?<![a-z0-9])[a-z0-9]{6}\.[a-z0-9]{16}(?![a-z0-9])")
+MIRRORS = {
+    "registry.k8s.io": ["https://mirror.example.com/k8s"],
+    "docker.io": ["https://mirror.example.com/docker", "https://backup.example.com"],
+    "dl.k8s.io": ["https://files.example.com/dl-k8s"],
+    "github.com": ["https://files.example.com/github/"],
+}
+POOLS = [
+    {"name": "default"},
+    {"name": "gpu", "labels": {"example.com/accelerator": "a100"},
+     "taints": ["nvidia.com/gpu=present:NoSchedule", "dedicated:NoExecute"], "architecture": "arm64"},
+]
+
+
+# --------------------------------------------------------------------------- builders
+
+def make_spec(cloud: str = "aws", count: int = 3, mirrors: bool = False, **extra: Any) -> ClusterSpec:
+    region = {"aws": "us-east-1", "gcp": "europe-west4", "azure": "westeurope"}[cloud]
+    config: dict[str, Any] = {
+        "cfcr:cloud": cloud,
+        "cfcr:region": region,
+        "cfcr:controlPlane": {"count": count},
+        "cfcr:nodePools": POOLS,
+    }
+    if mirrors:
+        config["cfcr:registryMirrors"] = MIRRORS
+    config.update({f"cfcr:{k}": v for k, v in extra.items()})
+    return load_spec(config, "test")
+
+
+def make_hook(cloud: str) -> SecretFetcher:
+    if cloud == "aws":
+        return SecretsManagerFetcher(region="us-east-1")
+    if cloud == "gcp":
+        return SecretManagerFetcher(project="cfcr-test-project")
+    return KeyVaultFetcher(vault_name="cfcr-test-kv", client_id="00000000-0000-0000-0000-000000000001")
+
+
+def secret_id(cloud: str, key: str) -> str:
+    slug = "cfcr-test-" + key.replace("/", "-").replace(".", "-")
+    if cloud == "aws":
+        return f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{slug}-AbCdEf"
+    return slug
+
+
+def make_ctx(spec: ClusterSpec, *, dns_members: bool = False, pin: str | None = None) -> NodeContext:
+    members = [
+        ControlPlaneMember(f"{spec.name}-cp-{i}",
+                           f"cp-{i}.cluster.internal" if dns_members else f"10.0.{i}.10")
+        for i in range(spec.control_plane.count)
+    ]
+    keys: set[str] = set(credentials_for_role("control-plane")) | set(materials_for_role("worker"))
+    for m in members:
+        keys |= set(materials_for_role("control-plane", m.name))
+    return NodeContext(
+        api_endpoint="api.test.example.com",
+        control_plane_members=members,
+        secret_ids={k: secret_id(spec.cloud, k) for k in sorted(keys)},
+        etcd_disk_device="/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",
+        ca_cert_hash=pin,
+    )
+
+
+def plain(data: bytes) -> bytes:
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def rendered(spec: ClusterSpec, release: Release | None = None,
+             ctx: NodeContext | None = None) -> Iterator[tuple[Role, bytes]]:
+    release = release or resolve(spec.kubernetes.version)
+    ctx = ctx or make_ctx(spec)
+    for role in roles_for(spec):
+        yield role, render_user_data(spec, release, ctx, role, make_hook(spec.cloud))
+
+
+def write_files(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["path"]: f for f in doc["write_files"]}
+
+
+def load(data: bytes) -> dict[str, Any]:
+    text = plain(data).decode()
+    assert text.startswith("#cloud-config\n")
+    doc = yaml.safe_load(text)
+    assert isinstance(doc, dict)
+    return doc
+
+
+# (cloud, control-plane count, mirrors): every cloud, 1/3/5 members, with and without mirrors.
+CASES: list[tuple[str, int, bool]] = [
+    ("aws", 1, False), ("aws", 3, True), ("aws", 5, True),
+    ("gcp", 3, False), ("gcp", 5, True),
+    ("azure", 1, True), ("azure", 5, False),
+]
+
+
+@pytest.fixture(scope="module")
+def renders() -> dict[str, list[tuple[Role, bytes]]]:
+    """Case id (``aws-5cp-mirrors``) -> every role's user-data."""
+    return {
+        f"{cloud}-{count}cp{'-mirrors' if mirrors else ''}": list(rendered(make_spec(cloud, count, mirrors)))
+        for cloud, count, mirrors in CASES
+    }
+
+
+def _all_roles(renders: dict[str, list[tuple[Role, bytes]]]) -> Iterator[tuple[str, Role, bytes]]:
+    for case, items in renders.items():
+        for role, data in items:
+            yield case, role, data
+
+
+# --------------------------------------------------------------------------- real tools
+
+needs_cloud_init = pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")
+needs_shellcheck = pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+
+
+def cloud_init_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
+                          capture_output=True, text=True, check=False)
+
+
+@needs_cloud_init
+def test_cloud_init_schema_check_can_fail(tmp_path: Path) -> None:
+    """The schema check must be able to fail: an unknown write_files key is rejected."""
+    bad = tmp_path / "bad"
+    bad.write_text("#cloud-config\nwrite_files:\n  - path: /x\n    content: x\n    bogus: 1\n")
+    result = cloud_init_schema(bad)
+    assert result.returncode != 0
+    assert "bogus" in result.stdout + result.stderr
+
+
+@needs_cloud_init
+def test_every_role_passes_cloud_init_schema(renders: dict[str, list[tuple[Role, bytes]]],
+                                             tmp_path: Path) -> None:
+    failures = []
+    for case, role, data in _all_roles(renders):
+        path = tmp_path / f"{case}-{role.slug}.yaml"
+        path.write_bytes(plain(data))
+        result = cloud_init_schema(path)
+        out = result.stdout + result.stderr
+        if result.returncode != 0 or "Valid cloud-config" not in out or re.search(r"\berrors?\b", out, re.I):
+            failures.append(f"{case}/{role.slug}: rc={result.returncode} {out.strip()}")
+    assert not failures, "\n".join(failures)
+
+
+def _shell_sources(doc: Mapping[str, Any]) -> dict[str, str]:
+    """Every shell text in a cloud-config: scripts by extension or shebang, the sourced
+    env file, and runcmd."""
+    out: dict[str, str] = {}
+    for f in doc["write_files"]:
+        content = f["content"]
+        if f["path"].endswith((".sh", ".env")) or content.startswith("#!"):
+            out[f["path"]] = content if content.startswith("#!") else "#!/bin/bash\n" + content
+    lines = [c if isinstance(c, str) else shlex.join(c) for c in doc.get("runcmd", [])]
+    out["runcmd"] = "#!/bin/sh\n" + "\n".join(lines) + "\n"
+    return out
+
+
+@needs_shellcheck
+def test_shellcheck_can_fail(tmp_path: Path) -> None:
+    script = tmp_path / "bad.sh"
+    script.write_text("#!/bin/bash\nrm -rf $1/*\n")
+    assert subprocess.run(["shellcheck", "-S", "style", str(script)], capture_output=True,
+                          check=False).returncode != 0
+
+
+@needs_shellcheck
+def test_every_script_passes_shellcheck(renders: dict[str, list[tuple[Role, bytes]]],
+                                        tmp_path: Path) -> None:
+    seen: dict[str, str] = {}
+    for case, role, data in _all_roles(renders):
+        for name, text in _shell_sources(load(data)).items():
+            seen.setdefault(hashlib.sha256(text.encode()).hexdigest(), f"{case}/{role.slug}:{name}\n{text}")
+    assert len(seen) >= 6
+    failures = []
+    for digest, labelled in seen.items():
+        label, text = labelled.split("\n", 1)
+        path = tmp_path / f"{digest[:16]}.sh"
+        path.write_text(text)
+        result = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True,
+                                text=True, check=False)
+        if result.returncode != 0:
+            failures.append(f"{label}\n{result.stdout}")
+    assert not failures, "\n".join(failures)
+
+
+# --------------------------------------------------------------------------- sizes
+
+def test_limits() -> None:
+    assert cloud_user_data_limit("aws") == 16384
+    assert cloud_user_data_limit("azure") == 65536
+    assert cloud_user_data_limit("gcp") == 262144
+    with pytest.raises(ValueError, match="unknown cloud"):
+        cloud_user_data_limit("openstack")
+
+
+def test_every_role_fits_its_cloud(renders: dict[str, list[tuple[Role, bytes]]]) -> None:
+    for case, role, data in _all_roles(renders):
+        cloud = case.split("-")[0]
+        assert len(data) <= cloud_user_data_limit(cloud), (case, role.slug, len(data))
+
+
+def test_gzip_only_when_needed_and_never_on_gcp(renders: dict[str, list[tuple[Role, bytes]]]) -> None:
+    for case, role, data in _all_roles(renders):
+        cloud = case.split("-")[0]
+        if data[:2] == b"\x1f\x8b":
+            assert cloud != "gcp"
+            assert len(gzip.decompress(data)) > cloud_user_data_limit(cloud), (case, role.slug)
+        else:
+            assert data.startswith(b"#cloud-config\n")
+
+
+def test_too_large_names_role_and_sizes() -> None:
+    spec = make_spec("aws", 3)
+    release = resolve(spec.kubernetes.version)
+    ctx = make_ctx(spec)
+    with pytest.raises(UserDataTooLargeError, match=r"control-plane-1: user-data is \d+ bytes \(\d+ gzipped\), over the aws limit of 2000"):
+        render_user_data(spec, release, ctx, Role.control_plane(1), make_hook("aws"), {"aws": 2000})
+    gcp = make_spec("gcp", 1)
+    with pytest.raises(UserDataTooLargeError, match="worker-gpu.*cannot carry gzip"):
+        render_user_data(gcp, release, make_ctx(gcp), Role.worker("gpu"), make_hook("gcp"), {"gcp": 5000})
+
+
+# --------------------------------------------------------------------------- secrets
+
+def test_no_key_material_in_user_data(renders: dict[str, list[tuple[Role, bytes]]]) -> None:
+    for case, role, data in _all_roles(renders):
+        text = plain(data).decode()
+        assert "PRIVATE KEY" not in text, (case, role.slug)
+        assert "BEGIN CERTIFICATE" not in text, (case, role.slug)
+        assert not TOKEN_LIKE.findall(text), (case, role.slug, TOKEN_LIKE.findall(text))
+
+
+def test_token_pattern_would_catch_a_token() -> None:
+    assert TOKEN_LIKE.search("token: 'abcdef.0123456789abcdef'")
+
+
+def test_workers_fetch_only_ca_cert_and_token() -> None:
+    spec = make_spec("aws", 3)
+    files = secret_files_for(Role.worker("gpu"), make_ctx(spec))
+    assert [(f.key, f.path, f.mode) for f in files] == [
+        ("ca.crt", "/etc/kubernetes/pki/ca.crt", "0644"),
+        ("bootstrap-token", "/etc/cfcr/secrets/bootstrap-token", "0600"),
+    ]
+
+
+def test_control_plane_fetches_its_own_etcd_leaves_and_the_etcd_ca_key() -> None:
+    spec = make_spec("aws", 3)
+    ctx = make_ctx(spec)
+    files = {f.key: f for f in secret_files_for(Role.control_plane(1), ctx)}
+    me, other = ctx.control_plane_members[1].name, ctx.control_plane_members[0].name
+    assert "etcd/ca.key" in files
+    assert files[f"etcd/members/{me}/server.key"].path == "/etc/kubernetes/pki/etcd/server.key"
+    assert not any(other + "/" in k for k in files)
+    assert "encryption-key" in files
+    for f in files.values():
+        assert f.mode == ("0644" if f.path.endswith((".crt", ".pub")) else "0600"), f
+    # The landing paths agree with the PKI layer's canonical map.
+    canon = secret_files(PkiInputs(cluster_name=str(spec.name), control_plane_nodes=ctx.control_plane_members))
+    for key, f in files.items():
+        if key in canon:
+            assert f.path == f"/etc/kubernetes/pki/{canon[key]}" == f"/etc/kubernetes/pki/{pki_path(key)}"
+
+
+def test_missing_secret_id_is_a_clear_error() -> None:
+    spec = make_spec("aws", 1)
+    ctx = make_ctx(spec)
+    ids = dict(ctx.secret_ids)
+    del ids["etcd/ca.key"]
+    broken = NodeContext(api_endpoint=ctx.api_endpoint, control_plane_members=ctx.control_plane_members,
+                         secret_ids=ids)
+    with pytest.raises(ValueError, match="control-plane-0: .*etcd/ca.key"):
+        secret_files_for(Role.control_plane(0), broken)
+
+
+def test_secret_ids_reach_the_fetch_script_quoted() -> None:
+    for cloud in ("aws", "gcp", "azure"):
+        spec = make_spec(cloud, 1)
+        ctx = make_ctx(spec)
+        doc = load(render_user_data(spec, resolve(spec.kubernetes.version), ctx, Role.control_plane(0),
+                                    make_hook(cloud)))
+        script = write_files(doc)["/etc/cfcr/secrets.sh"]["content"]
+        assert secret_id(cloud, "ca.key") in script
+        if cloud != "aws":
+            assert "-H @-" in script  # the access token goes to curl on stdin, not argv
+        assert "Bearer" not in script.replace('"Authorization: Bearer %s\\n"', "")
+
+
+def test_hooks() -> None:
+    aws = SecretsManagerFetcher(region="eu-west-1")
+    assert "snap install aws-cli --classic" in aws.setup_commands()[0]
+    cmd = aws.fetch_command("arn:aws:secretsmanager:eu-west-1:1:secret:a b")
+    assert "--region eu-west-1" in cmd and "'arn:aws:secretsmanager:eu-west-1:1:secret:a b'" in cmd
+    gcp = SecretManagerFetcher(project="p1").fetch_command("s1")
+    assert "projects/p1/secrets/s1/versions/latest:access" in gcp and "Metadata-Flavor: Google" in gcp
+    az = KeyVaultFetcher(vault_name="kv1").fetch_command("s1")
+    assert "https://kv1.vault.azure.net/secrets/s1?api-version=7.4" in az
+    assert "resource=https%3A%2F%2Fvault.azure.net" in az and "client_id" not in az
+
+
+# --------------------------------------------------------------------------- binaries
+
+def _artifacts(doc: Mapping[str, Any]) -> list[list[str]]:
+    text = write_files(doc)["/etc/cfcr/artifacts.list"]["content"]
+    return [line.split("|") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("channel", sorted(CHANNELS))
+def test_pinned_versions_and_checksums(channel: str) -> None:
+    spec = make_spec("aws", 1, kubernetes={"version": channel})
+    release = resolve(channel)
+    ctx = make_ctx(spec)
+    for role, arch in ((Role.control_plane(0), "amd64"), (Role.worker("gpu"), "arm64")):
+        rows = {r[0]: r for r in _artifacts(load(render_user_data(spec, release, ctx, role, make_hook("aws"))))}
+        expected = [("kubernetes", release.kubernetes.version, release.kubernetes.url(arch),
+                     release.kubernetes.checksum(arch))]
+        expected += [(n, release.component(n).version, release.component(n).url(arch),
+                      release.component(n).checksum(arch)) for n in ("containerd", "runc", "cni_plugins", "crictl")]
+        for name, version, url, checksum in expected:
+            row = rows[name]
+            assert row[1:4] == [version, url, checksum.algorithm], (role.slug, row)
+            if checksum.value is None:
+                assert row[4:] == ["-", checksum.file_url]
+            else:
+                assert row[4:] == [checksum.value, "-"]
+
+
+def test_publisher_file_fallback_is_visible_in_the_boot_script() -> None:
+    spec = make_spec("aws", 1)
+    doc = load(render_user_data(spec, resolve(spec.kubernetes.version), make_ctx(spec), Role.worker("default"),
+                                make_hook("aws")))
+    script = write_files(doc)["/usr/local/lib/cfcr/bootstrap.sh"]["content"]
+    assert "publisher's checksum file" in script and "pinned in cfcr's channel data" in script
+    assert '"${algo}sum" --check' in script
+
+
+def test_binary_mirrors_rewrite_downloads_and_checksums_stay() -> None:
+    spec = make_spec("aws", 1, mirrors=True)
+    release = resolve(spec.kubernetes.version)
+    rows = {r[0]: r for r in _artifacts(load(render_user_data(spec, release, make_ctx(spec), Role.control_plane(0),
+                                                               make_hook("aws"))))}
+    assert rows["kubernetes"][2].startswith("https://files.example.com/dl-k8s/v")
+    assert rows["containerd"][2].startswith("https://files.example.com/github/containerd/containerd/releases/")
+    assert "//containerd" not in rows["containerd"][2]
+    pinned = release.component("runc").checksum("amd64").value
+    assert rows["runc"][4] == pinned
+
+
+def test_containerd_config_and_registry_mirrors() -> None:
+    spec = make_spec("aws", 1, mirrors=True)
+    release = resolve(spec.kubernetes.version)
+    files = write_files(load(render_user_data(spec, release, make_ctx(spec), Role.worker("default"),
+                                              make_hook("aws"))))
+    config = files["/etc/containerd/config.toml"]["content"]
+    import tomllib
+
+    parsed = tomllib.loads(config)
+    assert parsed["version"] == 3
+    images = parsed["plugins"]["io.containerd.cri.v1.images"]
+    assert images["pinned_images"]["sandbox"] == release.pause_image
+    assert images["registry"]["config_path"] == "/etc/containerd/certs.d"
+    runc = parsed["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"]
+    assert runc["options"]["SystemdCgroup"] is True
+    docker = tomllib.loads(files["/etc/containerd/certs.d/docker.io/hosts.toml"]["content"])
+    assert docker["server"] == "https://registry-1.docker.io"
+    assert list(docker["host"]) == MIRRORS["docker.io"]
+    assert docker["host"]["https://mirror.example.com/docker"]["capabilities"] == ["pull", "resolve"]
+    assert "/etc/containerd/certs.d/registry.k8s.io/hosts.toml" in files
+    assert not any(p.startswith(("/etc/containerd/certs.d/dl.k8s.io", "/etc/containerd/certs.d/github.com"))
+                   for p in files)
+
+
+# --------------------------------------------------------------------------- files and units
+
+def test_roles_for() -> None:
+    spec = make_spec("aws", 5)
+    assert [r.slug for r in roles_for(spec)] == [
+        *(f"control-plane-{i}" for i in range(5)), "worker-default", "worker-gpu"]
+
+
+def test_members_differ_only_where_they_should() -> None:
+    spec = make_spec("aws", 3)
+    release = resolve(spec.kubernetes.version)
+    ctx = make_ctx(spec)
+    a = write_files(load(render_user_data(spec, release, ctx, Role.control_plane(0), make_hook("aws"))))
+    b = write_files(load(render_user_data(spec, release, ctx, Role.control_plane(2), make_hook("aws"))))
+    differing = {p for p in a if a[p]["content"] != b[p]["content"]}
+    assert differing == {"/etc/cfcr/node.env", "/etc/cfcr/secrets.sh", "/etc/cfcr/kubeadm.yaml.tmpl",
+                         "/etc/kubernetes/manifests/etcd.yaml"}
+
+
+def test_control_plane_files_and_modes() -> None:
+    spec = make_spec("azure", 3)
+    doc = load(render_user_data(spec, resolve(spec.kubernetes.version), make_ctx(spec), Role.control_plane(0),
+                                make_hook("azure")))
+    files = write_files(doc)
+    for path in ("/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/audit/policy.yaml",
+                 "/etc/cfcr/encryption.yaml.tmpl", "/etc/kubernetes/authn/config.yaml",
+                 "/usr/local/lib/cfcr/maintain.sh", "/etc/systemd/system/cfcr-maintain.timer"):
+        assert path in files, path
+    assert "@ENCRYPTION_KEY@" in files["/etc/cfcr/encryption.yaml.tmpl"]["content"]
+    assert files["/etc/kubernetes/manifests/etcd.yaml"]["permissions"] == "0600"
+    assert files["/usr/local/lib/cfcr/bootstrap.sh"]["permissions"] == "0700"
+    assert all(f["owner"] == "root:root" for f in files.values())
+    assert doc["runcmd"][-1] == ["/usr/local/lib/cfcr/bootstrap.sh"]
+    timer = files["/etc/systemd/system/cfcr-maintain.timer"]["content"]
+    assert "OnCalendar=daily" in timer and "Persistent=true" in timer
+    dropin = files["/etc/systemd/system/kubelet.service.d/20-cfcr-etcd-disk.conf"]["content"]
+    assert "RequiresMountsFor=/var/lib/etcd" in dropin
+    env = files["/etc/cfcr/node.env"]["content"]
+    assert "CFCR_ETCD_DEVICE=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0" in env
+
+
+def test_worker_has_no_control_plane_material() -> None:
+    spec = make_spec("gcp", 3)
+    files = write_files(load(render_user_data(spec, resolve(spec.kubernetes.version), make_ctx(spec),
+                                              Role.worker("default"), make_hook("gcp"))))
+    assert not any(p.startswith("/etc/kubernetes/manifests/") for p in files)
+    assert "/usr/local/lib/cfcr/maintain.sh" not in files
+    assert "encryption" not in files["/etc/cfcr/secrets.sh"]["content"]
+
+
+def test_kubelet_unit_uses_kubeadm_dropin_semantics() -> None:
+    spec = make_spec("aws", 1)
+    files = write_files(load(render_user_data(spec, resolve(spec.kubernetes.version), make_ctx(spec),
+                                              Role.worker("default"), make_hook("aws"))))
+    dropin = files["/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"]["content"]
+    for needle in ("EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env", "$KUBELET_KUBEADM_ARGS",
+                   "--config=/var/lib/kubelet/config.yaml", "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+                   "--kubeconfig=/etc/kubernetes/kubelet.conf", "ExecStart=\n"):
+        assert needle in dropin, needle
+    sysctl = files["/etc/sysctl.d/90-cfcr.conf"]["content"]
+    for needle in ("net.ipv4.ip_forward = 1", "net.bridge.bridge-nf-call-iptables = 1", "vm.overcommit_memory = 1",
+                   "kernel.panic = 10", "kernel.panic_on_oops = 1"):
+        assert needle in sysctl
+    assert files["/etc/modules-load.d/cfcr.conf"]["content"].split() == ["overlay", "br_netfilter"]
+
+
+# --------------------------------------------------------------------------- the shell library, run for real
+
+LIB = Path(__file__).resolve().parents[1] / "cfcr" / "node" / "scripts" / "lib.sh"
+
+
+def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", f"set -euo pipefail\n. {shlex.quote(str(LIB))}\n{script}"],
+                          capture_output=True, text=True, cwd=cwd, check=False)
+
+
+def test_render_template_fills_placeholders_privately(tmp_path: Path) -> None:
+    token = "abcdef.0123456789abcdef"
+    key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="
+    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "key").write_text(key + "\n")
+    (tmp_path / "tmpl").write_text("token: '@BOOTSTRAP_TOKEN@'\nsecret: '@ENCRYPTION_KEY@'\nand: '@BOOTSTRAP_TOKEN@'\n")
+    result = _bash(
+        f"CFCR_TOKEN_FILE={tmp_path}/token CFCR_ENCRYPTION_KEY_FILE={tmp_path}/key "
+        f"render_template {tmp_path}/tmpl {tmp_path}/out/config.yaml", tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out" / "config.yaml"
+    assert out.read_text() == f"token: '{token}'\nsecret: '{key}'\nand: '{token}'\n"
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o700
+    assert token not in result.stdout + result.stderr
+
+
+def test_render_template_refuses_a_malformed_token(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("not-a-token\n")
+    (tmp_path / "tmpl").write_text("token: '@BOOTSTRAP_TOKEN@'\n")
+    result = _bash(f"CFCR_TOKEN_FILE={tmp_path}/token render_template {tmp_path}/tmpl {tmp_path}/out", tmp_path)
+    assert result.returncode != 0
+    assert "malformed" in result.stderr and "not-a-token" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_ca_cert_hash_matches_kubeadm_pin(tmp_path: Path) -> None:
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    import datetime
+
+    from cfcr.pki.specs import kubeadm_ca_cert_hash
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = cx509.Name([cx509.NameAttribute(cx509.oid.NameOID.COMMON_NAME, "test-ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (cx509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(cx509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    (tmp_path / "ca.crt").write_text(pem)
+    result = _bash(f"PKI={tmp_path}; ca_cert_hash", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == kubeadm_ca_cert_hash(pem)
+
+
+def test_fetch_secret_to_is_atomic_and_refuses_empty(tmp_path: Path) -> None:
+    ok = _bash(f"cfcr_secret_fetch() {{ printf 'value-%s' \"$1\"; }}; fetch_secret_to k1 {tmp_path}/d/s 0600", tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "d" / "s").read_text() == "value-k1"
+    assert (tmp_path / "d" / "s").stat().st_mode & 0o777 == 0o600
+    empty = _bash(f"sleep() {{ :; }}; cfcr_secret_fetch() {{ :; }}; fetch_secret_to k2 {tmp_path}/d/t 0600", tmp_path)
+    assert empty.returncode != 0
+    assert not (tmp_path / "d" / "t").exists()
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["s"]  # no temp files left behind
