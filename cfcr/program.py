@@ -78,7 +78,7 @@ def build(spec: ClusterSpec) -> ProgramResult:
             api_endpoint=api_endpoint(spec),
             members=members,
             hook=secret_hook(spec),
-            etcd_disk_device=ETCD_DISK_DEVICE[spec.cloud],
+            etcd_disk_devices=[ETCD_DISK_DEVICE[spec.cloud]] * len(members),
         ),
     )
     release = channels.resolve(spec.kubernetes.version)

@@ -72,8 +72,9 @@ class ClusterBootstrapArgs:
     """Control-plane members with their fixed addresses (static etcd membership)."""
     hook: SecretFetcher
     """How a node of this cloud reads a secret with its instance identity."""
-    etcd_disk_device: str
-    """Block device of each control-plane node's etcd disk."""
+    etcd_disk_devices: Sequence[pulumi.Input[str]]
+    """Block device of each control-plane member's etcd disk, in member order (clouds that
+    name disks by volume id pass one Output per member)."""
     api_ips: Sequence[str] = ()
     """Fixed IPs of the API endpoint, if the cloud has them (go into the serving certificate)."""
     secret_id: Callable[[str, str], str] = default_secret_id
@@ -101,10 +102,29 @@ class ClusterBootstrap(pulumi.ComponentResource):
     """``https://<api_endpoint>:6443``."""
 
     def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(TYPE_TOKEN, name, None, opts)
         spec = args.spec
         assert spec.name is not None, "load_spec names every cluster"
         release = channels.resolve(spec.kubernetes.version)
+        if len(args.etcd_disk_devices) != len(args.members):
+            raise ValueError(
+                f"etcd_disk_devices names {len(args.etcd_disk_devices)} disks for {len(args.members)} members"
+            )
+        # The component's inputs summarise the cluster for policy packs and reviewers.
+        summary = {
+            "cloud": spec.cloud,
+            "kubernetesVersion": release.kubernetes.version,
+            "channel": spec.kubernetes.version if spec.kubernetes.version in channels.CHANNELS else None,
+            "controlPlaneCount": spec.control_plane.count,
+            "cni": spec.cni,
+            "production": spec.production,
+            "nodePools": [
+                {"name": p.name, "minSize": p.min_size, "maxSize": p.max_size, "spot": p.spot} for p in spec.node_pools
+            ],
+            "auditLogging": True,
+            "secretsEncryption": True,
+            "tags": dict(spec.tags),
+        }
+        super().__init__(TYPE_TOKEN, name, summary, opts)
         names = [args.api_endpoint, *args.extra_api_names]
         if spec.networking.api_dns_name and spec.networking.api_dns_name not in names:
             names.append(spec.networking.api_dns_name)
@@ -136,18 +156,21 @@ class ClusterBootstrap(pulumi.ComponentResource):
         self.secrets = {ids[key]: values[key] for key in values if ids[key] in self.readers}
 
         def user_data_for(role: Role) -> pulumi.Output[bytes]:
-            def render(ca_hash: str) -> bytes:
+            device = args.etcd_disk_devices[role.index] if role.index is not None else "/dev/null"
+
+            def render(values: list[Any]) -> bytes:
+                ca_hash, disk = str(values[0]), str(values[1])
                 ctx = NodeContext(
                     api_endpoint=args.api_endpoint,
                     control_plane_members=list(args.members),
                     secret_ids={key: ids[key] for key in role_secrets(role, args.members)},
-                    etcd_disk_device=args.etcd_disk_device,
+                    etcd_disk_device=disk,
                     ca_cert_hash=ca_hash,
                     api_sans=names[1:],
                 )
                 return render_user_data(spec, release, ctx, role, args.hook)
 
-            return self.pki.ca_cert_hash.apply(render)
+            return pulumi.Output.all(self.pki.ca_cert_hash, device).apply(render)
 
         self.user_data = {role.slug: user_data_for(role) for role in self.roles}
         self.admin_kubeconfig = self.pki.admin_kubeconfig

@@ -35,7 +35,7 @@ def build() -> ClusterBootstrap:
             api_endpoint="api.payments.example.internal",
             members=control_plane_members(spec),
             hook=SecretsManagerFetcher(region=spec.region),
-            etcd_disk_device="/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_etcd",
+            etcd_disk_devices=["/dev/nvme1n1"] * spec.control_plane.count,
         ),
     )
 
