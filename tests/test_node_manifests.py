@@ -217,6 +217,12 @@ def test_user_can_move_the_data_dir_and_the_mount_follows() -> None:
     c = pod["spec"]["containers"][0]
     assert "--data-dir=/var/lib/etcd/data" in c["command"]
     assert "/var/lib/etcd/data" in {m["mountPath"] for m in c["volumeMounts"]}
+    types = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in pod["spec"]["volumes"]}
+    assert types["/var/lib/etcd/data"] == "DirectoryOrCreate"
+    default = etcd_static_pod(make_spec(3), resolve("stable"), make_members(3), 0)
+    # The default data dir is the etcd disk's mount point: never created on the root disk.
+    assert {v["hostPath"]["path"]: v["hostPath"]["type"] for v in default["spec"]["volumes"]}[
+        "/var/lib/etcd"] == "Directory"
 
 
 def test_ipv6_members_are_bracketed_in_urls() -> None:

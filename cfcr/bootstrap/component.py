@@ -79,8 +79,9 @@ class ClusterBootstrapArgs:
     """Fixed IPs of the API endpoint, if the cloud has them (go into the serving certificate)."""
     secret_id: Callable[[str, str], str] = default_secret_id
     """(cluster, material key) -> the secret's id in the cloud's store."""
-    extra_api_names: Sequence[str] = field(default_factory=tuple)
-    """Further DNS names for the API serving certificate."""
+    extra_api_names: pulumi.Input[Sequence[str]] = field(default_factory=tuple)
+    """Further DNS names for the API serving certificate; may be known only as an Output
+    (e.g. the load balancer's generated DNS name)."""
 
 
 class ClusterBootstrap(pulumi.ComponentResource):
@@ -125,15 +126,18 @@ class ClusterBootstrap(pulumi.ComponentResource):
             "tags": dict(spec.tags),
         }
         super().__init__(TYPE_TOKEN, name, summary, opts)
-        names = [args.api_endpoint, *args.extra_api_names]
+        names = [args.api_endpoint]
         if spec.networking.api_dns_name and spec.networking.api_dns_name not in names:
             names.append(spec.networking.api_dns_name)
+        extra_names: pulumi.Output[list[str]] = pulumi.Output.from_input(args.extra_api_names).apply(
+            lambda extra: [n for n in dict.fromkeys(extra or ()) if n and n not in names])
         self.api_server_url = f"https://{args.api_endpoint}:6443"
         self.pki = ClusterPki(
             f"{name}-pki",
             ClusterPkiArgs(
                 inputs=pki_inputs(spec, args.members, names, args.api_ips),
                 api_server_url=self.api_server_url,
+                extra_api_names=extra_names,
                 byo_ca=(
                     ByoCa(cert_pem=spec.pki.byo_ca.certificate, key_pem=pulumi.Output.secret(spec.pki.byo_ca.private_key))
                     if spec.pki.byo_ca
@@ -159,18 +163,18 @@ class ClusterBootstrap(pulumi.ComponentResource):
             device = args.etcd_disk_devices[role.index] if role.index is not None else "/dev/null"
 
             def render(values: list[Any]) -> bytes:
-                ca_hash, disk = str(values[0]), str(values[1])
+                ca_hash, disk, extra = str(values[0]), str(values[1]), list(values[2])
                 ctx = NodeContext(
                     api_endpoint=args.api_endpoint,
                     control_plane_members=list(args.members),
                     secret_ids={key: ids[key] for key in role_secrets(role, args.members)},
                     etcd_disk_device=disk,
                     ca_cert_hash=ca_hash,
-                    api_sans=names[1:],
+                    api_sans=[*names[1:], *extra],
                 )
                 return render_user_data(spec, release, ctx, role, args.hook)
 
-            return pulumi.Output.all(self.pki.ca_cert_hash, device).apply(render)
+            return pulumi.Output.all(self.pki.ca_cert_hash, device, extra_names).apply(render)
 
         self.user_data = {role.slug: user_data_for(role) for role in self.roles}
         self.admin_kubeconfig = self.pki.admin_kubeconfig

@@ -267,7 +267,10 @@ def etcd_static_pod(
         {"name": "etcd-certs", "mountPath": _PKI, "readOnly": True},
     ]
     volumes: list[dict[str, Any]] = [
-        {"name": "etcd-data", "hostPath": {"path": data_dir, "type": "Directory"}},
+        # The default dir is the boot script's mount point: it must exist, never be created
+        # on the root disk. A user-chosen dir (e.g. below the mount) may be created.
+        {"name": "etcd-data", "hostPath": {
+            "path": data_dir, "type": "Directory" if data_dir == ETCD_DATA_DIR else "DirectoryOrCreate"}},
         {"name": "etcd-certs", "hostPath": {"path": _PKI, "type": "Directory"}},
     ]
     wal_dir = flags.get("wal-dir")

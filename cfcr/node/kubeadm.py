@@ -26,7 +26,6 @@ Security decisions (CIS Kubernetes Benchmark 1.12 ids in brackets):
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from cfcr.channels import Release
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.node.containerd import CRI_SOCKET
 from cfcr.node.context import NodeContext, Role
+from cfcr.pki.specs import is_ip_address
 from cfcr.node.kubelet import (
     STRONG_CIPHER_SUITES,
     kubelet_config,
@@ -190,12 +190,6 @@ def _volume(name: str, path: str, *, read_only: bool) -> dict[str, Any]:
             "pathType": "DirectoryOrCreate"}
 
 
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _encryption_algorithm(spec: ClusterSpec) -> str:
@@ -264,7 +258,7 @@ def cluster_configuration(spec: ClusterSpec, release: Release, ctx: NodeContext,
 def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role) -> dict[str, Any]:
     """InitConfiguration of control-plane member ``role.index``."""
     member = role.member(ctx)
-    address = member.address if _is_ip(member.address) else NODE_IP_PLACEHOLDER
+    address = member.address if is_ip_address(member.address) else NODE_IP_PLACEHOLDER
     return {
         "apiVersion": KUBEADM_API_VERSION,
         "kind": "InitConfiguration",

@@ -63,6 +63,9 @@ class ClusterPkiArgs:
     """The API endpoint URL (``https://host:6443``) used by ``admin_kubeconfig``."""
     byo_ca: ByoCa | None = None
     """Bring-your-own cluster CA; when given, that generation's cluster CA is not generated."""
+    extra_api_names: pulumi.Input[Sequence[str]] = ()
+    """Further DNS names of the API serving certificate known only as Outputs (e.g. a load
+    balancer's generated DNS name); added after ``inputs.api_dns_names``."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class ClusterPki(pulumi.ComponentResource):
                 common_name=spec.common_name,
                 organization=spec.organizations[0] if spec.organizations else None,
             ),
-            dns_names=list(spec.dns_names),
+            dns_names=self._dns_names(spec),
             ip_addresses=list(spec.ip_addresses),
             opts=child,
         )
@@ -240,6 +243,14 @@ class ClusterPki(pulumi.ComponentResource):
             opts=child,
         )
         return _KeyPair(cert.cert_pem, pulumi.Output.secret(key.private_key_pem))
+
+    def _dns_names(self, spec: CertSpec) -> pulumi.Input[Sequence[str]]:
+        """The leaf's DNS SANs; the API server's also carry ``args.extra_api_names``."""
+        if spec.name != "apiserver":
+            return list(spec.dns_names)
+        static = list(spec.dns_names)
+        return pulumi.Output.from_input(self._args.extra_api_names).apply(
+            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static])
 
     def kubeconfig(self, user: str, server_url: pulumi.Input[str]) -> pulumi.Output[str]:
         """A kubeconfig (secret) for ``admin``, ``super-admin`` or a named user."""

@@ -218,7 +218,8 @@ def _is_dns_name(value: str) -> bool:
     return all(_DNS_NAME_LABEL.match(label) and len(label) <= 63 for label in value.split("."))
 
 
-def _is_ip(value: str) -> bool:
+def is_ip_address(value: str) -> bool:
+    """True when ``value`` is an IPv4 or IPv6 address (not a DNS name)."""
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -241,7 +242,7 @@ def validate_inputs(inputs: PkiInputs) -> None:
         if not _is_dns_name(dns):
             _fail(f"api_dns_names entry {dns!r} is not a DNS name")
     for ip in inputs.api_ips:
-        if not _is_ip(ip):
+        if not is_ip_address(ip):
             _fail(f"api_ips entry {ip!r} is not an IP address")
 
     if not inputs.control_plane_nodes:
@@ -253,7 +254,7 @@ def validate_inputs(inputs: PkiInputs) -> None:
             _fail(f"control-plane member name {m.name!r} must be a lowercase DNS label")
         if m.name in seen_members:
             _fail(f"duplicate control-plane member name {m.name!r}")
-        if not (_is_ip(m.address) or _is_dns_name(m.address)):
+        if not (is_ip_address(m.address) or _is_dns_name(m.address)):
             _fail(f"control-plane member {m.name!r} address {m.address!r} is neither IP nor DNS")
         if m.address in seen_addresses:
             _fail(f"control-plane members share the address {m.address!r}")
@@ -335,8 +336,8 @@ def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
 
 
 def _split_addresses(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
-    dns = [a for a in addresses if not _is_ip(a)]
-    ips = [str(ipaddress.ip_address(a)) for a in addresses if _is_ip(a)]
+    dns = [a for a in addresses if not is_ip_address(a)]
+    ips = [str(ipaddress.ip_address(a)) for a in addresses if is_ip_address(a)]
     return dns, ips
 
 

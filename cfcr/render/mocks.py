@@ -14,16 +14,15 @@ when the input of the same name was secret.
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from pulumi.runtime.sync_await import _sync_await
 
 from cfcr.render.providers import PROVIDERS
 
@@ -111,11 +110,12 @@ class StandInMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """A MockMonitor that records each registration in order (see :class:`RecordedResource`).
+    """A MockMonitor that records each registration (see :class:`RecordedResource`).
 
-    ``recorded`` is the ordered record (``resources``, inherited, maps URN to the SDK's own
-    registration tuple). Registrations arrive from the SDK's worker threads; recording is
-    locked.
+    ``recorded`` is the record (``resources``, inherited, maps URN to the SDK's own
+    registration tuple). Registrations arrive from the SDK's worker threads, in whatever
+    order the threads finish; :meth:`put_in_order` (which ``run_program`` calls after each
+    run) makes the order canonical, so two runs of one program list resources alike.
     """
 
     def __init__(self, mocks: pulumi.runtime.Mocks | None = None) -> None:
@@ -171,6 +171,41 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 record.secret_outputs = _secret_keys(outputs)
         return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
+    def put_in_order(self, start: int = 0) -> None:
+        """Sort ``recorded[start:]`` into the canonical order: a parent before its children,
+        a dependency before its dependents, and otherwise by name, type and URN."""
+        batch = self.recorded[start:]
+        index: dict[str, int] = {}
+        for i, r in enumerate(batch):
+            index.setdefault(r.urn, i)
+        waits_on = [
+            {index[u] for u in {*r.dependencies, *([r.parent] if r.parent else [])} if u in index} - {i}
+            for i, r in enumerate(batch)
+        ]
+        dependents: list[list[int]] = [[] for _ in batch]
+        for i, before in enumerate(waits_on):
+            for j in before:
+                dependents[j].append(i)
+        remaining = [len(w) for w in waits_on]
+
+        def key(i: int) -> tuple[str, str, str, int]:
+            return batch[i].name, batch[i].type, batch[i].urn, i
+
+        ready = [key(i) for i, n in enumerate(remaining) if n == 0]
+        heapq.heapify(ready)
+        order: list[int] = []
+        while ready:
+            i = heapq.heappop(ready)[-1]
+            order.append(i)
+            for j in dependents[i]:
+                remaining[j] -= 1
+                if remaining[j] == 0:
+                    heapq.heappush(ready, key(j))
+        placed = set(order)
+        order += [i for i in range(len(batch)) if i not in placed]  # a cycle cannot happen; keep all anyway
+        with self._lock:
+            self.recorded[start:] = [batch[i] for i in order]
+
     # ------------------------------------------------------------------ queries
 
     def by_type(self, type_token: str) -> list[RecordedResource]:
@@ -193,27 +228,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return self.get(name, type_token).urn
 
 
-class ImmediateExecutor(ThreadPoolExecutor):
-    """Runs each submitted call at once, on the calling thread.
-
-    The SDK sends every engine call through the event loop's default executor; with a
-    thread pool, registrations reach the monitor in whatever order the threads finish, so
-    two renders of one stack would list resources in different orders. Run inline, they
-    arrive in the order the program's Outputs resolve, the same on every run.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=1)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            future.set_exception(exc)
-        return future
-
-
 def install(project: str, stack: str, config: dict[str, str] | None = None) -> RecordingMonitor:
     """Switch the process to the mock runtime with a fresh recording monitor.
 
@@ -227,6 +241,5 @@ def install(project: str, stack: str, config: dict[str, str] | None = None) -> R
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     runtime_config.set_all_config(dict(config or {}), [])
-    _ensure_event_loop().set_default_executor(ImmediateExecutor())  # type: ignore[no-untyped-call]
     pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     return monitor

@@ -29,20 +29,22 @@ def run_program(
     ``(value, is_secret)``.
     """
     monitor = install(project, stack, config)
-    result, resolved = run_installed(program, outputs=outputs)
+    result, resolved = run_installed(monitor, program, outputs=outputs)
     return monitor, result, resolved
 
 
 def run_installed(
+    monitor: RecordingMonitor,
     program: Callable[[], T],
     *,
     outputs: Callable[[T], dict[str, Any]] | None = None,
 ) -> tuple[T, dict[str, Any]]:
-    """Run ``program`` under the mock runtime already installed (see :func:`~cfcr.render.mocks.install`).
+    """Run ``program`` under ``monitor``, installed before (see :func:`~cfcr.render.mocks.install`).
 
-    Waits for every registration to complete. Several runs may share one installation;
-    the monitor keeps recording across them.
+    Waits for every registration to complete, then puts this run's records in canonical
+    order. Several runs may share one installation; the monitor keeps recording across them.
     """
+    start = len(monitor.recorded)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     holder: dict[str, Any] = {}
@@ -56,7 +58,10 @@ def run_installed(
             resolved[key] = (await out.future(), await out.is_secret())
         holder["outputs"] = resolved
 
-    _sync_await(run_pulumi_func(lambda: _sync_await(main())))
+    try:
+        _sync_await(run_pulumi_func(lambda: _sync_await(main())))
+    finally:
+        monitor.put_in_order(start)
     return holder["result"], holder.get("outputs", {})
 
 

@@ -72,5 +72,5 @@ def run_program(program: Callable[[], T]) -> T:
     registration has completed."""
     if not _current:
         raise RuntimeError("run_program needs the pulumi_mocks fixture")
-    result, _ = run_installed(program)
+    result, _ = run_installed(_current[0], program)
     return result

@@ -1,0 +1,157 @@
+"""Security groups, least privilege: one for the API load balancer, one for the control plane,
+one for workers. Rules are separate resources so groups may name each other without cycles.
+
+What is open, and to whom:
+
+| port | protocol | to | from |
+|---|---|---|---|
+| 6443 | tcp | load balancer | ``apiAllowedCidrs`` + the VPC CIDR |
+| 6443 | tcp | control plane | load balancer, control plane, workers |
+| 2379-2380 | tcp | control plane | control plane (etcd client and peer) |
+| 10250 | tcp | control plane, workers | control plane (kubelet API) |
+| CNI ports | per CNI | control plane, workers | control plane, workers |
+
+No port 22 anywhere (Session Manager instead). Egress is open: nodes pull images and
+packages and call AWS APIs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import ec2, vpc
+
+from cfcr.aws.tags import base_tags
+from cfcr.config import ClusterSpec
+
+API_PORT = 6443
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """One ingress port range of a CNI, opened between nodes."""
+
+    name: str
+    """Short stable name (part of the rule's resource name)."""
+    protocol: str
+    """``tcp``, ``udp``, ``icmp`` or an IP protocol number (``4`` for IP-in-IP)."""
+    from_port: int | None
+    """First port (ICMP type for icmp; None for protocols without ports)."""
+    to_port: int | None
+    """Last port (ICMP code for icmp)."""
+
+
+CNI_PORTS: dict[str, tuple[PortRule, ...]] = {
+    "flannel": (PortRule("vxlan", "udp", 8472, 8472),),
+    "canal": (PortRule("vxlan", "udp", 8472, 8472),),
+    # cfcr's calico runs VXLAN encapsulation (no BGP, no IP-in-IP); typha when it scales out
+    "calico": (PortRule("vxlan", "udp", 4789, 4789), PortRule("typha", "tcp", 5473, 5473)),
+    "cilium": (
+        PortRule("vxlan", "udp", 8472, 8472),
+        PortRule("health", "tcp", 4240, 4240),
+        PortRule("hubble", "tcp", 4244, 4244),
+        PortRule("icmp-echo", "icmp", 8, 0),
+    ),
+    "none": (),
+}
+"""Ports each CNI needs between nodes, as the addons layer configures it."""
+
+
+@dataclass(frozen=True)
+class SecurityGroups:
+    """The cluster's security groups."""
+
+    load_balancer: ec2.SecurityGroup
+    """On the API network load balancer."""
+    control_plane: ec2.SecurityGroup
+    """On every control-plane instance (tagged for the cloud controller manager)."""
+    worker: ec2.SecurityGroup
+    """On every worker instance (tagged for the cloud controller manager)."""
+    rules: list[pulumi.Resource]
+    """Every rule; VMs wait for them, so a node never boots into a half-open firewall."""
+
+
+def _cidr_args(cidr: str) -> dict[str, str]:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return {"cidr_ipv6": str(net)} if net.version == 6 else {"cidr_ipv4": str(net)}
+
+
+def _slug(cidr: str) -> str:
+    return cidr.replace("/", "-").replace(":", "-").replace(".", "-")
+
+
+def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str], vpc_cidr: pulumi.Input[str],
+                          parent: pulumi.Resource) -> SecurityGroups:
+    """Create the three groups and their rules as children of ``parent``."""
+    assert spec.name is not None
+    child = pulumi.ResourceOptions(parent=parent)
+
+    def group(suffix: str, description: str, cluster_owned: bool) -> ec2.SecurityGroup:
+        tags = base_tags(spec, f"{name}-{suffix}", owned=cluster_owned)
+        if not cluster_owned:
+            tags.pop(f"kubernetes.io/cluster/{spec.name}", None)
+        return ec2.SecurityGroup(f"{name}-{suffix}", vpc_id=vpc_id, description=description,
+                                 revoke_rules_on_delete=True, tags=tags, opts=child)
+
+    # The CCM wants exactly one group per instance tagged kubernetes.io/cluster/<name>: the
+    # node groups carry it, the load balancer's does not.
+    lb = group("api-lb", "cfcr API load balancer: 6443 from the allowed CIDRs and the VPC", False)
+    cp = group("control-plane", "cfcr control plane", True)
+    worker = group("worker", "cfcr workers", True)
+    rules: list[pulumi.Resource] = []
+
+    def ingress(rule_name: str, target: ec2.SecurityGroup, protocol: str, from_port: int | None,
+                to_port: int | None, *, source: ec2.SecurityGroup | None = None, cidr: pulumi.Input[str] | None = None,
+                description: str) -> None:
+        extra: dict[str, pulumi.Input[str]] = {}
+        if source is not None:
+            extra["referenced_security_group_id"] = source.id
+        elif isinstance(cidr, str):
+            extra.update(_cidr_args(cidr))
+        elif cidr is not None:
+            extra["cidr_ipv4"] = cidr
+        rules.append(vpc.SecurityGroupIngressRule(
+            f"{name}-{rule_name}", security_group_id=target.id, ip_protocol=protocol, from_port=from_port,
+            to_port=to_port, description=description, **extra, opts=child,
+        ))
+
+    # API: allowed CIDRs and the VPC to the load balancer; load balancer and nodes to the API servers.
+    for cidr in dict.fromkeys(spec.networking.api_allowed_cidrs):
+        ingress(f"api-lb-from-{_slug(cidr)}", lb, "tcp", API_PORT, API_PORT, cidr=cidr,
+                description="Kubernetes API from an allowed CIDR")
+    ingress("api-lb-from-vpc", lb, "tcp", API_PORT, API_PORT, cidr=vpc_cidr, description="Kubernetes API from the VPC")
+    rules.append(vpc.SecurityGroupEgressRule(
+        f"{name}-api-lb-to-control-plane", security_group_id=lb.id, ip_protocol="tcp", from_port=API_PORT,
+        to_port=API_PORT, referenced_security_group_id=cp.id,
+        description="forward and health-check to the API servers", opts=child,
+    ))
+    ingress("cp-api-from-lb", cp, "tcp", API_PORT, API_PORT, source=lb, description="API from the load balancer")
+    ingress("cp-api-from-cp", cp, "tcp", API_PORT, API_PORT, source=cp, description="API from the control plane")
+    ingress("cp-api-from-worker", cp, "tcp", API_PORT, API_PORT, source=worker, description="API from workers")
+    # etcd: client and peer, control plane only.
+    ingress("cp-etcd-from-cp", cp, "tcp", 2379, 2380, source=cp, description="etcd client and peer")
+    # kubelet API: only the control plane (API server exec/logs/port-forward, metrics-server on the control plane).
+    ingress("cp-kubelet-from-cp", cp, "tcp", 10250, 10250, source=cp, description="kubelet from the control plane")
+    ingress("worker-kubelet-from-cp", worker, "tcp", 10250, 10250, source=cp, description="kubelet from the control plane")
+    # CNI: between every pair of nodes.
+    for port in CNI_PORTS[spec.cni]:
+        for target_name, target in (("cp", cp), ("worker", worker)):
+            for source_name, source in (("cp", cp), ("worker", worker)):
+                ingress(f"{target_name}-{spec.cni}-{port.name}-from-{source_name}", target, port.protocol,
+                        port.from_port, port.to_port, source=source, description=f"{spec.cni} {port.name}")
+    # Egress: anywhere (images, packages, AWS APIs).
+    for node_name, node in (("cp", cp), ("worker", worker)):
+        for family, cidr in (("v4", "0.0.0.0/0"), ("v6", "::/0")):
+            rules.append(vpc.SecurityGroupEgressRule(
+                f"{name}-{node_name}-egress-{family}", security_group_id=node.id, ip_protocol="-1",
+                description="all egress", **_cidr_args(cidr), opts=child,
+            ))
+    return SecurityGroups(load_balancer=lb, control_plane=cp, worker=worker, rules=rules)
+
+
+def open_to_world(cidrs: Sequence[str]) -> bool:
+    """True if any CIDR is the whole IPv4 or IPv6 internet."""
+    return any(ipaddress.ip_network(c, strict=False).prefixlen == 0 for c in cidrs)

@@ -1,0 +1,33 @@
+"""Tags every AWS resource of a cluster carries, and the well-known Kubernetes tag keys."""
+
+from __future__ import annotations
+
+from cfcr.config import ClusterSpec
+
+
+def cluster_tag_key(cluster: str) -> str:
+    """``kubernetes.io/cluster/<name>``: ownership tag the cloud controller manager, the EBS CSI
+    driver and the IAM conditions of this cluster look for."""
+    return f"kubernetes.io/cluster/{cluster}"
+
+
+def base_tags(spec: ClusterSpec, name: str | None = None, *, owned: bool = True) -> dict[str, str]:
+    """The user's tags, the cluster ownership tag (unless ``owned`` is False, for things we
+    only reference) and a ``Name``."""
+    assert spec.name is not None, "load_spec names every cluster"
+    tags = dict(spec.tags)
+    if owned:
+        tags[cluster_tag_key(spec.name)] = "owned"
+    tags["cfcr.io/cluster"] = spec.name
+    if name:
+        tags["Name"] = name
+    return tags
+
+
+def partition_of(region: str) -> str:
+    """AWS partition of a region (``aws``, ``aws-cn``, ``aws-us-gov``), for ARNs."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"

@@ -1,0 +1,60 @@
+"""Resource type tokens the policies read, as the engine names them."""
+
+from __future__ import annotations
+
+BOOTSTRAP = "cfcr:bootstrap:ClusterBootstrap"
+"""cfcr's cloud-neutral bootstrap component; its inputs summarise the cluster."""
+
+RENDERED_USER_DATA = "cfcr:render:UserData"
+"""Not a Pulumi resource: the offline runner presents each role's rendered user-data under this
+type (props ``role``, ``userData`` as base64), so the user-data policies see it before any
+cloud resource carries it. ``pulumi preview`` never produces it."""
+
+# AWS
+AWS_INSTANCE = "aws:ec2/instance:Instance"
+AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+AWS_VOLUME = "aws:ebs/volume:Volume"
+AWS_SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+AWS_SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+AWS_SG_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+AWS_ASG = "aws:autoscaling/group:Group"
+AWS_LB = "aws:lb/loadBalancer:LoadBalancer"
+
+# GCP
+GCP_INSTANCE = "gcp:compute/instance:Instance"
+GCP_INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+GCP_REGION_INSTANCE_TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
+GCP_DISK = "gcp:compute/disk:Disk"
+GCP_REGION_DISK = "gcp:compute/regionDisk:RegionDisk"
+GCP_FIREWALL = "gcp:compute/firewall:Firewall"
+GCP_IGM = "gcp:compute/instanceGroupManager:InstanceGroupManager"
+GCP_RIGM = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+GCP_AUTOSCALER = "gcp:compute/autoscaler:Autoscaler"
+GCP_REGION_AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
+
+# Azure
+AZ_VM = "azure-native:compute:VirtualMachine"
+AZ_VMSS = "azure-native:compute:VirtualMachineScaleSet"
+AZ_DISK = "azure-native:compute:Disk"
+AZ_NSG = "azure-native:network:NetworkSecurityGroup"
+AZ_SECURITY_RULE = "azure-native:network:SecurityRule"
+AZ_AUTOSCALE = ("azure-native:insights:AutoscaleSetting", "azure-native:monitor:AutoscaleSetting")
+
+# pulumi-tls
+TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+TLS_SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+TLS_LOCALLY_SIGNED = "tls:index/locallySignedCert:LocallySignedCert"
+
+FIREWALLS = (AWS_SECURITY_GROUP, AWS_SG_RULE, AWS_SG_INGRESS_RULE, GCP_FIREWALL, AZ_NSG, AZ_SECURITY_RULE)
+MACHINES = (AWS_INSTANCE, AWS_LAUNCH_TEMPLATE, GCP_INSTANCE, GCP_INSTANCE_TEMPLATE, GCP_REGION_INSTANCE_TEMPLATE,
+            AZ_VM, AZ_VMSS)
+
+CLOUD_OF_PREFIX = {"aws:": "aws", "gcp:": "gcp", "azure-native:": "azure"}
+
+
+def cloud_of(type_token: str) -> str | None:
+    """aws, gcp or azure for a provider token; None for cfcr, tls and others."""
+    for prefix, cloud in CLOUD_OF_PREFIX.items():
+        if type_token.startswith(prefix):
+            return cloud
+    return None
