@@ -70,6 +70,8 @@ def key_vault_name(cluster: str) -> str:
 def build(spec: ClusterSpec) -> ProgramResult:
     """Build every resource of ``spec``'s cluster."""
     assert spec.name is not None
+    if spec.cloud == "aws":
+        return build_aws(spec)
     members = control_plane_members(spec)
     bootstrap = ClusterBootstrap(
         spec.name,
@@ -95,6 +97,40 @@ def build(spec: ClusterSpec) -> ProgramResult:
         "secretReaders": bootstrap.readers,
     }
     return ProgramResult(exports=exports, user_data=bootstrap.user_data, manifests=manifests)
+
+
+def build_aws(spec: ClusterSpec) -> ProgramResult:
+    """AWS: ``cfcr.aws.Cluster`` (network, load balancer, machines, secret store around the bootstrap)."""
+    from cfcr.aws import Cluster, ClusterArgs
+
+    assert spec.name is not None
+    cluster = Cluster(spec.name, ClusterArgs(spec=spec))
+    release = channels.resolve(spec.kubernetes.version)
+    members = control_plane_members(spec)
+    manifests = {
+        f"static-pods/{member.name}/etcd.yaml": etcd_static_pod(spec, release, members, index)
+        for index, member in enumerate(members)
+    }
+    exports: dict[str, Any] = {
+        "kubernetesVersion": release.kubernetes.version,
+        "apiServerUrl": cluster.api_server_url,
+        "privateApiServerUrl": cluster.private_api_server_url,
+        "apiLoadBalancerDnsName": cluster.api_load_balancer_dns_name,
+        "caBundle": cluster.ca_bundle,
+        "adminKubeconfig": cluster.admin_kubeconfig,
+        "controlPlaneMembers": [{"name": m.name, "address": m.address} for m in members],
+        "secretReaders": cluster.bootstrap.readers,
+        "vpcId": cluster.vpc_id,
+        "privateSubnetIds": cluster.private_subnet_ids,
+        "publicSubnetIds": cluster.public_subnet_ids,
+        "nodePoolAsgNames": cluster.node_pool_asg_names,
+        "securityGroupIds": cluster.security_group_ids,
+        "controlPlaneInstanceIds": cluster.control_plane_instance_ids,
+        "etcdVolumeIds": cluster.etcd_volume_ids,
+    }
+    if cluster.termination_queue_url is not None:
+        exports["terminationQueueUrl"] = cluster.termination_queue_url
+    return ProgramResult(exports=exports, user_data=cluster.bootstrap.user_data, manifests=manifests)
 
 
 def main() -> ProgramResult:

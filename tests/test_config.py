@@ -107,6 +107,16 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("kube-proxy-replacement-without-cilium", {"cni": "calico", "ciliumKubeProxyReplacement": True}, "cfcr:ciliumKubeProxyReplacement", "cilium"),
     ("missing-region", {"region": None}, "cfcr:region", "required"),
     ("admission-entry-without-name", {"admission": {"configuration": [{"configuration": {}}]}}, "cfcr:admission.configuration[0]", "`name`"),
+    ("addons-bad-psa-level", {"addons": {"podSecurity": {"enforce": "strict"}}}, "cfcr:addons.podSecurity.enforce", "'privileged', 'baseline' or 'restricted'"),
+    ("addons-bad-psa-version", {"addons": {"podSecurity": {"version": "1.36"}}}, "cfcr:addons.podSecurity.version", "latest"),
+    ("addons-bad-exempt-namespace", {"addons": {"podSecurity": {"exemptNamespaces": ["Kube_System"]}}}, "cfcr:addons.podSecurity.exemptNamespaces[0]", "DNS label"),
+    ("addons-bad-persona", {"addons": {"rbacGroups": {"ops": "root"}}}, "cfcr:addons.rbacGroups.ops", "'cluster-admin', 'platform-operator' or 'viewer'"),
+    ("addons-bad-log-size", {"addons": {"containerLogMaxSize": "10MB"}}, "cfcr:addons.containerLogMaxSize", "10Mi"),
+    ("addons-too-few-log-files", {"addons": {"containerLogMaxFiles": 1}}, "cfcr:addons.containerLogMaxFiles", "greater than or equal to 2"),
+    ("addons-logging-output-without-name", {"addons": {"logging": {"output": {"Match": "*"}}}}, "cfcr:addons.logging.output", "`Name`"),
+    ("addons-bad-node-name-pattern", {"addons": {"nodeNamePattern": "([a-z"}}, "cfcr:addons.nodeNamePattern", "regular expression"),
+    ("addons-unknown-chart-values", {"addons": {"extraValues": {"istio": {}}}}, "cfcr:addons.extraValues", "allowed: cni"),
+    ("addons-unknown-key", {"addons": {"metricServer": False}}, "cfcr:addons.metricServer", "metricsServer"),
 ]
 
 

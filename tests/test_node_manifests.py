@@ -387,8 +387,11 @@ def test_encryption_config_with_a_real_key() -> None:
 # --------------------------------------------------------------------------- admission
 
 
-def test_admission_config_is_none_without_entries() -> None:
-    assert admission_config(make_spec(3)) is None
+def test_admission_config_without_entries_holds_the_pod_security_defaults() -> None:
+    cfg = admission_config(make_spec(3))
+    assert [p["name"] for p in cfg["plugins"]] == ["PodSecurity"]
+    defaults = cfg["plugins"][0]["configuration"]["defaults"]
+    assert (defaults["enforce"], defaults["warn"], defaults["audit"]) == ("baseline", "restricted", "restricted")
 
 
 def test_admission_config_passes_entries_through_untouched() -> None:
@@ -404,6 +407,7 @@ def test_admission_config_passes_entries_through_untouched() -> None:
     spec = make_spec(3, admission={"plugins": ["EventRateLimit"], "configuration": entries})
     cfg = admission_config(spec)
     assert cfg is not None
+    # the user's PodSecurity entry replaces cfcr's default; every entry passes through untouched
     assert cfg == {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration",
                    "plugins": entries}
     cfg["plugins"][1]["configuration"]["defaults"]["enforce"] = "privileged"

@@ -39,7 +39,9 @@ def test_resources_json_lists_every_resource_with_its_wiring(rendered: tuple[Ren
         assert set(entry) == {"urn", "type", "name", "parent", "dependencies", "inputs"}
         assert set(entry["dependencies"]) <= urns, entry["name"]
     types = [e["type"] for e in entries]
-    assert types[0] == "cfcr:bootstrap:ClusterBootstrap"
+    cloud = load_stack(result.stack).cloud
+    assert types[0] == ("cfcr:aws:Cluster" if cloud == "aws" else "cfcr:bootstrap:ClusterBootstrap")
+    assert "cfcr:bootstrap:ClusterBootstrap" in types
     assert "cfcr:pki:ClusterPki" in types
     by_urn = {e["urn"]: e for e in entries}
     for entry in entries[1:]:

@@ -12,6 +12,7 @@ from pulumi_aws import ec2, get_availability_zones_output
 from cfcr.aws.tags import base_tags
 from cfcr.config import ClusterSpec
 from cfcr.config.topology import ZonePlan, control_plane_members, zones
+from cfcr.pki.specs import ControlPlaneMember
 
 INTERNAL_ELB_TAG = "kubernetes.io/role/internal-elb"
 PUBLIC_ELB_TAG = "kubernetes.io/role/elb"
@@ -168,7 +169,7 @@ def _existing(name: str, spec: ClusterSpec, plan: list[ZonePlan], parent: pulumi
         sid, subnet = subnet_ids[k], lookups[k]
         in_zone = [m for j, m in enumerate(members) if j % len(plan) == zone.index]
 
-        def checked(cidr: str | None, sid: str = sid, in_zone: list = in_zone) -> str:  # type: ignore[type-arg]
+        def checked(cidr: str | None, sid: str = sid, in_zone: list[ControlPlaneMember] = in_zone) -> str:
             for m in in_zone:
                 check_member_in_subnet(m.name, m.address, sid, cidr)
             return sid

@@ -48,6 +48,7 @@ def build_secret_store(name: str, spec: ClusterSpec, values: Mapping[str, pulumi
     secrets: dict[str, secretsmanager.Secret] = {}
     versions: list[secretsmanager.SecretVersion] = []
     for secret_id in sorted(values):
+        value: pulumi.Input[str] = values[secret_id]
         secret = secretsmanager.Secret(
             secret_id,
             name=secret_id,
@@ -60,7 +61,7 @@ def build_secret_store(name: str, spec: ClusterSpec, values: Mapping[str, pulumi
         versions.append(secretsmanager.SecretVersion(
             secret_id,
             secret_id=secret.id,
-            secret_string=pulumi.Output.secret(values[secret_id]),
+            secret_string=pulumi.Output.secret(value),
             opts=child,
         ))
         secrets[secret_id] = secret

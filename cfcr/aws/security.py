@@ -106,16 +106,16 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
     def ingress(rule_name: str, target: ec2.SecurityGroup, protocol: str, from_port: int | None,
                 to_port: int | None, *, source: ec2.SecurityGroup | None = None, cidr: pulumi.Input[str] | None = None,
                 description: str) -> None:
-        extra: dict[str, pulumi.Input[str]] = {}
-        if source is not None:
-            extra["referenced_security_group_id"] = source.id
-        elif isinstance(cidr, str):
-            extra.update(_cidr_args(cidr))
-        elif cidr is not None:
-            extra["cidr_ipv4"] = cidr
+        v4: pulumi.Input[str] | None = None
+        v6: pulumi.Input[str] | None = None
+        if isinstance(cidr, str):
+            v4, v6 = _cidr_args(cidr).get("cidr_ipv4"), _cidr_args(cidr).get("cidr_ipv6")
+        else:
+            v4 = cidr
         rules.append(vpc.SecurityGroupIngressRule(
             f"{name}-{rule_name}", security_group_id=target.id, ip_protocol=protocol, from_port=from_port,
-            to_port=to_port, description=description, **extra, opts=child,
+            to_port=to_port, description=description, cidr_ipv4=v4, cidr_ipv6=v6,
+            referenced_security_group_id=source.id if source is not None else None, opts=child,
         ))
 
     # API: allowed CIDRs and the VPC to the load balancer; load balancer and nodes to the API servers.
@@ -147,7 +147,8 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
         for family, cidr in (("v4", "0.0.0.0/0"), ("v6", "::/0")):
             rules.append(vpc.SecurityGroupEgressRule(
                 f"{name}-{node_name}-egress-{family}", security_group_id=node.id, ip_protocol="-1",
-                description="all egress", **_cidr_args(cidr), opts=child,
+                description="all egress", cidr_ipv4=_cidr_args(cidr).get("cidr_ipv4"),
+                cidr_ipv6=_cidr_args(cidr).get("cidr_ipv6"), opts=child,
             ))
     return SecurityGroups(load_balancer=lb, control_plane=cp, worker=worker, rules=rules)
 

@@ -83,6 +83,8 @@ def secure_kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
         "maxParallelImagePulls": 5,
         "shutdownGracePeriod": "60s",
         "shutdownGracePeriodCriticalPods": "20s",
+        "containerLogMaxSize": spec.addons.container_log_max_size,
+        "containerLogMaxFiles": spec.addons.container_log_max_files,
     }
 
 

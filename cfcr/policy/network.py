@@ -243,16 +243,17 @@ def _check_api(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
         for source in rule.sources:
             if is_world(source):
                 report(f"{rule.label}: the API (port {hit[0]}) is open to {source}")
-            elif not _internal(source) and not within_any(source, allowed):
+            elif allowed and not _internal(source) and not within_any(source, allowed):
                 report(f"{rule.label}: the API (port {hit[0]}) is open to {source}, which is not inside the "
-                       f"allowed CIDRs ({', '.join(allowed) or 'none configured'})")
+                       f"allowed CIDRs ({', '.join(allowed)})")
 
 
 NETWORK_SETTINGS_API = [
     Setting("apiPorts", {"type": "array", "items": {"type": "integer"}, "default": [6443],
                          "description": "Ports the Kubernetes API listens on."}),
     Setting("apiAllowedCidrs", string_list(
-        "Public CIDRs allowed to reach the API (private address space is always allowed).", [])),
+        "Public CIDRs allowed to reach the API (private address space always is). Empty: any source but "
+        "the whole internet; set it to hold every stack to the security team's list.", [])),
 ]
 
 api_allowed_cidrs = CfcrResourcePolicy(

@@ -7,7 +7,9 @@ components, the outputs passed to ``register_outputs``. Secret values stay wrapp
 everywhere, so a renderer can mask them (:func:`is_secret`, :func:`unwrap`).
 
 Resources whose providers can run locally (pulumi-tls, pulumi-random) get real outputs from
-:mod:`cfcr.render.providers`; cloud resources echo their inputs with an id. As the engine
+:mod:`cfcr.render.providers`; AWS resources and data sources get small deterministic
+stand-ins (AWS-shaped ids, ARNs, DNS names) from the same module; other cloud resources
+echo their inputs with an id. As the engine
 does, an output is secret when the resource listed it in ``additional_secret_outputs`` or
 when the input of the same name was secret.
 """
@@ -24,7 +26,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
-from cfcr.render.providers import PROVIDERS
+from cfcr.render.providers import AWS_PREFIX, ID_KEY, PROVIDERS, aws_invoke, aws_resource
 
 
 @dataclass
@@ -100,13 +102,17 @@ class StandInMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         provider = PROVIDERS.get(args.typ)
+        if provider is None and args.typ.startswith(AWS_PREFIX):
+            provider = aws_resource
         inputs = unwrap(args.inputs)
         if provider is not None:
-            return f"{args.name}-id", provider(inputs, f"{args.typ}::{args.name}")
+            outputs = provider(inputs, f"{args.typ}::{args.name}")
+            return str(outputs.pop(ID_KEY, f"{args.name}-id")), outputs
         return f"{args.name}-id", dict(inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        result = aws_invoke(args.token, unwrap(args.args))
+        return (result if result is not None else {}), []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -241,5 +247,6 @@ def install(project: str, stack: str, config: dict[str, str] | None = None) -> R
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     runtime_config.set_all_config(dict(config or {}), [])
+    settings.ROOT.set(None)  # a new root stack per run: its URN carries this project and stack
     pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     return monitor

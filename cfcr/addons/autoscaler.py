@@ -1,0 +1,64 @@
+"""cluster-autoscaler, wired to the node pools (AWS now).
+
+Discovery by the ASG tags ``k8s.io/cluster-autoscaler/enabled`` and
+``k8s.io/cluster-autoscaler/<cluster>`` (the AWS layer puts them on every pool's ASG, with
+the pool's min and max on the ASG itself), or, with ``autoscaler_auto_discovery=False``,
+explicit ``--nodes=min:max:asg`` from :class:`~cfcr.addons.cloud.CloudFacts`. The image's
+minor matches the cluster's Kubernetes minor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from cfcr.addons import pins
+from cfcr.addons.base import CONTROL_PLANE_LABEL, CONTROL_PLANE_TOLERATIONS, ChartAddon, ChartSpec
+from cfcr.addons.cloud import CloudFacts
+from cfcr.addons.images import ImageRewriter
+from cfcr.channels import Release
+from cfcr.config import ClusterSpec
+
+SUPPORTED_CLOUDS = ("aws",)
+
+
+def discovery_tags(cluster_name: str) -> list[str]:
+    return ["k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{cluster_name}"]
+
+
+def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rewriter: ImageRewriter) -> ChartSpec:
+    if facts.cloud not in SUPPORTED_CLOUDS:
+        raise ValueError(f"cluster-autoscaler is wired for {', '.join(SUPPORTED_CLOUDS)} only so far, not {facts.cloud}")
+    pin = pins.CLUSTER_AUTOSCALER
+    tag, _exact = pins.cluster_autoscaler_tag(release.version)
+    values: dict[str, Any] = {
+        "cloudProvider": "aws",
+        "awsRegion": facts.region,
+        "image": {"repository": rewriter.repository(pins.CLUSTER_AUTOSCALER_IMAGE), "tag": tag},
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {CONTROL_PLANE_LABEL: ""},
+        "tolerations": CONTROL_PLANE_TOLERATIONS,
+        "extraArgs": {"balance-similar-node-groups": True, "skip-nodes-with-local-storage": False,
+                      "expander": "least-waste"},
+    }
+    if facts.autoscaler_auto_discovery:
+        values["autoDiscovery"] = {"clusterName": facts.cluster_name, "tags": discovery_tags(facts.cluster_name)}
+    else:
+        values["autoscalingGroups"] = [
+            {"name": g.name, "minSize": g.min_size, "maxSize": g.max_size} for _, g in sorted(facts.node_groups.items())
+        ]
+    chart = ChartSpec("cluster-autoscaler", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source)
+    return chart.with_values(spec.addons.extra_values.get("autoscaler", {}))
+
+
+class ClusterAutoscaler(ChartAddon):
+    """cluster-autoscaler (``cfcr:addons:ClusterAutoscaler``)."""
+
+    TYPE = "cfcr:addons:ClusterAutoscaler"
+
+    def __init__(self, name: str, spec: ClusterSpec, facts: CloudFacts, release: Release,
+                 opts: pulumi.ResourceOptions | None = None,
+                 depends_on: list[pulumi.Resource] | None = None) -> None:
+        rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
+        super().__init__(name, [], [autoscaler_chart(spec, release, facts, rewriter)], opts, depends_on or [])

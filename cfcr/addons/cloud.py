@@ -1,0 +1,283 @@
+"""The cloud's integrations: the out-of-tree cloud controller manager, the block-storage CSI
+driver and a default StorageClass, selected from the channel's data per cloud.
+
+* CCM: authored here (ServiceAccount, RBAC, the cloud config Secret, a DaemonSet on the
+  control-plane nodes with host networking, so it reaches the instance metadata for its
+  credentials) for every cloud, because the channel confirms images but not chart
+  versions. ``spec.cloud_config`` reaches it untouched: rendered as INI sections for AWS and
+  GCP (``{Global: {Zone: x}}`` -> ``[Global]\\nZone = x``), as JSON for Azure.
+* CSI: AWS's EBS driver chart (the controller is told the region: the instance metadata
+  hop limit of 1 hides it from pods) and Azure's disk driver chart from the channel. GCP's
+  persistent-disk driver has no chart in the channel: cfcr installs only its StorageClass
+  and says so (see docs/addons.md).
+* StorageClass: the default class, encrypted (gp3 with ``encrypted: "true"`` on AWS; GCP
+  and Azure encrypt every disk at rest), bound when the first consumer is scheduled, so
+  volumes land in the pod's zone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+
+from cfcr.addons import pins
+from cfcr.addons.base import (
+    CONTROL_PLANE_LABEL,
+    CONTROL_PLANE_TOLERATIONS,
+    UNINITIALIZED_TOLERATION,
+    Addon,
+    ChartSpec,
+    cluster_role_binding,
+    meta,
+    sa_subject,
+    service_account,
+)
+from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
+from cfcr.channels import Release
+from cfcr.config import ClusterSpec
+from cfcr.node.kubelet import deep_merge
+
+NAMESPACE = "kube-system"
+CLOUD_CONFIG_DIR = "/etc/kubernetes/cloud-config"
+CCM_NAME = "cloud-controller-manager"
+CCM_PROVIDER = {"aws": "aws", "gcp": "gce", "azure": "azure"}
+CSI_PROVISIONER = {"aws": "ebs.csi.aws.com", "gcp": "pd.csi.storage.gke.io", "azure": "disk.csi.azure.com"}
+STORAGE_PARAMETERS: dict[str, dict[str, str]] = {
+    "aws": {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+    "gcp": {"type": "pd-balanced"},
+    "azure": {"skuName": "Premium_LRS"},
+}
+EBS_SLOTS = (
+    ImageSlot(("image", "repository"), "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver"),
+    ImageSlot(("sidecars", "provisioner", "image", "repository"), "public.ecr.aws/csi-components/csi-provisioner"),
+    ImageSlot(("sidecars", "attacher", "image", "repository"), "public.ecr.aws/csi-components/csi-attacher"),
+    ImageSlot(("sidecars", "snapshotter", "image", "repository"), "public.ecr.aws/csi-components/csi-snapshotter"),
+    ImageSlot(("sidecars", "livenessProbe", "image", "repository"), "public.ecr.aws/csi-components/livenessprobe"),
+    ImageSlot(("sidecars", "resizer", "image", "repository"), "public.ecr.aws/csi-components/csi-resizer"),
+    ImageSlot(("sidecars", "nodeDriverRegistrar", "image", "repository"), "public.ecr.aws/csi-components/csi-node-driver-registrar"),
+    ImageSlot(("sidecars", "volumemodifier", "image", "repository"), "public.ecr.aws/ebs-csi-driver/volume-modifier-for-k8s"),
+)
+"""The EBS chart's images. The sidecar defaults are NOT confirmed for the pinned chart
+version (they moved between public.ecr.aws paths over time); only mirrored slots are set."""
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """A node pool as the cloud sees it: its autoscaling group and bounds."""
+
+    name: pulumi.Input[str]
+    """ASG name (AWS), MIG name (GCP) or VMSS name (Azure)."""
+    min_size: int
+    """Fewest nodes."""
+    max_size: int
+    """Most nodes."""
+
+
+@dataclass(frozen=True)
+class CloudFacts:
+    """What the addons need to know about the cloud the cluster runs in."""
+
+    cloud: Literal["aws", "gcp", "azure"]
+    """aws, gcp or azure."""
+    region: str
+    """The region (the EBS controller and the autoscaler are told it explicitly)."""
+    cluster_name: str
+    """The cluster name (CCM ``--cluster-name``, autoscaler discovery tags)."""
+    node_groups: Mapping[str, NodeGroup] = field(default_factory=dict)
+    """Pool name -> its autoscaling group."""
+    cloud_config: Mapping[str, Any] = field(default_factory=dict)
+    """Cloud-provider config for the CCM, passed through untouched (``spec.cloud_config``)."""
+    autoscaler_auto_discovery: bool = True
+    """Find groups by their ``k8s.io/cluster-autoscaler/*`` tags (AWS) instead of ``--nodes``."""
+
+    @classmethod
+    def from_spec(cls, spec: ClusterSpec, node_groups: Mapping[str, NodeGroup] | None = None) -> CloudFacts:
+        """Facts from the spec; group names default to ``<cluster>-<pool>``."""
+        assert spec.name is not None
+        groups = dict(node_groups) if node_groups is not None else {
+            p.name: NodeGroup(f"{spec.name}-{p.name}", p.min_size, p.max_size) for p in spec.node_pools
+        }
+        return cls(spec.cloud, spec.region, spec.name, groups, dict(spec.cloud_config))
+
+
+def render_cloud_config(cloud: str, config: Mapping[str, Any]) -> str:
+    """The cloud config file: INI sections (AWS, GCP) or JSON (Azure), values as given."""
+    if cloud == "azure":
+        return json.dumps(dict(config), indent=2, sort_keys=True) + "\n"
+    lines: list[str] = []
+    for section, body in config.items():
+        if not isinstance(body, Mapping):
+            raise ValueError(f"cfcr:cloudConfig.{section}: {cloud} cloud config is INI: give sections of key/value pairs")
+        lines.append(f"[{section}]")
+        for key, value in body.items():
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                text = ("true" if item else "false") if isinstance(item, bool) else str(item)
+                lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+CCM_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["*"]},
+    {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "patch", "update", "watch"]},
+    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["list", "patch", "update", "watch"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "update", "watch"]},
+    {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "get", "list", "watch", "update"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "list", "watch", "update"]},
+]
+
+
+def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) -> list[dict[str, Any]]:
+    """The cloud controller manager, authored (pure). Its Secret carries the cloud config."""
+    pin = release.cloud(facts.cloud).ccm
+    labels = {"k8s-app": CCM_NAME}
+    args = [
+        f"--cloud-provider={CCM_PROVIDER[facts.cloud]}",
+        f"--cluster-name={facts.cluster_name}",
+        "--leader-elect=true",
+        "--use-service-account-credentials=false",
+        "--configure-cloud-routes=false",
+        "--v=2",
+    ]
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = [
+        service_account(CCM_NAME, NAMESPACE),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": meta("system:cloud-controller-manager"), "rules": CCM_RULES},
+        cluster_role_binding("system:cloud-controller-manager", "system:cloud-controller-manager",
+                             [sa_subject(CCM_NAME, NAMESPACE)]),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": meta("cloud-controller-manager:apiserver-authentication-reader", NAMESPACE),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "extension-apiserver-authentication-reader"},
+         "subjects": [sa_subject(CCM_NAME, NAMESPACE)]},
+    ]
+    if facts.cloud_config:
+        name = "cloud.json" if facts.cloud == "azure" else "cloud.conf"
+        objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta("cloud-config", NAMESPACE),
+                        "type": "Opaque", "stringData": {name: render_cloud_config(facts.cloud, facts.cloud_config)}})
+        args.append(f"--cloud-config={CLOUD_CONFIG_DIR}/{name}")
+        volumes.append({"name": "cloud-config", "secret": {"secretName": "cloud-config"}})
+        mounts.append({"name": "cloud-config", "mountPath": CLOUD_CONFIG_DIR, "readOnly": True})
+    objects.append({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": meta(CCM_NAME, NAMESPACE, labels),
+        "spec": {
+            "selector": {"matchLabels": dict(labels)},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "priorityClassName": "system-node-critical",
+                    "serviceAccountName": CCM_NAME,
+                    "hostNetwork": True,
+                    "nodeSelector": {CONTROL_PLANE_LABEL: ""},
+                    "tolerations": [*CONTROL_PLANE_TOLERATIONS, UNINITIALIZED_TOLERATION,
+                                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{
+                        "name": CCM_NAME,
+                        "image": rewriter.image(pin.image),
+                        "args": args,
+                        "resources": {"requests": {"cpu": "200m", "memory": "100Mi"}},
+                        "volumeMounts": mounts,
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    })
+    return objects
+
+
+def storage_class(cloud: str) -> dict[str, Any]:
+    """The default StorageClass of the cloud's CSI driver."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": meta("cfcr-default", annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
+        "provisioner": CSI_PROVISIONER[cloud],
+        "parameters": dict(STORAGE_PARAMETERS[cloud]),
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+    }
+
+
+def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
+              extra: Mapping[str, Any] | None = None) -> ChartSpec | None:
+    """The CSI driver chart of the cloud, or None when the channel has none (GCP)."""
+    pin = release.cloud(facts.cloud).csi
+    if pin.chart is None:
+        return None
+    repository, _, tag = pin.image.rpartition(":")
+    if facts.cloud == "aws":
+        values: dict[str, Any] = {
+            "image": {"repository": rewriter.repository(repository), "tag": tag},
+            "controller": {
+                "region": facts.region,
+                "k8sTagClusterId": facts.cluster_name,
+                "nodeSelector": {CONTROL_PLANE_LABEL: ""},
+                "tolerations": CONTROL_PLANE_TOLERATIONS,
+            },
+            "node": {"tolerateAllTaints": True},
+            "storageClasses": [],
+        }
+        values = deep_merge(values, slot_values(EBS_SLOTS[1:], rewriter))
+        version = pin.chart.version or pins.EBS_CSI_CHART_VERSION
+    else:
+        values = {"image": {"azuredisk": {"repository": rewriter.repository(repository.rsplit("/", 1)[0]) + "/",
+                                          "tag": tag}}} if rewriter.active else {}
+        values = deep_merge(values, {"controller": {"cloudConfigSecretName": "cloud-config",
+                                                    "cloudConfigSecretNamespace": NAMESPACE}})
+        version = pin.chart.version or ""
+        if not version:
+            raise ValueError(f"the channel pins no chart version for {facts.cloud}'s CSI driver")
+    chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, version, NAMESPACE, values, pin.source)
+    return chart.with_values(dict(extra or {}))
+
+
+@dataclass
+class CloudIntegrationArgs:
+    """Inputs of :class:`CloudIntegration`."""
+
+    spec: ClusterSpec
+    """The cluster spec (mirrors, extra values)."""
+    facts: CloudFacts
+    """Region, cluster name, cloud config."""
+    release: Release | None = None
+    """The channel release; default: the spec's."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What every object waits for (the readiness gate, the CNI)."""
+
+
+class CloudIntegration(Addon):
+    """CCM + CSI driver + default StorageClass (``cfcr:addons:CloudIntegration``)."""
+
+    def __init__(self, name: str, args: CloudIntegrationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cfcr:addons:CloudIntegration", name, opts, args.depends_on)
+        from cfcr import channels
+
+        spec = args.spec
+        release = args.release or channels.resolve(spec.kubernetes.version)
+        rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
+        ccm = self.apply(ccm_objects(args.facts, release, rewriter))
+        chart = csi_chart(args.facts, release, rewriter, spec.addons.extra_values.get("csi"))
+        if chart is not None:
+            self.chart(chart, ccm)
+        else:
+            pulumi.log.warn(f"cfcr: no CSI driver chart for {args.facts.cloud} in the channel; only the StorageClass "
+                            "is created (see docs/addons.md#cloud)", self)
+        self.apply([storage_class(args.facts.cloud)])
+        self.register_outputs({})

@@ -1,0 +1,62 @@
+"""Approves kubelet serving-certificate CSRs, safely (always installed).
+
+Kubelets ask for serving certificates through CSRs (``serverTLSBootstrap``) and
+kube-controller-manager does not approve those; without an approver ``kubectl logs/exec``
+and metrics-server fail. postfinance's kubelet-csr-approver approves a
+``kubernetes.io/kubelet-serving`` CSR only when it comes from ``system:node:<name>``, the
+name matches the node-name pattern, the certificate's IP addresses lie inside the node
+network and its DNS name resolves to them (one DNS name allowed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from cfcr.addons import pins
+from cfcr.addons.base import CONTROL_PLANE_TOLERATIONS, AddonArgs, ChartAddon, ChartSpec
+from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
+from cfcr.config import ClusterSpec
+from cfcr.node.kubelet import deep_merge
+
+SLOTS = (ImageSlot(("image", "repository"), "ghcr.io/postfinance/kubelet-csr-approver"),)
+
+NODE_NAME_PATTERNS: dict[str, str] = {
+    "aws": r"^(ip-[0-9]{1,3}(-[0-9]{1,3}){3}|i-[0-9a-f]{8,17})(\.[a-z0-9-]+)*$",
+    "gcp": r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9-]+)*$",
+    "azure": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+}
+"""Node names each cloud's machines register with (private DNS / resource name on AWS,
+instance name on GCP, VM or VMSS instance name on Azure)."""
+
+
+def node_name_pattern(spec: ClusterSpec) -> str:
+    return spec.addons.node_name_pattern or NODE_NAME_PATTERNS[spec.cloud]
+
+
+def csr_approver_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
+    pin = pins.CSR_APPROVER
+    values: dict[str, Any] = {
+        "providerRegex": node_name_pattern(spec),
+        "providerIpPrefixes": [spec.networking.node_cidr],
+        "allowedDnsNames": 1,
+        "bypassDnsResolution": False,
+        "bypassHostnameCheck": False,
+        "maxExpirationSeconds": str(spec.pki.leaf_validity_hours * 3600),
+        "replicas": 1,
+        "tolerations": CONTROL_PLANE_TOLERATIONS,
+    }
+    values = deep_merge(values, slot_values(SLOTS, rewriter))
+    chart = ChartSpec("kubelet-csr-approver", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source)
+    return chart.with_values(spec.addons.extra_values.get("csr-approver", {}))
+
+
+class CsrApprover(ChartAddon):
+    """kubelet-csr-approver (``cfcr:addons:CsrApprover``)."""
+
+    TYPE = "cfcr:addons:CsrApprover"
+
+    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        super().__init__(name, [], [csr_approver_chart(args.spec, rewriter)], opts, args.depends_on)

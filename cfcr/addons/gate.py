@@ -1,0 +1,184 @@
+"""The readiness gate: no addon is applied before the API server answers.
+
+``ReadinessGate`` is a ``pulumi.dynamic.Resource``. Its provider's create (and update, when
+the endpoint or the credential changes) polls ``<api_server_url>/readyz`` through the load
+balancer with the admin client certificate, verifying the server against the cluster CA,
+until it answers 200 or the timeout (default 15 minutes) passes. Then it fails with an
+error naming the endpoint and the last status or error seen. Every addon depends on it.
+
+The polling itself (:func:`wait_until_ready`) is plain Python, tested against a real local
+HTTPS server that checks client certificates.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import ssl
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+DEFAULT_TIMEOUT_SECONDS = 15 * 60
+DEFAULT_INTERVAL_SECONDS = 5.0
+
+
+class ApiNotReadyError(RuntimeError):
+    """The API server did not answer ready before the timeout."""
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """PEM material to reach the API server as the admin."""
+
+    ca_pem: str
+    """The cluster CA bundle that signs the API server's certificate."""
+    cert_pem: str
+    """The client certificate."""
+    key_pem: str
+    """The client key."""
+
+
+def _pem(entry: dict[str, Any], data_key: str, file_key: str) -> str:
+    if entry.get(data_key):
+        return base64.b64decode(entry[data_key]).decode()
+    if entry.get(file_key):
+        with open(entry[file_key], encoding="utf-8") as handle:
+            return handle.read()
+    raise ValueError(f"kubeconfig has neither {data_key} nor {file_key}")
+
+
+def credentials_from_kubeconfig(text: str) -> tuple[str, ClientCredentials]:
+    """``(server URL, credentials)`` of the kubeconfig's current context."""
+    doc = yaml.safe_load(text)
+    contexts = {c["name"]: c["context"] for c in doc.get("contexts", [])}
+    current = doc.get("current-context") or next(iter(contexts))
+    context = contexts[current]
+    cluster = next(c["cluster"] for c in doc["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in doc["users"] if u["name"] == context["user"])
+    creds = ClientCredentials(
+        ca_pem=_pem(cluster, "certificate-authority-data", "certificate-authority"),
+        cert_pem=_pem(user, "client-certificate-data", "client-certificate"),
+        key_pem=_pem(user, "client-key-data", "client-key"),
+    )
+    return str(cluster["server"]), creds
+
+
+def ssl_context(creds: ClientCredentials) -> ssl.SSLContext:
+    """A TLS client context that trusts only the cluster CA and presents the client cert."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=creds.ca_pem)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = os.path.join(tmp, "client.crt"), os.path.join(tmp, "client.key")
+        with open(cert, "w", encoding="utf-8") as handle:
+            handle.write(creds.cert_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(creds.key_pem)
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def probe(url: str, context: ssl.SSLContext, timeout: float = 10.0) -> tuple[bool, str]:
+    """One GET of ``url``: ``(ready, what was seen)``."""
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=timeout) as response:  # noqa: S310 - https only
+            status = int(response.status)
+            body = response.read(200).decode(errors="replace").strip()
+            return status == 200, f"HTTP {status} {body}".strip()
+    except urllib.error.HTTPError as exc:
+        body = exc.read(200).decode(errors="replace").strip() if exc.fp else ""
+        return False, f"HTTP {exc.code} {body}".strip()
+    except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, f"{type(reason).__name__}: {reason}"
+
+
+def readyz_url(api_server_url: str) -> str:
+    return api_server_url.rstrip("/") + "/readyz"
+
+
+def wait_until_ready(
+    api_server_url: str,
+    creds: ClientCredentials,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Poll ``/readyz`` until it answers 200; return what it answered.
+
+    Raises :class:`ApiNotReadyError` naming the endpoint and the last thing seen.
+    """
+    if not api_server_url.startswith("https://"):
+        raise ValueError(f"the API server URL must be https://, got {api_server_url!r}")
+    url = readyz_url(api_server_url)
+    context = ssl_context(creds)
+    deadline = clock() + timeout_seconds
+    attempts = 0
+    while True:
+        attempts += 1
+        ready, seen = probe(url, context, timeout=min(10.0, max(1.0, timeout_seconds)))
+        if ready:
+            return seen
+        if clock() >= deadline:
+            raise ApiNotReadyError(
+                f"the Kubernetes API at {url} was not ready after {timeout_seconds:.0f}s "
+                f"({attempts} attempts); last seen: {seen}"
+            )
+        sleep(interval_seconds)
+
+
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ReadinessGateProvider(ResourceProvider):
+    """Dynamic provider: create/update wait for the API; nothing to delete."""
+
+    def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
+        url = str(props["url"])
+        _, creds = credentials_from_kubeconfig(str(props["kubeconfig"]))
+        seen = wait_until_ready(url, creds, float(props.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)))
+        return {"url": url, "credential": _fingerprint(str(props["kubeconfig"])), "lastSeen": seen}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"readyz-{_fingerprint(str(props['url']))[:12]}", outs=self._wait(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = olds.get("url") != news.get("url") or olds.get("credential") != _fingerprint(str(news.get("kubeconfig", "")))
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._wait(news))
+
+
+class ReadinessGate(Resource):
+    """Waits (on create and on credential change) until the API server is ready."""
+
+    url: pulumi.Output[str]
+    last_seen: pulumi.Output[str]
+
+    def __init__(self, name: str, api_server_url: pulumi.Input[str], kubeconfig: pulumi.Input[str],
+                 timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(
+            ReadinessGateProvider(),
+            name,
+            {
+                "url": api_server_url,
+                "kubeconfig": pulumi.Output.secret(kubeconfig),
+                "timeoutSeconds": timeout_seconds,
+                "lastSeen": None,
+            },
+            opts,
+        )

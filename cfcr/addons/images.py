@@ -1,0 +1,160 @@
+"""Registry mirrors for the images cfcr deploys.
+
+Two layers, each complete for its own job:
+
+* On nodes cfcr builds, containerd's ``hosts.toml`` (``cfcr.node.containerd``) sends every
+  pull of a mirrored registry to the mirror first and falls back to the upstream: that
+  covers every image any workload pulls, by its original name.
+* Explicit rewriting (this module), on when ``spec.registry_mirrors`` names a mirror and
+  ``addons.rewriteImages`` is true: every image reference cfcr itself deploys names the
+  first mirror. It makes the render show what is pulled, and it is what makes the addons
+  work against a mirror on clusters cfcr did not build (no containerd config of ours
+  there). Authored objects are rewritten in their builders; charts through their image
+  values (each chart module lists its image slots); operator-made images through the
+  operator's registry setting (Calico's ``Installation.registry``); the one upstream
+  manifest cfcr applies (canal) through a Pulumi transform (:func:`rewrite_pod_images`).
+
+The rewrite rule: a mirror URL ``https://host[:port][/v2][/path]`` becomes the image
+prefix ``host[:port][/path]``, which replaces the registry host; the repository path and
+tag stay. ``https://mirror.example.com/v2/registry.k8s.io`` turns
+``registry.k8s.io/coredns/coredns:v1.14.2`` into
+``mirror.example.com/registry.k8s.io/coredns/coredns:v1.14.2``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from cfcr.node.containerd import image_mirrors
+
+DEFAULT_REGISTRY = "docker.io"
+
+Mirrors = Mapping[str, Sequence[str]]
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """``(registry, repository path, suffix)`` of an image reference; the suffix is the
+    ``:tag`` and/or ``@digest`` part. Short Docker Hub names get ``docker.io`` (and
+    ``library/`` for official images), as containerd resolves them."""
+    name, at, digest = image.partition("@")
+    suffix = f"@{digest}" if at else ""
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+        suffix = f":{tag}{suffix}"
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first, rest, suffix
+    path = name if slash else f"library/{name}"
+    return DEFAULT_REGISTRY, path, suffix
+
+
+def mirror_prefix(url: str) -> str:
+    """The image prefix a mirror URL stands for (see the module docstring)."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    if path == "v2" or path.startswith("v2/"):
+        path = path[3:]
+    return f"{parts.netloc}/{path}" if path else parts.netloc
+
+
+def prefixes(mirrors: Mirrors) -> dict[str, str]:
+    """Registry host -> image prefix of its first mirror (binary-download keys left out)."""
+    return {host: mirror_prefix(urls[0]) for host, urls in image_mirrors(mirrors).items() if urls}
+
+
+@dataclass(frozen=True)
+class ImageRewriter:
+    """Rewrites image references to their registry's mirror; a no-op without mirrors."""
+
+    prefixes: Mapping[str, str]
+
+    @classmethod
+    def from_spec(cls, mirrors: Mirrors, enabled: bool = True) -> ImageRewriter:
+        return cls(prefixes(mirrors) if enabled else {})
+
+    @property
+    def active(self) -> bool:
+        return bool(self.prefixes)
+
+    def image(self, image: str) -> str:
+        """``image`` with its registry replaced by the mirror's prefix (when mirrored)."""
+        registry, path, suffix = split_image(image)
+        prefix = self.prefixes.get(registry)
+        return f"{prefix}/{path}{suffix}" if prefix else image
+
+    def repository(self, repository: str) -> str:
+        """A repository without tag (chart ``image.repository`` values)."""
+        return self.image(repository)
+
+    def registry(self, registry: str) -> str | None:
+        """The prefix replacing a whole registry, or None when it is not mirrored."""
+        return self.prefixes.get(registry)
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """Where a chart takes an image repository in its values, and the chart's default."""
+
+    path: tuple[str, ...]
+    """Values keys down to the repository string, e.g. ``("image", "repository")``."""
+    repository: str
+    """The repository the chart uses when the value is unset (fully qualified)."""
+
+
+def slot_values(slots: Sequence[ImageSlot], rewriter: ImageRewriter) -> dict[str, Any]:
+    """Values that point every slot at its mirror (empty when nothing is mirrored)."""
+    out: dict[str, Any] = {}
+    for slot in slots:
+        rewritten = rewriter.repository(slot.repository)
+        if rewritten == slot.repository:
+            continue
+        node = out
+        for key in slot.path[:-1]:
+            node = node.setdefault(key, {})
+        node[slot.path[-1]] = rewritten
+    return out
+
+
+_POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+def rewrite_pod_images(obj: Mapping[str, Any], rewriter: ImageRewriter) -> dict[str, Any]:
+    """A copy of a Kubernetes object with every container image of its pod spec rewritten."""
+    out = copy.deepcopy(dict(obj))
+    path = _POD_TEMPLATE_PATHS.get(str(out.get("kind", "")))
+    if path is None or not rewriter.active:
+        return out
+    node: Any = out
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return out
+    for field in ("initContainers", "containers", "ephemeralContainers"):
+        for container in node.get(field) or []:
+            if isinstance(container, dict) and isinstance(container.get("image"), str):
+                container["image"] = rewriter.image(container["image"])
+    return out
+
+
+def pod_images(obj: Mapping[str, Any]) -> list[str]:
+    """Every container image in an object's pod spec (empty for other kinds)."""
+    path = _POD_TEMPLATE_PATHS.get(str(obj.get("kind", "")))
+    node: Any = obj
+    for key in path or ():
+        node = node.get(key) if isinstance(node, dict) else None
+    if path is None or not isinstance(node, dict):
+        return []
+    return [c["image"] for f in ("initContainers", "containers") for c in node.get(f) or [] if "image" in c]

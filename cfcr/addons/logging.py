@@ -1,0 +1,55 @@
+"""Optional log shipping: fluent-bit on every node with the output the config names.
+
+Container log rotation (``containerLogMaxSize``/``containerLogMaxFiles``) is the kubelet's
+job and lives in the KubeletConfiguration (:mod:`cfcr.node.kubelet`), on whether or not
+fluent-bit runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from cfcr.addons import pins
+from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec, namespace
+from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
+from cfcr.config import ClusterSpec
+from cfcr.node.kubelet import deep_merge
+
+NAMESPACE = "cfcr-logging"
+SLOTS = (ImageSlot(("image", "repository"), "cr.fluentbit.io/fluent/fluent-bit"),)
+
+
+def output_section(output: dict[str, str]) -> str:
+    """The classic-format ``[OUTPUT]`` section."""
+    width = max(len(k) for k in output)
+    return "[OUTPUT]\n" + "".join(f"    {k.ljust(width)} {v}\n" for k, v in output.items())
+
+
+def logging_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
+    # fluent-bit reads /var/log on the host: privileged namespace, and only it lives there.
+    return [namespace(NAMESPACE, "privileged")]
+
+
+def logging_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
+    pin = pins.FLUENT_BIT
+    values: dict[str, Any] = {
+        "kind": "DaemonSet",
+        "priorityClassName": "system-node-critical",
+        "tolerations": [{"operator": "Exists"}],
+        "config": {"outputs": output_section(spec.addons.logging.output)},
+    }
+    values = deep_merge(values, slot_values(SLOTS, rewriter))
+    chart = ChartSpec("fluent-bit", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source)
+    return chart.with_values(spec.addons.extra_values.get("logging", {}))
+
+
+class Logging(ChartAddon):
+    """fluent-bit (``cfcr:addons:Logging``)."""
+
+    TYPE = "cfcr:addons:Logging"
+
+    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        super().__init__(name, logging_objects(args.spec), [logging_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -1,0 +1,42 @@
+"""metrics-server: the resource metrics API (``metrics.k8s.io``) behind HPA and ``kubectl top``.
+
+Two replicas with a disruption budget. It verifies kubelets' serving certificates (issued
+through CSRs that :mod:`cfcr.addons.csr_approver` approves), so no ``--kubelet-insecure-tls``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from cfcr.addons import pins
+from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec
+from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
+from cfcr.config import ClusterSpec
+from cfcr.node.kubelet import deep_merge
+
+SLOTS = (ImageSlot(("image", "repository"), "registry.k8s.io/metrics-server/metrics-server"),)
+
+
+def metrics_server_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
+    pin = pins.METRICS_SERVER
+    values: dict[str, Any] = {
+        "replicas": 2,
+        "priorityClassName": "system-cluster-critical",
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+        "args": ["--kubelet-preferred-address-types=InternalIP"],
+    }
+    values = deep_merge(values, slot_values(SLOTS, rewriter))
+    chart = ChartSpec("metrics-server", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source)
+    return chart.with_values(spec.addons.extra_values.get("metrics-server", {}))
+
+
+class MetricsServer(ChartAddon):
+    """metrics-server (``cfcr:addons:MetricsServer``)."""
+
+    TYPE = "cfcr:addons:MetricsServer"
+
+    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        super().__init__(name, [], [metrics_server_chart(args.spec, rewriter)], opts, args.depends_on)

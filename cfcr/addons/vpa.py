@@ -1,0 +1,46 @@
+"""Optional Vertical Pod Autoscaler (recommender, updater, admission controller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from cfcr.addons import pins
+from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec, namespace
+from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
+from cfcr.config import ClusterSpec
+from cfcr.node.kubelet import deep_merge
+
+NAMESPACE = "cfcr-vpa"
+SLOTS = (
+    ImageSlot(("recommender", "image", "repository"), "registry.k8s.io/autoscaling/vpa-recommender"),
+    ImageSlot(("updater", "image", "repository"), "registry.k8s.io/autoscaling/vpa-updater"),
+    ImageSlot(("admissionController", "image", "repository"), "registry.k8s.io/autoscaling/vpa-admission-controller"),
+)
+
+
+def vpa_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
+    return [namespace(NAMESPACE, "baseline")]
+
+
+def vpa_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
+    pin = pins.VPA
+    values: dict[str, Any] = {
+        "recommender": {"enabled": True},
+        "updater": {"enabled": True},
+        "admissionController": {"enabled": True},
+    }
+    values = deep_merge(values, slot_values(SLOTS, rewriter))
+    chart = ChartSpec("vpa", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source)
+    return chart.with_values(spec.addons.extra_values.get("vpa", {}))
+
+
+class Vpa(ChartAddon):
+    """The Vertical Pod Autoscaler (``cfcr:addons:Vpa``)."""
+
+    TYPE = "cfcr:addons:Vpa"
+
+    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        super().__init__(name, vpa_objects(args.spec), [vpa_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -1,0 +1,223 @@
+"""``Cluster``: a whole cfcr cluster on AWS.
+
+Built in one direction, so that no VM waits on another (parallel boot): network ->
+security groups -> API load balancer -> etcd volumes -> ClusterBootstrap (PKI, secrets,
+user-data; it needs the load balancer's DNS name and the volumes' ids) -> secret store ->
+identities -> control-plane instances and node pools, each depending only on network,
+firewall, identity, secrets and load balancer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from cfcr import channels
+from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+from cfcr.aws.control_plane import build_control_plane_instances, build_etcd_volumes, etcd_disk_path
+from cfcr.aws.identity import build_identities
+from cfcr.aws.image import Images
+from cfcr.aws.nlb import build_api_load_balancer
+from cfcr.aws.network import build_network
+from cfcr.aws.node_pool import NodePool, NodePoolArgs
+from cfcr.aws.secrets import build_secret_store
+from cfcr.aws.security import API_PORT, build_security_groups
+from cfcr.aws.termination import build_termination_queue
+from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from cfcr.config import ClusterSpec, NodePoolConfig
+from cfcr.config.topology import control_plane_members, zones
+
+TYPE_TOKEN = "cfcr:aws:Cluster"
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """Arguments of ``Cluster``."""
+
+    spec: ClusterSpec
+    """The validated cluster spec (``cfcr.config.load_spec``); ``cloud`` must be ``aws``."""
+    api_dns_zone_id: pulumi.Input[str] | None = None
+    """Route53 hosted zone in which to create ``networking.apiDnsName`` as an alias of the
+    API load balancer; None creates no record (point the name at ``apiLoadBalancerDnsName`` yourself)."""
+    ebs_kms_key_id: pulumi.Input[str] | None = None
+    """KMS key (ARN) for every EBS volume; None uses the account's ``aws/ebs`` key. A customer
+    key must let the Auto Scaling service-linked role use it, or pools cannot launch."""
+    protect_etcd_volumes: bool = True
+    """Protect the etcd volumes: ``pulumi destroy`` then stops until you unprotect them
+    (``pulumi state unprotect``), so etcd's data never goes by accident."""
+    termination_queue: bool = True
+    """Create the event queue that aws-node-termination-handler drains nodes from."""
+
+
+class Cluster(pulumi.ComponentResource):
+    """A self-managed, upstream Kubernetes cluster on AWS (kubeadm), highly available and self-healing."""
+
+    bootstrap: ClusterBootstrap
+    """PKI, per-role secrets and user-data."""
+    node_pools: dict[str, NodePool]
+    """Pool name -> its ``NodePool``."""
+    admin_kubeconfig: pulumi.Output[str]
+    """kubeconfig of the ``admin`` user (secret), for the endpoint clients use."""
+    api_server_url: pulumi.Output[str]
+    """``https://<name>:6443`` clients use: ``apiDnsName`` or the NLB's name when public,
+    the private name otherwise."""
+    private_api_server_url: str
+    """``https://api.<cluster>.cfcr.internal:6443``, what nodes use."""
+    api_load_balancer_dns_name: pulumi.Output[str]
+    """The NLB's own DNS name."""
+    ca_bundle: pulumi.Output[str]
+    """The cluster CA bundle (PEM)."""
+    vpc_id: pulumi.Output[str]
+    """The VPC."""
+    private_subnet_ids: pulumi.Output[list[str]]
+    """Node subnets, by zone."""
+    public_subnet_ids: pulumi.Output[list[str]]
+    """Public subnets, by zone (empty for an existing network without them)."""
+    node_pool_asg_names: pulumi.Output[dict[str, str]]
+    """Pool name -> auto scaling group name."""
+    security_group_ids: pulumi.Output[dict[str, str]]
+    """``apiLoadBalancer``, ``controlPlane``, ``worker`` -> security group id."""
+    control_plane_instance_ids: pulumi.Output[list[str]]
+    """Instance id of each control-plane member."""
+    etcd_volume_ids: pulumi.Output[list[str]]
+    """etcd volume id of each control-plane member."""
+    termination_queue_url: pulumi.Output[str] | None
+    """URL of the termination handler's queue (for the addons layer)."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec = args.spec
+        if spec.cloud != "aws":
+            raise ValueError(f"cfcr:cloud: got {spec.cloud!r}; cfcr.aws.Cluster builds aws clusters")
+        assert spec.name is not None, "load_spec names every cluster"
+        release = channels.resolve(spec.kubernetes.version)
+        super().__init__(TYPE_TOKEN, name, {
+            "region": spec.region,
+            "kubernetesVersion": release.kubernetes.version,
+            "controlPlaneCount": spec.control_plane.count,
+            "apiPublic": spec.networking.api_public,
+            "existingNetwork": spec.networking.existing_network is not None,
+            "natGateways": spec.networking.nat_gateways,
+            "tags": dict(spec.tags),
+        }, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        network = build_network(name, spec, self)
+        groups = build_security_groups(name, spec, network.vpc_id, network.vpc_cidr, self)
+        api = build_api_load_balancer(
+            name, spec, network.vpc_id,
+            network.public_subnet_ids if spec.networking.api_public else network.private_subnet_ids,
+            groups.load_balancer.id, self, public_zone_id=args.api_dns_zone_id,
+        )
+        volumes = build_etcd_volumes(name, spec, network.zone_names, self, kms_key_id=args.ebs_kms_key_id,
+                                     protect=args.protect_etcd_volumes)
+        self.bootstrap = ClusterBootstrap(
+            name,
+            ClusterBootstrapArgs(
+                spec=spec,
+                api_endpoint=api.private_name,
+                members=control_plane_members(spec),
+                hook=SecretsManagerFetcher(region=spec.region),
+                etcd_disk_devices=[m.volume.id.apply(etcd_disk_path) for m in volumes],
+                extra_api_names=api.dns_name.apply(lambda dns: [dns] if dns else []),
+            ),
+            opts=child,
+        )
+        store = build_secret_store(name, spec, self.bootstrap.secrets, self)
+        queue = build_termination_queue(name, spec, self) if args.termination_queue else None
+        identities = build_identities(
+            name, spec, self.bootstrap.readers, {sid: s.arn for sid, s in store.secrets.items()}, store.key.arn,
+            self, termination_queue_arn=queue.queue.arn if queue else None,
+        )
+        images = Images(spec, self)
+        # what every VM waits for: never another VM
+        boot_deps: list[pulumi.Resource] = [*network.ready, *groups.rules, *store.versions, *api.ready]
+        members = build_control_plane_instances(
+            name, spec, volumes,
+            user_data=[self.bootstrap.user_data[f"control-plane-{i}"] for i in range(len(volumes))],
+            image_id=images.ami(spec.control_plane.architecture),
+            image_floats=not images.pinned,
+            subnet_ids=network.private_subnet_ids,
+            security_group_id=groups.control_plane.id,
+            identities=identities.control_plane,
+            target_group=api.target_group,
+            depends_on=boot_deps,
+            parent=self,
+            kms_key_id=args.ebs_kms_key_id,
+        )
+        self.node_pools = {}
+        for index, pool in enumerate(spec.node_pools):
+            identity = identities.workers[pool.name]
+            self.node_pools[pool.name] = NodePool(
+                f"{name}-{pool.name}",
+                NodePoolArgs(
+                    spec=spec,
+                    pool=pool,
+                    user_data=self.bootstrap.user_data[f"worker-{pool.name}"],
+                    image_id=images.ami(pool.architecture),
+                    subnet_ids=pool_subnets(spec, pool, index, network.private_subnet_ids),
+                    security_group_id=groups.worker.id,
+                    instance_profile_arn=identity.profile.arn,
+                    depends_on=[*boot_deps, *identity.policies],
+                    kms_key_id=args.ebs_kms_key_id,
+                ),
+                opts=child,
+            )
+
+        self.private_api_server_url = f"https://{api.private_name}:{API_PORT}"
+        if api.public_name is not None:
+            self.api_server_url = pulumi.Output.concat("https://", api.public_name, f":{API_PORT}")
+            self.admin_kubeconfig = self.bootstrap.pki.kubeconfig("admin", self.api_server_url)
+        else:
+            self.api_server_url = pulumi.Output.from_input(self.private_api_server_url)
+            self.admin_kubeconfig = self.bootstrap.admin_kubeconfig
+        self.api_load_balancer_dns_name = api.dns_name
+        self.ca_bundle = self.bootstrap.pki.ca_bundle
+        self.vpc_id = network.vpc_id
+        self.private_subnet_ids = pulumi.Output.all(*network.private_subnet_ids).apply(lambda ids: [str(i) for i in ids])
+        self.public_subnet_ids = pulumi.Output.all(*network.public_subnet_ids).apply(lambda ids: [str(i) for i in ids])
+        self.node_pool_asg_names = pulumi.Output.all(
+            **{pool: np.asg_name for pool, np in self.node_pools.items()}
+        ).apply(lambda names: {k: str(v) for k, v in names.items()})
+        self.security_group_ids = pulumi.Output.all(
+            apiLoadBalancer=groups.load_balancer.id, controlPlane=groups.control_plane.id, worker=groups.worker.id,
+        ).apply(lambda ids: {k: str(v) for k, v in ids.items()})
+        self.control_plane_instance_ids = pulumi.Output.all(
+            *[m.instance.id for m in members if m.instance is not None]
+        ).apply(lambda ids: [str(i) for i in ids])
+        self.etcd_volume_ids = pulumi.Output.all(*[m.volume.id for m in volumes]).apply(lambda ids: [str(i) for i in ids])
+        self.termination_queue_url = queue.queue.url if queue else None
+        outputs: dict[str, Any] = {
+            "adminKubeconfig": self.admin_kubeconfig,
+            "apiServerUrl": self.api_server_url,
+            "privateApiServerUrl": self.private_api_server_url,
+            "apiLoadBalancerDnsName": self.api_load_balancer_dns_name,
+            "caBundle": self.ca_bundle,
+            "vpcId": self.vpc_id,
+            "privateSubnetIds": self.private_subnet_ids,
+            "publicSubnetIds": self.public_subnet_ids,
+            "nodePoolAsgNames": self.node_pool_asg_names,
+            "securityGroupIds": self.security_group_ids,
+            "controlPlaneInstanceIds": self.control_plane_instance_ids,
+            "etcdVolumeIds": self.etcd_volume_ids,
+        }
+        if self.termination_queue_url is not None:
+            outputs["terminationQueueUrl"] = self.termination_queue_url
+        self.register_outputs(outputs)
+
+
+def pool_subnets(spec: ClusterSpec, pool: NodePoolConfig, index: int,
+                 private_subnet_ids: list[pulumi.Output[str]]) -> list[pulumi.Output[str]]:
+    """The private subnets of the pool's zones (all of them when the pool names none)."""
+    if not pool.zones:
+        return list(private_subnet_ids)
+    plan = zones(spec)
+    by_name = {z.name: z.index for z in plan if z.name}
+    missing = [z for z in pool.zones if z not in by_name]
+    if missing:
+        raise ValueError(
+            f"cfcr:nodePools[{index}].zones: got {missing}; allowed: the control plane's zones "
+            f"(cfcr:controlPlane.zones: {sorted(by_name)})"
+        )
+    return [private_subnet_ids[by_name[z]] for z in dict.fromkeys(pool.zones)]

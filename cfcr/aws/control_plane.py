@@ -1,0 +1,153 @@
+"""The control plane: one EC2 instance per member at the member's fixed private address, in
+its zone's private subnet, with its own IAM role; and one encrypted etcd volume per member
+that outlives the instance.
+
+- **Self-healing**: EC2 automatic recovery (``maintenance_options.auto_recovery``) restarts a
+  member on healthy hardware, same instance, same address, same volume. A member that is
+  replaced (``pulumi up --replace``, or a template change) comes back at the same address
+  with the same name and certificates, and Pulumi re-attaches its etcd volume: it rejoins
+  with its data.
+- **Fixed addresses** mean a member must be deleted before its replacement is created
+  (``delete_before_replace``).
+- **Images**: when the AMI floats (Canonical's SSM parameter), the control-plane launch
+  templates ignore later image changes, so a new Ubuntu build never replaces every member at
+  once on some ``pulumi up``; pin ``cfcr:image.id`` to move members to a new image, then roll
+  them one at a time (docs/aws.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import ebs, ec2, lb
+
+from cfcr.aws.identity import NodeIdentity
+from cfcr.aws.launch import encode_user_data, metadata_options, root_volume, tag_specifications
+from cfcr.aws.security import API_PORT
+from cfcr.aws.tags import base_tags
+from cfcr.config import DEFAULT_CONTROL_PLANE_SIZE, ClusterSpec
+from cfcr.config.topology import control_plane_members, zones
+
+ETCD_DEVICE_NAME = "/dev/sdf"
+"""Device name the etcd volume is attached as (on Nitro it shows up as an NVMe disk)."""
+
+
+def etcd_disk_path(volume_id: str) -> str:
+    """The stable by-id path of an EBS volume on a Nitro instance."""
+    return f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}"
+
+
+@dataclass(frozen=True)
+class ControlPlaneMember:
+    """One member's AWS resources."""
+
+    name: str
+    """Node and etcd member name (``<cluster>-cp-<i>``)."""
+    address: str
+    """Fixed private IPv4 address."""
+    volume: ebs.Volume
+    """The etcd data volume."""
+    instance: ec2.Instance | None = None
+    """The VM (set by :func:`build_control_plane_instances`)."""
+
+
+def build_etcd_volumes(name: str, spec: ClusterSpec, zone_names: Sequence[pulumi.Input[str]],
+                       parent: pulumi.Resource, *, kms_key_id: pulumi.Input[str] | None = None,
+                       protect: bool = True) -> list[ControlPlaneMember]:
+    """One encrypted gp3 volume per member, in the member's zone; protected by default, so
+    neither a rename nor a destroy deletes etcd's data without a deliberate unprotect."""
+    plan = zones(spec)
+    members = []
+    for i, member in enumerate(control_plane_members(spec)):
+        volume = ebs.Volume(
+            f"{name}-cp-{i}-etcd",
+            availability_zone=zone_names[i % len(plan)],
+            size=spec.control_plane.etcd_disk_gb,
+            type="gp3",
+            encrypted=True,
+            kms_key_id=kms_key_id,
+            tags={**base_tags(spec, f"{member.name}-etcd"), "cfcr.io/etcd-member": member.name},
+            opts=pulumi.ResourceOptions(parent=parent, protect=protect),
+        )
+        members.append(ControlPlaneMember(name=member.name, address=member.address, volume=volume))
+    return members
+
+
+def build_control_plane_instances(
+    name: str,
+    spec: ClusterSpec,
+    members: Sequence[ControlPlaneMember],
+    *,
+    user_data: Sequence[pulumi.Output[bytes]],
+    image_id: pulumi.Input[str],
+    image_floats: bool,
+    subnet_ids: Sequence[pulumi.Input[str]],
+    security_group_id: pulumi.Input[str],
+    identities: Sequence[NodeIdentity],
+    target_group: lb.TargetGroup,
+    depends_on: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+    kms_key_id: pulumi.Input[str] | None = None,
+) -> list[ControlPlaneMember]:
+    """Launch template, instance, volume attachment and target registration per member.
+
+    ``depends_on`` lists network, firewall, identity, secrets and load balancer: never another VM.
+    """
+    plan = zones(spec)
+    size = spec.control_plane.size or DEFAULT_CONTROL_PLANE_SIZE["aws"]
+    out = []
+    for i, member in enumerate(members):
+        identity = identities[i]
+        tags = {**base_tags(spec, member.name), "cfcr.io/role": "control-plane", "cfcr.io/member": member.name}
+        template = ec2.LaunchTemplate(
+            f"{name}-cp-{i}",
+            description=f"cfcr {spec.name} control-plane member {member.name}",
+            image_id=image_id,
+            instance_type=size,
+            iam_instance_profile=ec2.LaunchTemplateIamInstanceProfileArgs(arn=identity.profile.arn),
+            metadata_options=metadata_options(),
+            block_device_mappings=[root_volume(spec.control_plane.root_disk_gb, kms_key_id)],
+            maintenance_options=ec2.LaunchTemplateMaintenanceOptionsArgs(auto_recovery="default"),
+            monitoring=ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            user_data=encode_user_data(user_data[i]),
+            update_default_version=True,
+            tag_specifications=tag_specifications(tags),
+            tags=base_tags(spec, f"{name}-cp-{i}"),
+            opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["imageId"] if image_floats else None),
+        )
+        instance = ec2.Instance(
+            f"{name}-cp-{i}",
+            launch_template=ec2.InstanceLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
+            subnet_id=subnet_ids[i % len(plan)],
+            private_ip=member.address,
+            vpc_security_group_ids=[security_group_id],
+            metadata_options=ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
+                instance_metadata_tags="disabled",
+            ),
+            maintenance_options=ec2.InstanceMaintenanceOptionsArgs(auto_recovery="default"),
+            source_dest_check=True,
+            tags=tags,
+            volume_tags=None,
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                depends_on=[*depends_on, *identity.policies],
+                delete_before_replace=True,  # the fixed address is taken until the old one is gone
+            ),
+        )
+        ec2.VolumeAttachment(
+            f"{name}-cp-{i}-etcd",
+            device_name=ETCD_DEVICE_NAME,
+            volume_id=member.volume.id,
+            instance_id=instance.id,
+            stop_instance_before_detaching=True,  # etcd stops cleanly before its disk goes
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+        )
+        lb.TargetGroupAttachment(
+            f"{name}-cp-{i}", target_group_arn=target_group.arn, target_id=instance.id, port=API_PORT,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        out.append(ControlPlaneMember(name=member.name, address=member.address, volume=member.volume, instance=instance))
+    return out

@@ -1,0 +1,64 @@
+"""Drain before termination: the cluster's event queue for aws-node-termination-handler in
+queue mode. EventBridge sends it the pools' termination lifecycle actions, spot interruption
+warnings, rebalance recommendations, instance state changes and scheduled maintenance; the
+handler (addons layer) drains the node and completes the lifecycle hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import cloudwatch, sqs
+
+from cfcr.aws.tags import base_tags
+from cfcr.config import ClusterSpec
+
+EVENTS: dict[str, dict[str, list[str]]] = {
+    "asg-termination": {"source": ["aws.autoscaling"], "detail-type": ["EC2 Instance-terminate Lifecycle Action"]},
+    "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+    "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+}
+"""EventBridge patterns the termination handler acts on."""
+
+
+@dataclass(frozen=True)
+class TerminationQueue:
+    """The queue and its rules."""
+
+    queue: sqs.Queue
+    """The SQS queue the termination handler polls."""
+    rules: list[cloudwatch.EventRule]
+    """One EventBridge rule per event kind."""
+
+
+def build_termination_queue(name: str, spec: ClusterSpec, parent: pulumi.Resource) -> TerminationQueue:
+    """SQS queue (SSE), EventBridge rules and targets, and the queue policy."""
+    child = pulumi.ResourceOptions(parent=parent)
+    queue = sqs.Queue(
+        f"{name}-termination",
+        message_retention_seconds=300,
+        sqs_managed_sse_enabled=True,
+        tags=base_tags(spec, f"{name}-termination"),
+        opts=child,
+    )
+    rules = []
+    for kind, pattern in EVENTS.items():
+        rule = cloudwatch.EventRule(
+            f"{name}-{kind}", description=f"cfcr {spec.name}: {kind} -> termination handler",
+            event_pattern=pulumi.Output.json_dumps(pattern), tags=base_tags(spec, f"{name}-{kind}"), opts=child,
+        )
+        cloudwatch.EventTarget(f"{name}-{kind}", rule=rule.name, arn=queue.arn, opts=child)
+        rules.append(rule)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "EventBridgeToQueue", "Effect": "Allow",
+            "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+            "Action": "sqs:SendMessage", "Resource": queue.arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": [r.arn for r in rules]}},
+        }],
+    }
+    sqs.QueuePolicy(f"{name}-termination", queue_url=queue.url, policy=pulumi.Output.json_dumps(policy), opts=child)
+    return TerminationQueue(queue=queue, rules=rules)

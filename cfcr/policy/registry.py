@@ -1,0 +1,65 @@
+"""Every policy of the pack, in report order, and the pack's configuration defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi_policy import EnforcementLevel
+
+from cfcr.policy.base import CfcrPolicy
+from cfcr.policy.bootstrap import audit_logging, no_key_material, secrets_encrypted
+from cfcr.policy.certificates import certificate_keys, certificate_validity
+from cfcr.policy.cluster import cni_network_policy, control_plane_count, kubernetes_version
+from cfcr.policy.hosts import disks_encrypted, instance_metadata, verified_boot
+from cfcr.policy.network import api_allowed_cidrs, etcd_control_plane_only, no_ssh_from_internet, no_world_ingress
+from cfcr.policy.pools import node_pool_max_size, node_pools_self_heal
+from cfcr.policy.tags import required_tags
+
+PACK_NAME = "cfcr"
+"""Name of the policy pack (as in ``policy/PulumiPolicy.yaml``)."""
+
+POLICIES: tuple[CfcrPolicy, ...] = (
+    kubernetes_version,
+    control_plane_count,
+    etcd_control_plane_only,
+    api_allowed_cidrs,
+    no_world_ingress,
+    no_ssh_from_internet,
+    instance_metadata,
+    verified_boot,
+    disks_encrypted,
+    no_key_material,
+    secrets_encrypted,
+    audit_logging,
+    cni_network_policy,
+    node_pools_self_heal,
+    node_pool_max_size,
+    certificate_validity,
+    certificate_keys,
+    required_tags,
+)
+
+BY_NAME: Mapping[str, CfcrPolicy] = {p.name: p for p in POLICIES}
+assert len(BY_NAME) == len(POLICIES), "policy names must be unique"
+
+
+def policy(name: str) -> CfcrPolicy:
+    """The policy called ``name`` (``KeyError`` listing the names otherwise)."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no policy {name!r}; policies: {', '.join(BY_NAME)}") from None
+
+
+def default_level(p: CfcrPolicy) -> EnforcementLevel:
+    """The enforcement level a policy has unless the pack's config changes it."""
+    return p.enforcement_level or EnforcementLevel.ADVISORY
+
+
+def default_config() -> dict[str, dict[str, Any]]:
+    """The whole pack's config with every default, in the shape of a policy config file."""
+    return {
+        p.name: {"enforcementLevel": default_level(p).value, **p.config()}
+        for p in POLICIES
+    }

@@ -1,0 +1,64 @@
+"""The few cluster operations the smoke test needs, as an interface.
+
+:class:`ClusterApi` is what the checks call; :mod:`cfcr.smoke.kube` implements it with the
+official ``kubernetes`` client. Tests drive the checks through an in-memory stand-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node: name, readiness, whether pods may be scheduled on it."""
+
+    name: str
+    ready: bool
+    schedulable: bool = True
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """A running pod: where it runs and its address."""
+
+    name: str
+    node: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in a container returned."""
+
+    code: int
+    output: str
+
+
+class ClusterApi(Protocol):
+    """The cluster operations of the smoke test."""
+
+    def list_nodes(self) -> list[NodeInfo]: ...
+
+    def detect_cni(self) -> str | None:
+        """flannel, canal, calico, cilium, or None when unknown."""
+        ...
+
+    def create_namespace(self, name: str, labels: dict[str, str]) -> None: ...
+
+    def delete_namespace(self, name: str) -> None: ...
+
+    def create(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """Create a Pod, Service or NetworkPolicy."""
+        ...
+
+    def delete(self, namespace: str, kind: str, name: str) -> None: ...
+
+    def wait_pod_running(self, namespace: str, name: str, timeout: float) -> PodInfo: ...
+
+    def service_ip(self, namespace: str, name: str) -> str: ...
+
+    def exec(self, namespace: str, pod: str, command: list[str], timeout: float) -> ExecResult: ...
+
+    def logs(self, namespace: str, pod: str) -> str: ...

@@ -1,0 +1,91 @@
+""":class:`~cfcr.smoke.api.ClusterApi` on the official ``kubernetes`` Python client."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cfcr.smoke.api import ExecResult, NodeInfo, PodInfo
+
+_CNI_DAEMONSETS = (("cilium", "cilium"), ("canal", "canal"), ("calico-node", "calico"),
+                   ("kube-flannel-ds", "flannel"), ("flannel", "flannel"))
+
+
+class KubeApi:
+    """The smoke test's cluster operations against a real API server."""
+
+    def __init__(self, kubeconfig: str, context: str | None = None) -> None:
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        self._core: Any = client.CoreV1Api(api_client)
+        self._apps: Any = client.AppsV1Api(api_client)
+        self._net: Any = client.NetworkingV1Api(api_client)
+
+    def list_nodes(self) -> list[NodeInfo]:
+        out = []
+        for node in self._core.list_node().items:
+            ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+            out.append(NodeInfo(node.metadata.name, ready, not bool(node.spec.unschedulable)))
+        return out
+
+    def detect_cni(self) -> str | None:
+        names = {ds.metadata.name for ds in self._apps.list_daemon_set_for_all_namespaces().items}
+        for name, cni in _CNI_DAEMONSETS:
+            if name in names:
+                return cni
+        return None
+
+    def create_namespace(self, name: str, labels: dict[str, str]) -> None:
+        self._core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
+    def delete_namespace(self, name: str) -> None:
+        self._core.delete_namespace(name, grace_period_seconds=0)
+
+    def create(self, namespace: str, manifest: dict[str, Any]) -> None:
+        kind = manifest["kind"]
+        if kind == "Pod":
+            self._core.create_namespaced_pod(namespace, manifest)
+        elif kind == "Service":
+            self._core.create_namespaced_service(namespace, manifest)
+        elif kind == "NetworkPolicy":
+            self._net.create_namespaced_network_policy(namespace, manifest)
+        else:
+            raise ValueError(f"the smoke test does not create {kind}")
+
+    def delete(self, namespace: str, kind: str, name: str) -> None:
+        if kind == "NetworkPolicy":
+            self._net.delete_namespaced_network_policy(name, namespace)
+        elif kind == "Pod":
+            self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        else:
+            raise ValueError(f"the smoke test does not delete {kind}")
+
+    def wait_pod_running(self, namespace: str, name: str, timeout: float) -> PodInfo:
+        deadline = time.monotonic() + timeout
+        seen = "not created"
+        while time.monotonic() < deadline:
+            pod = self._core.read_namespaced_pod(name, namespace)
+            waiting = [s.state.waiting.reason for s in pod.status.container_statuses or [] if s.state and s.state.waiting]
+            seen = f"phase {pod.status.phase}" + (f" ({', '.join(waiting)})" if waiting else "")
+            if pod.status.phase == "Running" and pod.status.pod_ip:
+                return PodInfo(name, pod.spec.node_name, pod.status.pod_ip)
+            time.sleep(2)
+        raise TimeoutError(f"pod {namespace}/{name} not running after {timeout:.0f}s: {seen}")
+
+    def service_ip(self, namespace: str, name: str) -> str:
+        return str(self._core.read_namespaced_service(name, namespace).spec.cluster_ip)
+
+    def exec(self, namespace: str, pod: str, command: list[str], timeout: float) -> ExecResult:
+        from kubernetes.stream import stream
+
+        resp = stream(self._core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
+                      stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+        resp.run_forever(timeout=timeout)
+        output = str(resp.read_stdout() or "") + str(resp.read_stderr() or "")
+        code = resp.returncode
+        resp.close()
+        return ExecResult(int(code) if code is not None else 1, output)
+
+    def logs(self, namespace: str, pod: str) -> str:
+        return str(self._core.read_namespaced_pod_log(pod, namespace))

@@ -1,0 +1,155 @@
+"""``pulumi up`` of stacks/Pulumi.aws-stable.yaml on a real AWS account, through the
+Automation API: nodes Ready, a smoke workload, ``pulumi destroy``, and nothing tagged for the
+cluster left behind.
+
+Runs where the Pulumi CLI, kubectl and AWS credentials exist; skipped, saying why, elsewhere.
+It costs money (a few dollars per run: see docs/aws.md) and takes about 20 minutes.
+Set ``CFCR_E2E_AWS_REGION`` to run elsewhere than the stack's region, and
+``CFCR_E2E_ALLOWED_CIDR`` to the CIDR of the machine running it (default: its public IP/32).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cfcr.config import read_stack_config
+from cfcr.render import stack_config_strings
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+READY_TIMEOUT_S = 30 * 60
+
+
+@pytest.fixture(scope="session")
+def aws_session() -> Any:
+    boto3 = pytest.importorskip("boto3", reason="boto3 is not installed (pip install boto3) for the AWS e2e test")
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        pytest.skip("no AWS credentials (environment, profile or instance role) for the AWS e2e test")
+    return session
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.skip("kubectl is not installed; the AWS e2e test needs it to check nodes and run a workload")
+    return path
+
+
+def _my_cidr() -> str:
+    if os.environ.get("CFCR_E2E_ALLOWED_CIDR"):
+        return os.environ["CFCR_E2E_ALLOWED_CIDR"]
+    with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=10) as response:  # noqa: S310
+        return response.read().decode().strip() + "/32"
+
+
+def _run(args: list[str], kubeconfig: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env={**os.environ, "KUBECONFIG": str(kubeconfig)}, capture_output=True, text=True,
+                          check=False, **kw)
+
+
+def _wait(what: str, check: Any, timeout: float = READY_TIMEOUT_S, every: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ok, last = check()
+        if ok:
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}: {last}")
+
+
+def _tagged_leftovers(session: Any, region: str, cluster: str) -> list[str]:
+    tagging = session.client("resourcegroupstaggingapi", region_name=region)
+    arns: list[str] = []
+    for page in tagging.get_paginator("get_resources").paginate(
+        TagFilters=[{"Key": f"kubernetes.io/cluster/{cluster}"}]
+    ):
+        arns += [m["ResourceARN"] for m in page["ResourceTagMappingList"]]
+    # Secrets scheduled for deletion and terminated instances still answer the tagging API
+    ec2 = session.client("ec2", region_name=region)
+    live = []
+    for arn in arns:
+        if ":instance/" in arn:
+            state = ec2.describe_instances(InstanceIds=[arn.rsplit("/", 1)[1]])["Reservations"]
+            if all(i["State"]["Name"] == "terminated" for r in state for i in r["Instances"]):
+                continue
+        live.append(arn)
+    return live
+
+
+@pytest.fixture()
+def aws_stack(pulumi_cli: str, local_backend: str, aws_session: Any) -> Iterator[tuple[Any, str, str]]:
+    from pulumi import automation as auto
+
+    cluster = f"cfcr-e2e-{uuid.uuid4().hex[:6]}"
+    config = stack_config_strings(read_stack_config("aws-stable"))
+    region = os.environ.get("CFCR_E2E_AWS_REGION", config["cfcr:region"])
+    config.update({
+        "cfcr:name": cluster, "cfcr:region": region, "aws:region": region,
+        "cfcr:networking": json.dumps({"apiPublic": True, "apiAllowedCidrs": [_my_cidr()]}),
+        "cfcr:controlPlane": json.dumps({"count": 3}),
+    })
+    env = {"PULUMI_BACKEND_URL": local_backend, "PULUMI_CONFIG_PASSPHRASE": "cfcr-e2e"}
+    stack = auto.create_or_select_stack(cluster, work_dir=str(ROOT), opts=auto.LocalWorkspaceOptions(env_vars=env))
+    stack.set_all_config({k: auto.ConfigValue(v) for k, v in config.items()})
+    try:
+        yield stack, cluster, region
+    finally:
+        # the etcd volumes are protected (they outlive VMs); a deliberate destroy unprotects them
+        subprocess.run([pulumi_cli, "state", "unprotect", "--all", "--yes", "--stack", cluster],
+                       cwd=ROOT, env={**os.environ, **env}, check=False)
+        stack.destroy(on_output=print)
+        leftovers = _tagged_leftovers(aws_session, region, cluster)
+        stack.workspace.remove_stack(cluster)
+        assert leftovers == [], f"left behind after destroy: {leftovers}"
+
+
+def test_up_nodes_ready_smoke_workload_destroy(aws_stack: tuple[Any, str, str], kubectl: str,
+                                               tmp_path: Path) -> None:
+    stack, cluster, _ = aws_stack
+    result = stack.up(on_output=print)
+    outputs = result.outputs
+    assert outputs["adminKubeconfig"].secret
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text(outputs["adminKubeconfig"].value)
+    kubeconfig.chmod(0o600)
+    spec_nodes = 3 + 3  # aws-stable: 3 control-plane members, pool "general" desiredSize 3
+
+    def nodes_ready() -> tuple[bool, Any]:
+        done = _run([kubectl, "get", "nodes", "-o", "json"], kubeconfig)
+        if done.returncode != 0:
+            return False, done.stderr
+        items = json.loads(done.stdout)["items"]
+        ready = [n["metadata"]["name"] for n in items
+                 if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
+        return len(ready) >= spec_nodes, ready
+
+    _wait(f"{spec_nodes} Ready nodes", nodes_ready)
+
+    name = "cfcr-smoke"
+    assert _run([kubectl, "create", "deployment", name, "--image=registry.k8s.io/e2e-test-images/agnhost:2.53",
+                 "--replicas=2", "--", "/agnhost", "netexec", "--http-port=8080"], kubeconfig).returncode == 0
+    done = _run([kubectl, "rollout", "status", f"deployment/{name}", "--timeout=10m"], kubeconfig)
+    assert done.returncode == 0, done.stderr
+    assert _run([kubectl, "expose", "deployment", name, "--port=80", "--target-port=8080"], kubeconfig).returncode == 0
+    done = _run([kubectl, "run", "cfcr-smoke-client", "--rm", "-i", "--restart=Never",
+                 "--image=registry.k8s.io/e2e-test-images/agnhost:2.53", "--",
+                 "/agnhost", "connect", f"{name}.default.svc.cluster.local:80", "--timeout=30s"],
+                kubeconfig, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _run([kubectl, "delete", "service,deployment", name], kubeconfig)

@@ -1,0 +1,136 @@
+"""Every object the addons author validates (strictly) against the OpenAPI schema of the
+channel's Kubernetes version; image rewriting; the PodSecurity admission defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from cfcr import channels
+from cfcr.addons.cloud import CloudFacts, ccm_objects, csi_chart, render_cloud_config, storage_class
+from cfcr.addons.cni import canal_config_patch, cni_plan, image_transform
+from cfcr.addons.coredns import coredns_objects, coredns_replicas
+from cfcr.addons.images import ImageRewriter, mirror_prefix, rewrite_pod_images, split_image
+from cfcr.addons.kube_proxy import kube_proxy_objects
+from cfcr.addons.logging import logging_objects
+from cfcr.addons.rbac import rbac_objects
+from cfcr.addons.vpa import vpa_objects
+from cfcr.config import ClusterSpec, load_spec
+from cfcr.node.admission import admission_config
+from cfcr.node.kubelet import kubelet_config
+
+API = "https://api.example.internal:6443"
+
+
+def make_spec(**overrides: Any) -> ClusterSpec:
+    return load_spec({"cloud": "aws", "region": "us-east-1", **overrides}, "dev")
+
+
+def authored(spec: ClusterSpec) -> list[dict[str, Any]]:
+    release = channels.resolve(spec.kubernetes.version)
+    rw = ImageRewriter.from_spec(spec.registry_mirrors)
+    facts = CloudFacts.from_spec(spec)
+    plan = cni_plan(spec, release, rw, API)
+    return [
+        *plan.objects, *plan.patches,
+        *kube_proxy_objects(spec, release, API, rw),
+        *coredns_objects(spec, release, rw),
+        *ccm_objects(facts, release, rw), storage_class(spec.cloud),
+        *rbac_objects(spec), *logging_objects(spec), *vpa_objects(spec),
+    ]
+
+
+VERSIONS = sorted({channels.resolve(v).version for v in channels.known_versions()})
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+@pytest.mark.parametrize("cni", ["flannel", "canal", "calico", "cilium", "none"])
+def test_every_authored_object_validates(version: str, cloud: str, cni: str) -> None:
+    region = {"aws": "us-east-1", "gcp": "europe-west4", "azure": "westeurope"}[cloud]
+    spec = load_spec({"cloud": cloud, "region": region, "cni": cni, "kubernetes": {"version": version},
+                      "cloudConfig": {"Global": {"a": "b"}} if cloud != "azure" else {"cloud": "AzurePublicCloud"},
+                      "addons": {"rbacGroups": {"ops": "platform-operator", "ro": "viewer"}}}, "dev")
+    objects = authored(spec)
+    assert len(objects) > 20
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_admission_and_kubelet_defaults() -> None:
+    spec = make_spec(addons={"podSecurity": {"enforce": "restricted", "exemptNamespaces": ["kube-system", "tigera-operator"]},
+                             "containerLogMaxSize": "20Mi", "containerLogMaxFiles": 3})
+    (entry,) = admission_config(spec)["plugins"]
+    assert entry["configuration"]["defaults"]["enforce"] == "restricted"
+    assert entry["configuration"]["exemptions"]["namespaces"] == ["kube-system", "tigera-operator"]
+    kubelet = kubelet_config(spec)
+    assert (kubelet["containerLogMaxSize"], kubelet["containerLogMaxFiles"]) == ("20Mi", 3)
+    user = make_spec(components={"kubelet": {"config": {"containerLogMaxFiles": 9}}})
+    assert kubelet_config(user)["containerLogMaxFiles"] == 9, "the user's kubelet config wins"
+
+
+def test_user_admission_entries_merge_with_the_defaults() -> None:
+    spec = make_spec(admission={"configuration": [{"name": "EventRateLimit", "path": "/etc/x.yaml"}]})
+    assert [p["name"] for p in admission_config(spec)["plugins"]] == ["EventRateLimit", "PodSecurity"]
+
+
+def test_coredns_scales_with_the_largest_cluster() -> None:
+    assert coredns_replicas(make_spec()) == 2
+    big = make_spec(nodePools=[{"name": "a", "maxSize": 100}], networking={"podCidr": "10.0.0.0/14", "nodeCidr": "192.168.0.0/16"})
+    assert coredns_replicas(big) == 7
+
+
+def test_image_references_parse_and_rewrite() -> None:
+    assert split_image("nginx") == ("docker.io", "library/nginx", "")
+    assert split_image("quay.io/cilium/cilium:v1.19.4@sha256:ab") == ("quay.io", "cilium/cilium", ":v1.19.4@sha256:ab")
+    assert split_image("localhost:5000/a/b:1") == ("localhost:5000", "a/b", ":1")
+    assert mirror_prefix("https://mirror.example.com/v2/registry.k8s.io") == "mirror.example.com/registry.k8s.io"
+    assert mirror_prefix("https://mirror.local:5000") == "mirror.local:5000"
+    rw = ImageRewriter.from_spec({"registry.k8s.io": ["https://m.local/v2/k8s", "https://second"], "dl.k8s.io": ["https://x"]})
+    assert rw.image("registry.k8s.io/coredns/coredns:v1.14.2") == "m.local/k8s/coredns/coredns:v1.14.2"
+    assert rw.image("quay.io/calico/node:v3") == "quay.io/calico/node:v3"
+    assert ImageRewriter.from_spec({"registry.k8s.io": ["https://m.local"]}, enabled=False).image("registry.k8s.io/a:1") == "registry.k8s.io/a:1"
+
+
+def test_upstream_manifest_images_are_rewritten_by_the_transform() -> None:
+    rw = ImageRewriter.from_spec({"docker.io": ["https://mirror.local"], "ghcr.io": ["https://mirror.local/ghcr"]})
+    ds = {"kind": "DaemonSet", "spec": {"template": {"spec": {
+        "initContainers": [{"name": "cni", "image": "docker.io/calico/cni:v3.31.5"}],
+        "containers": [{"name": "flannel", "image": "ghcr.io/flannel-io/flannel:v0.28.4"}]}}}}
+    out = rewrite_pod_images(ds, rw)
+    spec = out["spec"]["template"]["spec"]
+    assert spec["initContainers"][0]["image"] == "mirror.local/calico/cni:v3.31.5"
+    assert spec["containers"][0]["image"] == "mirror.local/ghcr/flannel-io/flannel:v0.28.4"
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"].startswith("ghcr.io"), "input untouched"
+    transform = image_transform(rw)
+
+    class Args:
+        type_ = "kubernetes:apps/v1:DaemonSet"
+        props = {k: v for k, v in ds.items() if k != "kind"}
+        opts = None
+
+    result = transform(Args())  # type: ignore[arg-type]
+    assert result is not None
+    assert result.props["spec"]["template"]["spec"]["containers"][0]["image"].startswith("mirror.local/")
+    assert "kind" not in result.props
+
+
+def test_cloud_config_rendering_and_other_clouds() -> None:
+    assert render_cloud_config("aws", {"Global": {"Zone": "a", "Flag": False}}) == "[Global]\nZone = a\nFlag = false\n"
+    assert render_cloud_config("azure", {"cloud": "AzurePublicCloud"}).startswith("{")
+    with pytest.raises(ValueError, match="INI"):
+        render_cloud_config("gcp", {"Global": "x"})
+    release = channels.resolve("stable")
+    gcp = load_spec({"cloud": "gcp", "region": "europe-west4"}, "dev")
+    assert csi_chart(CloudFacts.from_spec(gcp), release, ImageRewriter({})) is None
+    azure = load_spec({"cloud": "azure", "region": "westeurope"}, "dev")
+    chart = csi_chart(CloudFacts.from_spec(azure), release, ImageRewriter({}))
+    assert chart is not None and chart.chart == "azuredisk-csi-driver" and chart.version == "v1.34.2"
+    assert storage_class("gcp")["provisioner"] == "pd.csi.storage.gke.io"
+
+
+def test_canal_patch_names_the_pod_network() -> None:
+    patch = canal_config_patch(make_spec(networking={"podCidr": "10.200.0.0/16"}))
+    assert '"Network": "10.200.0.0/16"' in patch["data"]["net-conf.json"]
