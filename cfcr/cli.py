@@ -15,8 +15,9 @@ def _render(args: argparse.Namespace) -> int:
 
     result = render_stack(args.stack, Path(args.out), show_secrets=args.show_secrets)
     roles = ", ".join(sorted(result.user_data)) or "none"
+    manifests = sum(1 for f in result.files if "manifests" in f.relative_to(Path(args.out)).parts[:1])
     print(f"rendered stack {args.stack}: {len(result.resources)} resources, user-data for {roles}, "
-          f"{len(result.manifests)} manifests -> {args.out}")
+          f"{manifests} manifests -> {args.out}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """The cfcr program, shared by ``pulumi up`` (``__main__.py``) and the offline render.
 
-Read the stack's spec, build the cluster, return what to export. Until a cloud's ``Cluster``
-component exists, the program builds the cloud-neutral :class:`ClusterBootstrap` (PKI,
-per-role secrets, user-data of every role) with that cloud's secret-fetch hook, the
-fixed control-plane addresses of the topology plan and a stable API name.
+Read the stack's spec, build the cluster and its addons, return what to export. On AWS that
+is ``cfcr.aws.Cluster`` plus ``cfcr.addons.ClusterAddons``. GCP and Azure have no ``Cluster``
+component yet: for them the program builds the cloud-neutral :class:`ClusterBootstrap` (PKI,
+per-role secrets, user-data of every role) with that cloud's secret-fetch hook, the fixed
+control-plane addresses of the topology plan and a stable API name.
 """
 
 from __future__ import annotations
@@ -101,10 +102,32 @@ def build(spec: ClusterSpec) -> ProgramResult:
 
 def build_aws(spec: ClusterSpec) -> ProgramResult:
     """AWS: ``cfcr.aws.Cluster`` (network, load balancer, machines, secret store around the bootstrap)."""
+    from cfcr.addons import ClusterAddons, ClusterAddonsArgs, CloudFacts, NodeGroup
     from cfcr.aws import Cluster, ClusterArgs
 
     assert spec.name is not None
-    cluster = Cluster(spec.name, ClusterArgs(spec=spec))
+    cluster = Cluster(
+        spec.name,
+        ClusterArgs(
+            spec=spec,
+            api_dns_zone_id=spec.aws.api_dns_zone_id,
+            ebs_kms_key_id=spec.aws.ebs_kms_key_id,
+            protect_etcd_volumes=spec.aws.protect_etcd_volumes,
+            termination_queue=spec.aws.termination_queue,
+        ),
+    )
+    groups = {p.name: NodeGroup(cluster.node_pools[p.name].asg_name, p.min_size, p.max_size) for p in spec.node_pools}
+    ClusterAddons(
+        f"{spec.name}-addons",
+        ClusterAddonsArgs(
+            spec=spec,
+            kubeconfig=cluster.admin_kubeconfig,
+            api_server_url=cluster.private_api_server_url,
+            gate_url=cluster.api_server_url,
+            cloud=CloudFacts.from_spec(spec, groups),
+        ),
+        opts=pulumi.ResourceOptions(parent=cluster),
+    )
     release = channels.resolve(spec.kubernetes.version)
     members = control_plane_members(spec)
     manifests = {

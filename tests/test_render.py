@@ -129,3 +129,36 @@ def test_cli_refuses_bad_config_before_building_anything(tmp_path: Path) -> None
         render_stack("bad", out, project_dir=tmp_path / "project")
     assert "cfcr:controlPlane.count" in str(caught.value)
     assert not out.exists()
+
+
+def test_every_manifest_validates_and_every_chart_is_pinned(rendered: tuple[RenderResult, Path]) -> None:
+    import kubernetes_validate
+
+    from cfcr import channels
+
+    result, out = rendered
+    version = channels.resolve(load_stack(result.stack).kubernetes.version).kubernetes.version
+    files = sorted((out / "manifests").rglob("*.yaml"))
+    assert files
+    for path in files:
+        obj = yaml.safe_load(path.read_text())
+        if path.parent.name == "helm":
+            chart = obj["helmChart"]
+            assert chart["chart"] and chart["version"], path.name
+            assert chart.get("repositoryOpts", {}).get("repo") or str(chart["chart"]).startswith("oci://"), path.name
+            continue
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_aws_stacks_carry_the_full_addon_set(rendered: tuple[RenderResult, Path]) -> None:
+    result, _ = rendered
+    spec = load_stack(result.stack)
+    if spec.cloud != "aws":
+        pytest.skip("the addons are wired into the AWS cluster; GCP and Azure clusters come later")
+    types = {r.type for r in result.resources}
+    expected = {"cfcr:addons:ClusterAddons", "cfcr:addons:CoreDns", "cfcr:addons:CsrApprover",
+                "cfcr:addons:CloudIntegration", "cfcr:addons:ClusterAutoscaler", "cfcr:addons:MetricsServer"}
+    if spec.cni != "none":
+        expected.add("cfcr:addons:Cni")
+    assert expected <= types
+    assert ("cfcr:addons:KubeProxy" in types) == (not spec.cilium_kube_proxy_replacement)

@@ -204,7 +204,16 @@ def _passthrough(spec: ClusterSpec) -> Iterator[Problem]:
             yield Problem(_key("tags"), key, "tag keys must be 1-63 characters")
 
 
-CHECKS: tuple[Check, ...] = (_version, _region_and_zones, _networks, _pools, _pki, _addons, _passthrough)
+def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
+    if spec.cloud != "aws" and spec.aws.model_fields_set:
+        yield Problem(_key("aws"), spec.aws.model_dump(by_alias=True, exclude_unset=True),
+                      f"AWS-only settings; cloud is {spec.cloud}")
+    if spec.aws.api_dns_zone_id and not spec.networking.api_dns_name:
+        yield Problem(_key("aws.apiDnsZoneId"), spec.aws.api_dns_zone_id,
+                      "needs networking.apiDnsName: the name to create in that zone")
+
+
+CHECKS: tuple[Check, ...] = (_version, _region_and_zones, _networks, _pools, _pki, _addons, _passthrough, _cloud_only)
 
 
 def check(spec: ClusterSpec) -> list[Problem]:
