@@ -84,20 +84,32 @@ def build(spec: ClusterSpec) -> ProgramResult:
             etcd_disk_devices=[ETCD_DISK_DEVICE[spec.cloud]] * len(members),
         ),
     )
+    exports = {
+        **_cluster_exports(spec, bootstrap),
+        "apiServerUrl": bootstrap.api_server_url,
+        "adminKubeconfig": bootstrap.admin_kubeconfig,
+    }
+    return ProgramResult(exports=exports, user_data=bootstrap.user_data, manifests=_static_pods(spec))
+
+
+def _static_pods(spec: ClusterSpec) -> dict[str, Any]:
+    """The etcd static Pod of each control-plane member, as the render's manifests."""
     release = channels.resolve(spec.kubernetes.version)
-    manifests = {
+    members = control_plane_members(spec)
+    return {
         f"static-pods/{member.name}/etcd.yaml": etcd_static_pod(spec, release, members, index)
         for index, member in enumerate(members)
     }
-    exports: dict[str, Any] = {
-        "kubernetesVersion": release.kubernetes.version,
-        "apiServerUrl": bootstrap.api_server_url,
+
+
+def _cluster_exports(spec: ClusterSpec, bootstrap: ClusterBootstrap) -> dict[str, Any]:
+    """The outputs every cloud exports alike."""
+    return {
+        "kubernetesVersion": channels.resolve(spec.kubernetes.version).kubernetes.version,
         "caBundle": bootstrap.pki.ca_bundle,
-        "adminKubeconfig": bootstrap.admin_kubeconfig,
-        "controlPlaneMembers": [{"name": m.name, "address": m.address} for m in members],
+        "controlPlaneMembers": [{"name": m.name, "address": m.address} for m in control_plane_members(spec)],
         "secretReaders": bootstrap.readers,
     }
-    return ProgramResult(exports=exports, user_data=bootstrap.user_data, manifests=manifests)
 
 
 def build_aws(spec: ClusterSpec) -> ProgramResult:
@@ -128,21 +140,12 @@ def build_aws(spec: ClusterSpec) -> ProgramResult:
         ),
         opts=pulumi.ResourceOptions(parent=cluster),
     )
-    release = channels.resolve(spec.kubernetes.version)
-    members = control_plane_members(spec)
-    manifests = {
-        f"static-pods/{member.name}/etcd.yaml": etcd_static_pod(spec, release, members, index)
-        for index, member in enumerate(members)
-    }
     exports: dict[str, Any] = {
-        "kubernetesVersion": release.kubernetes.version,
+        **_cluster_exports(spec, cluster.bootstrap),
         "apiServerUrl": cluster.api_server_url,
         "privateApiServerUrl": cluster.private_api_server_url,
         "apiLoadBalancerDnsName": cluster.api_load_balancer_dns_name,
-        "caBundle": cluster.ca_bundle,
         "adminKubeconfig": cluster.admin_kubeconfig,
-        "controlPlaneMembers": [{"name": m.name, "address": m.address} for m in members],
-        "secretReaders": cluster.bootstrap.readers,
         "vpcId": cluster.vpc_id,
         "privateSubnetIds": cluster.private_subnet_ids,
         "publicSubnetIds": cluster.public_subnet_ids,
@@ -153,7 +156,7 @@ def build_aws(spec: ClusterSpec) -> ProgramResult:
     }
     if cluster.termination_queue_url is not None:
         exports["terminationQueueUrl"] = cluster.termination_queue_url
-    return ProgramResult(exports=exports, user_data=cluster.bootstrap.user_data, manifests=manifests)
+    return ProgramResult(exports=exports, user_data=cluster.bootstrap.user_data, manifests=_static_pods(spec))
 
 
 def main() -> ProgramResult:

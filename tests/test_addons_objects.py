@@ -9,7 +9,15 @@ import kubernetes_validate
 import pytest
 
 from cfcr import channels
-from cfcr.addons.cloud import CloudFacts, ccm_objects, csi_chart, render_cloud_config, storage_class
+from cfcr.addons.cloud import (
+    CloudFacts,
+    ccm_objects,
+    csi_chart,
+    csi_transforms,
+    ebs_controller_transform,
+    render_cloud_config,
+    storage_class,
+)
 from cfcr.addons.cni import canal_config_patch, cni_plan, image_transform
 from cfcr.addons.coredns import coredns_objects, coredns_replicas
 from cfcr.addons.images import ImageRewriter, mirror_prefix, rewrite_pod_images, split_image
@@ -134,3 +142,77 @@ def test_cloud_config_rendering_and_other_clouds() -> None:
 def test_canal_patch_names_the_pod_network() -> None:
     patch = canal_config_patch(make_spec(networking={"podCidr": "10.200.0.0/16"}))
     assert '"Network": "10.200.0.0/16"' in patch["data"]["net-conf.json"]
+
+
+def _ebs_controller(name: str = "ebs-csi-controller") -> dict[str, Any]:
+    """The shape of the EBS chart's controller Deployment, as its template renders it."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "kube-system"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "ebs-csi-controller"}},
+            "template": {
+                "metadata": {"labels": {"app": "ebs-csi-controller"}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": ""},
+                    "serviceAccountName": "ebs-csi-controller-sa",
+                    "priorityClassName": "system-cluster-critical",
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+                    "containers": [{"name": "ebs-plugin", "image": "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.59.0",
+                                    "args": ["controller"], "ports": [{"name": "healthz", "containerPort": 9808}]}],
+                },
+            },
+        },
+    }
+
+
+class _TransformArgs:
+    def __init__(self, type_: str, props: dict[str, Any]) -> None:
+        self.type_ = type_
+        self.name = "chart:kube-system/x"
+        self.props = props
+        self.opts = None
+
+
+def test_ebs_controller_runs_on_the_host_network() -> None:
+    """The EBS chart has no value for the controller's host networking: the transform sets it
+    (with the node's resolver) on the controller Deployment, and touches nothing else."""
+    transform = ebs_controller_transform()
+    original = {k: v for k, v in _ebs_controller().items() if k not in ("apiVersion", "kind")}
+    result = transform(_TransformArgs("kubernetes:apps/v1:Deployment", original))  # type: ignore[arg-type]
+    assert result is not None
+    pod = result.props["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "Default"
+    assert pod["nodeSelector"]["node-role.kubernetes.io/control-plane"] == ""
+    assert pod["containers"] == original["spec"]["template"]["spec"]["containers"]
+    assert "hostNetwork" not in original["spec"]["template"]["spec"], "input untouched"
+    patched = {"apiVersion": "apps/v1", "kind": "Deployment", **result.props}
+    for version in VERSIONS:
+        kubernetes_validate.validate(patched, version, strict=True)
+    # by its app label when a release renames it
+    renamed = {k: v for k, v in _ebs_controller("aws-ebs-csi-driver-controller").items() if k != "kind"}
+    assert transform(_TransformArgs("kubernetes:apps/v1:Deployment", renamed)) is not None  # type: ignore[arg-type]
+    # not the node DaemonSet, not other Deployments, not the chart itself
+    node = {"metadata": {"name": "ebs-csi-node"}, "spec": {"template": {"metadata": {"labels": {"app": "ebs-csi-node"}}}}}
+    assert transform(_TransformArgs("kubernetes:apps/v1:DaemonSet", node)) is None  # type: ignore[arg-type]
+    other = {"metadata": {"name": "metrics-server"}, "spec": {"template": {"spec": {}}}}
+    assert transform(_TransformArgs("kubernetes:apps/v1:Deployment", other)) is None  # type: ignore[arg-type]
+    assert transform(_TransformArgs("kubernetes:helm.sh/v4:Chart", {"chart": "aws-ebs-csi-driver"})) is None  # type: ignore[arg-type]
+    assert len(csi_transforms("aws")) == 1 and csi_transforms("azure") == [] and csi_transforms("gcp") == []
+
+
+@pytest.mark.parametrize(("members", "replicas"), [(1, 1), (3, 2), (5, 2)])
+def test_ebs_controller_replicas_fit_the_control_plane(members: int, replicas: int) -> None:
+    """On the host network two controllers cannot share a node (their health port is a host
+    port): never more replicas than control-plane nodes."""
+    spec = make_spec(controlPlane={"count": members})
+    chart = csi_chart(CloudFacts.from_spec(spec), channels.resolve("stable"), ImageRewriter({}),
+                      control_plane_count=spec.control_plane.count)
+    assert chart is not None
+    controller = chart.values["controller"]
+    assert controller["replicaCount"] == replicas
+    assert controller["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"} \
+        in controller["tolerations"]
+    assert "hostNetwork" not in controller, "the chart's values schema has no such key: the transform sets it"

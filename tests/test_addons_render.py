@@ -285,3 +285,38 @@ def test_render_writes_every_chart_with_repository_version_values(rendered: dict
         assert chart["repositoryOpts"]["repo"].startswith("https://") and chart["version"] and "values" in chart
     assert "Deployment/cfcr-dev-coredns-coredns.yaml" in files
     yaml.safe_dump(files)
+
+
+def test_aws_credential_controllers_run_on_the_control_plane_host_network(
+        rendered: dict[str, RecordingMonitor], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an IMDSv2 hop limit of 1 only host-network processes reach the instance profile:
+    cluster-autoscaler through its chart's values, the EBS controller through a transform on
+    its chart (the chart has no value for it), both on control-plane nodes only."""
+    cp = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+    ca = charts(rendered["calico"])["cluster-autoscaler"]["values"]
+    assert ca["hostNetwork"] is True and ca["dnsPolicy"] == "Default"
+    assert ca["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""} and cp in ca["tolerations"]
+    ebs = charts(rendered["calico"])["aws-ebs-csi-driver"]["values"]["controller"]
+    assert ebs["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""} and cp in ebs["tolerations"]
+
+    from cfcr.addons import base
+
+    seen: dict[str, list[Any]] = {}
+    original = base.Addon.chart
+
+    def recording(self: base.Addon, spec: Any, depends_on: Any = (), transforms: Any = ()) -> Any:
+        seen[spec.chart] = list(transforms)
+        return original(self, spec, depends_on, transforms)
+
+    monkeypatch.setattr(base.Addon, "chart", recording)
+    render(make_spec(cni="calico"))
+    assert len(seen["aws-ebs-csi-driver"]) == 1
+
+    class Args:
+        type_ = "kubernetes:apps/v1:Deployment"
+        name = "x"
+        props = {"metadata": {"name": "ebs-csi-controller"}, "spec": {"template": {"spec": {"containers": []}}}}
+        opts = None
+
+    result = seen["aws-ebs-csi-driver"][0](Args())
+    assert result.props["spec"]["template"]["spec"]["hostNetwork"] is True

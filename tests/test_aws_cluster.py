@@ -148,6 +148,30 @@ def test_cni_ports_only_between_nodes(render: RenderResult) -> None:
         assert groups[r["referencedSecurityGroupId"]].endswith(("-control-plane", "-worker"))
 
 
+def test_host_network_controllers_need_no_inbound_port(render: RenderResult) -> None:
+    """The EBS CSI controller (health 9808, metrics 3301 when enabled) and cluster-autoscaler
+    (health and metrics 8085) run on the control plane's host network: their ports are probed
+    by the local kubelet only, so no security group opens them to anyone."""
+    rules = [inputs(r) for r in of_type(render, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    for port in (9808, 3301, 8085):
+        assert not [r for r in rules if _covers(r, port)], port
+
+
+def test_every_node_registers_with_its_aws_provider_id(render: RenderResult) -> None:
+    """Control-plane kubelets register as <cluster>-cp-<i>, not the private DNS name
+    cloud-provider-aws would look up: every role's kubelet gets --provider-id, filled at boot
+    from IMDSv2 as aws:///<zone>/<instance id>."""
+    assert render.user_data
+    for role, data in render.user_data.items():
+        doc = yaml.safe_load(plain(data).decode())
+        files = {f["path"]: f["content"] for f in doc["write_files"]}
+        kubeadm = list(yaml.safe_load_all(files["/etc/cfcr/kubeadm.yaml.tmpl"]))
+        extra = {a["name"]: a["value"] for a in kubeadm[0]["nodeRegistration"]["kubeletExtraArgs"]}
+        assert extra["provider-id"] == "@PROVIDER_ID@", role
+        identity = files["/etc/cfcr/identity.sh"]
+        assert "169.254.169.254/latest/api/token" in identity and 'printf "aws:///%s/%s' in identity, role
+
+
 def test_the_test_of_open_ports_can_fail() -> None:
     assert _covers({"ipProtocol": "-1"}, 22)
     assert _covers({"ipProtocol": "tcp", "fromPort": 0, "toPort": 65535}, 22)

@@ -7,6 +7,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from cfcr import channels
+
 from cfcr.channels import (
     ARCHITECTURES,
     CHANNELS,
@@ -271,7 +273,7 @@ def test_patch_upgrade_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     newer = model.Release(
         kubernetes=model.KubernetesRelease("1.36.9", base.kubernetes.tarball),
         components=base.components, etcd=base.etcd, coredns=base.coredns,
-        pause=base.pause, cnis=base.cnis, clouds=base.clouds, registries=base.registries,
+        pause=base.pause, cnis=base.cnis, clouds=base.clouds, addons=base.addons, registries=base.registries,
     )
     patched = model._Data(data.channels, {**data.releases, "1.36.9": newer}, data.registries)
     monkeypatch.setattr(model, "_data", lambda: patched)
@@ -300,3 +302,18 @@ def test_check_kubelet_skew(apiserver: str, kubelet: str, allowed: bool, phrase:
     assert d.allowed is allowed, d.reason
     assert phrase in d.reason
     assert apiserver in d.reason and kubelet in d.reason
+
+
+def test_every_release_pins_every_addon_chart() -> None:
+    for version in channels.known_versions():
+        release = channels.resolve(version)
+        for name in channels.ADDON_NAMES:
+            chart = release.addon(name)
+            assert chart.repo.startswith("https://") and chart.chart and chart.version, (version, name)
+            assert chart.source, (version, name)
+        autoscaler = release.addon("cluster-autoscaler").images[0]
+        # the autoscaler's minor tracks the cluster's, or the data says it does not
+        tag_minor = autoscaler.rsplit(":v", 1)[1].rsplit(".", 1)[0]
+        assert tag_minor == release.kubernetes.minor or "NOT exact" in release.addon("cluster-autoscaler").source
+    with pytest.raises(KeyError, match="unknown addon"):
+        channels.resolve("stable").addon("weave-scope")

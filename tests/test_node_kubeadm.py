@@ -15,6 +15,7 @@ from cfcr.node.kubeadm import (
     AUTHN_CONFIG_PATH,
     CA_HASH_PLACEHOLDER,
     NODE_IP_PLACEHOLDER,
+    PROVIDER_ID_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
 )
 from cfcr.node.kubelet import cluster_dns_ip, kubelet_settable
@@ -53,7 +54,7 @@ def test_control_plane_documents(count: int) -> None:
     assert reg["criSocket"] == "unix:///run/containerd/containerd.sock"
     assert reg["ignorePreflightErrors"] == ["DirAvailable--etc-kubernetes-manifests", "ExternalEtcdVersion"]
     assert reg["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
-    assert args(reg["kubeletExtraArgs"]) == {"cloud-provider": "external"}
+    assert args(reg["kubeletExtraArgs"]) == {"cloud-provider": "external", "provider-id": PROVIDER_ID_PLACEHOLDER}
     assert init["localAPIEndpoint"] == {"advertiseAddress": f"10.0.{count - 1}.10", "bindPort": 6443}
     token = init["bootstrapTokens"][0]
     assert token["token"] == TOKEN_PLACEHOLDER and token["ttl"] == "72h0m0s"
@@ -132,7 +133,7 @@ def test_user_extra_args_pass_through_and_win() -> None:
     assert args(cluster["scheduler"]["extraArgs"]) == {"profiling": "false", "bind-address": "127.0.0.1",
                                                         "tls-min-version": "VersionTLS12", "v": "4"}
     kubelet = args(docs["InitConfiguration"]["nodeRegistration"]["kubeletExtraArgs"])
-    assert kubelet == {"cloud-provider": "", "max-pods": "60"}
+    assert kubelet == {"cloud-provider": "", "provider-id": PROVIDER_ID_PLACEHOLDER, "max-pods": "60"}
     config = docs["KubeletConfiguration"]
     assert config["podPidsLimit"] == 8192
     assert config["authentication"]["webhook"] == {"enabled": True, "cacheTTL": "30s"}
@@ -184,3 +185,46 @@ def test_kubelet_configuration_basics() -> None:
 def test_rsa_clusters_tell_kubeadm() -> None:
     spec = make_spec("aws", 1, pki={"keyAlgorithm": "RSA"})
     assert kubeadm_docs(spec, Role.control_plane(0))["ClusterConfiguration"]["encryptionAlgorithm"] == "RSA-2048"
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_every_role_registers_with_the_provider_id_placeholder(cloud: str) -> None:
+    """The CCM finds an instance by spec.providerID first; control-plane kubelets register as
+    <cluster>-cp-<i>, not the instance's cloud name, so every role must carry --provider-id."""
+    spec = make_spec(cloud, 3)
+    for role in (Role.control_plane(0), Role.worker("default"), Role.worker("gpu")):
+        docs = kubeadm_docs(spec, role)
+        first = docs["InitConfiguration" if role.is_control_plane else "JoinConfiguration"]
+        extra = args(first["nodeRegistration"]["kubeletExtraArgs"])
+        assert extra["provider-id"] == PROVIDER_ID_PLACEHOLDER, (cloud, role.slug)
+        assert extra["cloud-provider"] == "external"
+
+
+def test_no_provider_id_without_the_hook_capability() -> None:
+    """A third-party hook without provider_id_command still renders: no placeholder, no identity.sh."""
+    from cfcr.node.context import NodeIdentity
+
+    class SecretsOnly:
+        def packages(self) -> list[str]:
+            return []
+
+        def setup_commands(self) -> list[str]:
+            return []
+
+        def fetch_command(self, secret_id: str) -> str:
+            return f"cat /secrets/{secret_id}"
+
+    assert not isinstance(SecretsOnly(), NodeIdentity)
+    assert isinstance(make_hook("aws"), NodeIdentity)
+    spec = make_spec("aws", 1)
+    for role in (Role.control_plane(0), Role.worker("default")):
+        data = render_user_data(spec, resolve(spec.kubernetes.version), make_ctx(spec), role, SecretsOnly())
+        files = write_files(load(data))
+        assert "/etc/cfcr/identity.sh" not in files
+        assert PROVIDER_ID_PLACEHOLDER not in files["/etc/cfcr/kubeadm.yaml.tmpl"]["content"]
+
+
+def test_a_user_provider_id_flag_wins() -> None:
+    spec = make_spec("aws", 1, components={"kubelet": {"extraArgs": {"provider-id": "aws:///zone-x/i-0123"}}})
+    init = kubeadm_docs(spec, Role.control_plane(0))["InitConfiguration"]
+    assert args(init["nodeRegistration"]["kubeletExtraArgs"])["provider-id"] == "aws:///zone-x/i-0123"

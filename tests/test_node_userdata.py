@@ -544,3 +544,123 @@ def test_fetch_secret_to_is_atomic_and_refuses_empty(tmp_path: Path) -> None:
     assert empty.returncode != 0
     assert not (tmp_path / "d" / "t").exists()
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["s"]  # no temp files left behind
+
+
+# --------------------------------------------------------------------------- node identity (provider ID)
+
+def test_every_role_gets_the_identity_script_of_its_cloud(renders: dict[str, list[tuple[Role, bytes]]]) -> None:
+    prefixes = {"aws": 'printf "aws:///', "gcp": 'printf "gce://', "azure": 'printf "azure://'}
+    for case, role, data in _all_roles(renders):
+        files = write_files(load(data))
+        script = files["/etc/cfcr/identity.sh"]
+        assert script["permissions"] == "0600" and script["owner"] == "root:root"
+        assert "cfcr_provider_id() {" in script["content"]
+        assert prefixes[case.split("-")[0]] in script["content"], (case, role.slug)
+        assert "@PROVIDER_ID@" in files["/etc/cfcr/kubeadm.yaml.tmpl"]["content"], (case, role.slug)
+        for name in ("/usr/local/lib/cfcr/bootstrap.sh", "/usr/local/lib/cfcr/maintain.sh"):
+            if name in files:
+                assert ". /etc/cfcr/identity.sh" in files[name]["content"], name
+
+
+class _FakeImds:
+    """A local stand-in for EC2's IMDSv2: a token from PUT /latest/api/token, and metadata
+    only for GETs that carry that token."""
+
+    TOKEN = "AQAEAFake-imds-session-token=="
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.seen_tokens: list[str | None] = []
+        imds = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, code: int, body: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def do_PUT(self) -> None:  # noqa: N802
+                ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+                self._reply(200 if ok else 400, imds.TOKEN if ok else "")
+
+            def do_GET(self) -> None:  # noqa: N802
+                token = self.headers.get("X-aws-ec2-metadata-token")
+                imds.seen_tokens.append(token)
+                if token != imds.TOKEN:
+                    self._reply(401, "")
+                    return
+                answers = {"/latest/meta-data/placement/availability-zone": "eu-west-1b",
+                           "/latest/meta-data/instance-id": "i-0123456789abcdef0"}
+                if self.path in answers:
+                    self._reply(200, answers[self.path])
+                else:
+                    self._reply(404, "")
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _identity_function(hook: Any, base: str, url: str) -> str:
+    from cfcr.node.userdata import identity_script
+
+    return identity_script(hook.provider_id_command().replace(base, url))
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_aws_provider_id_comes_from_imdsv2(tmp_path: Path) -> None:
+    """The AWS hook's function, run for real against a fake IMDSv2: token first, then the
+    zone and the instance id with the token, printed as cloud-provider-aws parses it."""
+    imds = _FakeImds()
+    try:
+        (tmp_path / "identity.sh").write_text(
+            _identity_function(SecretsManagerFetcher(region="eu-west-1"), "http://169.254.169.254", imds.url))
+        result = _bash(f". {tmp_path}/identity.sh; cfcr_provider_id", tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "aws:///eu-west-1b/i-0123456789abcdef0\n"
+        assert imds.seen_tokens == [imds.TOKEN, imds.TOKEN], "both metadata reads carry the IMDSv2 token"
+        assert imds.TOKEN not in result.stderr
+    finally:
+        imds.close()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_aws_provider_id_fails_without_imds(tmp_path: Path) -> None:
+    (tmp_path / "identity.sh").write_text(
+        _identity_function(SecretsManagerFetcher(region="eu-west-1"), "http://169.254.169.254", "http://127.0.0.1:9"))
+    result = _bash(f". {tmp_path}/identity.sh; cfcr_provider_id", tmp_path)
+    assert result.returncode != 0
+    assert result.stdout == ""
+
+
+def test_render_template_fills_the_provider_id_and_caches_it(tmp_path: Path) -> None:
+    (tmp_path / "tmpl").write_text("- name: provider-id\n  value: '@PROVIDER_ID@'\n")
+    calls = tmp_path / "calls"
+    fn = f"cfcr_provider_id() {{ echo x >>{calls}; echo aws:///us-east-1a/i-0abc; }}"
+    for _ in range(2):
+        result = _bash(f"CFCR_STATE={tmp_path}/state; {fn}; render_template {tmp_path}/tmpl {tmp_path}/out", tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "out").read_text() == "- name: provider-id\n  value: 'aws:///us-east-1a/i-0abc'\n"
+    assert calls.read_text() == "x\n", "the second render reads the cached id, not the metadata"
+    assert (tmp_path / "state" / "provider-id").read_text() == "aws:///us-east-1a/i-0abc\n"
+
+
+def test_render_template_refuses_a_missing_or_malformed_provider_id(tmp_path: Path) -> None:
+    (tmp_path / "tmpl").write_text("value: '@PROVIDER_ID@'\n")
+    for fn in ("cfcr_provider_id() { echo \"i-0abc' injected\"; }", "cfcr_provider_id() { return 1; }", ""):
+        result = _bash(f"sleep() {{ :; }}; CFCR_STATE={tmp_path}/state; {fn}\n"
+                       f"render_template {tmp_path}/tmpl {tmp_path}/out", tmp_path)
+        assert result.returncode != 0, fn
+        assert "provider ID" in result.stderr
+        assert not (tmp_path / "out").exists()
+        assert not (tmp_path / "state" / "provider-id").exists()

@@ -5,6 +5,12 @@ Discovery by the ASG tags ``k8s.io/cluster-autoscaler/enabled`` and
 the pool's min and max on the ASG itself), or, with ``autoscaler_auto_discovery=False``,
 explicit ``--nodes=min:max:asg`` from :class:`~cfcr.addons.cloud.CloudFacts`. The image's
 minor matches the cluster's Kubernetes minor.
+
+It runs on the control-plane nodes with host networking (the chart's ``hostNetwork`` and
+``dnsPolicy`` values): its AWS credentials are the control plane's instance profile, and
+the IMDSv2 hop limit of 1 lets only host-network processes reach them. It needs nothing
+inbound from other nodes (its health and metrics port, 8085, is probed by the local
+kubelet), so the security groups open nothing for it.
 """
 
 from __future__ import annotations
@@ -13,9 +19,8 @@ from typing import Any
 
 import pulumi
 
-from cfcr.addons import pins
 from cfcr.addons.base import CONTROL_PLANE_LABEL, CONTROL_PLANE_TOLERATIONS, ChartAddon, ChartSpec
-from cfcr.addons.cloud import CloudFacts
+from cfcr.addons.cloud import HOST_NETWORK_DNS_POLICY, CloudFacts
 from cfcr.addons.images import ImageRewriter
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
@@ -30,15 +35,17 @@ def discovery_tags(cluster_name: str) -> list[str]:
 def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rewriter: ImageRewriter) -> ChartSpec:
     if facts.cloud not in SUPPORTED_CLOUDS:
         raise ValueError(f"cluster-autoscaler is wired for {', '.join(SUPPORTED_CLOUDS)} only so far, not {facts.cloud}")
-    pin = pins.CLUSTER_AUTOSCALER
-    tag, _exact = pins.cluster_autoscaler_tag(release.version)
+    pin = release.addon("cluster-autoscaler")
+    repository, tag = pin.images[0].rsplit(":", 1)
     values: dict[str, Any] = {
         "cloudProvider": "aws",
         "awsRegion": facts.region,
-        "image": {"repository": rewriter.repository(pins.CLUSTER_AUTOSCALER_IMAGE), "tag": tag},
+        "image": {"repository": rewriter.repository(repository), "tag": tag},
         "priorityClassName": "system-cluster-critical",
         "nodeSelector": {CONTROL_PLANE_LABEL: ""},
         "tolerations": CONTROL_PLANE_TOLERATIONS,
+        "hostNetwork": True,
+        "dnsPolicy": HOST_NETWORK_DNS_POLICY,
         "extraArgs": {"balance-similar-node-groups": True, "skip-nodes-with-local-storage": False,
                       "expander": "least-waste"},
     }

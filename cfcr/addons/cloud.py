@@ -6,8 +6,13 @@ driver and a default StorageClass, selected from the channel's data per cloud.
   credentials) for every cloud, because the channel confirms images but not chart
   versions. ``spec.cloud_config`` reaches it untouched: rendered as INI sections for AWS and
   GCP (``{Global: {Zone: x}}`` -> ``[Global]\\nZone = x``), as JSON for Azure.
-* CSI: AWS's EBS driver chart (the controller is told the region: the instance metadata
-  hop limit of 1 hides it from pods) and Azure's disk driver chart from the channel. GCP's
+* CSI: AWS's EBS driver chart and Azure's disk driver chart from the channel. The EBS
+  controller needs the instance profile's credentials, and the IMDSv2 hop limit of 1 (which
+  cfcr keeps, and the policy pack enforces) lets only host-network processes reach them: it
+  runs on the control-plane nodes with host networking, told the region explicitly. The
+  chart has no value for the controller's host networking (its values schema forbids
+  unknown keys), so a Pulumi transform sets it on the chart's controller Deployment
+  (:func:`ebs_controller_transform`). GCP's
   persistent-disk driver has no chart in the channel: cfcr installs only its StorageClass
   and says so (see docs/addons.md).
 * StorageClass: the default class, encrypted (gp3 with ``encrypted: "true"`` on AWS; GCP
@@ -17,6 +22,7 @@ driver and a default StorageClass, selected from the channel's data per cloud.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +30,6 @@ from typing import Any, Literal
 
 import pulumi
 
-from cfcr.addons import pins
 from cfcr.addons.base import (
     CONTROL_PLANE_LABEL,
     CONTROL_PLANE_TOLERATIONS,
@@ -63,6 +68,44 @@ EBS_SLOTS = (
 )
 """The EBS chart's images. The sidecar defaults are NOT confirmed for the pinned chart
 version (they moved between public.ecr.aws paths over time); only mirrored slots are set."""
+
+EBS_CONTROLLER = "ebs-csi-controller"
+"""Name (and ``app`` label) of the EBS chart's controller Deployment."""
+EBS_CONTROLLER_MAX_REPLICAS = 2
+"""The chart's default; with host networking two replicas never share a node (their
+health port is a host port), so a cluster gets at most one per control-plane node."""
+HOST_NETWORK_DNS_POLICY = "Default"
+"""DNS of the host-network controllers: the node's resolver. They reach the API server by
+the in-cluster service address (an IP, from the environment) and AWS by public names, so
+they need no cluster DNS and must not wait on CoreDNS (which itself waits on the CCM)."""
+
+
+def host_network_pod_spec(pod_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``pod_spec`` on the host network with the node's resolver: what a
+    controller needs to reach instance credentials under an IMDSv2 hop limit of 1."""
+    return {**copy.deepcopy(dict(pod_spec)), "hostNetwork": True, "dnsPolicy": HOST_NETWORK_DNS_POLICY}
+
+
+def is_ebs_controller(props: Mapping[str, Any]) -> bool:
+    """True for the EBS chart's controller Deployment (by name or by its ``app`` label)."""
+    name = (props.get("metadata") or {}).get("name")
+    labels = (((props.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return name == EBS_CONTROLLER or labels.get("app") == EBS_CONTROLLER
+
+
+def ebs_controller_transform() -> pulumi.ResourceTransform:
+    """A Pulumi transform putting the EBS chart's controller Deployment on the host network
+    (the chart has no value for it); every other object passes untouched."""
+
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        if args.type_ != "kubernetes:apps/v1:Deployment" or not is_ebs_controller(args.props):
+            return None
+        props: dict[str, Any] = copy.deepcopy(dict(args.props))
+        template = props.setdefault("spec", {}).setdefault("template", {})
+        template["spec"] = host_network_pod_spec(template.get("spec") or {})
+        return pulumi.ResourceTransformResult(props=props, opts=args.opts)
+
+    return transform
 
 
 @dataclass(frozen=True)
@@ -216,8 +259,12 @@ def storage_class(cloud: str) -> dict[str, Any]:
 
 
 def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
-              extra: Mapping[str, Any] | None = None) -> ChartSpec | None:
-    """The CSI driver chart of the cloud, or None when the channel has none (GCP)."""
+              extra: Mapping[str, Any] | None = None, *, control_plane_count: int = EBS_CONTROLLER_MAX_REPLICAS,
+              ) -> ChartSpec | None:
+    """The CSI driver chart of the cloud, or None when the channel has none (GCP).
+
+    AWS: the EBS controller runs on the control-plane nodes (host networking comes from
+    :func:`ebs_controller_transform`), one replica per control-plane node up to two."""
     pin = release.cloud(facts.cloud).csi
     if pin.chart is None:
         return None
@@ -230,22 +277,26 @@ def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
                 "k8sTagClusterId": facts.cluster_name,
                 "nodeSelector": {CONTROL_PLANE_LABEL: ""},
                 "tolerations": CONTROL_PLANE_TOLERATIONS,
+                "replicaCount": max(1, min(EBS_CONTROLLER_MAX_REPLICAS, control_plane_count)),
             },
             "node": {"tolerateAllTaints": True},
             "storageClasses": [],
         }
         values = deep_merge(values, slot_values(EBS_SLOTS[1:], rewriter))
-        version = pin.chart.version or pins.EBS_CSI_CHART_VERSION
     else:
         values = {"image": {"azuredisk": {"repository": rewriter.repository(repository.rsplit("/", 1)[0]) + "/",
                                           "tag": tag}}} if rewriter.active else {}
         values = deep_merge(values, {"controller": {"cloudConfigSecretName": "cloud-config",
                                                     "cloudConfigSecretNamespace": NAMESPACE}})
-        version = pin.chart.version or ""
-        if not version:
-            raise ValueError(f"the channel pins no chart version for {facts.cloud}'s CSI driver")
-    chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, version, NAMESPACE, values, pin.source)
+    if not pin.chart.version:
+        raise ValueError(f"the channel pins no chart version for {facts.cloud}'s CSI driver")
+    chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, pin.chart.version, NAMESPACE, values, pin.source)
     return chart.with_values(dict(extra or {}))
+
+
+def csi_transforms(cloud: str) -> list[pulumi.ResourceTransform]:
+    """Transforms on the cloud's CSI chart: AWS's EBS controller onto the host network."""
+    return [ebs_controller_transform()] if cloud == "aws" else []
 
 
 @dataclass
@@ -273,9 +324,10 @@ class CloudIntegration(Addon):
         release = args.release or channels.resolve(spec.kubernetes.version)
         rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
         ccm = self.apply(ccm_objects(args.facts, release, rewriter))
-        chart = csi_chart(args.facts, release, rewriter, spec.addons.extra_values.get("csi"))
+        chart = csi_chart(args.facts, release, rewriter, spec.addons.extra_values.get("csi"),
+                          control_plane_count=spec.control_plane.count)
         if chart is not None:
-            self.chart(chart, ccm)
+            self.chart(chart, ccm, csi_transforms(args.facts.cloud))
         else:
             pulumi.log.warn(f"cfcr: no CSI driver chart for {args.facts.cloud} in the channel; only the StorageClass "
                             "is created (see docs/addons.md#cloud)", self)

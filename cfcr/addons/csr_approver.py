@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from cfcr.addons import pins
+from cfcr import channels
 from cfcr.addons.base import CONTROL_PLANE_TOLERATIONS, AddonArgs, ChartAddon, ChartSpec
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
@@ -36,7 +36,7 @@ def node_name_pattern(spec: ClusterSpec) -> str:
 
 
 def csr_approver_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
-    pin = pins.CSR_APPROVER
+    pin = channels.resolve(spec.kubernetes.version).addon("kubelet-csr-approver")
     values: dict[str, Any] = {
         "providerRegex": node_name_pattern(spec),
         "providerIpPrefixes": [spec.networking.node_cidr],

@@ -11,7 +11,7 @@ from typing import Any
 
 import pulumi
 
-from cfcr.addons import pins
+from cfcr import channels
 from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec, namespace
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
@@ -33,7 +33,7 @@ def logging_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
 
 
 def logging_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
-    pin = pins.FLUENT_BIT
+    pin = channels.resolve(spec.kubernetes.version).addon("fluent-bit")
     values: dict[str, Any] = {
         "kind": "DaemonSet",
         "priorityClassName": "system-node-critical",

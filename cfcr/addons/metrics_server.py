@@ -10,7 +10,7 @@ from typing import Any
 
 import pulumi
 
-from cfcr.addons import pins
+from cfcr import channels
 from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
@@ -20,7 +20,7 @@ SLOTS = (ImageSlot(("image", "repository"), "registry.k8s.io/metrics-server/metr
 
 
 def metrics_server_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
-    pin = pins.METRICS_SERVER
+    pin = channels.resolve(spec.kubernetes.version).addon("metrics-server")
     values: dict[str, Any] = {
         "replicas": 2,
         "priorityClassName": "system-cluster-critical",

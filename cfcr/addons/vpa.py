@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 
-from cfcr.addons import pins
+from cfcr import channels
 from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec, namespace
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
@@ -25,7 +25,7 @@ def vpa_objects(spec: ClusterSpec) -> list[dict[str, Any]]:
 
 
 def vpa_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
-    pin = pins.VPA
+    pin = channels.resolve(spec.kubernetes.version).addon("vpa")
     values: dict[str, Any] = {
         "recommender": {"enabled": True},
         "updater": {"enabled": True},

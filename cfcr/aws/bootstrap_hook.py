@@ -1,10 +1,12 @@
-"""AWS: nodes read their secrets from Secrets Manager with the instance profile (IMDSv2)."""
+"""AWS: nodes read their secrets from Secrets Manager with the instance profile (IMDSv2),
+and their provider ID (``aws:///<availability zone>/<instance id>``) from IMDSv2."""
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
 
+IMDS = "http://169.254.169.254/latest"
 
 @dataclass(frozen=True)
 class SecretsManagerFetcher:
@@ -27,3 +29,17 @@ class SecretsManagerFetcher:
             f"aws secretsmanager get-secret-value --region {shlex.quote(self.region)} "
             f"--secret-id {shlex.quote(secret_id)} --query SecretString --output text"
         )
+
+    def provider_id_command(self) -> str:
+        """IMDSv2: a session token (PUT), then the placement zone and the instance id, printed
+        as ``aws:///<zone>/<instance-id>``, the form cloud-provider-aws parses. The token
+        reaches curl on stdin, never on a command line."""
+        get = 'printf "X-aws-ec2-metadata-token: %s\\n" "$token" | curl -fsS --retry 5 -H @-'
+        return "\n".join([
+            "local token zone id",
+            "token=$(curl -fsS --retry 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "
+            f"{IMDS}/api/token) || return 1",
+            f"zone=$({get} {IMDS}/meta-data/placement/availability-zone) || return 1",
+            f"id=$({get} {IMDS}/meta-data/instance-id) || return 1",
+            'printf "aws:///%s/%s\\n" "$zone" "$id"',
+        ])

@@ -1,4 +1,5 @@
-"""Azure: nodes read their secrets from Key Vault with the VM's managed identity."""
+"""Azure: nodes read their secrets from Key Vault with the VM's managed identity, and their
+provider ID (``azure://<resource id>``) from the instance metadata service."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 from urllib.parse import quote
 
+_IMDS_RESOURCE_ID = "http://169.254.169.254/metadata/instance/compute/resourceId?api-version=2021-02-01&format=text"
 _IMDS_TOKEN = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net"
 
 
@@ -42,3 +44,13 @@ class KeyVaultFetcher:
             f" | curl -fsS --retry 5 -H @- {shlex.quote(url)}"
             " | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin)[\"value\"])'"
         )
+
+    def provider_id_command(self) -> str:
+        """The VM's (or scale-set instance's) ARM resource id from IMDS, printed as
+        ``azure://<resource id>`` (the id starts with ``/subscriptions/``)."""
+        return "\n".join([
+            "local rid",
+            f"rid=$(curl -fsS --retry 5 -H Metadata:true {shlex.quote(_IMDS_RESOURCE_ID)}) || return 1",
+            '[ -n "$rid" ] || return 1',
+            'printf "azure://%s\\n" "$rid"',
+        ])

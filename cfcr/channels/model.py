@@ -28,6 +28,8 @@ __all__ = [
     "CloudComponent",
     "CloudIntegration",
     "CniChart",
+    "HelmChart",
+    "ADDON_NAMES",
     "ImageVersion",
     "KubernetesRelease",
     "Release",
@@ -49,6 +51,7 @@ ARCHITECTURES: tuple[Architecture, ...] = ("amd64", "arm64")
 
 COMPONENT_NAMES: tuple[str, ...] = ("containerd", "runc", "cni_plugins", "crictl")
 CNI_NAMES: tuple[str, ...] = ("flannel", "calico", "cilium")
+ADDON_NAMES: tuple[str, ...] = ("metrics-server", "kubelet-csr-approver", "cluster-autoscaler", "fluent-bit", "vpa")
 CLOUD_NAMES: tuple[str, ...] = ("aws", "gcp", "azure")
 
 _HEX_LEN: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -197,11 +200,11 @@ class ImageVersion:
 
 
 @dataclass(frozen=True)
-class CniChart:
-    """A CNI's Helm chart pin."""
+class HelmChart:
+    """A pinned Helm chart: a CNI's or an addon's."""
 
     name: str
-    """CNI name: flannel, calico or cilium."""
+    """What it installs: a CNI (flannel, calico, cilium) or an addon (see ``ADDON_NAMES``)."""
     repo: str
     """Helm repository URL."""
     chart: str
@@ -212,6 +215,10 @@ class CniChart:
     """Main images (for mirroring and pre-pulls)."""
     source: str
     """Where the version came from."""
+
+
+CniChart = HelmChart
+"""A CNI's chart pin (the name the CNI code uses)."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,8 @@ class Release:
     """CNI charts by name."""
     clouds: Mapping[str, CloudIntegration]
     """Cloud integrations by cloud."""
+    addons: Mapping[str, HelmChart]
+    """Addon charts by name (see ``ADDON_NAMES``)."""
     registries: tuple[str, ...]
     """Default registry hosts used by this release's images."""
 
@@ -318,6 +327,12 @@ class Release:
             return self.cnis[name]
         except KeyError:
             raise KeyError(f"unknown CNI {name!r}; known: {', '.join(sorted(self.cnis))}") from None
+
+    def addon(self, name: str) -> HelmChart:
+        """The pinned chart of addon ``name`` (one of ``ADDON_NAMES``)."""
+        if name not in self.addons:
+            raise KeyError(f"unknown addon {name!r}; the channels pin: {', '.join(ADDON_NAMES)}")
+        return self.addons[name]
 
     def cloud(self, name: str) -> CloudIntegration:
         """Cloud integrations (CCM + CSI) for aws, gcp or azure."""
@@ -427,6 +442,21 @@ def _cloud_component(raw: object, where: str) -> CloudComponent:
     )
 
 
+def _chart(name: str, raw: object, where: str) -> HelmChart:
+    c = _map(raw, where)
+    images_raw = c.get("images")
+    if not isinstance(images_raw, list):
+        raise ReleaseDataError(f"{where}.images: expected a list")
+    return HelmChart(
+        name=name,
+        repo=_str(c.get("repo"), f"{where}.repo"),
+        chart=_str(c.get("chart"), f"{where}.chart"),
+        version=_str(c.get("version"), f"{where}.version"),
+        images=tuple(_str(i, f"{where}.images[]") for i in images_raw),
+        source=_str(c.get("source"), f"{where}.source"),
+    )
+
+
 def _release(key: str, raw: object, regs: tuple[str, ...]) -> Release:
     where = f"releases.{key}"
     d = _map(raw, where)
@@ -443,20 +473,11 @@ def _release(key: str, raw: object, regs: tuple[str, ...]) -> Release:
     cni_raw = _map(d.get("cni"), f"{where}.cni")
     if set(cni_raw) != set(CNI_NAMES):
         raise ReleaseDataError(f"{where}.cni: need exactly {CNI_NAMES}")
-    cnis: dict[str, CniChart] = {}
-    for n in CNI_NAMES:
-        c = _map(cni_raw[n], f"{where}.cni.{n}")
-        images_raw = c.get("images")
-        if not isinstance(images_raw, list):
-            raise ReleaseDataError(f"{where}.cni.{n}.images: expected a list")
-        cnis[n] = CniChart(
-            name=n,
-            repo=_str(c.get("repo"), f"{where}.cni.{n}.repo"),
-            chart=_str(c.get("chart"), f"{where}.cni.{n}.chart"),
-            version=_str(c.get("version"), f"{where}.cni.{n}.version"),
-            images=tuple(_str(i, f"{where}.cni.{n}.images[]") for i in images_raw),
-            source=_str(c.get("source"), f"{where}.cni.{n}.source"),
-        )
+    cnis = {n: _chart(n, cni_raw[n], f"{where}.cni.{n}") for n in CNI_NAMES}
+    addon_raw = _map(d.get("addons"), f"{where}.addons")
+    if set(addon_raw) != set(ADDON_NAMES):
+        raise ReleaseDataError(f"{where}.addons: need exactly {ADDON_NAMES}")
+    addons = {n: _chart(n, addon_raw[n], f"{where}.addons.{n}") for n in ADDON_NAMES}
     cloud_raw = _map(d.get("cloud"), f"{where}.cloud")
     if set(cloud_raw) != set(CLOUD_NAMES):
         raise ReleaseDataError(f"{where}.cloud: need exactly {CLOUD_NAMES}")
@@ -479,6 +500,7 @@ def _release(key: str, raw: object, regs: tuple[str, ...]) -> Release:
         pause=_image_version(d.get("pause"), f"{where}.pause"),
         cnis=MappingProxyType(cnis),
         clouds=MappingProxyType(clouds),
+        addons=MappingProxyType(addons),
         registries=regs,
     )
 

@@ -1,4 +1,5 @@
-"""GCP: nodes read their secrets from Secret Manager with the VM's service account."""
+"""GCP: nodes read their secrets from Secret Manager with the VM's service account, and
+their provider ID (``gce://<project>/<zone>/<instance name>``) from the metadata server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 _TOKEN_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
 _API = "https://secretmanager.googleapis.com/v1"
+_METADATA = "http://metadata.google.internal/computeMetadata/v1"
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,15 @@ class SecretManagerFetcher:
             " | python3 -c 'import base64,json,sys; "
             "sys.stdout.buffer.write(base64.b64decode(json.load(sys.stdin)[\"payload\"][\"data\"]))'"
         )
+
+    def provider_id_command(self) -> str:
+        """The VM's project, zone (the metadata server answers ``projects/<n>/zones/<zone>``)
+        and name, printed as ``gce://<project>/<zone>/<name>``."""
+        get = f"curl -fsS --retry 5 -H 'Metadata-Flavor: Google' {_METADATA}"
+        return "\n".join([
+            "local project zone name",
+            f"project=$({get}/project/project-id) || return 1",
+            f"zone=$({get}/instance/zone) || return 1",
+            f"name=$({get}/instance/name) || return 1",
+            'printf "gce://%s/%s/%s\\n" "$project" "${zone##*/}" "$name"',
+        ])

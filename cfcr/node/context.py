@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from cfcr.pki.specs import ControlPlaneMember
 
@@ -30,6 +30,26 @@ class SecretFetcher(Protocol):
     def fetch_command(self, secret_id: str) -> str:
         """A shell command that prints the secret's value on stdout and fails loudly otherwise."""
         ...
+
+
+@runtime_checkable
+class NodeIdentity(Protocol):
+    """Optional capability of a cloud hook: how a node learns its cloud provider ID at boot.
+
+    The kubelet registers with ``--provider-id`` set from it, so the cloud controller
+    manager finds the node's instance by ID whatever the node's name. A hook without
+    this method still works: its nodes register without a provider ID, as before.
+    """
+
+    def provider_id_command(self) -> str:
+        """The body of a bash function that prints this instance's provider ID on stdout
+        (``aws:///<zone>/<instance-id>``...) from the instance metadata, or fails."""
+        ...
+
+
+def provider_id_command(hook: object) -> str | None:
+    """The hook's provider-ID shell body, or None when the hook has no such capability."""
+    return hook.provider_id_command() if isinstance(hook, NodeIdentity) else None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,16 @@ KubeletConfiguration) for every control-plane member, JoinConfiguration for work
 Placeholders filled by the boot script on the node (values never ride in user-data):
 ``@BOOTSTRAP_TOKEN@`` (from the secret store), ``@NODE_IP@`` (the node's address, when
 the member's address is not an IP already) and ``@CA_CERT_HASH@`` (when the cloud layer
-did not pass the public CA pin, computed from the fetched ``ca.crt``).
+did not pass the public CA pin, computed from the fetched ``ca.crt``) and
+``@PROVIDER_ID@`` (the kubelet's ``--provider-id``, read from the instance metadata by
+the cloud hook's :class:`~cfcr.node.context.NodeIdentity` capability when it has one).
+
+Provider ID: a node's kubelet name is not its cloud name (control-plane members register
+as their etcd member name, ``<cluster>-cp-<i>``; workers as their host name). The
+out-of-tree cloud controller manager looks a node's instance up by ``spec.providerID``
+first and falls back to the name (on AWS: the name must equal the private DNS name), so
+without a provider ID it may never initialise the node. The kubelet sets it from
+``--provider-id``, filled at boot.
 
 Security decisions (CIS Kubernetes Benchmark 1.12 ids in brackets):
 
@@ -58,6 +67,7 @@ KUBEADM_API_VERSION = "kubeadm.k8s.io/v1beta4"
 TOKEN_PLACEHOLDER = "@BOOTSTRAP_TOKEN@"
 NODE_IP_PLACEHOLDER = "@NODE_IP@"
 CA_HASH_PLACEHOLDER = "@CA_CERT_HASH@"
+PROVIDER_ID_PLACEHOLDER = "@PROVIDER_ID@"
 BOOTSTRAP_TOKEN_TTL = "72h0m0s"
 IMAGE_REPOSITORY = "registry.k8s.io"
 
@@ -177,9 +187,13 @@ def scheduler_args(spec: ClusterSpec) -> dict[str, str]:
     return merge_args(scheduler_defaults(), spec.components.scheduler.extra_args)
 
 
-def kubelet_extra_args(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig | None) -> dict[str, str]:
-    """Per-node kubelet flags: cloud provider, the pool's labels; the user's flags win."""
+def kubelet_extra_args(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig | None,
+                       *, provider_id: bool = False) -> dict[str, str]:
+    """Per-node kubelet flags: cloud provider, the provider ID placeholder (when the cloud
+    hook can fill it), the pool's labels; the user's flags win."""
     args = {"cloud-provider": ctx.cloud_provider} if ctx.cloud_provider else {}
+    if provider_id:
+        args["provider-id"] = PROVIDER_ID_PLACEHOLDER
     if pool is not None:
         args["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(node_labels(pool).items()))
     return merge_args(args, spec.components.kubelet.extra_args)
@@ -255,8 +269,10 @@ def cluster_configuration(spec: ClusterSpec, release: Release, ctx: NodeContext,
     }
 
 
-def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role) -> dict[str, Any]:
-    """InitConfiguration of control-plane member ``role.index``."""
+def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role,
+                       *, provider_id: bool = False) -> dict[str, Any]:
+    """InitConfiguration of control-plane member ``role.index`` (``provider_id``: the
+    kubelet gets ``--provider-id=@PROVIDER_ID@``)."""
     member = role.member(ctx)
     address = member.address if is_ip_address(member.address) else NODE_IP_PLACEHOLDER
     return {
@@ -274,7 +290,7 @@ def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role) -> dict[
             "name": member.name,
             "criSocket": CRI_SOCKET,
             "imagePullPolicy": "IfNotPresent",
-            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, None)),
+            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, None, provider_id=provider_id)),
             "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
             "ignorePreflightErrors": list(CONTROL_PLANE_IGNORED_PREFLIGHT),
         },
@@ -283,8 +299,10 @@ def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role) -> dict[
     }
 
 
-def join_configuration(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig) -> dict[str, Any]:
-    """JoinConfiguration of a worker of ``pool``: token discovery pinned to the cluster CA."""
+def join_configuration(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig,
+                       *, provider_id: bool = False) -> dict[str, Any]:
+    """JoinConfiguration of a worker of ``pool``: token discovery pinned to the cluster CA
+    (``provider_id``: the kubelet gets ``--provider-id=@PROVIDER_ID@``)."""
     return {
         "apiVersion": KUBEADM_API_VERSION,
         "kind": "JoinConfiguration",
@@ -299,7 +317,7 @@ def join_configuration(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig
         "nodeRegistration": {
             "criSocket": CRI_SOCKET,
             "imagePullPolicy": "IfNotPresent",
-            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, pool)),
+            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, pool, provider_id=provider_id)),
             "taints": register_taints(pool),
         },
         "timeouts": _timeouts(control_plane=False),
@@ -315,16 +333,17 @@ def pool_named(spec: ClusterSpec, name: str) -> NodePoolConfig:
 
 
 def kubeadm_documents(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
-                      *, admission_configured: bool) -> list[dict[str, Any]]:
-    """The documents of the role's kubeadm config file, in order."""
+                      *, admission_configured: bool, provider_id: bool = False) -> list[dict[str, Any]]:
+    """The documents of the role's kubeadm config file, in order (``provider_id``: the
+    kubelet's ``--provider-id`` is the ``@PROVIDER_ID@`` placeholder the node fills)."""
     if role.is_control_plane:
         return [
-            init_configuration(spec, ctx, role),
+            init_configuration(spec, ctx, role, provider_id=provider_id),
             cluster_configuration(spec, release, ctx, admission_configured=admission_configured),
             kubelet_config(spec),
         ]
     assert role.pool is not None
-    return [join_configuration(spec, ctx, pool_named(spec, role.pool))]
+    return [join_configuration(spec, ctx, pool_named(spec, role.pool), provider_id=provider_id)]
 
 
 def dump_documents(docs: Sequence[Mapping[str, Any]]) -> str:

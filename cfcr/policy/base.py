@@ -73,12 +73,26 @@ def merged_config(settings: Sequence[Setting], given: Mapping[str, Any] | None) 
     return config
 
 
-class CfcrResourcePolicy(ResourceValidationPolicy):
-    """A resource policy over a fixed set of resource types."""
+class _CfcrPolicyMixin:
+    """What cfcr's resource and stack policies share: their types, clouds and settings."""
 
     resource_types: frozenset[str]
     clouds: tuple[str, ...]
     settings: tuple[Setting, ...]
+
+    def _describe(self, resource_types: Iterable[str], clouds: Sequence[str], settings: Sequence[Setting]) -> Any:
+        self.resource_types = frozenset(resource_types)
+        self.clouds = tuple(clouds)
+        self.settings = tuple(settings)
+        return _schema(self.settings)
+
+    def config(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults merged with ``given``."""
+        return merged_config(self.settings, given)
+
+
+class CfcrResourcePolicy(_CfcrPolicyMixin, ResourceValidationPolicy):
+    """A resource policy over a fixed set of resource types."""
 
     def __init__(
         self,
@@ -92,22 +106,12 @@ class CfcrResourcePolicy(ResourceValidationPolicy):
         settings: Sequence[Setting] = (),
         remediation: str | None = None,
     ) -> None:
-        self.resource_types = frozenset(resource_types)
-        self.clouds = tuple(clouds)
-        self.settings = tuple(settings)
         self._check = check
-        super().__init__(
-            name,
-            description,
-            validate=self._validate,
-            enforcement_level=enforcement,
-            config_schema=_schema(self.settings),
-            remediation_steps=remediation,
+        schema = self._describe(resource_types, clouds, settings)
+        ResourceValidationPolicy.__init__(
+            self, name, description, validate=self._validate, enforcement_level=enforcement,
+            config_schema=schema, remediation_steps=remediation,
         )
-
-    def config(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults merged with ``given``."""
-        return merged_config(self.settings, given)
 
     def _validate(self, args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         if args.resource_type not in self.resource_types:
@@ -117,12 +121,8 @@ class CfcrResourcePolicy(ResourceValidationPolicy):
         self._check(resource, self.config(args.get_config()), lambda message: report_violation(message, None))
 
 
-class CfcrStackPolicy(StackValidationPolicy):
+class CfcrStackPolicy(_CfcrPolicyMixin, StackValidationPolicy):
     """A stack policy: sees every resource, with parents and property dependencies resolved."""
-
-    resource_types: frozenset[str]
-    clouds: tuple[str, ...]
-    settings: tuple[Setting, ...]
 
     def __init__(
         self,
@@ -136,25 +136,15 @@ class CfcrStackPolicy(StackValidationPolicy):
         settings: Sequence[Setting] = (),
         remediation: str | None = None,
     ) -> None:
-        self.resource_types = frozenset(resource_types)
-        self.clouds = tuple(clouds)
-        self.settings = tuple(settings)
-        self._check = check
-        super().__init__(
-            name,
-            description,
-            validate=self._validate,
-            enforcement_level=enforcement,
-            config_schema=_schema(self.settings),
-            remediation_steps=remediation,
+        self._stack_check = check
+        schema = self._describe(resource_types, clouds, settings)
+        StackValidationPolicy.__init__(
+            self, name, description, validate=self._validate, enforcement_level=enforcement,
+            config_schema=schema, remediation_steps=remediation,
         )
 
-    def config(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults merged with ``given``."""
-        return merged_config(self.settings, given)
-
     def _validate(self, args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        self._check(args.resources, self.config(args.get_config()), report_violation)
+        self._stack_check(args.resources, self.config(args.get_config()), report_violation)
 
 
 CfcrPolicy = CfcrResourcePolicy | CfcrStackPolicy

@@ -68,8 +68,8 @@ fetch_all_secrets() {
 }
 
 # render_template SRC DEST: copy SRC to DEST (mode 0600) replacing the placeholders
-# @BOOTSTRAP_TOKEN@, @ENCRYPTION_KEY@, @NODE_IP@ and @CA_CERT_HASH@. Substitution
-# happens inside bash, so values never appear in a process list.
+# @BOOTSTRAP_TOKEN@, @ENCRYPTION_KEY@, @NODE_IP@, @CA_CERT_HASH@ and @PROVIDER_ID@.
+# Substitution happens inside bash, so values never appear in a process list.
 render_template() {
   local src=$1 dest=$2 content value
   content=$(<"$src")
@@ -93,12 +93,42 @@ render_template() {
     value=$(ca_cert_hash)
     content=${content//@CA_CERT_HASH@/$value}
   fi
+  if [[ $content == *@PROVIDER_ID@* ]]; then
+    value=$(provider_id) || die "could not read this instance's provider ID from the instance metadata"
+    content=${content//@PROVIDER_ID@/$value}
+  fi
   printf '%s\n' "$content" | write_atomic "$dest" 0600
 }
 
 # node_ip: the IPv4 source address of this node's default route.
 node_ip() {
   ip -4 route get 1.1.1.1 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit } }'
+}
+
+# provider_id: this instance's cloud provider ID, from the cloud hook (cfcr_provider_id,
+# defined in identity.sh) with retries, checked for shape and cached in
+# $CFCR_STATE/provider-id: an instance keeps its ID for life.
+provider_id() {
+  local cache=$CFCR_STATE/provider-id value n
+  local shape='^[a-z]+://[A-Za-z0-9._:/()-]+$'
+  if [ -s "$cache" ]; then
+    value=$(<"$cache")
+    if [[ $value =~ $shape ]]; then
+      printf '%s\n' "$value"
+      return 0
+    fi
+  fi
+  declare -F cfcr_provider_id >/dev/null || { log "the cloud hook defines no cfcr_provider_id"; return 1; }
+  for n in 1 2 3 4 5; do
+    if value=$(cfcr_provider_id 2>/dev/null) && [[ $value =~ $shape ]]; then
+      printf '%s\n' "$value" | write_atomic "$cache" 0644
+      printf '%s\n' "$value"
+      return 0
+    fi
+    log "reading the provider ID from the instance metadata failed (attempt $n/5)"
+    sleep $((n * 2))
+  done
+  return 1
 }
 
 # ca_cert_hash: kubeadm's discovery pin of the (first) cluster CA certificate,

@@ -16,6 +16,10 @@ umask 077
 . /etc/cfcr/node.env
 # shellcheck source=/dev/null
 . /etc/cfcr/secrets.sh
+if [ -f /etc/cfcr/identity.sh ]; then
+  # shellcheck source=/dev/null
+  . /etc/cfcr/identity.sh
+fi
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin
 
