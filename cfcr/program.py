@@ -136,7 +136,7 @@ def build_aws(spec: ClusterSpec) -> ProgramResult:
             kubeconfig=cluster.admin_kubeconfig,
             api_server_url=cluster.private_api_server_url,
             gate_url=cluster.api_server_url,
-            cloud=CloudFacts.from_spec(spec, groups),
+            cloud=CloudFacts.from_spec(spec, groups, termination_queue_url=cluster.termination_queue_url),
         ),
         opts=pulumi.ResourceOptions(parent=cluster),
     )

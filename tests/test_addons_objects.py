@@ -15,6 +15,7 @@ from cfcr.addons.cloud import (
     csi_chart,
     csi_transforms,
     ebs_controller_transform,
+    host_network_transform,
     render_cloud_config,
     storage_class,
 )
@@ -216,3 +217,33 @@ def test_ebs_controller_replicas_fit_the_control_plane(members: int, replicas: i
     assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"} \
         in controller["tolerations"]
     assert "hostNetwork" not in controller, "the chart's values schema has no such key: the transform sets it"
+
+
+def test_host_network_transform_finds_its_controller_by_name_or_label() -> None:
+    """The transform behind the EBS controller also serves aws-node-termination-handler, whose
+    queue-mode Deployment the chart never puts on the host network."""
+    transform = host_network_transform("aws-node-termination-handler")
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "nth", "namespace": "kube-system"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "aws-node-termination-handler"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "aws-node-termination-handler",
+                                        "k8s-app": "aws-node-termination-handler"}},
+                "spec": {"containers": [{"name": "aws-node-termination-handler",
+                                         "image": "public.ecr.aws/aws-ec2/aws-node-termination-handler:v1.25.1",
+                                         "ports": [{"name": "liveness-probe", "containerPort": 8080}]}]},
+            },
+        },
+    }
+    props = {k: v for k, v in deployment.items() if k not in ("apiVersion", "kind")}
+    result = transform(_TransformArgs("kubernetes:apps/v1:Deployment", props))  # type: ignore[arg-type]
+    assert result is not None, "found by its k8s-app label under another release name"
+    pod = result.props["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "Default"
+    for version in VERSIONS:
+        kubernetes_validate.validate({"apiVersion": "apps/v1", "kind": "Deployment", **result.props}, version, strict=True)
+    assert transform(_TransformArgs("kubernetes:apps/v1:DaemonSet", props)) is None  # type: ignore[arg-type]
+    assert ebs_controller_transform()(_TransformArgs("kubernetes:apps/v1:Deployment", props)) is None  # type: ignore[arg-type]

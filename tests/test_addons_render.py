@@ -320,3 +320,97 @@ def test_aws_credential_controllers_run_on_the_control_plane_host_network(
 
     result = seen["aws-ebs-csi-driver"][0](Args())
     assert result.props["spec"]["template"]["spec"]["hostNetwork"] is True
+
+
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/cfcr-dev-termination"
+NTH_CHART = "oci://public.ecr.aws/aws-ec2/helm/aws-node-termination-handler"
+
+
+def render_with_queue(spec: ClusterSpec, queue_url: Any = QUEUE_URL, cloud: Any = None) -> RecordingMonitor:
+    def program() -> ClusterAddons:
+        assert spec.name is not None
+        facts = cloud or CloudFacts.from_spec(spec, termination_queue_url=queue_url)
+        return ClusterAddons(spec.name, ClusterAddonsArgs(
+            spec, pulumi.Output.secret("apiVersion: v1\nkind: Config\n"), API, facts))
+
+    monitor, _, _ = run_program(program, project="cfcr", stack="dev")
+    return monitor
+
+
+def test_termination_handler_drains_from_the_queue_on_the_control_plane_host_network(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """aws-node-termination-handler in queue mode: the queue URL (an Output, as the AWS layer
+    gives it) and the region reach its values; it runs on the control plane, finds nodes by
+    provider ID, and a transform puts its Deployment on the host network (the chart's
+    queue-mode Deployment has no value for it)."""
+    from cfcr.addons import base
+
+    seen: dict[str, list[Any]] = {}
+    original = base.Addon.chart
+
+    def recording(self: base.Addon, spec: Any, depends_on: Any = (), transforms: Any = ()) -> Any:
+        seen[spec.reference] = list(transforms)
+        return original(self, spec, depends_on, transforms)
+
+    monkeypatch.setattr(base.Addon, "chart", recording)
+    monitor = render_with_queue(make_spec(cni="calico"), pulumi.Output.from_input(QUEUE_URL))
+    (resource,) = [r for r in monitor.by_type(CHART) if unwrap(r.inputs)["chart"] == NTH_CHART]
+    chart = unwrap(resource.inputs)
+    assert chart["version"] == "0.27.1" and chart["namespace"] == "kube-system"
+    assert "repositoryOpts" not in chart, "an OCI chart is installed by its oci:// URL"
+    values = chart["values"]
+    assert values["enableSqsTerminationDraining"] is True
+    assert values["queueURL"] == QUEUE_URL and values["awsRegion"] == "us-east-1"
+    assert values["checkTagBeforeDraining"] is False and values["deleteSqsMsgIfNodeNotFound"] is True
+    assert values["useProviderId"] is True, "cfcr's node names are not the instances' private DNS names"
+    assert values["priorityClassName"] == "system-cluster-critical"
+    cp = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+    assert values["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""} and cp in values["tolerations"]
+    assert values["replicas"] == 1
+    (nth,) = [r for r in monitor.recorded if r.type == "cfcr:addons:TerminationHandler"]
+    gate = next(r for r in monitor.by_type(GATE) if r.name.endswith("readiness-gate"))
+    assert gate.urn in resource.dependencies and resource.parent == nth.urn
+
+    (transform,) = seen[NTH_CHART]
+
+    class Args:
+        type_ = "kubernetes:apps/v1:Deployment"
+        name = "x"
+        props = {"metadata": {"name": "aws-node-termination-handler", "namespace": "kube-system"},
+                 "spec": {"template": {"metadata": {"labels": {"k8s-app": "aws-node-termination-handler"}},
+                                       "spec": {"containers": [{"name": "aws-node-termination-handler"}]}}}}
+        opts = None
+
+    pod = transform(Args()).props["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "Default"
+
+
+def test_termination_handler_extra_values_and_mirrors() -> None:
+    spec = make_spec(registryMirrors={"public.ecr.aws": ["https://mirror.example.com/v2/ecr"]},
+                     addons={"extraValues": {"termination-handler": {"workers": 3, "queueURL": "https://sqs.x/other"}}})
+    values = charts(render_with_queue(spec))[NTH_CHART]["values"]
+    assert values["workers"] == 3 and values["queueURL"] == "https://sqs.x/other", "the user's values win"
+    assert values["image"]["repository"] == "mirror.example.com/ecr/aws-ec2/aws-node-termination-handler"
+
+
+def test_no_termination_handler_without_a_queue_or_off_aws(rendered: dict[str, RecordingMonitor]) -> None:
+    for cni, monitor in rendered.items():
+        assert NTH_CHART not in charts(monitor), cni
+        assert not [r for r in monitor.recorded if r.type == "cfcr:addons:TerminationHandler"], cni
+    gcp = load_spec({"cloud": "gcp", "region": "europe-west4"}, "dev")
+    facts = CloudFacts.from_spec(gcp, termination_queue_url=QUEUE_URL)
+    assert NTH_CHART not in charts(render_with_queue(gcp, cloud=facts))
+
+
+def test_termination_handler_chart_refuses_other_clouds_and_a_missing_queue() -> None:
+    from cfcr import channels
+    from cfcr.addons.images import ImageRewriter
+    from cfcr.addons.termination import termination_handler_chart
+
+    release = channels.resolve("stable")
+    spec = make_spec()
+    with pytest.raises(ValueError, match="queue"):
+        termination_handler_chart(spec, release, CloudFacts.from_spec(spec), ImageRewriter({}))
+    with pytest.raises(ValueError, match="aws"):
+        termination_handler_chart(spec, release, CloudFacts("gcp", "europe-west4", "cfcr-dev", termination_queue_url=QUEUE_URL),
+                                  ImageRewriter({}))

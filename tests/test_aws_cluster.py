@@ -149,11 +149,12 @@ def test_cni_ports_only_between_nodes(render: RenderResult) -> None:
 
 
 def test_host_network_controllers_need_no_inbound_port(render: RenderResult) -> None:
-    """The EBS CSI controller (health 9808, metrics 3301 when enabled) and cluster-autoscaler
-    (health and metrics 8085) run on the control plane's host network: their ports are probed
-    by the local kubelet only, so no security group opens them to anyone."""
+    """The EBS CSI controller (health 9808, metrics 3301 when enabled), cluster-autoscaler
+    (health and metrics 8085) and aws-node-termination-handler (health 8080) run on the control
+    plane's host network: their ports are probed by the local kubelet only, so no security
+    group opens them to anyone."""
     rules = [inputs(r) for r in of_type(render, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
-    for port in (9808, 3301, 8085):
+    for port in (9808, 3301, 8085, 8080):
         assert not [r for r in rules if _covers(r, port)], port
 
 

@@ -309,11 +309,15 @@ def test_every_release_pins_every_addon_chart() -> None:
         release = channels.resolve(version)
         for name in channels.ADDON_NAMES:
             chart = release.addon(name)
-            assert chart.repo.startswith("https://") and chart.chart and chart.version, (version, name)
+            assert chart.repo.startswith(("https://", "oci://")) and chart.chart and chart.version, (version, name)
             assert chart.source, (version, name)
         autoscaler = release.addon("cluster-autoscaler").images[0]
         # the autoscaler's minor tracks the cluster's, or the data says it does not
         tag_minor = autoscaler.rsplit(":v", 1)[1].rsplit(".", 1)[0]
         assert tag_minor == release.kubernetes.minor or "NOT exact" in release.addon("cluster-autoscaler").source
+        nth = release.addon("aws-node-termination-handler")
+        # eks-charts stopped at chart 0.21.0; newer charts are only on public ECR, as OCI
+        assert (nth.repo, nth.chart, nth.version) == ("oci://public.ecr.aws/aws-ec2/helm", "aws-node-termination-handler",
+                                                      "0.27.1"), version
     with pytest.raises(KeyError, match="unknown addon"):
         channels.resolve("stable").addon("weave-scope")

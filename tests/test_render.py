@@ -160,5 +160,7 @@ def test_aws_stacks_carry_the_full_addon_set(rendered: tuple[RenderResult, Path]
                 "cfcr:addons:CloudIntegration", "cfcr:addons:ClusterAutoscaler", "cfcr:addons:MetricsServer"}
     if spec.cni != "none":
         expected.add("cfcr:addons:Cni")
+    # the program hands the cluster's termination queue to the addons: NTH drains from it
+    assert ("cfcr:addons:TerminationHandler" in types) == spec.aws.termination_queue
     assert expected <= types
     assert ("cfcr:addons:KubeProxy" in types) == (not spec.cilium_kube_proxy_replacement)

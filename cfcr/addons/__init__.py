@@ -20,6 +20,7 @@ from cfcr.addons.logging import Logging
 from cfcr.addons.metrics_server import MetricsServer
 from cfcr.addons.provider import cluster_provider
 from cfcr.addons.rbac import RbacArgs, RbacPersonas
+from cfcr.addons.termination import TerminationHandler
 from cfcr.addons.vpa import Vpa
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "RbacArgs",
     "RbacPersonas",
     "ReadinessGate",
+    "TerminationHandler",
     "Vpa",
     "cluster_provider",
     "node_ports",

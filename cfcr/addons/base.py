@@ -74,9 +74,9 @@ class ChartSpec:
     release: str
     """Release name (and the suffix of the Pulumi resource name)."""
     repo: str
-    """Helm repository URL."""
+    """Helm repository URL, or ``oci://<registry>/<path>`` for a chart in an OCI registry."""
     chart: str
-    """Chart name."""
+    """Chart name (in ``repo``)."""
     version: str
     """Chart version (always pinned)."""
     namespace: str
@@ -85,6 +85,16 @@ class ChartSpec:
     """Helm values cfcr sets (the chart's defaults cover the rest)."""
     source: str = ""
     """Where the version pin came from."""
+
+    @property
+    def oci(self) -> bool:
+        """True when the chart lives in an OCI registry (``repo`` is ``oci://...``)."""
+        return self.repo.startswith("oci://")
+
+    @property
+    def reference(self) -> str:
+        """What Helm installs: the chart's name in its repository, or its full ``oci://`` URL."""
+        return f"{self.repo.rstrip('/')}/{self.chart}" if self.oci else self.chart
 
     def with_values(self, extra: Mapping[str, Any]) -> ChartSpec:
         """A copy with ``extra`` merged over the values (user values win)."""
@@ -132,15 +142,16 @@ class Addon(pulumi.ComponentResource):
 
     def chart(self, spec: ChartSpec, depends_on: Sequence[pulumi.Resource] = (),
               transforms: Sequence[pulumi.ResourceTransform] = ()) -> helm_v4.Chart:
-        """Install a pinned Helm chart (``helm.v4.Chart``) named ``<addon>-<release>``."""
+        """Install a pinned Helm chart (``helm.v4.Chart``) named ``<addon>-<release>``: from its
+        Helm repository, or, for an OCI chart, by its ``oci://`` URL (no repository options)."""
         opts = self.child_opts(depends_on)
         if transforms:
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transforms=list(transforms)))
         chart = helm_v4.Chart(
             f"{self._name}-{spec.release}",
-            chart=spec.chart,
+            chart=spec.reference,
             version=spec.version,
-            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=spec.repo),
+            repository_opts=None if spec.oci else k8s.helm.v4.RepositoryOptsArgs(repo=spec.repo),
             namespace=spec.namespace,
             name=spec.release,
             values=spec.values,
@@ -207,14 +218,16 @@ class AddonArgs:
 
 
 class ChartAddon(Addon):
-    """An addon made of authored objects (namespaces first) and pinned charts."""
+    """An addon made of authored objects (namespaces first) and pinned charts (``transforms``
+    apply to the charts' objects)."""
 
     TYPE = "cfcr:addons:ChartAddon"
 
     def __init__(self, name: str, objects: Sequence[Mapping[str, Any]], charts: Sequence[ChartSpec],
-                 opts: pulumi.ResourceOptions | None, depends_on: Sequence[pulumi.Resource]) -> None:
+                 opts: pulumi.ResourceOptions | None, depends_on: Sequence[pulumi.Resource],
+                 transforms: Sequence[pulumi.ResourceTransform] = ()) -> None:
         super().__init__(self.TYPE, name, opts, depends_on)
         made = self.apply(objects)
         for spec in charts:
-            self.chart(spec, made)
+            self.chart(spec, made, transforms)
         self.register_outputs({})

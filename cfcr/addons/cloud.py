@@ -12,7 +12,7 @@ driver and a default StorageClass, selected from the channel's data per cloud.
   runs on the control-plane nodes with host networking, told the region explicitly. The
   chart has no value for the controller's host networking (its values schema forbids
   unknown keys), so a Pulumi transform sets it on the chart's controller Deployment
-  (:func:`ebs_controller_transform`). GCP's
+  (:func:`ebs_controller_transform`, an instance of :func:`host_network_transform`). GCP's
   persistent-disk driver has no chart in the channel: cfcr installs only its StorageClass
   and says so (see docs/addons.md).
 * StorageClass: the default class, encrypted (gp3 with ``encrypted: "true"`` on AWS; GCP
@@ -86,19 +86,27 @@ def host_network_pod_spec(pod_spec: Mapping[str, Any]) -> dict[str, Any]:
     return {**copy.deepcopy(dict(pod_spec)), "hostNetwork": True, "dnsPolicy": HOST_NETWORK_DNS_POLICY}
 
 
+def is_controller(props: Mapping[str, Any], name: str) -> bool:
+    """True for a chart's controller ``name``: by its object name, or by the ``app`` or
+    ``k8s-app`` label of its pod template (when a release renames the object)."""
+    if (props.get("metadata") or {}).get("name") == name:
+        return True
+    labels = (((props.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return name in (labels.get("app"), labels.get("k8s-app"))
+
+
 def is_ebs_controller(props: Mapping[str, Any]) -> bool:
     """True for the EBS chart's controller Deployment (by name or by its ``app`` label)."""
-    name = (props.get("metadata") or {}).get("name")
-    labels = (((props.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
-    return name == EBS_CONTROLLER or labels.get("app") == EBS_CONTROLLER
+    return is_controller(props, EBS_CONTROLLER)
 
 
-def ebs_controller_transform() -> pulumi.ResourceTransform:
-    """A Pulumi transform putting the EBS chart's controller Deployment on the host network
-    (the chart has no value for it); every other object passes untouched."""
+def host_network_transform(deployment: str) -> pulumi.ResourceTransform:
+    """A Pulumi transform putting a chart's controller Deployment ``deployment`` on the host
+    network with the node's resolver, for charts that have no value for it; every other
+    object passes untouched."""
 
     def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
-        if args.type_ != "kubernetes:apps/v1:Deployment" or not is_ebs_controller(args.props):
+        if args.type_ != "kubernetes:apps/v1:Deployment" or not is_controller(args.props, deployment):
             return None
         props: dict[str, Any] = copy.deepcopy(dict(args.props))
         template = props.setdefault("spec", {}).setdefault("template", {})
@@ -106,6 +114,12 @@ def ebs_controller_transform() -> pulumi.ResourceTransform:
         return pulumi.ResourceTransformResult(props=props, opts=args.opts)
 
     return transform
+
+
+def ebs_controller_transform() -> pulumi.ResourceTransform:
+    """:func:`host_network_transform` for the EBS chart's controller (the chart has no value
+    for its host networking)."""
+    return host_network_transform(EBS_CONTROLLER)
 
 
 @dataclass(frozen=True)
@@ -136,15 +150,20 @@ class CloudFacts:
     """Cloud-provider config for the CCM, passed through untouched (``spec.cloud_config``)."""
     autoscaler_auto_discovery: bool = True
     """Find groups by their ``k8s.io/cluster-autoscaler/*`` tags (AWS) instead of ``--nodes``."""
+    termination_queue_url: pulumi.Input[str] | None = None
+    """URL of the SQS queue of node termination events (AWS); with it, aws-node-termination-handler
+    drains nodes before they go. None: no handler."""
 
     @classmethod
-    def from_spec(cls, spec: ClusterSpec, node_groups: Mapping[str, NodeGroup] | None = None) -> CloudFacts:
+    def from_spec(cls, spec: ClusterSpec, node_groups: Mapping[str, NodeGroup] | None = None, *,
+                  termination_queue_url: pulumi.Input[str] | None = None) -> CloudFacts:
         """Facts from the spec; group names default to ``<cluster>-<pool>``."""
         assert spec.name is not None
         groups = dict(node_groups) if node_groups is not None else {
             p.name: NodeGroup(f"{spec.name}-{p.name}", p.min_size, p.max_size) for p in spec.node_pools
         }
-        return cls(spec.cloud, spec.region, spec.name, groups, dict(spec.cloud_config))
+        return cls(spec.cloud, spec.region, spec.name, groups, dict(spec.cloud_config),
+                   termination_queue_url=termination_queue_url)
 
 
 def render_cloud_config(cloud: str, config: Mapping[str, Any]) -> str:

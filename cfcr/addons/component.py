@@ -1,7 +1,8 @@
 """``ClusterAddons`` (``cfcr:addons:ClusterAddons``): every addon of a cfcr cluster, in order.
 
 readiness gate -> provider -> CNI -> kube-proxy (unless Cilium replaces it), CoreDNS,
-CSR approver, cloud integration, metrics-server, autoscaler, RBAC personas, logging, VPA.
+CSR approver, cloud integration, metrics-server, autoscaler, termination handler (AWS, with a
+queue), RBAC personas, logging, VPA.
 Every object depends on the gate; everything that needs pods to run also waits for the CNI.
 """
 
@@ -24,6 +25,8 @@ from cfcr.addons.logging import Logging
 from cfcr.addons.metrics_server import MetricsServer
 from cfcr.addons.provider import cluster_provider
 from cfcr.addons.rbac import RbacArgs, RbacPersonas
+from cfcr.addons.termination import SUPPORTED_CLOUDS as TERMINATION_CLOUDS
+from cfcr.addons.termination import TerminationHandler
 from cfcr.addons.vpa import Vpa
 from cfcr.config import ClusterSpec
 
@@ -39,7 +42,7 @@ class ClusterAddonsArgs:
     api_server_url: str
     """``https://<api endpoint>:6443`` as the nodes reach it (kube-proxy and Cilium use it)."""
     cloud: CloudFacts
-    """Region, cluster name, node groups and cloud config."""
+    """Region, cluster name, node groups, cloud config and the termination queue."""
     gate_url: pulumi.Input[str] | None = None
     """Where this program reaches the API (the public endpoint when the API is public); the
     readiness gate polls it. Default: ``api_server_url``."""
@@ -83,10 +86,15 @@ class ClusterAddons(pulumi.ComponentResource):
             self.autoscaler = ClusterAutoscaler(f"{name}-autoscaler", spec, args.cloud, release, child, networked)
         elif spec.addons.autoscaler:
             pulumi.log.warn(f"cfcr: cluster-autoscaler is not wired for {args.cloud.cloud} yet; skipped", self)
+        self.termination_handler: TerminationHandler | None = None
+        if args.cloud.cloud in TERMINATION_CLOUDS and args.cloud.termination_queue_url is not None:
+            self.termination_handler = TerminationHandler(f"{name}-termination-handler", spec, args.cloud, release,
+                                                          child, networked)
         self.logging: Logging | None = None
         if spec.addons.logging.enabled:
             self.logging = Logging(f"{name}-logging", AddonArgs(spec, networked), child)
         self.vpa: Vpa | None = None
         if spec.addons.vpa:
             self.vpa = Vpa(f"{name}-vpa", AddonArgs(spec, networked), child)
-        self.register_outputs({"cni": spec.cni, "kubeProxy": self.kube_proxy is not None})
+        self.register_outputs({"cni": spec.cni, "kubeProxy": self.kube_proxy is not None,
+                               "terminationHandler": self.termination_handler is not None})

@@ -51,7 +51,9 @@ ARCHITECTURES: tuple[Architecture, ...] = ("amd64", "arm64")
 
 COMPONENT_NAMES: tuple[str, ...] = ("containerd", "runc", "cni_plugins", "crictl")
 CNI_NAMES: tuple[str, ...] = ("flannel", "calico", "cilium")
-ADDON_NAMES: tuple[str, ...] = ("metrics-server", "kubelet-csr-approver", "cluster-autoscaler", "fluent-bit", "vpa")
+ADDON_NAMES: tuple[str, ...] = (
+    "metrics-server", "kubelet-csr-approver", "cluster-autoscaler", "fluent-bit", "vpa", "aws-node-termination-handler",
+)
 CLOUD_NAMES: tuple[str, ...] = ("aws", "gcp", "azure")
 
 _HEX_LEN: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -206,9 +208,9 @@ class HelmChart:
     name: str
     """What it installs: a CNI (flannel, calico, cilium) or an addon (see ``ADDON_NAMES``)."""
     repo: str
-    """Helm repository URL."""
+    """Helm repository URL, or ``oci://<registry>/<path>`` for a chart in an OCI registry."""
     chart: str
-    """Chart name in that repository."""
+    """Chart name in that repository (an OCI chart is ``<repo>/<chart>``)."""
     version: str
     """Chart version."""
     images: tuple[str, ...]
@@ -447,9 +449,12 @@ def _chart(name: str, raw: object, where: str) -> HelmChart:
     images_raw = c.get("images")
     if not isinstance(images_raw, list):
         raise ReleaseDataError(f"{where}.images: expected a list")
+    repo = _str(c.get("repo"), f"{where}.repo")
+    if not repo.startswith(("https://", "oci://")):
+        raise ReleaseDataError(f"{where}.repo: expected an https:// Helm repository or an oci:// registry path")
     return HelmChart(
         name=name,
-        repo=_str(c.get("repo"), f"{where}.repo"),
+        repo=repo,
         chart=_str(c.get("chart"), f"{where}.chart"),
         version=_str(c.get("version"), f"{where}.version"),
         images=tuple(_str(i, f"{where}.images[]") for i in images_raw),

@@ -82,7 +82,7 @@ class AddonsConfig(Model):
     gate_timeout_minutes: int = Field(15, ge=1, le=120, description="How long the addons wait for the API server to answer.")
     extra_values: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Helm values merged over cfcr's, per chart (keys: cni, metrics-server, csr-approver, ccm, csi, autoscaler, logging, vpa).",
+        description="Helm values merged over cfcr's, per chart (keys: cni, metrics-server, csr-approver, ccm, csi, autoscaler, termination-handler, logging, vpa).",
     )
 
     @field_validator("container_log_max_size")
@@ -111,5 +111,7 @@ class AddonsConfig(Model):
         return value
 
 
-CHART_KEYS: tuple[str, ...] = ("cni", "metrics-server", "csr-approver", "ccm", "csi", "autoscaler", "logging", "vpa")
+CHART_KEYS: tuple[str, ...] = (
+    "cni", "metrics-server", "csr-approver", "ccm", "csi", "autoscaler", "termination-handler", "logging", "vpa",
+)
 """The charts whose values ``addons.extraValues`` may extend."""
