@@ -557,9 +557,12 @@ def test_every_role_gets_the_identity_script_of_its_cloud(renders: dict[str, lis
         assert "cfcr_provider_id() {" in script["content"]
         assert prefixes[case.split("-")[0]] in script["content"], (case, role.slug)
         assert "@PROVIDER_ID@" in files["/etc/cfcr/kubeadm.yaml.tmpl"]["content"], (case, role.slug)
+        # the scripts load it through lib.sh's load_node_facts
+        assert '. "$CFCR_ETC/identity.sh"' in files["/usr/local/lib/cfcr/lib.sh"]["content"]
+        assert "CFCR_ETC=/etc/cfcr" in files["/usr/local/lib/cfcr/lib.sh"]["content"]
         for name in ("/usr/local/lib/cfcr/bootstrap.sh", "/usr/local/lib/cfcr/maintain.sh"):
             if name in files:
-                assert ". /etc/cfcr/identity.sh" in files[name]["content"], name
+                assert "\nload_node_facts\n" in files[name]["content"], name
 
 
 class _FakeImds:

@@ -8,16 +8,7 @@ umask 077
 
 # shellcheck source=/dev/null
 . /usr/local/lib/cfcr/lib.sh
-# shellcheck source=/dev/null
-. /etc/cfcr/node.env
-# shellcheck source=/dev/null
-. /etc/cfcr/secrets.sh
-if [ -f /etc/cfcr/identity.sh ]; then
-  # shellcheck source=/dev/null
-  . /etc/cfcr/identity.sh
-fi
-
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin
+load_node_facts
 
 install -d -m 0755 /var/log/cfcr
 exec > >(tee -a /var/log/cfcr/bootstrap.log) 2>&1

@@ -10,6 +10,21 @@ CFCR_STATE=/var/lib/cfcr
 CFCR_CACHE=/var/cache/cfcr
 PKI=/etc/kubernetes/pki
 
+# load_node_facts: the role facts (node.env), the secret ids (secrets.sh), the cloud's
+# identity hook when it has one (identity.sh), and a PATH that finds snaps and /usr/local.
+# Sourced files define variables and functions for the calling script.
+load_node_facts() {
+  # shellcheck source=/dev/null
+  . "$CFCR_ETC/node.env"
+  # shellcheck source=/dev/null
+  . "$CFCR_ETC/secrets.sh"
+  if [ -f "$CFCR_ETC/identity.sh" ]; then
+    # shellcheck source=/dev/null
+    . "$CFCR_ETC/identity.sh"
+  fi
+  export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin
+}
+
 log() { printf '%s cfcr: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
