@@ -2,10 +2,14 @@
 """Developer entry point; needs only Python 3.11+ to start.
 
     python3 dev.py render [--stack aws-stable] [--out render]   # offline render of a stack
+    python3 dev.py tools [--only TOOL ...]                      # build the real binaries the tests run
     python3 dev.py test [pytest args...]                        # the whole test suite (CI runs this)
 
-Each command creates ./.venv, installs cfcr with the pinned versions of constraints.txt,
-and (for ``test``) the Debian tools the tests use: etcd, cloud-init, shellcheck.
+``render`` and ``test`` create ./.venv and install cfcr with the pinned versions of
+constraints.txt. ``test`` also installs the Debian tools the tests use (cloud-init,
+shellcheck, iproute2), builds the real Kubernetes, etcd and kwok binaries with Go
+(``tools``: see tests/tools/versions.toml; cached in $CFCR_TOOLS_DIR, default
+~/.cache/cfcr/tools), runs mypy, then pytest.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
-APT_TOOLS = {"etcd": "etcd-server", "etcdctl": "etcd-client", "cloud-init": "cloud-init", "shellcheck": "shellcheck"}
+APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2"}  # command -> package
+TOOLS_BUILD = ROOT / "tests" / "tools" / "build.py"  # standard library only
 
 
 def run(*cmd: str | Path, **kwargs: object) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, **kwargs)  # type: ignore[call-overload]
+    code = subprocess.run([str(c) for c in cmd], **kwargs).returncode  # type: ignore[call-overload]
+    if code != 0:
+        sys.exit(f"dev.py: `{' '.join(str(c) for c in cmd)}` failed (exit {code})")
 
 
 def ensure_venv(extras: str) -> None:
@@ -54,6 +61,16 @@ def ensure_apt_tools() -> None:
     run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
 
 
+def build_tools(only: list[str]) -> None:
+    """Build (or reuse from the cache) the real binaries of tests/tools/versions.toml."""
+    if shutil.which("go") is None:
+        sys.exit("dev.py: the tests run real Kubernetes, etcd and kwok binaries built from Go modules, "
+                 "and `go` is not on PATH; install Go 1.26 or newer (https://go.dev/dl/) and run again")
+    print(f"dev.py: real tools of tests/tools/versions.toml, cached in {os.environ['CFCR_TOOLS_DIR']} "
+          "(a cold build takes about 25 minutes on 2 cores)", flush=True)
+    run(sys.executable, TOOLS_BUILD, *(["--only", *only] if only else []))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,11 +78,18 @@ def main() -> None:
     render.add_argument("--stack", default="aws-stable")
     render.add_argument("--out", default="render")
     render.add_argument("--show-secrets", action="store_true")
+    tools = sub.add_parser("tools", help="build the real binaries the tests run (Go)")
+    tools.add_argument("--only", nargs="+", default=[], metavar="TOOL",
+                       help="kubernetes, etcd, kwok (or TOOL/VERSION); default: every recipe")
     test = sub.add_parser("test", help="run the whole test suite")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    # Where the tools are cached; exported so the builder and pytest agree.
+    os.environ.setdefault("CFCR_TOOLS_DIR", str(Path.home() / ".cache" / "cfcr" / "tools"))
 
-    if args.command == "render":
+    if args.command == "tools":
+        build_tools(args.only)
+    elif args.command == "render":
         ensure_venv("")
         extra = ["--show-secrets"] if args.show_secrets else []
         run(PY, "-m", "cfcr", "render", "--stack", args.stack, "--out", args.out, *extra, cwd=ROOT)
@@ -73,6 +97,7 @@ def main() -> None:
         ensure_venv("test")
         ensure_apt_tools()
         run(PY, "-m", "mypy", cwd=ROOT)
+        build_tools([])
         os.chdir(ROOT)
         os.execv(str(PY), [str(PY), "-m", "pytest", *args.pytest_args])
 

@@ -1,5 +1,5 @@
-"""The ``cfcr`` command: ``render`` a stack offline, ``check`` it against the policy pack, print the
-``docs`` config reference."""
+"""The ``cfcr`` command: ``render`` a stack offline, ``check`` it against the policy pack, check its
+network ``flows``, print the ``docs`` config reference."""
 
 from __future__ import annotations
 
@@ -54,6 +54,22 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.mandatory else 0
 
 
+def _flows(args: argparse.Namespace) -> int:
+    from cfcr.flows import check_stack
+
+    from cfcr.flows.check import RenderDirError
+
+    project_dir = Path(args.project_dir) if args.project_dir else None
+    try:
+        report = check_stack(args.stack, project_dir=project_dir,
+                             render_dir=Path(args.render) if args.render else None)
+    except RenderDirError as exc:
+        print(f"cfcr: --render: {exc}", file=sys.stderr)
+        return 2
+    print(report.format(verbose=args.verbose))
+    return 0 if report.ok else 1
+
+
 def _docs(args: argparse.Namespace) -> int:
     from cfcr.config.docs import config_reference, pulumi_yaml
 
@@ -89,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--policy-config", metavar="FILE",
                        help="JSON policy config, the file `pulumi preview --policy-pack-config` takes")
     check.set_defaults(func=_check)
+    flows = sub.add_parser("flows", help="check every network flow the cluster needs against the stack's rendered "
+                                          "network (exit 1 if a flow is blocked)")
+    flows.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    flows.add_argument("--render", metavar="DIR", help="a render of the stack written by `cfcr render --out DIR` "
+                                                       "(default: render it now, in memory)")
+    flows.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
+    flows.add_argument("--verbose", "-v", action="store_true", help="also say how each passing flow gets through")
+    flows.set_defaults(func=_flows)
     docs = sub.add_parser("docs", help="print documents generated from the config schema")
     docs.add_argument("what", nargs="?", choices=["config", "pulumi-yaml"], default="config",
                       help="config: the README's config reference; pulumi-yaml: the Pulumi.yaml project file")

@@ -107,7 +107,8 @@ def _cluster_exports(spec: ClusterSpec, bootstrap: ClusterBootstrap) -> dict[str
     return {
         "kubernetesVersion": channels.resolve(spec.kubernetes.version).kubernetes.version,
         "caBundle": bootstrap.pki.ca_bundle,
-        "controlPlaneMembers": [{"name": m.name, "address": m.address} for m in control_plane_members(spec)],
+        "controlPlaneMembers": [{"name": m.name, "address": m.address, "nodeName": m.kubelet_name}
+                                for m in bootstrap.members],
         "secretReaders": bootstrap.readers,
     }
 
@@ -136,6 +137,7 @@ def build_aws(spec: ClusterSpec) -> ProgramResult:
             kubeconfig=cluster.admin_kubeconfig,
             api_server_url=cluster.private_api_server_url,
             gate_url=cluster.api_server_url,
+            gate_after=cluster.control_plane_machines,
             cloud=CloudFacts.from_spec(spec, groups, termination_queue_url=cluster.termination_queue_url),
         ),
         opts=pulumi.ResourceOptions(parent=cluster),
@@ -145,6 +147,7 @@ def build_aws(spec: ClusterSpec) -> ProgramResult:
         "apiServerUrl": cluster.api_server_url,
         "privateApiServerUrl": cluster.private_api_server_url,
         "apiLoadBalancerDnsName": cluster.api_load_balancer_dns_name,
+        "internalApiLoadBalancerDnsName": cluster.internal_api_load_balancer_dns_name,
         "adminKubeconfig": cluster.admin_kubeconfig,
         "vpcId": cluster.vpc_id,
         "privateSubnetIds": cluster.private_subnet_ids,

@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import http.server
 import ipaddress
+import json
 import ssl
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cfcr.addons.cni import CniChangeError, CniLockProvider
 from cfcr.addons.gate import (
+    ACCESS_REVIEW_PATH,
     ApiNotReadyError,
     ClientCredentials,
     ReadinessGateProvider,
@@ -78,7 +80,21 @@ class Pki:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     answers: list[int] = []
+    allowed: list[bool] = []
     seen: list[tuple[str, str | None]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+        subject = dict(x[0] for x in peer["subject"]) if peer else {}
+        type(self).seen.append((self.path, subject.get("commonName")))
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert review["spec"]["resourceAttributes"] == {"verb": "*", "group": "*", "resource": "*"}
+        allowed = type(self).allowed.pop(0) if type(self).allowed else True
+        body = json.dumps({**review, "status": {"allowed": allowed, "reason": "" if allowed else "no RBAC policy matched"}}).encode()
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         peer = self.connection.getpeercert()  # type: ignore[attr-defined]
@@ -109,7 +125,7 @@ def server(pki: Pki, tmp_path: Path) -> Iterator[tuple[str, type[_Handler]]]:
     context.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
     context.load_verify_locations(tmp_path / "ca.crt")
     context.verify_mode = ssl.CERT_REQUIRED  # the API server's client-certificate check
-    handler = type("Handler", (_Handler,), {"answers": [], "seen": []})
+    handler = type("Handler", (_Handler,), {"answers": [], "allowed": [], "seen": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -126,8 +142,19 @@ def test_waits_through_503_until_ready(pki: Pki, server: tuple[str, type[_Handle
     handler.answers[:] = [503, 503, 200]
     seen = wait_until_ready(url, pki.creds(), timeout_seconds=30, interval_seconds=0.05)
     assert seen == "HTTP 200 ok"
-    assert [p for p, _ in handler.seen] == ["/readyz"] * 3
+    assert [p for p, _ in handler.seen] == ["/readyz"] * 3 + [ACCESS_REVIEW_PATH]
     assert {cn for _, cn in handler.seen} == {"admin"}, "the admin client certificate was presented"
+
+
+def test_ready_is_not_enough_until_the_admin_is_authorized(pki: Pki, server: tuple[str, type[_Handler]]) -> None:
+    url, handler = server
+    handler.allowed[:] = [False, False, True]
+    seen = wait_until_ready(url, pki.creds(), timeout_seconds=30, interval_seconds=0.05)
+    assert seen == "HTTP 200 ok"
+    assert [p for p, _ in handler.seen].count(ACCESS_REVIEW_PATH) == 3
+    handler.allowed[:] = [False] * 100
+    with pytest.raises(ApiNotReadyError, match="not cluster-admin yet"):
+        wait_until_ready(url, pki.creds(), timeout_seconds=0.3, interval_seconds=0.05)
 
 
 def test_times_out_naming_the_endpoint_and_last_status(pki: Pki, server: tuple[str, type[_Handler]]) -> None:

@@ -128,11 +128,14 @@ def test_nothing_is_open_to_the_world_but_the_api_to_allowed_cidrs(render: Rende
 
 
 def test_etcd_and_kubelet_are_limited_to_the_control_plane(render: RenderResult) -> None:
+    """etcd: the control plane only. The kubelet API: the control plane (the API server) and the
+    workers (metrics-server runs there; tests/test_flows.py checks the flow), nothing else."""
     groups = {str(r.id): r.name for r in of_type(render, "aws:ec2/securityGroup:SecurityGroup")}
     rules = [inputs(r) for r in of_type(render, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
-    for port in (2379, 2380, 10250):
+    for port, allowed in ((2379, ("-control-plane",)), (2380, ("-control-plane",)),
+                          (10250, ("-control-plane", "-worker"))):
         sources = {groups.get(r.get("referencedSecurityGroupId", ""), "cidr") for r in rules if _covers(r, port)}
-        assert sources and all(s.endswith("-control-plane") for s in sources), (port, sources)
+        assert sources and all(s.endswith(allowed) for s in sources), (port, sources)
     etcd_targets = {groups[r["securityGroupId"]] for r in rules if _covers(r, 2379)}
     assert all(t.endswith("-control-plane") for t in etcd_targets)
 
@@ -248,16 +251,29 @@ def test_etcd_volume_is_attached_and_named_in_user_data(render: RenderResult) ->
         assert f"nvme-Amazon_Elastic_Block_Store_{str(volume.id).replace('-', '')}" in text
 
 
+def api_nlb(result: RenderResult) -> RecordedResource:
+    """The API's (public, when the API is public) network load balancer, ``<cluster>-api``."""
+    spec = load_stack(result.stack)
+    return next(r for r in of_type(result, "aws:lb/loadBalancer:LoadBalancer") if r.name == f"{spec.name}-api")
+
+
 def test_api_load_balancer(render: RenderResult) -> None:
+    """One NLB, internal or internet-facing; a public API adds an internal NLB for the nodes
+    (tests/test_flows.py checks the private name aliases it), each with its own target group."""
     spec = load_stack(render.stack)
-    nlb = inputs(of_type(render, "aws:lb/loadBalancer:LoadBalancer")[0])
+    nlb = inputs(api_nlb(render))
     assert nlb["loadBalancerType"] == "network"
     assert nlb["internal"] is (not spec.networking.api_public)
     assert nlb["enableCrossZoneLoadBalancing"] is True
-    tg = inputs(of_type(render, "aws:lb/targetGroup:TargetGroup")[0])
-    assert (tg["port"], tg["protocol"]) == (6443, "TCP")
-    assert tg["healthCheck"]["protocol"] == "HTTPS" and tg["healthCheck"]["path"] == "/readyz"
-    assert len(of_type(render, "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == spec.control_plane.count
+    balancers = 2 if spec.networking.api_public else 1
+    assert len(of_type(render, "aws:lb/loadBalancer:LoadBalancer")) == balancers
+    for group in of_type(render, "aws:lb/targetGroup:TargetGroup"):
+        tg = inputs(group)
+        assert (tg["port"], tg["protocol"]) == (6443, "TCP")
+        assert tg["healthCheck"]["protocol"] == "HTTPS" and tg["healthCheck"]["path"] == "/readyz"
+    assert len(of_type(render, "aws:lb/targetGroup:TargetGroup")) == balancers
+    attachments = of_type(render, "aws:lb/targetGroupAttachment:TargetGroupAttachment")
+    assert len(attachments) == balancers * spec.control_plane.count
     zone = inputs(of_type(render, "aws:route53/zone:Zone")[0])
     assert zone["vpcs"] and zone["name"] == f"{spec.name}.cfcr.internal"
     record = inputs(of_type(render, "aws:route53/record:Record")[0])
@@ -267,7 +283,7 @@ def test_api_load_balancer(render: RenderResult) -> None:
 def test_serving_certificate_names_the_load_balancer(render: RenderResult) -> None:
     from cryptography import x509
 
-    dns = of_type(render, "aws:lb/loadBalancer:LoadBalancer")[0].outputs["dnsName"]
+    dns = api_nlb(render).outputs["dnsName"]
     cert = next(r for r in render.resources if r.type == "tls:index/locallySignedCert:LocallySignedCert"
                 and r.name.endswith("-apiserver"))
     pem = unwrap(cert.outputs["certPem"])
@@ -282,7 +298,7 @@ def test_admin_kubeconfig_uses_the_public_name_when_public(render: RenderResult)
     kubeconfig = yaml.safe_load(render.exports["adminKubeconfig"])
     server = kubeconfig["clusters"][0]["cluster"]["server"]
     if spec.networking.api_public:
-        dns = of_type(render, "aws:lb/loadBalancer:LoadBalancer")[0].outputs["dnsName"]
+        dns = api_nlb(render).outputs["dnsName"]
         assert server == f"https://{spec.networking.api_dns_name or dns}:6443"
     else:
         assert server == f"https://api.{spec.name}.cfcr.internal:6443"
@@ -512,3 +528,11 @@ def test_the_parallel_boot_check_can_fail(render: RenderResult) -> None:
     group = next(r for r in records if r.type == "aws:autoscaling/group:Group")
     bad = [dataclasses.replace(r, dependencies=[*r.dependencies, attachment.urn]) if r is group else r for r in records]
     assert any(instances[0].name in p for p in vm_dependency_violations(bad))
+
+
+def test_the_readiness_gate_starts_its_clock_when_the_control_plane_exists(render: RenderResult) -> None:
+    gates = [r for r in render.resources if r.type == "pulumi-python:dynamic:Resource" and r.name.endswith("-readiness-gate")]
+    assert len(gates) == 1
+    members = {r.urn for r in of_type(render, "aws:ec2/instance:Instance")}
+    assert members and members <= set(gates[0].dependencies), (
+        "the gate must wait for every control-plane instance, or its timeout runs while they are created")

@@ -1,5 +1,6 @@
 """A real 3-member etcd from cfcr's rendered flags and real certificates from cfcr's PKI.
 
+The etcd, etcdctl and etcdutl are the channel's (built by ``python3 dev.py tools``).
 Members: ``t-cp-0..2`` on 127.0.0.11-13 (their own "node loopback" on 127.0.0.21-23).
 See ``tests/support/etcd_cluster.py`` for the only changes made to the rendered flags.
 """
@@ -16,39 +17,36 @@ from pathlib import Path
 
 import pytest
 
+from cfcr.channels import parse_version, resolve
 from cfcr.config import ClusterSpec, load_spec
+from cfcr.node.etcd import etcd_args
 from cfcr.pki.specs import ControlPlaneMember, PkiInputs
 from tests.support.etcd_cluster import (
-    ETCD,
-    ETCDCTL,
     EtcdCluster,
     EtcdTestError,
     etcd_version,
+    known_flags,
     restore_snapshot,
 )
+from tests.support.tools import require_tool
 from tests.support.x509 import IssuedPki, issue_all
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(ETCD is None or ETCDCTL is None,
-                       reason="needs the etcd and etcdctl binaries (Debian etcd-server, etcd-client)"),
-]
+pytestmark = pytest.mark.slow
 
 MEMBERS = [ControlPlaneMember(f"t-cp-{i}", f"127.0.0.{11 + i}") for i in range(3)]
-
-# Flags cfcr renders for the channel's etcd (3.6) that an older installed etcd lacks.
-# The test drops exactly these and nothing else: any other unknown flag is a bug.
-NEWER_THAN_INSTALLED: dict[str, str] = {
-    "feature-gates": "etcd 3.6 (InitialCorruptCheck, CompactHashCheck gates)",
-    "watch-progress-notify-interval": "etcd 3.6 (3.4/3.5 spell it experimental-...)",
-    "tls-min-version": "etcd 3.5",
-}
 
 
 @pytest.fixture(scope="module")
 def spec() -> ClusterSpec:
     return load_spec({"cfcr:cloud": "aws", "cfcr:region": "us-east-1",
                       "cfcr:controlPlane": {"count": 3}}, "etcdtest")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _real_etcd(spec: ClusterSpec) -> None:
+    """The spec's channel's etcd, etcdctl and etcdutl are built (else skip; under CI=true, fail)."""
+    for binary in ("etcd", "etcdctl", "etcdutl"):
+        require_tool(binary, resolve(spec.kubernetes.version).etcd_version)
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +74,18 @@ def _member_list(c: EtcdCluster) -> list[list[str]]:
     return [[f.strip() for f in line.split(",")] for line in out.strip().splitlines()]
 
 
-def test_only_flags_newer_than_the_installed_etcd_are_dropped(
+def test_every_rendered_flag_runs_on_the_channels_etcd(
         tmp_path: Path, spec: ClusterSpec, pki: IssuedPki) -> None:
-    assert ETCD is not None
     c = EtcdCluster(tmp_path / "c", spec, MEMBERS, pki)
-    installed = etcd_version(ETCD)
-    dropped = c.dropped_flags
-    assert dropped <= set(NEWER_THAN_INSTALLED), f"unknown flags rendered: {dropped - set(NEWER_THAN_INSTALLED)}"
-    if installed[:2] == (3, 4):
-        assert dropped == set(NEWER_THAN_INSTALLED)
+    # The members run the etcd of the spec's channel, with that channel's flag dialect.
+    assert c.release.version == resolve("stable").version
+    assert etcd_version(c.etcd) == parse_version(c.release.etcd_version)
+    rendered = etcd_args(spec, MEMBERS, 0, c.release)
+    # Nothing is dropped: the member runs exactly the rendered flags (paths re-rooted).
+    assert [a.split("=", 1)[0] for a in c.members[0].args] == [a.split("=", 1)[0] for a in rendered]
     kept = {a[2:].split("=", 1)[0] for a in c.members[0].args}
+    unknown = kept - known_flags(c.etcd)
+    assert not unknown, f"rendered flags the channel's etcd does not know: {sorted(unknown)}"
     for tls_flag in ("client-cert-auth", "peer-client-cert-auth", "cert-file", "key-file",
                      "trusted-ca-file", "peer-cert-file", "peer-key-file",
                      "peer-trusted-ca-file", "auto-tls", "peer-auto-tls", "cipher-suites"):
@@ -240,7 +240,7 @@ def test_snapshot_restores_every_key_into_a_fresh_single_member(
         shutil.rmtree(m.data_dir)  # restore wants to create the data dir itself
         assert spec.name is not None
         out = restore_snapshot(snap, data_dir=m.data_dir, member=m.spec,
-                               cluster_token=spec.name, args=m.args)
+                               cluster_token=spec.name, args=m.args, etcdutl=restored.etcdutl)
         assert out.returncode == 0, out.stderr
         restored.start_member(m)
         restored.wait_healthy()

@@ -52,7 +52,7 @@ def test_control_plane_documents(count: int) -> None:
     reg = init["nodeRegistration"]
     assert reg["name"] == f"{spec.name}-cp-{count - 1}"
     assert reg["criSocket"] == "unix:///run/containerd/containerd.sock"
-    assert reg["ignorePreflightErrors"] == ["DirAvailable--etc-kubernetes-manifests", "ExternalEtcdVersion"]
+    assert reg["ignorePreflightErrors"] == ["FileAvailable--etc-kubernetes-manifests-etcd.yaml", "ExternalEtcdVersion"]
     assert reg["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
     assert args(reg["kubeletExtraArgs"]) == {"cloud-provider": "external", "provider-id": PROVIDER_ID_PLACEHOLDER}
     assert init["localAPIEndpoint"] == {"advertiseAddress": f"10.0.{count - 1}.10", "bindPort": 6443}

@@ -280,7 +280,7 @@ def test_workers_fetch_only_ca_cert_and_token() -> None:
     spec = make_spec("aws", 3)
     files = secret_files_for(Role.worker("gpu"), make_ctx(spec))
     assert [(f.key, f.path, f.mode) for f in files] == [
-        ("ca.crt", "/etc/kubernetes/pki/ca.crt", "0644"),
+        ("ca.crt", "/etc/cfcr/pki/ca.crt", "0644"),
         ("bootstrap-token", "/etc/cfcr/secrets/bootstrap-token", "0600"),
     ]
 
@@ -530,7 +530,7 @@ def test_ca_cert_hash_matches_kubeadm_pin(tmp_path: Path) -> None:
             .sign(key, hashes.SHA256()))
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     (tmp_path / "ca.crt").write_text(pem)
-    result = _bash(f"PKI={tmp_path}; ca_cert_hash", tmp_path)
+    result = _bash(f"CFCR_CA_CERT={tmp_path}/ca.crt; ca_cert_hash", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == kubeadm_ca_cert_hash(pem)
 

@@ -36,7 +36,7 @@ def test_resources_json_lists_every_resource_with_its_wiring(rendered: tuple[Ren
     assert len(entries) == len(result.resources) > 20
     urns = {e["urn"] for e in entries}
     for entry in entries:
-        assert set(entry) == {"urn", "type", "name", "parent", "dependencies", "inputs"}
+        assert set(entry) == {"urn", "type", "name", "parent", "dependencies", "inputs", "id", "outputs"}
         assert set(entry["dependencies"]) <= urns, entry["name"]
     types = [e["type"] for e in entries]
     cloud = load_stack(result.stack).cloud

@@ -23,6 +23,7 @@ class FakeCluster:
     cross_node_works: bool = True
     enforces_policy: bool = True
     delete_fails: bool = False
+    kubelet_unreachable: bool = False
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
@@ -68,6 +69,8 @@ class FakeCluster:
 
     def exec(self, namespace: str, pod: str, command: list[str], timeout: float) -> ExecResult:
         self.calls.append(" ".join(command))
+        if self.kubelet_unreachable:
+            return ExecResult(-1, "", "error dialing backend: dial tcp 10.0.0.5:10250: connect: connection refused")
         client = self._pod(namespace, pod)
         server = self._pod(namespace, "smoke-server")
         if command[0] == "echo":
@@ -86,6 +89,8 @@ class FakeCluster:
         return ExecResult(127, "not found")
 
     def logs(self, namespace: str, pod: str) -> str:
+        if self.kubelet_unreachable:
+            raise RuntimeError("(500) Get https://10.0.0.5:10250/containerLogs: connect: connection refused")
         return LOG_LINE + "\n"
 
 
@@ -101,7 +106,7 @@ def test_a_healthy_cluster_passes_and_is_cleaned_up() -> None:
     cluster = FakeCluster()
     report = run(cluster)
     assert report.passed, report.render()
-    assert statuses(report) == {"nodes ready": "pass", "exec": "pass", "logs": "pass", "dns": "pass",
+    assert statuses(report) == {"nodes ready": "pass", "pods running": "pass", "exec": "pass", "logs": "pass", "dns": "pass",
                                 "pod-to-pod across nodes": "pass", "service": "pass", "network policy": "pass",
                                 "cleanup": "pass"}
     assert cluster.namespaces == {} and len(cluster.deleted) == 1
@@ -130,7 +135,9 @@ def test_pods_run_on_two_nodes_in_a_restricted_namespace() -> None:
 
 @pytest.mark.parametrize(("fault", "failed"), [
     ({"dns_works": False}, {"dns", "service"}),
-    ({"cross_node_works": False}, {"pod-to-pod across nodes"}),
+    # a policy check cannot be proven once the unpoliced fetch fails: it fails too, never passes
+    ({"cross_node_works": False}, {"pod-to-pod across nodes", "network policy"}),
+    ({"kubelet_unreachable": True}, {"exec", "logs", "dns", "pod-to-pod across nodes", "service", "network policy"}),
     ({"enforces_policy": False}, {"network policy"}),
 ])
 def test_faults_fail_the_right_checks(fault: dict[str, Any], failed: set[str]) -> None:
@@ -195,3 +202,26 @@ def test_cli_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     monkeypatch.setattr("cfcr.smoke.checks.time.sleep", lambda _: None)
     assert cli.main(["smoke", "--kubeconfig", "k", "--timeout", "1"]) == 1
     assert "smoke test FAILED" in capsys.readouterr().out
+
+
+def test_an_exec_that_cannot_run_says_why_in_every_check_it_fails() -> None:
+    report = run(FakeCluster(kubelet_unreachable=True))
+    details = {r.name: r.detail for r in report.results}
+    assert "could not run: error dialing backend" in details["exec"]
+    assert "connection refused" in details["logs"]
+    assert details["network policy"].startswith("cannot check")
+    assert statuses(report)["cleanup"] == "pass"
+
+
+@pytest.mark.parametrize(("channel", "expected"), [
+    ('{"metadata":{},"status":"Success"}', (0, "")),
+    ('{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code",'
+     '"reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}', (3, "")),
+    ('error dialing backend: dial tcp 10.0.0.5:10250: connect: connection refused',
+     (-1, "error dialing backend: dial tcp 10.0.0.5:10250: connect: connection refused")),
+    ("", (-1, "the exec stream ended without a status")),
+])
+def test_exec_status_reads_the_error_channel(channel: str, expected: tuple[int, str]) -> None:
+    from cfcr.smoke.kube import exec_status
+
+    assert exec_status(channel) == expected

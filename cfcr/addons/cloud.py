@@ -293,6 +293,8 @@ def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
             "image": {"repository": rewriter.repository(repository), "tag": tag},
             "controller": {
                 "region": facts.region,
+                # the driver then tags what it creates kubernetes.io/cluster/<cluster>=owned besides
+                # ebs.csi.aws.com/cluster=true; cfcr.aws.identity.ebs_csi_policy requires both
                 "k8sTagClusterId": facts.cluster_name,
                 "nodeSelector": {CONTROL_PLANE_LABEL: ""},
                 "tolerations": CONTROL_PLANE_TOLERATIONS,

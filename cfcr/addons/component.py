@@ -8,6 +8,7 @@ Every object depends on the gate; everything that needs pods to run also waits f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -46,6 +47,9 @@ class ClusterAddonsArgs:
     gate_url: pulumi.Input[str] | None = None
     """Where this program reaches the API (the public endpoint when the API is public); the
     readiness gate polls it. Default: ``api_server_url``."""
+    gate_after: Sequence[pulumi.Resource] = ()
+    """What the readiness gate waits for before its clock starts: the control-plane machines
+    (their boot is what the gate's timeout measures)."""
     gate: bool = True
     """Wait for ``/readyz`` before anything (turn off only for clusters known to be up)."""
 
@@ -63,7 +67,7 @@ class ClusterAddons(pulumi.ComponentResource):
             self.gate = ReadinessGate(
                 f"{name}-readiness-gate", args.gate_url or args.api_server_url, args.kubeconfig,
                 timeout_seconds=spec.addons.gate_timeout_minutes * 60,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.gate_after)),
             )
             gated = [self.gate]
         self.provider = cluster_provider(f"{name}-k8s", args.kubeconfig, args.cloud.cluster_name,

@@ -3,17 +3,22 @@
 ``ReadinessGate`` is a ``pulumi.dynamic.Resource``. Its provider's create (and update, when
 the endpoint or the credential changes) polls ``<api_server_url>/readyz`` through the load
 balancer with the admin client certificate, verifying the server against the cluster CA,
-until it answers 200 or the timeout (default 15 minutes) passes. Then it fails with an
-error naming the endpoint and the last status or error seen. Every addon depends on it.
+until it answers 200 **and** a SelfSubjectAccessReview says the admin credential may do
+everything (kubeadm binds ``kubeadm:cluster-admins`` during init, after the API answers), or
+the timeout (default 15 minutes) passes. Then it fails with an error naming the endpoint and
+the last status or error seen. Every addon depends on it. The gate is created only once the
+control-plane machines exist (``ClusterAddonsArgs.gate_after``), so its clock measures the
+boot, not the time Pulumi spends creating the machines.
 
 The polling itself (:func:`wait_until_ready`) is plain Python, tested against a real local
-HTTPS server that checks client certificates.
+HTTPS server that checks client certificates, and against the real control plane of a render.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import ssl
 import tempfile
@@ -107,6 +112,30 @@ def readyz_url(api_server_url: str) -> str:
     return api_server_url.rstrip("/") + "/readyz"
 
 
+ACCESS_REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+def authorized(api_server_url: str, context: ssl.SSLContext, timeout: float = 10.0) -> tuple[bool, str]:
+    """Whether the credential may do everything (a SelfSubjectAccessReview of ``*`` on ``*``):
+    ``(allowed, what was seen)``. The admin kubeconfig is cluster-admin only once kubeadm has
+    bound ``kubeadm:cluster-admins``, which a ready ``/readyz`` does not promise."""
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": {"verb": "*", "group": "*", "resource": "*"}}}
+    request = urllib.request.Request(api_server_url.rstrip("/") + ACCESS_REVIEW_PATH, method="POST",
+                                     data=json.dumps(review).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:  # noqa: S310 - https only
+            status = json.loads(response.read()).get("status", {})
+    except urllib.error.HTTPError as exc:
+        return False, f"access review: HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ssl.SSLError, ValueError) as exc:
+        return False, f"access review: {type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    if status.get("allowed"):
+        return True, "the admin credential is cluster-admin"
+    return False, ("ready, but the admin credential is not cluster-admin yet (kubeadm binds "
+                   f"kubeadm:cluster-admins during init): {status.get('reason') or 'denied'}")
+
+
 def wait_until_ready(
     api_server_url: str,
     creds: ClientCredentials,
@@ -115,7 +144,8 @@ def wait_until_ready(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Poll ``/readyz`` until it answers 200; return what it answered.
+    """Poll ``/readyz`` until it answers 200 and the credential is cluster-admin (the addons
+    apply with it); return what was seen.
 
     Raises :class:`ApiNotReadyError` naming the endpoint and the last thing seen.
     """
@@ -129,7 +159,10 @@ def wait_until_ready(
         attempts += 1
         ready, seen = probe(url, context, timeout=min(10.0, max(1.0, timeout_seconds)))
         if ready:
-            return seen
+            allowed, why = authorized(api_server_url, context, timeout=min(10.0, max(1.0, timeout_seconds)))
+            if allowed:
+                return seen
+            seen = why
         if clock() >= deadline:
             raise ApiNotReadyError(
                 f"the Kubernetes API at {url} was not ready after {timeout_seconds:.0f}s "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from cfcr.pki.specs import ControlPlaneMember, is_ip_address
+
 IMDS = "http://169.254.169.254/latest"
 
 @dataclass(frozen=True)
@@ -29,6 +31,15 @@ class SecretsManagerFetcher:
             f"aws secretsmanager get-secret-value --region {shlex.quote(self.region)} "
             f"--secret-id {shlex.quote(secret_id)} --query SecretString --output text"
         )
+
+    def node_name(self, member: ControlPlaneMember) -> str:
+        """``ip-a-b-c-d``: the host name EC2 gives an instance at a fixed address in a subnet with
+        IP-based host names, which the VPC resolver answers (``ip-a-b-c-d.ec2.internal`` in
+        us-east-1, ``.<region>.compute.internal`` elsewhere). Workers register the same way,
+        by default, so every kubelet serving certificate names a name the network resolves."""
+        if not is_ip_address(member.address):
+            return member.name
+        return "ip-" + member.address.replace(".", "-")
 
     def provider_id_command(self) -> str:
         """IMDSv2: a session token (PUT), then the placement zone and the instance id, printed

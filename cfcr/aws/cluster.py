@@ -19,7 +19,7 @@ from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
 from cfcr.aws.control_plane import build_control_plane_instances, build_etcd_volumes, etcd_disk_path
 from cfcr.aws.identity import build_identities
 from cfcr.aws.image import Images
-from cfcr.aws.nlb import build_api_load_balancer
+from cfcr.aws.nlb import build_api_load_balancer, register_control_plane
 from cfcr.aws.network import build_network
 from cfcr.aws.node_pool import NodePool, NodePoolArgs
 from cfcr.aws.secrets import build_secret_store
@@ -66,7 +66,10 @@ class Cluster(pulumi.ComponentResource):
     private_api_server_url: str
     """``https://api.<cluster>.cfcr.internal:6443``, what nodes use."""
     api_load_balancer_dns_name: pulumi.Output[str]
-    """The NLB's own DNS name."""
+    """The NLB's own DNS name (the internet-facing one when the API is public)."""
+    internal_api_load_balancer_dns_name: pulumi.Output[str]
+    """DNS name of the internal NLB nodes use, which ``api.<cluster>.cfcr.internal`` aliases (the
+    one NLB when the API is internal)."""
     ca_bundle: pulumi.Output[str]
     """The cluster CA bundle (PEM)."""
     vpc_id: pulumi.Output[str]
@@ -78,7 +81,10 @@ class Cluster(pulumi.ComponentResource):
     node_pool_asg_names: pulumi.Output[dict[str, str]]
     """Pool name -> auto scaling group name."""
     security_group_ids: pulumi.Output[dict[str, str]]
-    """``apiLoadBalancer``, ``controlPlane``, ``worker`` -> security group id."""
+    """``apiLoadBalancer``, ``controlPlane``, ``worker`` (and ``internalApiLoadBalancer`` when the
+    API is public) -> security group id."""
+    control_plane_machines: list[pulumi.Resource]
+    """The control-plane instances: what must exist before anything waits for the API to boot."""
     control_plane_instance_ids: pulumi.Output[list[str]]
     """Instance id of each control-plane member."""
     etcd_volume_ids: pulumi.Output[list[str]]
@@ -109,6 +115,8 @@ class Cluster(pulumi.ComponentResource):
             name, spec, network.vpc_id,
             network.public_subnet_ids if spec.networking.api_public else network.private_subnet_ids,
             groups.load_balancer.id, self, public_zone_id=args.api_dns_zone_id,
+            internal_subnet_ids=network.private_subnet_ids,
+            internal_security_group_id=groups.internal_load_balancer.id if groups.internal_load_balancer else None,
         )
         volumes = build_etcd_volumes(name, spec, network.zone_names, self, kms_key_id=args.ebs_kms_key_id,
                                      protect=args.protect_etcd_volumes)
@@ -146,6 +154,9 @@ class Cluster(pulumi.ComponentResource):
             parent=self,
             kms_key_id=args.ebs_kms_key_id,
         )
+        # build_control_plane_instances registers each member in api.target_group; a public API's
+        # internal NLB has a target group of its own
+        register_control_plane(name, api, [m.instance for m in members if m.instance is not None], self)
         self.node_pools = {}
         for index, pool in enumerate(spec.node_pools):
             identity = identities.workers[pool.name]
@@ -173,6 +184,7 @@ class Cluster(pulumi.ComponentResource):
             self.api_server_url = pulumi.Output.from_input(self.private_api_server_url)
             self.admin_kubeconfig = self.bootstrap.admin_kubeconfig
         self.api_load_balancer_dns_name = api.dns_name
+        self.internal_api_load_balancer_dns_name = api.internal_dns_name
         self.ca_bundle = self.bootstrap.pki.ca_bundle
         self.vpc_id = network.vpc_id
         self.private_subnet_ids = pulumi.Output.all(*network.private_subnet_ids).apply(lambda ids: [str(i) for i in ids])
@@ -180,9 +192,12 @@ class Cluster(pulumi.ComponentResource):
         self.node_pool_asg_names = pulumi.Output.all(
             **{pool: np.asg_name for pool, np in self.node_pools.items()}
         ).apply(lambda names: {k: str(v) for k, v in names.items()})
-        self.security_group_ids = pulumi.Output.all(
-            apiLoadBalancer=groups.load_balancer.id, controlPlane=groups.control_plane.id, worker=groups.worker.id,
-        ).apply(lambda ids: {k: str(v) for k, v in ids.items()})
+        group_ids = {"apiLoadBalancer": groups.load_balancer.id, "controlPlane": groups.control_plane.id,
+                     "worker": groups.worker.id}
+        if groups.internal_load_balancer is not None:
+            group_ids["internalApiLoadBalancer"] = groups.internal_load_balancer.id
+        self.security_group_ids = pulumi.Output.all(**group_ids).apply(lambda ids: {k: str(v) for k, v in ids.items()})
+        self.control_plane_machines = [m.instance for m in members if m.instance is not None]
         self.control_plane_instance_ids = pulumi.Output.all(
             *[m.instance.id for m in members if m.instance is not None]
         ).apply(lambda ids: [str(i) for i in ids])
@@ -193,6 +208,7 @@ class Cluster(pulumi.ComponentResource):
             "apiServerUrl": self.api_server_url,
             "privateApiServerUrl": self.private_api_server_url,
             "apiLoadBalancerDnsName": self.api_load_balancer_dns_name,
+            "internalApiLoadBalancerDnsName": self.internal_api_load_balancer_dns_name,
             "caBundle": self.ca_bundle,
             "vpcId": self.vpc_id,
             "privateSubnetIds": self.private_subnet_ids,

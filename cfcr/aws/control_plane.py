@@ -25,10 +25,13 @@ from pulumi_aws import ebs, ec2, lb
 
 from cfcr.aws.identity import NodeIdentity
 from cfcr.aws.launch import encode_user_data, metadata_options, root_volume, tag_specifications
+from cfcr.aws.names import physical_name, replace_first
 from cfcr.aws.security import API_PORT
-from cfcr.aws.tags import base_tags
+from cfcr.aws.tags import ETCD_MEMBER_TAG, base_tags
 from cfcr.config import DEFAULT_CONTROL_PLANE_SIZE, ClusterSpec
 from cfcr.config.topology import control_plane_members, zones
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 ETCD_DEVICE_NAME = "/dev/sdf"
 """Device name the etcd volume is attached as (on Nitro it shows up as an NVMe disk)."""
@@ -68,7 +71,7 @@ def build_etcd_volumes(name: str, spec: ClusterSpec, zone_names: Sequence[pulumi
             type="gp3",
             encrypted=True,
             kms_key_id=kms_key_id,
-            tags={**base_tags(spec, f"{member.name}-etcd"), "cfcr.io/etcd-member": member.name},
+            tags={**base_tags(spec, f"{member.name}-etcd"), ETCD_MEMBER_TAG: member.name},
             opts=pulumi.ResourceOptions(parent=parent, protect=protect),
         )
         members.append(ControlPlaneMember(name=member.name, address=member.address, volume=volume))
@@ -101,8 +104,10 @@ def build_control_plane_instances(
     for i, member in enumerate(members):
         identity = identities[i]
         tags = {**base_tags(spec, member.name), "cfcr.io/role": "control-plane", "cfcr.io/member": member.name}
+        template_name = physical_name(LAUNCH_TEMPLATE, f"{name}-cp-{i}", keep=f"-cp-{i}")
         template = ec2.LaunchTemplate(
             f"{name}-cp-{i}",
+            name=template_name,
             description=f"cfcr {spec.name} control-plane member {member.name}",
             image_id=image_id,
             instance_type=size,
@@ -115,7 +120,8 @@ def build_control_plane_instances(
             update_default_version=True,
             tag_specifications=tag_specifications(tags),
             tags=base_tags(spec, f"{name}-cp-{i}"),
-            opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["imageId"] if image_floats else None),
+            opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["imageId"] if image_floats else None,
+                                        delete_before_replace=replace_first(template_name)),
         )
         instance = ec2.Instance(
             f"{name}-cp-{i}",

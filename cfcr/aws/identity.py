@@ -8,7 +8,16 @@ each with least-privilege inline policies.
 - Control-plane members also carry what runs on them with host networking (IMDSv2 with a
   hop limit of 1 keeps other pods away from instance credentials): the AWS cloud controller
   manager, the EBS CSI controller, cluster-autoscaler and aws-node-termination-handler. Their
-  mutating actions are scoped by the cluster's tags wherever AWS evaluates tags for them.
+  mutating actions are scoped by the cluster's tags wherever AWS evaluates tags for them; the
+  EBS CSI controller's by the tags the driver puts on the volumes it creates.
+- The etcd volumes carry the cluster tag too, so every control-plane role also attaches
+  ``<cluster>-etcd-volume-guard``: an explicit Deny of any change to a volume or snapshot
+  tagged ``cfcr.io/etcd-member`` (only Pulumi, with the deployer's credentials, attaches
+  them), and of adding or removing that tag anywhere.
+- IAM allows a role 10,240 characters of inline policy in all (whitespace aside), and the
+  secrets list grows with the cluster name; so the two policies that are the same for every
+  member, the guard and the termination handler's, are customer-managed policies of the
+  cluster (6,144 characters each at most) that every control-plane role attaches.
 - Workers also pull from ECR (``AmazonEC2ContainerRegistryReadOnly``).
 """
 
@@ -21,8 +30,14 @@ from typing import Any
 import pulumi
 from pulumi_aws import iam
 
-from cfcr.aws.tags import base_tags, cluster_tag_key, partition_of
+from cfcr.aws.names import check_name, physical_name, replace_first
+from cfcr.aws.tags import CSI_DRIVER_TAG, ETCD_MEMBER_TAG, base_tags, cluster_tag_key, partition_of
 from cfcr.config import ClusterSpec
+
+ROLE = "aws:iam/role:Role"
+INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+POLICY = "aws:iam/policy:Policy"
 
 EC2_TRUST = {
     "Version": "2012-10-17",
@@ -68,10 +83,17 @@ def secrets_read_policy(secret_arns: Sequence[pulumi.Input[str]], key_arn: pulum
     }
 
 
-def _tagged(cluster: str, actions: list[str], sid: str, *, request: bool = False) -> dict[str, Any]:
+def _tagged(cluster: str, actions: list[str], sid: str, *, request: bool = False,
+            resource: str | list[str] = "*") -> dict[str, Any]:
     key = f"aws:RequestTag/{cluster_tag_key(cluster)}" if request else f"aws:ResourceTag/{cluster_tag_key(cluster)}"
-    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*",
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource,
             "Condition": {"StringEquals": {key: "owned"}}}
+
+
+def _ec2_arn(kind: str) -> str:
+    """Every EC2 resource of one kind (``volume``, ``snapshot``, ``instance``, ``security-group``),
+    in any partition, region and account."""
+    return f"arn:*:ec2:*:*:{kind}/*"
 
 
 def cloud_controller_policy(cluster: str) -> dict[str, Any]:
@@ -92,10 +114,13 @@ def cloud_controller_policy(cluster: str) -> dict[str, Any]:
              "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}},
             _tagged(cluster, ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
                               "elasticloadbalancing:AddTags"], "CreateTaggedLoadBalancers", request=True),
-            # ... and only what carries it can be changed or deleted
+            # ... and only what carries it can be changed or deleted: security groups and
+            # instances by their ARNs, so that no volume (the etcd volumes carry the cluster tag)
+            # is ever in reach of CreateTags
+            _tagged(cluster, ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
+                              "ec2:DeleteSecurityGroup", "ec2:CreateTags", "ec2:ModifyInstanceAttribute"],
+                    "ChangeOwnedGroupsAndInstances", resource=[_ec2_arn("security-group"), _ec2_arn("instance")]),
             _tagged(cluster, [
-                "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup",
-                "ec2:CreateTags", "ec2:ModifyInstanceAttribute",
                 "elasticloadbalancing:AddTags", "elasticloadbalancing:ApplySecurityGroupsToLoadBalancer",
                 "elasticloadbalancing:AttachLoadBalancerToSubnets", "elasticloadbalancing:ConfigureHealthCheck",
                 "elasticloadbalancing:CreateListener", "elasticloadbalancing:CreateLoadBalancerListeners",
@@ -116,8 +141,19 @@ def cloud_controller_policy(cluster: str) -> dict[str, Any]:
 
 
 def ebs_csi_policy(cluster: str) -> dict[str, Any]:
-    """The EBS CSI controller: volumes it creates carry the cluster tag (the addons layer sets
-    ``k8sTagClusterId``), and it may attach, detach, modify and delete only those."""
+    """The EBS CSI controller, as the driver's own example policies scope it
+    (aws-ebs-csi-driver docs/example-iam-policy.json and -strict.json): it creates volumes and
+    snapshots only carrying its tag ``ebs.csi.aws.com/cluster=true`` and this cluster's
+    ``kubernetes.io/cluster/<cluster>=owned`` (the addons layer sets ``k8sTagClusterId``), tags
+    only while creating, and attaches, detaches, modifies, snapshots and deletes only what
+    carries both tags, attaching only to this cluster's instances. The etcd volumes carry the
+    cluster tag but not the driver's, so they are out of reach (and ``etcd_volume_guard_policy``
+    denies them outright). A volume made by hand is the driver's only once tagged like its own."""
+    def own(context: str) -> dict[str, Any]:
+        return {"StringEquals": {f"{context}/{CSI_DRIVER_TAG}": "true",
+                                 f"{context}/{cluster_tag_key(cluster)}": "owned"}}
+
+    volume, snapshot = _ec2_arn("volume"), _ec2_arn("snapshot")
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -125,13 +161,46 @@ def ebs_csi_policy(cluster: str) -> dict[str, Any]:
                 "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeSnapshots",
                 "ec2:DescribeTags", "ec2:DescribeVolumes", "ec2:DescribeVolumesModifications",
             ]},
-            _tagged(cluster, ["ec2:CreateVolume"], "CreateTaggedVolumes", request=True),
-            {"Sid": "TagOnCreate", "Effect": "Allow", "Action": "ec2:CreateTags",
-             "Resource": ["arn:*:ec2:*:*:volume/*", "arn:*:ec2:*:*:snapshot/*"],
+            # new volumes and snapshots must carry both tags (the source of either is checked below)
+            {"Sid": "CreateOwnVolumes", "Effect": "Allow", "Action": "ec2:CreateVolume", "Resource": volume,
+             "Condition": own("aws:RequestTag")},
+            {"Sid": "CreateOwnSnapshots", "Effect": "Allow", "Action": "ec2:CreateSnapshot", "Resource": snapshot,
+             "Condition": own("aws:RequestTag")},
+            {"Sid": "TagOnCreate", "Effect": "Allow", "Action": "ec2:CreateTags", "Resource": [volume, snapshot],
              "Condition": {"StringEquals": {"ec2:CreateAction": ["CreateVolume", "CreateSnapshot"]}}},
-            _tagged(cluster, ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:ModifyVolume", "ec2:DeleteVolume",
-                              "ec2:CreateSnapshot", "ec2:DeleteSnapshot", "ec2:CreateTags", "ec2:DeleteTags"],
-                    "ChangeOwnedVolumes"),
+            # what exists is the driver's only if it carries both (a volume or snapshot being
+            # created carries no resource tags yet, so CreateVolume and CreateSnapshot here
+            # are about their source: restore only its own snapshots, snapshot only its volumes)
+            {"Sid": "ChangeOwn", "Effect": "Allow", "Resource": [volume, snapshot], "Action": [
+                "ec2:AttachVolume", "ec2:DetachVolume", "ec2:ModifyVolume", "ec2:DeleteVolume", "ec2:CreateVolume",
+                "ec2:CreateSnapshot", "ec2:DeleteSnapshot", "ec2:DeleteTags",
+            ], "Condition": own("aws:ResourceTag")},
+            _tagged(cluster, ["ec2:AttachVolume", "ec2:DetachVolume"], "ToClusterInstances",
+                    resource=_ec2_arn("instance")),
+        ],
+    }
+
+
+ETCD_VOLUME_ACTIONS = [
+    "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume", "ec2:ModifyVolume", "ec2:ModifyVolumeAttribute",
+    "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:DeleteSnapshot", "ec2:CopySnapshot",
+    "ec2:ModifySnapshotAttribute", "ec2:CreateVolume", "ec2:EnableFastSnapshotRestores",
+    "ec2:CreateTags", "ec2:DeleteTags",
+]
+"""What no control-plane controller may do to a volume or snapshot tagged ``cfcr.io/etcd-member``."""
+
+
+def etcd_volume_guard_policy() -> dict[str, Any]:
+    """An explicit Deny, whatever else a control-plane role is granted: no change to a volume or
+    snapshot tagged ``cfcr.io/etcd-member`` (only Pulumi attaches them, with the deployer's
+    credentials), and no adding or removing of that tag anywhere."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "EtcdVolumesAreOffLimits", "Effect": "Deny", "Action": list(ETCD_VOLUME_ACTIONS), "Resource": "*",
+             "Condition": {"Null": {f"aws:ResourceTag/{ETCD_MEMBER_TAG}": "false"}}},
+            {"Sid": "EtcdMemberTagIsOffLimits", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+             "Resource": "*", "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [ETCD_MEMBER_TAG]}}},
         ],
     }
 
@@ -177,21 +246,30 @@ def readable_by(readers: Mapping[str, Sequence[str]], slug: str) -> list[str]:
 
 
 def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
-              inline: dict[str, pulumi.Input[str]], managed: list[str]) -> NodeIdentity:
+              inline: dict[str, pulumi.Input[str]], managed: list[str], *, keep: str = "",
+              attached: Mapping[str, pulumi.Input[str]] | None = None) -> NodeIdentity:
     child = pulumi.ResourceOptions(parent=parent)
     partition = partition_of(spec.region)
-    role = iam.Role(name, assume_role_policy=pulumi.Output.json_dumps(EC2_TRUST),
-                    description=f"cfcr {spec.name} {slug}", tags=base_tags(spec, name), opts=child)
+    # role and profile keep Pulumi's autonamed form while it fits (IAM: role <= 64, profile <= 128)
+    role_name = physical_name(ROLE, name, keep=keep)
+    role = iam.Role(name, name=role_name, assume_role_policy=pulumi.Output.json_dumps(EC2_TRUST),
+                    description=f"cfcr {spec.name} {slug}", tags=base_tags(spec, name),
+                    opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=replace_first(role_name)))
     policies: list[pulumi.Resource] = []
     for policy_name, document in inline.items():
-        policies.append(iam.RolePolicy(f"{name}-{policy_name}", role=role.id, name=policy_name, policy=document,
-                                       opts=child))
+        policies.append(iam.RolePolicy(f"{name}-{policy_name}", role=role.id, name=check_name(ROLE_POLICY, policy_name),
+                                       policy=document, opts=child))
     for managed_name in managed:
         policies.append(iam.RolePolicyAttachment(
             f"{name}-{managed_name}", role=role.name, policy_arn=f"arn:{partition}:iam::aws:policy/{managed_name}",
             opts=child,
         ))
-    profile = iam.InstanceProfile(name, role=role.name, tags=base_tags(spec, name), opts=child)
+    for policy_name, arn in (attached or {}).items():
+        policies.append(iam.RolePolicyAttachment(f"{name}-{policy_name}", role=role.name, policy_arn=arn, opts=child))
+    profile_name = physical_name(INSTANCE_PROFILE, name, keep=keep)
+    profile = iam.InstanceProfile(name, name=profile_name, role=role.name, tags=base_tags(spec, name),
+                                  opts=pulumi.ResourceOptions(parent=parent,
+                                                              delete_before_replace=replace_first(profile_name)))
     return NodeIdentity(slug=slug, role=role, profile=profile, policies=policies)
 
 
@@ -213,19 +291,33 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
         "ebs-csi-controller": pulumi.Output.json_dumps(ebs_csi_policy(cluster)),
         "cluster-autoscaler": pulumi.Output.json_dumps(cluster_autoscaler_policy(cluster)),
     }
+    # IAM allows a role 10,240 characters of inline policy in all, and the secrets list grows
+    # with the cluster name: the guard and the queue reader, the same for every member, are
+    # customer-managed policies (at most 6,144 characters each) that every member's role attaches
+    shared: dict[str, pulumi.Input[str]] = {"etcd-volume-guard": pulumi.Output.json_dumps(etcd_volume_guard_policy())}
     if termination_queue_arn is not None:
-        control_plane_extra["node-termination-handler"] = pulumi.Output.json_dumps(
+        shared["node-termination-handler"] = pulumi.Output.json_dumps(
             termination_handler_policy(cluster, termination_queue_arn))
+    shared_arns: dict[str, pulumi.Input[str]] = {}
+    for policy_name, document in shared.items():
+        logical = f"{name}-{policy_name}"
+        explicit = physical_name(POLICY, logical, keep=f"-{policy_name}")
+        shared_arns[policy_name] = iam.Policy(
+            logical, name=explicit, description=f"cfcr {cluster} control plane: {policy_name}", policy=document,
+            tags=base_tags(spec, logical),
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=replace_first(explicit)),
+        ).arn
     control_plane = [
         _identity(f"{name}-cp-{i}", spec, f"control-plane-{i}", parent,
                   {"secrets": secrets_for(f"control-plane-{i}"), **control_plane_extra},
-                  ["AmazonSSMManagedInstanceCore"])
+                  ["AmazonSSMManagedInstanceCore"], keep=f"-cp-{i}", attached=shared_arns)
         for i in range(spec.control_plane.count)
     ]
     workers = {
         pool.name: _identity(f"{name}-worker-{pool.name}", spec, f"worker-{pool.name}", parent,
                              {"secrets": secrets_for(f"worker-{pool.name}")},
-                             ["AmazonSSMManagedInstanceCore", "AmazonEC2ContainerRegistryReadOnly"])
+                             ["AmazonSSMManagedInstanceCore", "AmazonEC2ContainerRegistryReadOnly"],
+                             keep=f"-worker-{pool.name}")
         for pool in spec.node_pools
     }
     return Identities(control_plane=control_plane, workers=workers)

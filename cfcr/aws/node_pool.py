@@ -23,6 +23,7 @@ import pulumi
 from pulumi_aws import autoscaling, ec2
 
 from cfcr.aws.launch import encode_user_data, metadata_options, root_volume, tag_specifications
+from cfcr.aws.names import physical_name, replace_first
 from cfcr.aws.tags import base_tags
 from cfcr.config import DEFAULT_WORKER_SIZE, ClusterSpec, NodePoolConfig
 
@@ -34,14 +35,26 @@ DRAIN_TIMEOUT_SECONDS = 600
 MIN_HEALTHY_PERCENTAGE = 90
 
 
+TAG_KEY_MAX = 128
+"""Longest AWS tag key (AWS General Reference, "Tagging AWS resources")."""
+
+
 def autoscaler_tags(spec: ClusterSpec, pool: NodePoolConfig) -> dict[str, str]:
-    """cluster-autoscaler discovery tags plus node-template tags for scale-from-zero."""
+    """cluster-autoscaler discovery tags plus node-template tags for scale-from-zero.
+
+    A label or taint key too long for a tag key (the prefix takes 46 of AWS's 128 characters)
+    is an error naming it, not a failed deployment."""
     assert spec.name is not None
     tags = {"k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{spec.name}": "owned"}
     for key, value in sorted(pool.labels.items()):
         tags[f"k8s.io/cluster-autoscaler/node-template/label/{key}"] = value
     for taint in pool.taints:
         tags[f"k8s.io/cluster-autoscaler/node-template/taint/{taint.key}"] = f"{taint.value}:{taint.effect}"
+    too_long = [k for k in tags if len(k) > TAG_KEY_MAX]
+    if too_long:
+        raise ValueError(f"node pool {pool.name}: cluster-autoscaler's node-template tag keys {too_long} exceed AWS's "
+                         f"{TAG_KEY_MAX} characters; shorten those label or taint keys (at most "
+                         f"{TAG_KEY_MAX - len('k8s.io/cluster-autoscaler/node-template/label/')} characters on AWS)")
     return tags
 
 
@@ -87,8 +100,12 @@ class NodePool(pulumi.ComponentResource):
             raise ValueError(f"node pool {pool.name}: no subnets")
         size = pool.size or DEFAULT_WORKER_SIZE["aws"]
         node_tags = {**base_tags(spec, name), "cfcr.io/role": "worker", "cfcr.io/pool": pool.name}
+        # names stay Pulumi's while its autonamed form fits (launch template <= 125, group <= 255)
+        template_name = physical_name("aws:ec2/launchTemplate:LaunchTemplate", name)
+        group_name = physical_name("aws:autoscaling/group:Group", name)
         self.launch_template = ec2.LaunchTemplate(
             name,
+            name=template_name,
             description=f"cfcr {spec.name} pool {pool.name}",
             image_id=args.image_id,
             instance_type=size,
@@ -101,7 +118,7 @@ class NodePool(pulumi.ComponentResource):
             update_default_version=True,
             tag_specifications=tag_specifications(node_tags),
             tags=base_tags(spec, name),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=replace_first(template_name)),
         )
         version = self.launch_template.latest_version.apply(str)
         template = autoscaling.GroupLaunchTemplateArgs(id=self.launch_template.id, version=version)
@@ -123,6 +140,7 @@ class NodePool(pulumi.ComponentResource):
         group_tags = {**node_tags, **autoscaler_tags(spec, pool)}
         self.group = autoscaling.Group(
             name,
+            name=group_name,
             min_size=pool.min_size,
             max_size=pool.max_size,
             desired_capacity=pool.desired_size if pool.desired_size is not None else pool.min_size,
@@ -153,6 +171,7 @@ class NodePool(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(args.depends_on),
+                delete_before_replace=replace_first(group_name),
                 # cluster-autoscaler owns the size once the pool exists
                 ignore_changes=["desiredCapacity"],
             ),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import kms, secretsmanager
 
+from cfcr.aws.names import check_name
 from cfcr.aws.tags import base_tags
 from cfcr.config import ClusterSpec
 
@@ -44,14 +45,15 @@ def build_secret_store(name: str, spec: ClusterSpec, values: Mapping[str, pulumi
         tags=base_tags(spec, f"{name}-secrets"),
         opts=child,
     )
-    kms.Alias(f"{name}-secrets", name=f"alias/cfcr/{spec.name}/secrets", target_key_id=key.key_id, opts=child)
+    kms.Alias(f"{name}-secrets", name=check_name("aws:kms/alias:Alias", f"alias/cfcr/{spec.name}/secrets"),
+              target_key_id=key.key_id, opts=child)
     secrets: dict[str, secretsmanager.Secret] = {}
     versions: list[secretsmanager.SecretVersion] = []
     for secret_id in sorted(values):
         value: pulumi.Input[str] = values[secret_id]
         secret = secretsmanager.Secret(
             secret_id,
-            name=secret_id,
+            name=check_name("aws:secretsmanager/secret:Secret", secret_id),
             description=f"cfcr {spec.name} node bootstrap material",
             kms_key_id=key.arn,
             recovery_window_in_days=recovery_window_days(spec),

@@ -1,18 +1,21 @@
 """Security groups, least privilege: one for the API load balancer, one for the control plane,
-one for workers. Rules are separate resources so groups may name each other without cycles.
+one for workers, and, when the API is public, one for the internal API load balancer nodes
+use. Rules are separate resources so groups may name each other without cycles.
 
 What is open, and to whom:
 
 | port | protocol | to | from |
 |---|---|---|---|
-| 6443 | tcp | load balancer | ``apiAllowedCidrs`` + the VPC CIDR |
-| 6443 | tcp | control plane | load balancer, control plane, workers |
+| 6443 | tcp | load balancer | ``apiAllowedCidrs`` (+ the VPC CIDR when the API is internal) |
+| 6443 | tcp | internal load balancer (public API only) | control plane, workers |
+| 6443 | tcp | control plane | load balancer(s), control plane, workers |
 | 2379-2380 | tcp | control plane | control plane (etcd client and peer) |
-| 10250 | tcp | control plane, workers | control plane (kubelet API) |
+| 10250 | tcp | control plane, workers | control plane (API server), workers (metrics-server) |
 | CNI ports | per CNI | control plane, workers | control plane, workers |
 
-No port 22 anywhere (Session Manager instead). Egress is open: nodes pull images and
-packages and call AWS APIs.
+No port 22 anywhere (Session Manager instead). Node egress is open: nodes pull images and
+packages and call AWS APIs. A load balancer's group lets out only 6443 to the control plane.
+The flow check (``cfcr flows``, :mod:`cfcr.flows`) proves every needed flow gets through.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ class SecurityGroups:
     """On every control-plane instance (tagged for the cloud controller manager)."""
     worker: ec2.SecurityGroup
     """On every worker instance (tagged for the cloud controller manager)."""
+    internal_load_balancer: ec2.SecurityGroup | None
+    """On the internal API load balancer nodes use when the API is public; None otherwise (the
+    one load balancer is internal then, and nodes use it)."""
     rules: list[pulumi.Resource]
     """Every rule; VMs wait for them, so a node never boots into a half-open firewall."""
 
@@ -98,9 +104,11 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
 
     # The CCM wants exactly one group per instance tagged kubernetes.io/cluster/<name>: the
     # node groups carry it, the load balancer's does not.
+    public = spec.networking.api_public
     lb = group("api-lb", "cfcr API load balancer: 6443 from the allowed CIDRs and the VPC", False)
     cp = group("control-plane", "cfcr control plane", True)
     worker = group("worker", "cfcr workers", True)
+    internal_lb = group("api-lb-int", "cfcr internal API load balancer: 6443 from the nodes", False) if public else None
     rules: list[pulumi.Resource] = []
 
     def ingress(rule_name: str, target: ec2.SecurityGroup, protocol: str, from_port: int | None,
@@ -118,24 +126,44 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
             referenced_security_group_id=source.id if source is not None else None, opts=child,
         ))
 
-    # API: allowed CIDRs and the VPC to the load balancer; load balancer and nodes to the API servers.
+    # API: allowed CIDRs to the load balancer (and the VPC when it is internal: nodes use it). An
+    # internet-facing NLB's name resolves to public addresses inside the VPC too, so node traffic
+    # would leave through the NAT and arrive from its public address: when the API is public,
+    # nodes use an internal NLB of their own instead, open to the node groups only.
     for cidr in dict.fromkeys(spec.networking.api_allowed_cidrs):
         ingress(f"api-lb-from-{_slug(cidr)}", lb, "tcp", API_PORT, API_PORT, cidr=cidr,
                 description="Kubernetes API from an allowed CIDR")
-    ingress("api-lb-from-vpc", lb, "tcp", API_PORT, API_PORT, cidr=vpc_cidr, description="Kubernetes API from the VPC")
-    rules.append(vpc.SecurityGroupEgressRule(
-        f"{name}-api-lb-to-control-plane", security_group_id=lb.id, ip_protocol="tcp", from_port=API_PORT,
-        to_port=API_PORT, referenced_security_group_id=cp.id,
-        description="forward and health-check to the API servers", opts=child,
-    ))
-    ingress("cp-api-from-lb", cp, "tcp", API_PORT, API_PORT, source=lb, description="API from the load balancer")
+    if not public:
+        ingress("api-lb-from-vpc", lb, "tcp", API_PORT, API_PORT, cidr=vpc_cidr,
+                description="Kubernetes API from the VPC")
+    balancers = [("api-lb", lb, "load balancer")]
+    if internal_lb is not None:
+        balancers.append(("api-lb-int", internal_lb, "internal load balancer"))
+        ingress("api-lb-int-from-cp", internal_lb, "tcp", API_PORT, API_PORT, source=cp,
+                description="Kubernetes API from the control plane")
+        ingress("api-lb-int-from-worker", internal_lb, "tcp", API_PORT, API_PORT, source=worker,
+                description="Kubernetes API from workers")
+    for prefix, balancer, what in balancers:
+        rules.append(vpc.SecurityGroupEgressRule(
+            f"{name}-{prefix}-to-control-plane", security_group_id=balancer.id, ip_protocol="tcp",
+            from_port=API_PORT, to_port=API_PORT, referenced_security_group_id=cp.id,
+            description="forward and health-check to the API servers", opts=child,
+        ))
+        suffix = prefix.removeprefix("api-")
+        ingress(f"cp-api-from-{suffix}", cp, "tcp", API_PORT, API_PORT, source=balancer,
+                description=f"API from the {what}")
     ingress("cp-api-from-cp", cp, "tcp", API_PORT, API_PORT, source=cp, description="API from the control plane")
     ingress("cp-api-from-worker", cp, "tcp", API_PORT, API_PORT, source=worker, description="API from workers")
     # etcd: client and peer, control plane only.
     ingress("cp-etcd-from-cp", cp, "tcp", 2379, 2380, source=cp, description="etcd client and peer")
-    # kubelet API: only the control plane (API server exec/logs/port-forward, metrics-server on the control plane).
+    # kubelet API: the API server (exec, logs, port-forward) on the control plane, and metrics-server,
+    # a Deployment on workers whose scrapes of node addresses leave masqueraded as its worker's.
     ingress("cp-kubelet-from-cp", cp, "tcp", 10250, 10250, source=cp, description="kubelet from the control plane")
     ingress("worker-kubelet-from-cp", worker, "tcp", 10250, 10250, source=cp, description="kubelet from the control plane")
+    ingress("cp-kubelet-from-worker", cp, "tcp", 10250, 10250, source=worker,
+            description="kubelet from metrics-server on workers")
+    ingress("worker-kubelet-from-worker", worker, "tcp", 10250, 10250, source=worker,
+            description="kubelet from metrics-server on workers")
     # CNI: between every pair of nodes.
     for port in CNI_PORTS[spec.cni]:
         for target_name, target in (("cp", cp), ("worker", worker)):
@@ -150,7 +178,8 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
                 description="all egress", cidr_ipv4=_cidr_args(cidr).get("cidr_ipv4"),
                 cidr_ipv6=_cidr_args(cidr).get("cidr_ipv6"), opts=child,
             ))
-    return SecurityGroups(load_balancer=lb, control_plane=cp, worker=worker, rules=rules)
+    return SecurityGroups(load_balancer=lb, control_plane=cp, worker=worker, internal_load_balancer=internal_lb,
+                          rules=rules)
 
 
 def open_to_world(cidrs: Sequence[str]) -> bool:

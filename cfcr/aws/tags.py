@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from cfcr.config import ClusterSpec
 
+ETCD_MEMBER_TAG = "cfcr.io/etcd-member"
+"""Tag of each etcd data volume (value: the member's name). IAM denies every control-plane
+controller any change to a volume or snapshot that carries it (``identity.py``)."""
+
+CSI_DRIVER_TAG = "ebs.csi.aws.com/cluster"
+"""Tag the EBS CSI driver puts on every volume and snapshot it creates (value ``true``;
+aws-ebs-csi-driver docs/tagging.md). With ``k8sTagClusterId=<cluster>`` the driver also adds
+``kubernetes.io/cluster/<cluster>=owned``; its IAM policy requires both."""
+
 
 def cluster_tag_key(cluster: str) -> str:
     """``kubernetes.io/cluster/<name>``: ownership tag the cloud controller manager, the EBS CSI

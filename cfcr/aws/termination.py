@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import cloudwatch, sqs
 
+from cfcr.aws.names import physical_name, replace_first
 from cfcr.aws.tags import base_tags
 from cfcr.config import ClusterSpec
 
@@ -36,20 +37,28 @@ class TerminationQueue:
 def build_termination_queue(name: str, spec: ClusterSpec, parent: pulumi.Resource) -> TerminationQueue:
     """SQS queue (SSE), EventBridge rules and targets, and the queue policy."""
     child = pulumi.ResourceOptions(parent=parent)
+    # names stay Pulumi's while its autonamed form fits (queue <= 80, rule and target id <= 64)
+    queue_name = physical_name("aws:sqs/queue:Queue", f"{name}-termination", keep="-termination")
     queue = sqs.Queue(
         f"{name}-termination",
+        name=queue_name,
         message_retention_seconds=300,
         sqs_managed_sse_enabled=True,
         tags=base_tags(spec, f"{name}-termination"),
-        opts=child,
+        opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=replace_first(queue_name)),
     )
     rules = []
     for kind, pattern in EVENTS.items():
+        rule_name = physical_name("aws:cloudwatch/eventRule:EventRule", f"{name}-{kind}", keep=f"-{kind}")
         rule = cloudwatch.EventRule(
-            f"{name}-{kind}", description=f"cfcr {spec.name}: {kind} -> termination handler",
-            event_pattern=pulumi.Output.json_dumps(pattern), tags=base_tags(spec, f"{name}-{kind}"), opts=child,
+            f"{name}-{kind}", name=rule_name, description=f"cfcr {spec.name}: {kind} -> termination handler",
+            event_pattern=pulumi.Output.json_dumps(pattern), tags=base_tags(spec, f"{name}-{kind}"),
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=replace_first(rule_name)),
         )
-        cloudwatch.EventTarget(f"{name}-{kind}", rule=rule.name, arn=queue.arn, opts=child)
+        target_id = physical_name("aws:cloudwatch/eventTarget:EventTarget", f"{name}-{kind}", keep=f"-{kind}")
+        cloudwatch.EventTarget(f"{name}-{kind}", rule=rule.name, arn=queue.arn, target_id=target_id,
+                               opts=pulumi.ResourceOptions(parent=parent,
+                                                           delete_before_replace=replace_first(target_id)))
         rules.append(rule)
     policy = {
         "Version": "2012-10-17",

@@ -15,6 +15,7 @@ import pulumi
 from cfcr import channels
 from cfcr.config import ClusterSpec
 from cfcr.node import NodeContext, Role, SecretFetcher, render_user_data, roles_for
+from cfcr.node.context import with_node_names
 from cfcr.pki.component import ByoCa, ClusterPki, ClusterPkiArgs
 from cfcr.pki.specs import (
     ControlPlaneMember,
@@ -101,6 +102,8 @@ class ClusterBootstrap(pulumi.ComponentResource):
     """kubeconfig of the ``admin`` user (``kubeadm:cluster-admins``), secret."""
     api_server_url: str
     """``https://<api_endpoint>:6443``."""
+    members: list[ControlPlaneMember]
+    """The control-plane members, with the Node name each registers on this cloud."""
 
     def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
@@ -126,6 +129,8 @@ class ClusterBootstrap(pulumi.ComponentResource):
             "tags": dict(spec.tags),
         }
         super().__init__(TYPE_TOKEN, name, summary, opts)
+        members = with_node_names(args.members, args.hook)
+        self.members = members
         names = [args.api_endpoint]
         if spec.networking.api_dns_name and spec.networking.api_dns_name not in names:
             names.append(spec.networking.api_dns_name)
@@ -135,7 +140,7 @@ class ClusterBootstrap(pulumi.ComponentResource):
         self.pki = ClusterPki(
             f"{name}-pki",
             ClusterPkiArgs(
-                inputs=pki_inputs(spec, args.members, names, args.api_ips),
+                inputs=pki_inputs(spec, members, names, args.api_ips),
                 api_server_url=self.api_server_url,
                 extra_api_names=extra_names,
                 byo_ca=(
@@ -155,7 +160,7 @@ class ClusterBootstrap(pulumi.ComponentResource):
         self.roles = roles_for(spec)
         self.readers = {}
         for role in self.roles:
-            for key in role_secrets(role, args.members):
+            for key in role_secrets(role, members):
                 self.readers.setdefault(ids[key], []).append(role.slug)
         self.secrets = {ids[key]: values[key] for key in values if ids[key] in self.readers}
 
@@ -166,8 +171,8 @@ class ClusterBootstrap(pulumi.ComponentResource):
                 ca_hash, disk, extra = str(values[0]), str(values[1]), list(values[2])
                 ctx = NodeContext(
                     api_endpoint=args.api_endpoint,
-                    control_plane_members=list(args.members),
-                    secret_ids={key: ids[key] for key in role_secrets(role, args.members)},
+                    control_plane_members=list(members),
+                    secret_ids={key: ids[key] for key in role_secrets(role, members)},
                     etcd_disk_device=disk,
                     ca_cert_hash=ca_hash,
                     api_sans=[*names[1:], *extra],

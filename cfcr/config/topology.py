@@ -5,6 +5,10 @@ into eight equal blocks; block ``i`` is zone ``i``'s private (node) subnet and b
 its public (load balancer / NAT) subnet. Control-plane member ``i`` lives in zone
 ``i % zones`` at a fixed address, so etcd's static membership names every member up front
 and a replaced VM comes back at the same address with the same certificates.
+
+Member names (``<cluster>-cp-<i>``) are node names, etcd member names and certificate SANs,
+so each must be a DNS label (at most 63 characters); :func:`fit_name` shortens the cluster
+part of a longer one with a hash, and leaves every name that fits as it is.
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ import ipaddress
 from dataclasses import dataclass
 
 from cfcr.config.schema import ClusterSpec
+from cfcr.names import fit_name
 from cfcr.pki.specs import ControlPlaneMember
+
+__all__ = ["DNS_LABEL_MAX", "ZonePlan", "control_plane_members", "fit_name", "zones"]
 
 DEFAULT_ZONE_COUNT = 3
 MAX_ZONES = 4
 FIRST_MEMBER_OFFSET = 10  # clouds reserve the first few addresses of a subnet (AWS 4, Azure 4, GCP 2)
+DNS_LABEL_MAX = 63
+"""Longest DNS label (RFC 1035 2.3.4): a Kubernetes node name's label, an etcd member name, a SAN label."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,11 @@ def zones(spec: ClusterSpec) -> list[ZonePlan]:
 
 
 def member_name(spec: ClusterSpec, index: int) -> str:
-    """Stable node and etcd member name of control-plane member ``index``."""
-    return f"{spec.name}-cp-{index}"
+    """Stable node and etcd member name of control-plane member ``index``: ``<cluster>-cp-<i>``,
+    a DNS label; a cluster name too long for that is shortened with a hash (:func:`fit_name`)."""
+    assert spec.name is not None, "load_spec names every cluster"
+    suffix = f"-cp-{index}"
+    return fit_name(f"{spec.name}{suffix}", DNS_LABEL_MAX, keep=suffix)
 
 
 def control_plane_members(spec: ClusterSpec) -> list[ControlPlaneMember]:

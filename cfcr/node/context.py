@@ -7,7 +7,7 @@ and then calls :func:`cfcr.node.render_user_data` inside an ``apply``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal, Protocol, runtime_checkable
 
@@ -45,6 +45,24 @@ class NodeIdentity(Protocol):
         """The body of a bash function that prints this instance's provider ID on stdout
         (``aws:///<zone>/<instance-id>``...) from the instance metadata, or fails."""
         ...
+
+
+@runtime_checkable
+class NodeNaming(Protocol):
+    """Optional capability of a cloud hook: the Node name a control-plane member's kubelet
+    registers, as the cloud names the VM (kubeadm's default is the host name; cfcr sets it
+    explicitly). Without it, members register under their etcd member name."""
+
+    def node_name(self, member: ControlPlaneMember) -> str:
+        """The member's Node name on this cloud."""
+        ...
+
+
+def with_node_names(members: Sequence[ControlPlaneMember], hook: object) -> list[ControlPlaneMember]:
+    """``members`` with ``node_name`` set by the hook's :class:`NodeNaming`, when it has one."""
+    if not isinstance(hook, NodeNaming):
+        return list(members)
+    return [replace(m, node_name=hook.node_name(m)) for m in members]
 
 
 def provider_id_command(hook: object) -> str | None:

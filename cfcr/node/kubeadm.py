@@ -77,13 +77,38 @@ AUTHN_CONFIG_PATH = f"{AUTHN_DIR}/config.yaml"
 SKIP_PHASES: tuple[str, ...] = ("addon/kube-proxy", "addon/coredns")
 """cfcr's addons layer installs kube-proxy (or not, with cilium) and CoreDNS."""
 
-CONTROL_PLANE_IGNORED_PREFLIGHT: tuple[str, ...] = (
-    "DirAvailable--etc-kubernetes-manifests",
-    "ExternalEtcdVersion",
-)
-"""etcd.yaml is in the manifests directory before ``kubeadm init`` runs; and preflight's
-ExternalEtcdVersion check dials the etcd endpoints, which cannot answer yet: etcd is a
-static pod that starts only with the kubelet, after preflight, on every member at once."""
+CONTROL_PLANE_IGNORED_PREFLIGHT: dict[str, str] = {
+    "FileAvailable--etc-kubernetes-manifests-etcd.yaml":
+        "cfcr writes etcd's static pod (its own flags, static membership) before kubeadm init, whose "
+        "preflight refuses an existing etcd.yaml even with external etcd",
+    "ExternalEtcdVersion":
+        "preflight dials the etcd endpoints, which cannot answer yet: etcd is a static pod that starts "
+        "with the kubelet, after preflight, on every member at once (parallel boot)",
+}
+"""The preflight checks a control-plane member ignores, each with the design decision that
+makes it fail. The control-plane harness runs kubeadm's preflight on the render and proves
+each one fails without its entry, and that no other check does."""
+
+RETRY_IGNORED_PREFLIGHT: dict[str, dict[str, str]] = {
+    "control-plane": {
+        "Port-6443": "the API server the earlier attempt's static pod started",
+        "Port-10257": "the controller manager the earlier attempt started",
+        "Port-10259": "the scheduler the earlier attempt started",
+        "Port-10250": "the kubelet the earlier attempt started",
+        "FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml": "written by the earlier attempt",
+        "FileAvailable--etc-kubernetes-manifests-kube-controller-manager.yaml": "written by the earlier attempt",
+        "FileAvailable--etc-kubernetes-manifests-kube-scheduler.yaml": "written by the earlier attempt",
+    },
+    "worker": {
+        "Port-10250": "the kubelet the earlier attempt started",
+        "FileAvailable--etc-kubernetes-pki-ca.crt": "written by the earlier attempt's verified discovery",
+        "FileAvailable--etc-kubernetes-bootstrap-kubelet.conf": "written by the earlier attempt's kubelet-start",
+    },
+}
+"""What a retry of ``kubeadm init``/``join`` after a failed attempt may ignore: only what that
+attempt of ours left behind (never ``all``). The control-plane harness runs preflight after a
+first attempt and proves the list is exactly what remains (the kubelet's port excepted: its
+stand-in there does not listen on 10250)."""
 
 ANONYMOUS_PATHS: tuple[str, ...] = (
     "/livez",
@@ -287,7 +312,7 @@ def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role,
         }],
         "localAPIEndpoint": {"advertiseAddress": address, "bindPort": ctx.api_port},
         "nodeRegistration": {
-            "name": member.name,
+            "name": member.kubelet_name,
             "criSocket": CRI_SOCKET,
             "imagePullPolicy": "IfNotPresent",
             "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, None, provider_id=provider_id)),

@@ -37,5 +37,9 @@ ETCD_DATA_DIR: Final = "/var/lib/etcd"
 
 #: cfcr's own state on the node (boot markers, rendered inputs).
 CFCR_STATE_DIR: Final = "/var/lib/cfcr"
+#: A worker's copy of the cluster CA certificate (for its discovery pin), outside kubeadm's
+#: directory: ``kubeadm join`` refuses to run when ``/etc/kubernetes/pki/ca.crt`` exists, and
+#: writes that file itself from the discovery it verified against the pin.
+JOIN_CA_PATH: Final = "/etc/cfcr/pki/ca.crt"
 #: Secrets fetched from the cloud's secret store at boot (mode 0700, never in user-data).
 SECRETS_DIR: Final = "/etc/cfcr/secrets"

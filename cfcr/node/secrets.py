@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from cfcr.node.context import NodeContext, Role, SecretFetcher
-from cfcr.node.paths import PKI_DIR, SECRETS_DIR
+from cfcr.node.paths import JOIN_CA_PATH, PKI_DIR, SECRETS_DIR
 from cfcr.pki.specs import credentials_for_role, materials_for_role
 
 BOOTSTRAP_TOKEN_KEY = "bootstrap-token"
@@ -43,6 +43,14 @@ def pki_path(key: str) -> str:
     return key
 
 
+def landing_path(role: Role, key: str) -> str:
+    """Where material ``key`` lands on a node of ``role``: kubeadm's layout, except a worker's
+    CA certificate, which waits outside kubeadm's directory (:data:`JOIN_CA_PATH`)."""
+    if not role.is_control_plane and key == "ca.crt":
+        return JOIN_CA_PATH
+    return f"{PKI_DIR}/{pki_path(key)}"
+
+
 def _mode(path: str) -> str:
     return "0644" if path.endswith((".crt", ".pub")) else "0600"
 
@@ -63,9 +71,7 @@ def secret_files_for(role: Role, ctx: NodeContext) -> list[SecretFile]:
     missing = [k for k in [*keys, *creds] if k not in ctx.secret_ids]
     if missing:
         raise ValueError(f"{role.slug}: NodeContext.secret_ids has no secret id for {', '.join(missing)}")
-    out = [
-        SecretFile(k, f"{PKI_DIR}/{pki_path(k)}", _mode(pki_path(k)), ctx.secret_ids[k]) for k in keys
-    ]
+    out = [SecretFile(k, landing_path(role, k), _mode(pki_path(k)), ctx.secret_ids[k]) for k in keys]
     out += [SecretFile(c, f"{SECRETS_DIR}/{c}", "0600", ctx.secret_ids[c]) for c in creds]
     return out
 

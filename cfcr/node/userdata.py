@@ -23,6 +23,7 @@ from cfcr.node.context import NodeContext, Role, SecretFetcher, provider_id_comm
 from cfcr.node.host import host_files
 from cfcr.node.kubeadm import (
     AUTHN_CONFIG_PATH,
+    RETRY_IGNORED_PREFLIGHT,
     authentication_config,
     dump_documents,
     kubeadm_documents,
@@ -32,6 +33,8 @@ from cfcr.node.kubeadm import (
 from cfcr.node.packages import APT_PACKAGES, package_files
 from cfcr.node.paths import (
     ADMISSION_CONFIG_PATH,
+    JOIN_CA_PATH,
+    PKI_DIR,
     AUDIT_POLICY_PATH,
     ENCRYPTION_CONFIG_PATH,
     ETCD_DATA_DIR,
@@ -105,7 +108,8 @@ def node_env(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role, 
     key_usage = "digitalSignature" if spec.pki.key_algorithm == "ECDSA" else "digitalSignature, keyEncipherment"
     values: dict[str, str] = {
         "CFCR_ROLE": role.kind,
-        "CFCR_NODE_NAME": role.member(ctx).name if role.is_control_plane else "",
+        "CFCR_NODE_NAME": role.member(ctx).kubelet_name if role.is_control_plane else "",
+        "CFCR_MEMBER": role.member(ctx).name if role.is_control_plane else "",
         "CFCR_POOL": role.pool or "",
         "CFCR_CLUSTER": spec.name or "",
         "CFCR_ARCH": arch,
@@ -116,7 +120,9 @@ def node_env(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role, 
         "CFCR_KUBEADM_CONFIG": KUBEADM_CONFIG_PATH,
         "CFCR_ENCRYPTION_TEMPLATE": ENCRYPTION_TEMPLATE_PATH,
         "CFCR_ENCRYPTION_CONFIG": ENCRYPTION_CONFIG_PATH,
+        "CFCR_RETRY_PREFLIGHT": ",".join(RETRY_IGNORED_PREFLIGHT[role.kind]),
         "CFCR_TOKEN_FILE": BOOTSTRAP_TOKEN_FILE,
+        "CFCR_CA_CERT": f"{PKI_DIR}/ca.crt" if role.is_control_plane else JOIN_CA_PATH,
         "CFCR_ENCRYPTION_KEY_FILE": ENCRYPTION_KEY_FILE,
         "CFCR_RENEW_BEFORE_DAYS": str(max(1, spec.pki.early_renewal_hours // 24)),
         "CFCR_LEAF_DAYS": str(max(1, spec.pki.leaf_validity_hours // 24)),

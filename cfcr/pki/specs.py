@@ -33,6 +33,8 @@ from typing import Literal, get_args
 
 import yaml
 
+from cfcr.names import fit_name
+
 Family = Literal["cluster", "etcd", "front-proxy"]
 """A CA family: each has its own CA per generation and its own trust bundle."""
 
@@ -83,6 +85,10 @@ _CA_STEMS: dict[Family, str] = {
     "etcd": "etcd-ca",
     "front-proxy": "front-proxy-ca",
 }
+COMMON_NAME_MAX = 64
+"""Longest X.509 CommonName (RFC 5280 ub-common-name); a CA's ``<cluster>-<ca>-g<n>`` is
+shortened with a hash when a long cluster name would pass it."""
+
 SA_KEY = "sa.key"
 SA_PUB = "sa.pub"
 
@@ -92,9 +98,18 @@ class ControlPlaneMember:
     """One control-plane node, which is also one static etcd member."""
 
     name: str
-    """Node name and etcd member name, e.g. ``prod-cp-0``."""
+    """The etcd member name, e.g. ``prod-cp-0`` (also the Node's name unless ``node_name`` is set)."""
     address: str
     """The address peers and clients use to reach it: an IP address or a DNS name."""
+    node_name: str | None = None
+    """The Kubernetes Node name its kubelet registers: the host name its cloud gives the VM
+    (on AWS ``ip-10-0-0-10``), so that kubelet serving certificates name what the network
+    resolves. None: the member name."""
+
+    @property
+    def kubelet_name(self) -> str:
+        """The Node name (``node_name`` or the member name)."""
+        return self.node_name or self.name
 
 
 @dataclass(frozen=True)
@@ -233,8 +248,8 @@ def _fail(message: str) -> None:
 
 def validate_inputs(inputs: PkiInputs) -> None:
     """Raise ``ValueError`` with a clear message when ``inputs`` cannot make a sound PKI."""
-    if not _DNS_LABEL.match(inputs.cluster_name) or len(inputs.cluster_name) > 40:
-        _fail(f"cluster_name {inputs.cluster_name!r} must be a lowercase DNS label of <= 40 chars")
+    if not _DNS_LABEL.match(inputs.cluster_name) or len(inputs.cluster_name) > 63:
+        _fail(f"cluster_name {inputs.cluster_name!r} must be a lowercase DNS label of <= 63 chars")
     if not _is_dns_name(inputs.cluster_domain):
         _fail(f"cluster_domain {inputs.cluster_domain!r} is not a DNS name")
     first_service_ip(inputs.service_cidr)  # raises on a bad CIDR
@@ -360,7 +375,7 @@ def ca_specs(inputs: PkiInputs) -> list[CaSpec]:
                 name=f"{stem}-g{g}",
                 family=family,
                 generation=g,
-                common_name=f"{inputs.cluster_name}-{stem}-g{g}",
+                common_name=fit_name(f"{inputs.cluster_name}-{stem}-g{g}", COMMON_NAME_MAX, keep=f"-{stem}-g{g}"),
                 validity_hours=inputs.ca_validity_hours,
             ))
     return out
@@ -397,6 +412,7 @@ def certificate_specs(inputs: PkiInputs) -> list[CertSpec]:
         *api_dns,
         "kubernetes", "kubernetes.default", "kubernetes.default.svc", f"kubernetes.default.svc.{d}",
         *(m.name for m in inputs.control_plane_nodes),
+        *(m.kubelet_name for m in inputs.control_plane_nodes),
         *member_dns,
     ])
     apiserver_ips = _dedupe([first_service_ip(inputs.service_cidr), *api_ips, *member_ips])

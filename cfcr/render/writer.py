@@ -30,7 +30,13 @@ def mask(value: Any, show_secrets: bool) -> Any:
 
 
 def resource_entries(recorded: list[RecordedResource], show_secrets: bool) -> list[dict[str, Any]]:
-    """The ``resources.json`` rows, in registration order."""
+    """The ``resources.json`` rows, in registration order.
+
+    ``id`` and ``outputs`` are what the (stand-in) provider answered for a custom resource
+    (``null`` and ``{}`` for a component), masked like ``inputs``: with them a row's reference
+    to another resource (``securityGroupId: sg-...``, a load balancer's ``dnsName``) can be
+    matched to that resource's row.
+    """
     return [
         {
             "urn": r.urn,
@@ -39,6 +45,8 @@ def resource_entries(recorded: list[RecordedResource], show_secrets: bool) -> li
             "parent": r.parent,
             "dependencies": r.dependencies,
             "inputs": mask(r.inputs, show_secrets),
+            "id": r.id,
+            "outputs": mask(r.outputs, show_secrets),
         }
         for r in recorded
     ]

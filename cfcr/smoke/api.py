@@ -33,7 +33,17 @@ class ExecResult:
     """What a command run in a container returned."""
 
     code: int
+    """The command's exit code; -1 when the command could not be run at all (see ``error``)."""
     output: str
+    """What it printed (stdout, then stderr)."""
+    error: str = ""
+    """Why the command could not be run (the API server's or the kubelet's message), if so."""
+
+    def describe(self) -> str:
+        """One line for a report."""
+        if self.error:
+            return f"could not run: {self.error}"
+        return f"exit {self.code}: {self.output.strip()[:120]}"
 
 
 class ClusterApi(Protocol):

@@ -113,7 +113,7 @@ class SmokeOptions:
 
 def _fetch(api: ClusterApi, ns: str, pod: str, url: str) -> tuple[bool, str]:
     result = api.exec(ns, pod, ["wget", "-q", "-O-", "-T", "5", url], timeout=15)
-    return result.code == 0 and MARKER in result.output, result.output.strip()[:120] or f"exit {result.code}"
+    return result.code == 0 and MARKER in result.output, result.describe()
 
 
 def _retry(check: Callable[[], tuple[bool, str]], attempts: int, sleep: Callable[[float], None]) -> tuple[bool, str]:
@@ -165,42 +165,73 @@ def _checks(api: ClusterApi, ns: str, nodes: list[str], opts: SmokeOptions, repo
     server: PodInfo = api.wait_pod_running(ns, "smoke-server", opts.timeout)
     attempts = max(1, int(opts.timeout // 10))
 
-    exec_result = api.exec(ns, client.name, ["echo", "cfcr-exec"], timeout=15)
-    ok = exec_result.code == 0 and "cfcr-exec" in exec_result.output
-    report.add("exec", "pass" if ok else "fail", "ran a command in a pod" if ok else f"got {exec_result}")
+    report.add("pods running", "pass", f"{client.name} on {client.node}, {server.name} on {server.node}")
 
-    logs = api.logs(ns, client.name)
-    report.add("logs", "pass" if LOG_LINE in logs else "fail",
-               "read a pod's log" if LOG_LINE in logs else f"log lacks {LOG_LINE!r}: {logs[:80]!r}")
+    def check(name: str, run: Callable[[], tuple[Status, str]]) -> None:
+        """One check; an error of the cluster (an unreachable kubelet) fails this check only."""
+        try:
+            status, detail = run()
+        except Exception as exc:  # noqa: BLE001 - reported, and the other checks still run
+            status, detail = "fail", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        report.add(name, status, detail)
 
-    name = f"kubernetes.default.svc.{opts.cluster_domain}"
-    dns_ok, seen = _retry(lambda: _dns(api, ns, client.name, name), attempts, opts.sleep)
-    report.add("dns", "pass" if dns_ok else "fail", f"resolved {name}" if dns_ok else f"{name}: {seen}")
+    def run_exec() -> tuple[Status, str]:
+        result = api.exec(ns, client.name, ["echo", "cfcr-exec"], timeout=15)
+        ok = result.code == 0 and "cfcr-exec" in result.output
+        return ("pass", "ran a command in a pod") if ok else ("fail", result.describe())
 
-    if client.node == server.node:
-        report.add("pod-to-pod across nodes", "skip", "only one schedulable node")
-    else:
+    def run_logs() -> tuple[Status, str]:
+        logs = api.logs(ns, client.name)
+        return ("pass", "read a pod's log") if LOG_LINE in logs else ("fail", f"log lacks {LOG_LINE!r}: {logs[:80]!r}")
+
+    dns_name = f"kubernetes.default.svc.{opts.cluster_domain}"
+
+    def run_dns() -> tuple[Status, str]:
+        ok, seen = _retry(lambda: _dns(api, ns, client.name, dns_name), attempts, opts.sleep)
+        return ("pass", f"resolved {dns_name}") if ok else ("fail", f"{dns_name}: {seen}")
+
+    def run_pod_to_pod() -> tuple[Status, str]:
+        if client.node == server.node:
+            return "skip", "only one schedulable node"
         ok, seen = _retry(lambda: _fetch(api, ns, client.name, f"http://{server.ip}:{HTTP_PORT}/"), attempts, opts.sleep)
-        report.add("pod-to-pod across nodes", "pass" if ok else "fail",
-                   f"{client.node} -> {server.node} ({server.ip})" if ok else f"{server.ip}: {seen}")
+        return ("pass", f"{client.node} -> {server.node} ({server.ip})") if ok else ("fail", f"{server.ip}: {seen}")
 
     url = f"http://smoke-server.{ns}.svc.{opts.cluster_domain}/"
-    ok, seen = _retry(lambda: _fetch(api, ns, client.name, url), attempts, opts.sleep)
-    report.add("service", "pass" if ok else "fail", f"reached {url}" if ok else f"{url}: {seen}")
+
+    def run_service() -> tuple[Status, str]:
+        ok, seen = _retry(lambda: _fetch(api, ns, client.name, url), attempts, opts.sleep)
+        return ("pass", f"reached {url}") if ok else ("fail", f"{url}: {seen}")
+
+    check("exec", run_exec)
+    check("logs", run_logs)
+    check("dns", run_dns)
+    check("pod-to-pod across nodes", run_pod_to_pod)
+    check("service", run_service)
 
     cni = opts.cni or api.detect_cni()
     if cni not in POLICY_CNIS:
         why = "flannel does not enforce NetworkPolicy" if cni == "flannel" else f"CNI {cni or 'unknown'}: enforcement not expected"
         report.add("network policy", "skip", why)
         return
-    api.create(ns, deny_ingress_policy())
-    blocked, seen = _retry(lambda: (not _fetch(api, ns, client.name, f"http://{server.ip}:{HTTP_PORT}/")[0], "still reachable"),
-                           attempts, opts.sleep)
-    report.add("network policy", "pass" if blocked else "fail",
-               f"{cni} blocked ingress denied by policy" if blocked else f"{cni}: server {seen} under a deny-all policy")
-    api.delete(ns, "NetworkPolicy", "deny-server-ingress")
+    server_url = f"http://{server.ip}:{HTTP_PORT}/"
+
+    def run_policy() -> tuple[Status, str]:
+        reachable, seen = _fetch(api, ns, client.name, server_url)
+        if not reachable:
+            # a blocked fetch proves nothing unless the same fetch worked before the policy
+            return "fail", f"cannot check: the server is not reachable even without a policy ({seen})"
+        api.create(ns, deny_ingress_policy())
+        try:
+            blocked, seen = _retry(lambda: (not _fetch(api, ns, client.name, server_url)[0], "still reachable"),
+                                   attempts, opts.sleep)
+        finally:
+            api.delete(ns, "NetworkPolicy", "deny-server-ingress")
+        return (("pass", f"{cni} blocked ingress denied by policy") if blocked
+                else ("fail", f"{cni}: server {seen} under a deny-all policy"))
+
+    check("network policy", run_policy)
 
 
 def _dns(api: ClusterApi, ns: str, pod: str, name: str) -> tuple[bool, str]:
     result = api.exec(ns, pod, ["nslookup", name], timeout=15)
-    return result.code == 0, result.output.strip()[-120:] or f"exit {result.code}"
+    return result.code == 0, result.describe()

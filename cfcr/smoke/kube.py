@@ -11,6 +11,30 @@ _CNI_DAEMONSETS = (("cilium", "cilium"), ("canal", "canal"), ("calico-node", "ca
                    ("kube-flannel-ds", "flannel"), ("flannel", "flannel"))
 
 
+def exec_status(channel: str) -> tuple[int, str]:
+    """``(exit code, error)`` from an exec stream's error channel (channel 3): a ``Status``
+    that says Success (0), NonZeroExitCode (the code in its ``ExitCode`` cause), or why the
+    command did not run at all (-1 and the message, e.g. the kubelet was unreachable)."""
+    import yaml
+
+    if not channel.strip():
+        return -1, "the exec stream ended without a status"
+    try:
+        status = yaml.safe_load(channel)
+    except yaml.YAMLError:
+        status = None
+    if not isinstance(status, dict):
+        return -1, channel.strip()
+    if status.get("status") == "Success":
+        return 0, ""
+    causes = (status.get("details") or {}).get("causes") or []
+    if status.get("reason") == "NonZeroExitCode":
+        for cause in causes:
+            if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
+                return int(cause["message"]), ""
+    return -1, str(status.get("message") or channel.strip())
+
+
 class KubeApi:
     """The smoke test's cluster operations against a real API server."""
 
@@ -81,11 +105,14 @@ class KubeApi:
 
         resp = stream(self._core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
                       stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+        from kubernetes.stream.ws_client import ERROR_CHANNEL
+
         resp.run_forever(timeout=timeout)
         output = str(resp.read_stdout() or "") + str(resp.read_stderr() or "")
-        code = resp.returncode
+        status = str(resp.read_channel(ERROR_CHANNEL) or "")
         resp.close()
-        return ExecResult(int(code) if code is not None else 1, output)
+        code, error = exec_status(status)
+        return ExecResult(code, output, error)
 
     def logs(self, namespace: str, pod: str) -> str:
         return str(self._core.read_namespaced_pod_log(pod, namespace))

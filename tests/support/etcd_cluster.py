@@ -1,18 +1,19 @@
 """A real etcd cluster on loopback, started from cfcr's rendered flags and certificates.
 
-Each member runs the flags ``cfcr.node.etcd.etcd_args`` renders for it, with only
+The binaries are the real etcd, etcdctl and etcdutl of the spec's channel, built from Go
+modules by ``python3 dev.py tools`` (found through ``tests/support/tools.py``). Each member
+runs the flags ``cfcr.node.etcd.etcd_args`` renders for it for that channel, with only
 these changes, all forced by running several "nodes" in one host:
 
 * host paths move under a temporary directory: the data dir and the certificate paths
   (``/etc/kubernetes/pki/...``) are re-rooted per member;
 * the node-local loopback ``127.0.0.1`` (the extra client listener and the metrics
   listener) becomes a per-member loopback address (:data:`NODE_LOOPBACK`), because three
-  members cannot all bind ``127.0.0.1:2379``/``:2381`` on one host;
-* flags the installed etcd does not know (it may be older than the channel's etcd) are
-  dropped and reported in :attr:`EtcdCluster.dropped_flags`, so tests can pin the list.
+  members cannot all bind ``127.0.0.1:2379``/``:2381`` on one host.
 
-Everything else is kept as rendered, including every TLS flag. Certificates are real
-X.509 issued from cfcr's PKI specs by ``tests.support.x509``.
+Every rendered flag is passed, including every TLS flag: a flag the channel's etcd does
+not know makes the member exit, and the test fail. Certificates are real X.509 issued
+from cfcr's PKI specs by ``tests.support.x509``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import fcntl
 import functools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,15 +30,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cfcr.channels import Release, resolve
 from cfcr.config import ClusterSpec
 from cfcr.node.etcd import CLIENT_PORT, METRICS_PORT, PEER_PORT, etcd_args
 from cfcr.node.paths import ETCD_DATA_DIR, PKI_DIR
 from cfcr.pki.specs import ControlPlaneMember
+from tests.support.tools import tool_path
 from tests.support.x509 import IssuedPki
 
-ETCD = shutil.which("etcd")
-ETCDCTL = shutil.which("etcdctl")
-ETCDUTL = shutil.which("etcdutl")
+ETCD = tool_path("etcd")
+ETCDCTL = tool_path("etcdctl")
+ETCDUTL = tool_path("etcdutl")
+"""The stable channel's etcd binaries. A cluster runs those of its spec's channel
+(:attr:`EtcdCluster.release`); tests call ``tests.support.tools.require_tool`` first."""
 
 NODE_LOOPBACK = "127.0.0.1"
 """The loopback address the rendered flags use for node-local listeners."""
@@ -89,7 +93,7 @@ class LoopbackLock:
 
 
 @functools.cache
-def known_flags(binary: str) -> frozenset[str]:
+def known_flags(binary: Path) -> frozenset[str]:
     """Flag names (without dashes) the etcd ``binary`` accepts, from its ``--help``."""
     out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
     names: set[str] = set()
@@ -100,7 +104,7 @@ def known_flags(binary: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def etcd_version(binary: str) -> tuple[int, int, int]:
+def etcd_version(binary: Path) -> tuple[int, int, int]:
     """Version of the etcd ``binary``."""
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
     for line in out.stdout.splitlines():
@@ -140,17 +144,12 @@ def rewrite_flags(
     data_dir: Path,
     pki_dir: Path,
     node_loopback: str,
-    known: frozenset[str],
-) -> tuple[list[str], list[str]]:
-    """(flags to run, flags dropped as unknown) — see the module docstring."""
+) -> list[str]:
+    """The rendered flags with host paths and the node loopback moved (module docstring)."""
     kept: list[str] = []
-    dropped: list[str] = []
     for arg in args:
         name, sep, value = arg[2:].partition("=")
         assert arg.startswith("--") and sep, f"unexpected flag shape {arg!r}"
-        if name not in known:
-            dropped.append(arg)
-            continue
         if value == ETCD_DATA_DIR:
             value = str(data_dir)
         elif value.startswith(PKI_DIR + "/"):
@@ -158,7 +157,7 @@ def rewrite_flags(
         elif name in ("listen-client-urls", "listen-metrics-urls"):
             value = value.replace(f"://{NODE_LOOPBACK}:", f"://{node_loopback}:")
         kept.append(f"--{name}={value}")
-    return kept, dropped
+    return kept
 
 
 @dataclass
@@ -168,8 +167,8 @@ class Member:
     spec: ControlPlaneMember
     root: Path
     node_loopback: str
+    binary: Path
     args: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -198,13 +197,12 @@ class Member:
                 (self.node_loopback, METRICS_PORT)]
 
     def start(self) -> None:
-        assert ETCD is not None
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"{self.spec.name} is already running")
         wait_ports_free(self.ports())
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [ETCD, *self.args], stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            [self.binary, *self.args], stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # no ETCD_* leaks in
             start_new_session=True,
         )
@@ -248,25 +246,29 @@ class EtcdCluster:
 
     def __init__(self, root: Path, spec: ClusterSpec, members: Sequence[ControlPlaneMember],
                  pki: IssuedPki, *, loopback_base: int = 21) -> None:
-        if ETCD is None:
-            raise RuntimeError("the etcd binary is not installed")
+        self.release: Release = resolve(spec.kubernetes.version)
+        """The spec's channel: its etcd version picks the binaries and the flag dialect."""
+        self.etcd = tool_path("etcd", self.release.etcd_version)
+        self.etcdctl_binary = tool_path("etcdctl", self.release.etcd_version)
+        self.etcdutl = tool_path("etcdutl", self.release.etcd_version)
+        if not self.etcd.is_file():
+            raise RuntimeError(f"{self.etcd} is not built: run `python3 dev.py tools`")
         self.root = root
         self._lock = LoopbackLock()
         self.spec = spec
         self.pki = pki
         self.client_pki = root / "client-pki"
         pki.write_pki(self.client_pki, "control-plane", members[0].name)
-        known = known_flags(ETCD)
         self.members: list[Member] = []
         for i, m in enumerate(members):
             mroot = root / m.name
             mroot.mkdir(parents=True, exist_ok=True)
-            member = Member(m, mroot, f"127.0.0.{loopback_base + i}")
+            member = Member(m, mroot, f"127.0.0.{loopback_base + i}", self.etcd)
             pki.write_pki(member.pki_dir, "control-plane", m.name)
             member.data_dir.mkdir(mode=0o700, exist_ok=True)
-            member.args, member.dropped = rewrite_flags(
-                etcd_args(spec, list(members), i), data_dir=member.data_dir,
-                pki_dir=member.pki_dir, node_loopback=member.node_loopback, known=known)
+            member.args = rewrite_flags(
+                etcd_args(spec, list(members), i, self.release), data_dir=member.data_dir,
+                pki_dir=member.pki_dir, node_loopback=member.node_loopback)
             self.members.append(member)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -294,11 +296,6 @@ class EtcdCluster:
                 m.kill()
         finally:
             self._lock.release()
-
-    @property
-    def dropped_flags(self) -> set[str]:
-        """Names of rendered flags the installed etcd does not know (dropped)."""
-        return {a[2:].split("=", 1)[0] for m in self.members for a in m.dropped}
 
     def logs(self) -> str:
         return "\n".join(f"--- {m.spec.name} ---\n{m.log_tail()}" for m in self.members)
@@ -334,10 +331,9 @@ class EtcdCluster:
                     timeout: float = 15.0, check: bool = True,
                     command_timeout: str = "5s") -> subprocess.CompletedProcess[str]:
         """Run ``etcdctl`` with exactly the TLS options ``tls``."""
-        assert ETCDCTL is not None
-        cmd = [ETCDCTL, "--endpoints", endpoints, "--dial-timeout=2s",
+        cmd = [str(self.etcdctl_binary), "--endpoints", endpoints, "--dial-timeout=2s",
                f"--command-timeout={command_timeout}", *tls, *args]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
@@ -406,16 +402,15 @@ class EtcdCluster:
 
 
 def restore_snapshot(snapshot: Path, *, data_dir: Path, member: ControlPlaneMember,
-                     cluster_token: str, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+                     cluster_token: str, args: Sequence[str],
+                     etcdutl: Path = ETCDUTL) -> subprocess.CompletedProcess[str]:
     """Restore ``snapshot`` into the empty ``data_dir`` as the single member ``member``
-    (``etcdutl snapshot restore`` when installed, else ``etcdctl snapshot restore``).
-    ``args`` are the member's rendered flags; the peer URL and cluster come from them."""
+    with ``etcdutl snapshot restore``. ``args`` are the member's rendered flags; the peer
+    URL and cluster come from them."""
     flags = dict(a[2:].split("=", 1) for a in args)
-    tool = [ETCDUTL] if ETCDUTL else [ETCDCTL]
-    assert tool[0] is not None
-    cmd = [*tool, "snapshot", "restore", str(snapshot), "--data-dir", str(data_dir),
+    cmd = [str(etcdutl), "snapshot", "restore", str(snapshot), "--data-dir", str(data_dir),
            "--name", member.name, "--initial-cluster", flags["initial-cluster"],
            "--initial-advertise-peer-urls", flags["initial-advertise-peer-urls"],
            "--initial-cluster-token", cluster_token]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env, check=False)

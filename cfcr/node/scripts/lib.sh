@@ -146,10 +146,10 @@ provider_id() {
   return 1
 }
 
-# ca_cert_hash: kubeadm's discovery pin of the (first) cluster CA certificate,
-# which came from the secret store over TLS with the instance identity.
+# ca_cert_hash: kubeadm's discovery pin of the (first) cluster CA certificate
+# ($CFCR_CA_CERT), which came from the secret store over TLS with the instance identity.
 ca_cert_hash() {
-  openssl x509 -in "$PKI/ca.crt" -noout -pubkey \
+  openssl x509 -in "${CFCR_CA_CERT:-$PKI/ca.crt}" -noout -pubkey \
     | openssl pkey -pubin -outform DER \
     | sha256sum | awk '{ print "sha256:" $1 }'
 }

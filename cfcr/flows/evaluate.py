@@ -1,0 +1,355 @@
+"""Decide, for each flow, whether a rendered network lets it through, and say why not.
+
+A packet gets through when the source's firewall groups let it out, a route carries it (inside
+the network always; to the internet only through a NAT or, for machines with a public
+address, an internet gateway), and the destination's groups let it in *as it arrives*: with
+the source's private address and groups inside the network, with the NAT's public address
+after a NAT. A name is followed to what it resolves to inside the network; a load balancer
+needs a listener on the port, the API servers registered as targets, and, when it preserves
+client addresses, targets that admit the clients.
+
+Every verdict is PASS, BLOCKED (with the reason) or UNVERIFIED (the render cannot tell, e.g.
+an existing subnet's routes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from cfcr.flows.facts import ClusterFacts
+from cfcr.flows.model import (
+    AllNodes,
+    ApiLoadBalancers,
+    ApiName,
+    ApiServers,
+    Cidr,
+    Endpoint,
+    Flow,
+    Internet,
+    NodeGroup,
+    NodesRunning,
+    Ports,
+    PublicApi,
+)
+from cfcr.flows.network import Address, LoadBalancer, Machine, Network, Ternary
+
+Status = Literal["PASS", "BLOCKED", "UNVERIFIED"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: Ternary
+    why: str
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """One flow's verdict."""
+
+    flow: Flow
+    status: Status
+    details: tuple[str, ...]
+    """Why it is blocked or unverified; for a pass, how it gets through."""
+
+
+def _status(verdicts: Sequence[Verdict]) -> Status:
+    if any(v.ok is False for v in verdicts):
+        return "BLOCKED"
+    if any(v.ok is None for v in verdicts):
+        return "UNVERIFIED"
+    return "PASS"
+
+
+def _details(verdicts: Sequence[Verdict], status: Status) -> tuple[str, ...]:
+    want: Ternary = {"BLOCKED": False, "UNVERIFIED": None, "PASS": True}[status]
+    return tuple(dict.fromkeys(v.why for v in verdicts if v.ok is want))
+
+
+class Evaluator:
+    """Evaluates flows against one :class:`Network`, with the cluster's :class:`ClusterFacts`."""
+
+    def __init__(self, network: Network, facts: ClusterFacts) -> None:
+        self.net = network
+        self.facts = facts
+        self.noun = network.group_noun
+
+    # ------------------------------------------------------------------ addresses
+
+    def address(self, m: Machine, subnet: str | None = None) -> Address:
+        """``m``'s private address as a firewall sees it (from one of its subnets)."""
+        if m.address:
+            return Address(f"{m.label} ({m.address})", (f"{m.address}/32",), m.groups)
+        subnets = [subnet] if subnet else list(m.subnets)
+        cidrs = [self.net.subnet(s).cidr for s in subnets]
+        where = ", ".join(self.net.subnet(s).label for s in subnets)
+        networks = tuple(c for c in cidrs if c) if all(cidrs) else ()
+        return Address(f"{m.label} in {where}", networks, m.groups)
+
+    def lb_address(self, lb: LoadBalancer) -> Address:
+        cidrs = [self.net.subnet(s).cidr for s in lb.subnets]
+        networks = tuple(c for c in cidrs if c) if all(cidrs) else ()
+        return Address(f"load balancer {lb.label}", networks, lb.groups)
+
+    # ------------------------------------------------------------------ firewall
+
+    def allows(self, groups: frozenset[str], direction: Literal["ingress", "egress"], ports: Ports,
+               peer: Address, what: str) -> Verdict:
+        """Do ``groups``' rules let ``ports`` in from (out to) ``peer``?"""
+        if not groups:
+            return Verdict(True, f"{what} has no {self.noun}: nothing filters it")
+        names = ", ".join(self.net.group(g) for g in sorted(groups))
+        covering = [r for r in self.net.rules_of(groups, direction) if r.covers(ports)]
+        hits = [(r, r.matches(peer)) for r in covering]
+        preposition = "from" if direction == "ingress" else "to"
+        yes = [r for r, v in hits if v is True]
+        if yes:
+            word = "in" if direction == "ingress" else "out"
+            return Verdict(True, f"{self.noun} {names} lets {ports.text()} {word} {preposition} {peer.label} "
+                                 f"(rule {yes[0].name})")
+        maybe = [r for r, v in hits if v is None]
+        if maybe:
+            return Verdict(None, f"cannot tell from the render whether rule {maybe[0].name} of {names} "
+                                 f"({maybe[0].sources_text()}) covers {peer.label}")
+        verb = "admits" if direction == "ingress" else "lets out"
+        if covering:
+            peers = ", ".join(dict.fromkeys(self._peer_text(r.cidrs, r.peer_groups) for r in covering))
+            return Verdict(False, f"{self.noun} {names} {verb} {ports.text()} only {preposition} {peers}, "
+                                  f"not {peer.label}")
+        return Verdict(False, f"{self.noun} {names} has no {direction} rule for {ports.text()} "
+                              f"({preposition} {peer.label})")
+
+    def _peer_text(self, cidrs: Iterable[str], groups: Iterable[str]) -> str:
+        return ", ".join([*cidrs, *(self.net.group(g) for g in groups)]) or "nothing"
+
+    def node_to_node(self, src: Machine, dst: Machine, ports: Ports) -> list[Verdict]:
+        """Inside the network: ``src`` lets it out to ``dst``'s address, ``dst`` lets ``src``'s in."""
+        seen = self.address(src)
+        target = self.address(dst)
+        return [self._prefix(f"{src.label} -> {dst.label}", [
+            self.allows(src.groups, "egress", ports, target, src.label),
+            self.allows(dst.groups, "ingress", ports, seen, dst.label),
+        ])]
+
+    @staticmethod
+    def _prefix(where: str, verdicts: Sequence[Verdict]) -> Verdict:
+        status = _status(verdicts)
+        details = _details(verdicts, status)
+        ok: Ternary = {"PASS": True, "BLOCKED": False, "UNVERIFIED": None}[status]
+        return Verdict(ok, f"{where}: " + "; ".join(details))
+
+    # ------------------------------------------------------------------ routes
+
+    def to_internet(self, m: Machine, subnet: str, ports: Ports) -> tuple[Verdict, Address | None]:
+        """Can ``m`` (in ``subnet``) send ``ports`` to the internet, and with what address does it arrive?"""
+        sub = self.net.subnet(subnet)
+        anywhere = Address("the internet", ("0.0.0.0/0",), public=True)
+        egress = self.allows(m.groups, "egress", ports, anywhere, m.label)
+        route = sub.internet
+        where = f"{m.label} in {sub.label}"
+        arrival: Address | None = None
+        if route.kind == "nat":
+            path = Verdict(True, f"{where} leaves through {route.detail}")
+            arrival = route.source
+        elif route.kind == "gateway":
+            if m.public_address:
+                path = Verdict(True, f"{where} leaves through {route.detail} with its own public address")
+                arrival = Address(f"the public address of {m.label}", (), public=True)
+            else:
+                path = Verdict(False, f"{where}: the subnet routes to {route.detail}, but {m.label} has no "
+                                      f"public address, so nothing comes back (a private subnet needs a NAT)")
+        elif route.kind == "none":
+            path = Verdict(False, f"{where}: no way to the internet: {route.detail}")
+        else:
+            path = Verdict(None, f"{where}: {route.detail}")
+        if egress.ok is not True:
+            path = self._prefix(f"{m.label} -> internet", [egress, path])
+        return path, arrival
+
+    # ------------------------------------------------------------------ endpoints
+
+    def machines(self, endpoint: Endpoint) -> tuple[list[Machine], list[Verdict]]:
+        """The machines standing behind a node endpoint, and a verdict for each role with none."""
+        if isinstance(endpoint, NodeGroup):
+            roles = self.facts.members if endpoint.pool is None else [
+                r for r in self.facts.roles if r.pool == endpoint.pool]
+        elif isinstance(endpoint, AllNodes):
+            roles = list(self.facts.roles)
+        elif isinstance(endpoint, ApiServers):
+            roles = self.facts.members
+        elif isinstance(endpoint, NodesRunning):
+            placement = self.facts.metrics_server
+            roles = self.facts.may_run(placement) if placement else []
+            if not roles:
+                return [], [Verdict(False, f"no node may run {endpoint.workload}: every role's taints or node "
+                                           f"selector exclude it")]
+        else:
+            raise TypeError(f"{endpoint!r} is not a set of nodes")
+        found: list[Machine] = []
+        missing: list[Verdict] = []
+        for role in roles:
+            ms = [m for m in self.net.machines
+                  if (role.pool is not None and m.pool == role.pool)
+                  or (role.pool is None and m.member is not None and m.member == role.node_name)]
+            if not ms:
+                missing.append(Verdict(False, f"no machine in the render is {role.role} "
+                                              f"({role.node_name or 'pool ' + str(role.pool)})"))
+            found += ms
+        return found, missing
+
+    # ------------------------------------------------------------------ flows
+
+    def evaluate(self, flow: Flow) -> FlowResult:
+        verdicts = self._verdicts(flow)
+        if not verdicts:
+            verdicts = [Verdict(True, "nothing to connect")]
+        status = _status(verdicts)
+        return FlowResult(flow, status, _details(verdicts, status))
+
+    def _verdicts(self, flow: Flow) -> list[Verdict]:
+        src, dst = flow.source, flow.destination
+        if isinstance(dst, ApiName):
+            return self._api_name(flow, dst)
+        if isinstance(src, ApiLoadBalancers):
+            return self._lb_to_servers(flow)
+        if isinstance(dst, PublicApi):
+            assert isinstance(src, Cidr)
+            return self._public_api(flow, src)
+        if isinstance(dst, Internet):
+            sources, missing = self.machines(src)
+            out = list(missing)
+            for m in sources:
+                for sid in m.subnets:
+                    for ports in flow.ports:
+                        out.append(self.to_internet(m, sid, ports)[0])
+            return out
+        sources, missing_src = self.machines(src)
+        targets, missing_dst = self.machines(dst)
+        out = [*missing_src, *missing_dst]
+        pairs = [(s, d) for s in sources for d in targets if s is not d or s.address is None]
+        if not pairs and not out:
+            return [Verdict(True, "one machine only: the traffic stays on the host")]
+        for s, d in pairs:
+            for ports in flow.ports:
+                out += self.node_to_node(s, d, ports)
+        return out
+
+    def _api_name(self, flow: Flow, dst: ApiName) -> list[Verdict]:
+        sources, out = self.machines(flow.source)
+        name = dst.host.lower().rstrip(".")
+        resolution = self.net.private_names.get(name)
+        if resolution is None:
+            return [*out, Verdict(False, f"{dst.host} has no record in a private zone of {self.net.label}: "
+                                         f"nodes cannot resolve it")]
+        chain = " -> ".join(resolution.chain)
+        ports = flow.ports[0]
+        lb = resolution.load_balancer
+        if lb is None:
+            hit = [m for m in self.net.machines if m.address and m.address == resolution.address]
+            if not hit:
+                return [*out, Verdict(None, f"{chain}: not a machine or load balancer of the render")]
+            for m in sources:
+                out += self.node_to_node(m, hit[0], ports)
+            return out
+        listener = lb.listener(ports.from_port)
+        if listener is None:
+            return [*out, Verdict(False, f"{chain}: load balancer {lb.label} has no listener on {ports.text()}")]
+        if not listener.targets:
+            return [*out, Verdict(False, f"{chain}: {listener.target_group} has no API server registered")]
+        kind = "internal" if lb.internal else "internet-facing"
+        for m in sources:
+            for sid in m.subnets:
+                where = f"{m.label} in {self.net.subnet(sid).label}"
+                steps: list[Verdict] = []
+                if lb.internal:
+                    seen: Address | None = self.address(m, sid)
+                    assert seen is not None
+                    steps.append(self.allows(m.groups, "egress", ports, self.lb_address(lb), m.label))
+                else:
+                    leave, seen = self.to_internet(m, sid, ports)
+                    steps.append(leave)
+                    if seen is None and leave.ok is not False:
+                        steps.append(Verdict(None, "the address packets arrive with is unknown"))
+                if seen is not None:
+                    steps.append(self.allows(lb.groups, "ingress", ports, seen, f"load balancer {lb.label}"))
+                    if listener.preserve_client_ip:
+                        steps += self._targets_admit(lb, listener.targets, listener.target_port, seen)
+                status = _status(steps)
+                detail = "; ".join(_details(steps, status))
+                ok: Ternary = {"PASS": True, "BLOCKED": False, "UNVERIFIED": None}[status]
+                out.append(Verdict(ok, f"{where}: {chain} ({kind} load balancer {lb.label}); {detail}"))
+        return out
+
+    def _targets_admit(self, lb: LoadBalancer, members: Sequence[str], port: int, client: Address) -> list[Verdict]:
+        out = []
+        for t in self.net.members(members):
+            v = self.allows(t.groups, "ingress", Ports.tcp(port), client, t.label)
+            out.append(Verdict(v.ok, f"{lb.label} preserves client addresses, so {v.why}"))
+        return out
+
+    def api_load_balancers(self, port: int) -> list[LoadBalancer]:
+        return [lb for lb in self.net.load_balancers if lb.listener(port) is not None]
+
+    def _lb_to_servers(self, flow: Flow) -> list[Verdict]:
+        port = flow.ports[0].from_port
+        lbs = self.api_load_balancers(port)
+        if not lbs:
+            return [Verdict(False, f"no load balancer of {self.net.label} listens on {flow.ports[0].text()}")]
+        members = [str(r.node_name) for r in self.facts.members]
+        out: list[Verdict] = []
+        for lb in lbs:
+            listener = lb.listener(port)
+            assert listener is not None
+            missing = [r for r in members if r not in listener.targets]
+            if missing:
+                out.append(Verdict(False, f"{lb.label}: {', '.join(missing)} not registered in {listener.target_group}"))
+            if flow.health_check:
+                check = listener.health_check
+                if check is None:
+                    out.append(Verdict(False, f"{listener.target_group} has no health check"))
+                    continue
+                ports = Ports.tcp(check.port)
+                how = f"health check {check.text()}"
+            else:
+                ports = Ports.tcp(listener.target_port)
+                how = f"forward to {ports.text()}"
+            source = self.lb_address(lb)
+            for t in self.net.members(listener.targets):
+                steps = [self.allows(lb.groups, "egress", ports, self.address(t), f"load balancer {lb.label}")]
+                if listener.preserve_client_ip and not flow.health_check:
+                    steps.append(Verdict(True, "client addresses preserved: each client flow checks the targets"))
+                else:
+                    steps.append(self.allows(t.groups, "ingress", ports, source, t.label))
+                out.append(self._prefix(f"{lb.label} {how} -> {t.label}", steps))
+        return out
+
+    def _public_api(self, flow: Flow, src: Cidr) -> list[Verdict]:
+        ports = flow.ports[0]
+        lbs = [lb for lb in self.api_load_balancers(ports.from_port) if not lb.internal]
+        if not lbs:
+            return [Verdict(False, f"no internet-facing load balancer of {self.net.label} listens on {ports.text()}")]
+        client = Address(f"operators in {src.cidr}", (src.cidr,), public=True)
+        out: list[Verdict] = []
+        for lb in lbs:
+            listener = lb.listener(ports.from_port)
+            assert listener is not None
+            steps = []
+            for sid in lb.subnets:
+                route = self.net.subnet(sid).internet
+                if route.kind == "gateway":
+                    continue
+                ok: Ternary = None if route.kind == "unknown" else False
+                steps.append(Verdict(ok, f"{lb.label} sits in {self.net.subnet(sid).label}, which does not route "
+                                         f"to an internet gateway ({route.detail})"))
+            steps.append(self.allows(lb.groups, "ingress", ports, client, f"load balancer {lb.label}"))
+            if listener.preserve_client_ip:
+                steps += self._targets_admit(lb, listener.targets, listener.target_port, client)
+            out.append(self._prefix(f"{src.cidr} -> {lb.label}", steps))
+        return out
+
+
+def evaluate(network: Network, facts: ClusterFacts, flows: Sequence[Flow]) -> list[FlowResult]:
+    """Every flow's verdict against ``network``."""
+    evaluator = Evaluator(network, facts)
+    return [evaluator.evaluate(f) for f in flows]

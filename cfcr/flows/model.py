@@ -1,0 +1,246 @@
+"""The flows a working cluster needs, listed once and cloud-neutrally.
+
+A :class:`Flow` names a source, a destination, the protocol and port(s), and why a cluster
+needs it. Sources and destinations are roles (:class:`Endpoint`), not addresses: "the
+control plane", "pool general", "nodes that may run metrics-server", "the API name as it
+resolves inside the network", "the internet". A cloud's reader (``cfcr.<cloud>.flows``)
+says which machines, groups, subnets, routes and load balancers stand behind them in a
+render, and :mod:`cfcr.flows.evaluate` decides whether each flow gets through.
+
+:func:`cluster_flows` builds the list from :class:`~cfcr.flows.facts.ClusterFacts` (what the
+render says about the nodes: roles, the API name in kubeadm's config, taints, labels, where
+metrics-server may run) and the spec (CNI, whether the API is public and to whom).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from cfcr.flows.facts import ClusterFacts
+
+API_PORT = 6443
+KUBELET_PORT = 10250
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+
+
+@dataclass(frozen=True)
+class Ports:
+    """A protocol and a port range; for ICMP, ``from_port`` is the type and ``to_port`` the code."""
+
+    protocol: Literal["tcp", "udp", "icmp"]
+    from_port: int
+    to_port: int
+
+    @classmethod
+    def tcp(cls, port: int, last: int | None = None) -> Ports:
+        return cls("tcp", port, port if last is None else last)
+
+    @classmethod
+    def udp(cls, port: int) -> Ports:
+        return cls("udp", port, port)
+
+    @classmethod
+    def icmp(cls, icmp_type: int, code: int = 0) -> Ports:
+        return cls("icmp", icmp_type, code)
+
+    @classmethod
+    def of(cls, protocol: str, port: int) -> Ports:
+        """One port of ``tcp`` or ``udp``, or ICMP type ``port`` (code 0)."""
+        if protocol == "tcp":
+            return cls.tcp(port)
+        if protocol == "udp":
+            return cls.udp(port)
+        if protocol == "icmp":
+            return cls.icmp(port)
+        raise ValueError(f"protocol {protocol!r}: expected tcp, udp or icmp")
+
+    def text(self) -> str:
+        if self.protocol == "icmp":
+            return f"icmp type {self.from_port} code {self.to_port}"
+        if self.from_port == self.to_port:
+            return f"{self.protocol}/{self.from_port}"
+        return f"{self.protocol}/{self.from_port}-{self.to_port}"
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """Every control-plane member (``pool`` None) or every node of one pool."""
+
+    pool: str | None = None
+
+    def text(self) -> str:
+        return "control plane" if self.pool is None else f"pool {self.pool}"
+
+    def key(self) -> str:
+        return "control-plane" if self.pool is None else f"pool/{self.pool}"
+
+
+@dataclass(frozen=True)
+class AllNodes:
+    """Every node, control plane and pools."""
+
+    def text(self) -> str:
+        return "every node"
+
+
+@dataclass(frozen=True)
+class NodesRunning:
+    """The nodes a workload may be scheduled on (its pod traffic to a node address is
+    masqueraded to the node's own address, so the node is the source a firewall sees)."""
+
+    workload: str
+
+    def text(self) -> str:
+        return f"nodes that may run {self.workload}"
+
+
+@dataclass(frozen=True)
+class ApiServers:
+    """The API servers, each on its control-plane member's own address."""
+
+    def text(self) -> str:
+        return "API servers"
+
+
+@dataclass(frozen=True)
+class ApiName:
+    """The API endpoint nodes use, as ``host`` resolves from inside the network."""
+
+    host: str
+
+    def text(self) -> str:
+        return f"{self.host} (resolved inside the network)"
+
+
+@dataclass(frozen=True)
+class PublicApi:
+    """The API endpoint on the internet (an internet-facing load balancer)."""
+
+    def text(self) -> str:
+        return "the public API endpoint"
+
+
+@dataclass(frozen=True)
+class ApiLoadBalancers:
+    """Every load balancer that serves the API."""
+
+    def text(self) -> str:
+        return "API load balancers"
+
+
+@dataclass(frozen=True)
+class Cidr:
+    """Clients in a network outside the cluster (operators)."""
+
+    cidr: str
+
+    def text(self) -> str:
+        return self.cidr
+
+
+@dataclass(frozen=True)
+class Internet:
+    """A service on the internet, by what it is (the hosts are for the reader)."""
+
+    service: str
+    hosts: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        return f"{self.service} ({', '.join(self.hosts)})" if self.hosts else self.service
+
+
+Endpoint = NodeGroup | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | ApiLoadBalancers | Cidr | Internet
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One connection a working cluster needs."""
+
+    id: str
+    """Short, stable id (``etcd-peer``, ``api-internal:pool/general``)."""
+    source: Endpoint
+    destination: Endpoint
+    ports: tuple[Ports, ...]
+    reason: str
+    """Why a cluster needs it."""
+    health_check: bool = False
+    """For load balancer flows: the health check's port and protocol instead of the listener's."""
+
+    def text(self) -> str:
+        ports = ", ".join(p.text() for p in self.ports)
+        return f"{self.source.text()} -> {self.destination.text()} {ports}"
+
+
+# --------------------------------------------------------------------------- the list
+
+SECRET_STORE = "secret store"
+IMAGE_REGISTRIES = "image registries"
+PACKAGE_MIRRORS = "package and binary mirrors"
+CLOUD_APIS = "cloud APIs"
+
+
+def cluster_flows(facts: ClusterFacts) -> list[Flow]:
+    """Every flow the cluster of ``facts`` needs, in a stable order."""
+    groups = [NodeGroup(None), *(NodeGroup(p) for p in facts.pools)]
+    flows: list[Flow] = []
+    for g in groups:
+        host, api_port = facts.endpoint_of(g.pool)
+        flows.append(Flow(
+            f"api-internal:{g.key()}", g, ApiName(host), (Ports.tcp(api_port),),
+            "kubelets, kubeadm and the CNI agents reach the API at the endpoint of their kubeadm config",
+        ))
+    for g in groups:
+        flows.append(Flow(
+            f"api-service:{g.key()}", g, ApiServers(), (Ports.tcp(API_PORT),),
+            "pods and host-network agents reach the API through the `kubernetes` Service, whose "
+            "endpoints are the API servers' own addresses",
+        ))
+    flows.append(Flow("api-lb-forward", ApiLoadBalancers(), ApiServers(), (Ports.tcp(API_PORT),),
+                      "the load balancer forwards API connections to every API server"))
+    flows.append(Flow("api-lb-health", ApiLoadBalancers(), ApiServers(), (Ports.tcp(API_PORT),),
+                      "the load balancer sends traffic only to API servers whose /readyz passes",
+                      health_check=True))
+    if facts.api_public:
+        for cidr in facts.api_allowed_cidrs:
+            flows.append(Flow(f"api-public:{cidr}", Cidr(cidr), PublicApi(), (Ports.tcp(API_PORT),),
+                              "operators in networking.apiAllowedCidrs use the public API endpoint"))
+    for g in groups:
+        flows.append(Flow(
+            f"kubelet-apiserver:{g.key()}", ApiServers(), g, (Ports.tcp(KUBELET_PORT),),
+            "the API server calls kubelets for exec, logs, port-forward and attach",
+        ))
+    if facts.metrics_server is not None:
+        for g in groups:
+            flows.append(Flow(
+                f"kubelet-metrics:{g.key()}", NodesRunning("metrics-server"), g, (Ports.tcp(KUBELET_PORT),),
+                "metrics-server scrapes every kubelet's resource metrics (kubectl top, autoscalers)",
+            ))
+    cp = NodeGroup(None)
+    flows.append(Flow("etcd-client", cp, cp, (Ports.tcp(ETCD_CLIENT_PORT),),
+                      "API servers reach every etcd member (--etcd-servers lists them all)"))
+    flows.append(Flow("etcd-peer", cp, cp, (Ports.tcp(ETCD_PEER_PORT),),
+                      "etcd members replicate to each other (static membership)"))
+    for port, purpose in facts.cni_ports:
+        flows.append(Flow(f"cni:{port.protocol}/{port.from_port}", AllNodes(), AllNodes(), (port,),
+                          f"{facts.cni}: {purpose}, between every pair of nodes"))
+    egress = [
+        ("egress-secrets", Internet(SECRET_STORE), (Ports.tcp(443),),
+         "a node fetches its role's keys and tokens at boot and on renewal"),
+        ("egress-images", Internet(IMAGE_REGISTRIES, facts.registry_hosts), (Ports.tcp(443),),
+         "containerd pulls the pause, control-plane, CNI and addon images"),
+        ("egress-packages", Internet(PACKAGE_MIRRORS, facts.mirror_hosts), (Ports.tcp(443), Ports.tcp(80)),
+         "cloud-init installs packages (apt over http) and the pinned, checksummed binaries"),
+    ]
+    for kind, dest, ports, reason in egress:
+        for g in groups:
+            flows.append(Flow(f"{kind}:{g.key()}", g, dest, ports, reason))
+    flows.append(Flow("egress-cloud-api:control-plane", cp, Internet(CLOUD_APIS), (Ports.tcp(443),),
+                      "the cloud controller manager, CSI controller, cluster-autoscaler and termination "
+                      "handler run on the control plane and call the cloud's APIs"))
+    return flows

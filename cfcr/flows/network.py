@@ -1,0 +1,239 @@
+"""A cloud's rendered network, as the flow evaluator queries it.
+
+Each cloud's reader (``cfcr.<cloud>.flows.read_network``) turns a render's rows into one
+:class:`Network`: the machines (by user-data role) with their firewall groups, subnets and
+addresses; each subnet's way to the internet; every firewall rule; the load balancers with
+their listeners, targets and health checks; and what names resolve to from inside. The
+model is cloud-neutral: a *group* is an AWS security group, a GCP network tag or service
+account, an Azure application security group; a rule allows traffic in or out of a group,
+from or to CIDRs or other groups; firewalls are stateful.
+
+Whatever a render cannot tell (an existing subnet's routes, an address the cloud assigns)
+stays unknown: the evaluator then says UNVERIFIED, never PASS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cfcr.flows.model import Ports
+
+Ternary = bool | None
+"""True, False, or None when the render cannot tell."""
+
+
+def _net(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+def _subnet_of(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
+               outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a packet comes from or goes to, as a firewall sees it."""
+
+    label: str
+    """For messages: ``10.0.0.10``, ``an address of subnet x (10.0.0.0/19)``, ``the public address of NAT y``."""
+    networks: tuple[str, ...] = ()
+    """CIDRs the address lies in (any one of them); empty when unknown (an address the cloud assigns)."""
+    groups: frozenset[str] = frozenset()
+    """Firewall groups of the interface the packet leaves from (only for addresses inside the network)."""
+    public: bool = False
+    """An internet address (a NAT's, an operator's)."""
+    cloud_assigned: bool = False
+    """A public address the cloud assigns from its own pool when the resource is created (a NAT's
+    Elastic IP, unknown to the render): no operator's CIDR holds it, only a rule that names it
+    (or the whole internet) admits it."""
+
+    def within(self, cidr: str) -> Ternary:
+        """True if the address certainly lies in ``cidr``, False if certainly not, None if unknown."""
+        target = _net(cidr)
+        if target.prefixlen == 0:
+            return all(_net(n).version == target.version for n in self.networks) if self.networks else True
+        if not self.networks:
+            return False if self.cloud_assigned else None
+        if all(_subnet_of(_net(n), target) for n in self.networks):
+            return True
+        overlap = [_net(n).version == target.version and _net(n).overlaps(target) for n in self.networks]
+        return None if any(overlap) else False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allow rule of a firewall group."""
+
+    name: str
+    """The rule's resource name (for messages)."""
+    group: str
+    """The group it belongs to."""
+    direction: Literal["ingress", "egress"]
+    protocol: str
+    """``tcp``, ``udp``, ``icmp`` or ``all``."""
+    from_port: int | None = None
+    """First port (ICMP type); None for every port."""
+    to_port: int | None = None
+    """Last port (ICMP code); None for every port."""
+    cidrs: tuple[str, ...] = ()
+    peer_groups: tuple[str, ...] = ()
+    """Groups whose members the rule admits (ingress) or may reach (egress)."""
+
+    def covers(self, ports: Ports) -> bool:
+        if self.protocol == "all":
+            return True
+        if self.protocol != ports.protocol:
+            return False
+        if ports.protocol == "icmp":
+            return self.from_port in (None, -1, ports.from_port) and self.to_port in (None, -1, ports.to_port)
+        lo = self.from_port if self.from_port is not None and self.from_port >= 0 else 0
+        hi = self.to_port if self.to_port is not None and self.to_port >= 0 else 65535
+        return lo <= ports.from_port and ports.to_port <= hi
+
+    def matches(self, peer: Address) -> Ternary:
+        """Does the rule admit (or let out to) ``peer``?"""
+        if peer.groups & set(self.peer_groups):
+            return True
+        verdicts = [peer.within(c) for c in self.cidrs]
+        if any(v is True for v in verdicts):
+            return True
+        if any(v is None for v in verdicts):
+            return None
+        return False
+
+    def sources_text(self) -> str:
+        return ", ".join([*self.cidrs, *self.peer_groups]) or "nothing"
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a subnet reaches the internet (its default route)."""
+
+    kind: Literal["nat", "gateway", "none", "unknown"]
+    """``nat``: through a NAT with its own public address; ``gateway``: straight to an internet
+    gateway (only machines with a public address get out); ``none``: no way out;
+    ``unknown``: the render does not show it."""
+    detail: str
+    """What the route is, or why there is none."""
+    source: Address | None = None
+    """For ``nat``: the address packets arrive with on the internet."""
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    label: str
+    cidr: str | None
+    internet: Route
+    public_ips: bool = False
+    """Machines launched here get a public address unless they say otherwise."""
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A control-plane member, or all the nodes of a pool (alike but for the subnet they land in)."""
+
+    label: str
+    groups: frozenset[str]
+    subnets: tuple[str, ...]
+    address: str | None = None
+    """The fixed private address (control-plane members)."""
+    member: str | None = None
+    """The control-plane member (node and etcd name) it is."""
+    pool: str | None = None
+    """The pool whose nodes it stands for."""
+    public_address: bool = False
+    """The machine gets a public address of its own."""
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    protocol: str
+    port: int
+    path: str | None = None
+
+    def text(self) -> str:
+        return f"{self.protocol} {self.port}{self.path or ''}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A load balancer's listener and where it forwards."""
+
+    port: int
+    protocol: str
+    target_group: str
+    """Label of the target group (for messages)."""
+    targets: tuple[str, ...]
+    """Control-plane members registered as targets (by member name)."""
+    target_port: int
+    health_check: HealthCheck | None
+    preserve_client_ip: bool
+    """True: targets see the client's address; False: the load balancer's own."""
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    id: str
+    label: str
+    internal: bool
+    groups: frozenset[str]
+    """Firewall groups on the load balancer; empty when it has none (it then admits anything)."""
+    subnets: tuple[str, ...]
+    dns_name: str | None
+    listeners: tuple[Listener, ...]
+
+    def listener(self, port: int) -> Listener | None:
+        return next((x for x in self.listeners if x.port == port), None)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a name resolves to from inside the network."""
+
+    chain: tuple[str, ...]
+    """Each step, for messages: ``api.x (private zone x)``, ``alias of y.elb.amazonaws.com``."""
+    load_balancer: LoadBalancer | None = None
+    address: str | None = None
+
+
+@dataclass
+class Network:
+    """A cloud's rendered network, in the terms the evaluator needs."""
+
+    cloud: str
+    label: str
+    """``VPC x (10.0.0.0/16)``."""
+    machines: list[Machine]
+    subnets: dict[str, Subnet]
+    group_labels: dict[str, str]
+    """Group id -> its name in the render."""
+    rules: list[Rule]
+    load_balancers: list[LoadBalancer]
+    private_names: dict[str, Resolution]
+    """Every name with a record in a private zone the network resolves (lowercase, no final dot)."""
+    group_noun: str = "firewall group"
+    """What the cloud calls a group, for messages (``security group``)."""
+    notes: list[str] = field(default_factory=list)
+
+    def group(self, gid: str) -> str:
+        return self.group_labels.get(gid, gid)
+
+    def rules_of(self, groups: frozenset[str], direction: str) -> list[Rule]:
+        return [r for r in self.rules if r.group in groups and r.direction == direction]
+
+    def members(self, names: Iterable[str]) -> list[Machine]:
+        wanted = set(names)
+        return [m for m in self.machines if m.member is not None and m.member in wanted]
+
+    def subnet(self, sid: str) -> Subnet:
+        return self.subnets.get(sid) or Subnet(sid, sid, None, Route(
+            "unknown", f"subnet {sid} is not in the render (an existing subnet): its routes are not known"))

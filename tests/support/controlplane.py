@@ -1,0 +1,491 @@
+"""The real control plane of a render, on this machine: the harness every drill runs on.
+
+From a ``--show-secrets`` render of a stack (:mod:`tests.support.rendered`) it boots the
+cluster's control-plane members the way their VMs would, with the real programs built from Go
+modules at the channel's versions (:mod:`tests.support.tools`):
+
+1. **Network** (:mod:`tests.support.netns`): each member is a host with its rendered address;
+   a load-balancer host answers on every API name the render hands out (the private endpoint,
+   the public one) and forwards to members that pass ``GET /readyz`` (:mod:`tests.support.lb`);
+   an instance-metadata host answers IMDSv2 (:mod:`tests.support.imds`).
+2. **Node root** (:mod:`tests.support.noderoot`): the member's user-data written as cloud-init
+   writes it; the cloud CLI is a stand-in that serves exactly the secrets the member's cloud
+   identity may read (its IAM policy in the render).
+3. **Boot**, with the node's own code: ``fetch_all_secrets`` and ``render_configs`` from
+   ``bootstrap.sh`` (secrets from the store, placeholders filled, provider ID from IMDS), then
+   ``kubeadm init --config /etc/kubernetes/kubeadm.yaml`` on every member at once, as the
+   boot does (parallel boot). The kubelet stand-in (:mod:`tests.support.kubelet`) starts the
+   static pods kubeadm writes (and cfcr's etcd.yaml) as processes with their manifests' exact
+   commands, and registers the Node with the kubelet credential kubeadm wrote.
+
+What differs from a VM, in one place (:data:`DIFFERENCES`); nothing in a rendered file, flag,
+certificate or kubeconfig is rewritten: paths, addresses and ports are the rendered ones.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.netns import Host, Network, run
+from tests.support.noderoot import HARNESS_DIR, NodeRoot
+from tests.support.rendered import Member, RenderedCluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+DIFFERENCES: dict[str, str] = {
+    "programs": "kubeadm, kubectl and each static pod's program come from the tool cache (built from Go modules at "
+                "the channel's version), bound at /usr/local/bin; a static pod runs as a process with its "
+                "container's exact command, not in a container from its image",
+    "kubelet": "a stand-in (tests/support/kubelet.py) runs the static pods, serves /healthz, does TLS bootstrap and "
+               "registers the Node; kwok keeps Node status and leases fresh",
+    "host setup": "bootstrap.sh's host steps (modules, sysctls, swap, downloads, containerd, the etcd disk) do not run; "
+                  "the harness runs its secret and config steps (fetch_all_secrets, render_configs) as they are",
+    "cloud": "the secret store, the instance metadata service and the API load balancer are local stand-ins that "
+             "serve what the render gives each node",
+    "preflight": "kubeadm's preflight also ignores the checks this machine cannot pass (ENVIRONMENT_PREFLIGHT), "
+                 "never the ones cfcr's design decides",
+}
+"""Every way a harness node differs from a VM booted from the same render."""
+
+ENVIRONMENT_PREFLIGHT: dict[str, str] = {
+    "CRI": "no container runtime runs on the test machine",
+    "ContainerRuntimeVersion": "no container runtime runs on the test machine",
+    "ImagePull": "images are not pulled: the programs come from the tool cache",
+    "KubeletVersion": "no kubelet binary on the test machine (the stand-in plays its part)",
+    "SystemVerification": "no kubelet binary to verify the system for",
+}
+"""Preflight checks the test machine cannot pass, each with why; a node never ignores these."""
+
+AWS_STUB = """#!/bin/bash
+# The harness's stand-in for the AWS CLI. `aws secretsmanager get-secret-value` answers with
+# what this node's instance identity may read (its IAM policy in the render); anything else
+# is refused, as AWS would refuse it.
+set -euo pipefail
+store={harness}/secret-store
+printf '%s\\n' "$*" >>{harness}/aws-calls.log
+if [ "${{1:-}} ${{2:-}}" != "secretsmanager get-secret-value" ]; then
+  echo "aws stand-in: unsupported call: $*" >&2
+  exit 2
+fi
+shift 2
+id='' region='' query='' output=''
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --region) region=$2; shift 2 ;;
+    --secret-id) id=$2; shift 2 ;;
+    --query) query=$2; shift 2 ;;
+    --output) output=$2; shift 2 ;;
+    *) echo "aws stand-in: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+if [ "$query" != SecretString ] || [ "$output" != text ]; then
+  echo "aws stand-in: expected --query SecretString --output text" >&2
+  exit 2
+fi
+if [ "$region" != {region} ]; then
+  echo "An error occurred (ResourceNotFoundException): no secret $id in region $region" >&2
+  exit 254
+fi
+if [ ! -f "$store/$id" ]; then
+  echo "An error occurred (AccessDeniedException) when calling the GetSecretValue operation: not authorized to read $id" >&2
+  exit 254
+fi
+cat "$store/$id"
+echo
+"""
+
+
+class HarnessError(RuntimeError):
+    """The harness could not bring the cluster to the state asked for; carries the logs' tails."""
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return f"({path} does not exist)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Process:
+    """A long-running process of the harness with its log."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.alive():
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(timeout=5)
+
+
+@dataclass
+class Node:
+    """One simulated VM: its root, its host, its kubelet stand-in."""
+
+    role: str
+    """The render's role slug (``control-plane-0``, ``worker-general``)."""
+    root: NodeRoot
+    instance_id: str
+    zone: str
+    member: Member | None = None
+    kubelet: Process | None = None
+    join_output: str = ""
+
+    @property
+    def host(self) -> Host:
+        return self.root.host
+
+    @property
+    def state(self) -> Path:
+        return self.root.path.parent / f"{self.host.name}-kubelet"
+
+    def kubelet_status(self) -> dict[str, Any]:
+        status = self.state / "status.json"
+        return dict(json.loads(status.read_text())) if status.exists() else {}
+
+    def run(self, script: str, *, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run ``script`` with bash on the node (as root, in its namespaces and root)."""
+        out = subprocess.run(self.root.command("bash", "-c", script), capture_output=True, text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise HarnessError(f"{self.role}: `{script}` exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        return out
+
+
+@dataclass
+class ControlPlane:
+    """The harness; see the module docstring. Use as a context manager."""
+
+    render: RenderedCluster
+    workdir: Path
+    binaries: Mapping[str, Path]
+    """Program name -> host path (kubeadm, kubectl, kube-apiserver, …, etcd, etcdctl, kwok)."""
+    kwok_stages: Sequence[Path] = ()
+    """kwok Stage files (node initialise and heartbeat)."""
+    net: Network | None = None
+    nodes: dict[str, Node] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+    lb_addresses: dict[str, str] = field(default_factory=dict)
+    admin: Host | None = None
+    init_output: dict[str, str] = field(default_factory=dict)
+    preflight_before: dict[str, list[str]] = field(default_factory=dict)
+    """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
+    preflight_after: dict[str, list[str]] = field(default_factory=dict)
+    """Preflight errors per role after boot, with the rendered config: what a retry meets."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> ControlPlane:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            if node.kubelet is not None:
+                node.kubelet.stop()
+        for process in reversed(self.processes):
+            process.stop()
+        if self.net is not None:
+            for host in self.net.hosts.values():
+                pids = run("ip", "netns", "pids", host.netns, check=False).stdout.split()
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            self.net.close()
+            self.net = None
+
+    def spawn(self, name: str, cmd: Sequence[str], *, cwd: Path | None = None) -> Process:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as handle:
+            popen = subprocess.Popen(list(cmd), stdout=handle, stderr=subprocess.STDOUT, cwd=cwd or REPO,
+                                     start_new_session=True)
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    # ------------------------------------------------------------------ the network
+    def _addresses(self) -> tuple[str, str, str]:
+        """Addresses the harness adds to the node network: internal LB, public LB, admin host.
+        Taken from the top of the node network, which the topology plan leaves unused."""
+        hosts = list(self.render.node_network().hosts())
+        return str(hosts[-2]), str(hosts[-3]), str(hosts[-4])
+
+    def build_network(self) -> None:
+        render = self.render
+        self.net = Network(f"cfcr{os.getpid() % 100000}", str(render.node_network()))
+        internal, public, admin = self._addresses()
+        self.net.add_host("lb", [internal, public])
+        self.net.add_host("imds", ["169.254.169.254"])
+        self.admin = self.net.add_host("admin", [admin])
+        self.lb_addresses = {"internal": internal, "public": public}
+        names = render.api_host_names()
+        private = [n for n in names if n.endswith(".internal") and not n.endswith("amazonaws.com")]
+        self.net.set_names({n: (internal if n in private else public) for n in names})
+
+    def add_node(self, role: str, address: str, hostname: str, instance_id: str, zone: str,
+                 member: Member | None = None) -> Node:
+        assert self.net is not None
+        name = f"cp-{member.index}" if member is not None else f"w{len(self.nodes)}"
+        host = self.net.add_host(name, [address])
+        run(*host.command("ip", "route", "add", "169.254.169.254/32", "dev", "eth0"))
+        root = NodeRoot.create(self.workdir / "nodes" / host.name, host, hostname, self.render.user_data(role),
+                               {k: v for k, v in self.binaries.items() if k in ("kubeadm", "kubectl", "etcdctl")},
+                               self.net.hosts_file())
+        self._secret_store(root, role)
+        node = Node(role, root, instance_id, zone, member)
+        self.nodes[host.name] = node
+        return node
+
+    def _secret_store(self, root: NodeRoot, role: str) -> None:
+        store = root.file(f"{HARNESS_DIR}/secret-store")
+        store.mkdir(parents=True, exist_ok=True)
+        values = self.render.secret_values
+        for secret_id in self.render.readable_secrets(role):
+            (store / secret_id).write_text(values[secret_id])
+        root.write("/usr/local/bin/aws", AWS_STUB.format(harness=HARNESS_DIR, region=self.render.spec.region), 0o755)
+
+    def start_services(self) -> None:
+        assert self.net is not None
+        lb = self.net.hosts["lb"]
+        backends = [f"{m.address}:6443" for m in self.render.members]
+        listen = [f"{a}:6443" for a in self.lb_addresses.values()]
+        self.spawn("lb", lb.command(sys.executable, "-m", "tests.support.lb",
+                                    *sum((["--listen", a] for a in listen), []),
+                                    *sum((["--backend", b] for b in backends), []),
+                                    "--status", str(self.workdir / "lb-status.json")))
+        self.write_imds()
+        imds = self.net.hosts["imds"]
+        self.spawn("imds", imds.command(sys.executable, "-m", "tests.support.imds", str(self.workdir / "imds.json")))
+
+    def write_imds(self) -> None:
+        region = self.render.spec.region
+        suffix = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+        data = {}
+        for node in self.nodes.values():
+            ip = node.host.address
+            data[ip] = {
+                "instance-id": node.instance_id,
+                "placement/availability-zone": node.zone,
+                "placement/region": region,
+                "local-ipv4": ip,
+                "local-hostname": f"ip-{ip.replace('.', '-')}.{suffix}",
+                "hostname": f"ip-{ip.replace('.', '-')}.{suffix}",
+            }
+        (self.workdir / "imds.json").write_text(json.dumps(data, indent=2))
+
+    # ------------------------------------------------------------------ boot
+    def start_kubelet(self, node: Node) -> None:
+        node.state.mkdir(parents=True, exist_ok=True)
+        config = {
+            "root": str(node.root.path),
+            "enter": [c for c in node.root.enter_prefix() if True][len(node.host.command()):],
+            "state": str(node.state),
+            "node_ip": node.host.address,
+            "hostname": node.root.hostname,
+            "binaries": {k: str(v) for k, v in self.binaries.items()},
+        }
+        config_path = node.state / "config.json"
+        config_path.write_text(json.dumps(config, indent=2))
+        node.kubelet = self.spawn(f"{node.host.name}-kubelet",
+                                  node.host.command(sys.executable, "-m", "tests.support.kubelet", str(config_path)))
+
+    def prepare(self, node: Node) -> None:
+        """The boot script's own steps: the node's network sysctls (the ones a network namespace
+        owns), secrets from the store, configs rendered."""
+        node.run("grep -E '^net\\.ipv[46]\\.' /etc/sysctl.d/90-cfcr.conf | sysctl -q -p - >/dev/null")
+        node.run(". /usr/local/lib/cfcr/bootstrap.sh && fetch_all_secrets && render_configs")
+
+    def kubeadm(self, node: Node, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        ignore = ",".join(ENVIRONMENT_PREFLIGHT)
+        return node.run(" ".join(["kubeadm", *args, f"--ignore-preflight-errors={ignore}"]), check=False,
+                        timeout=timeout)
+
+    def boot_control_plane(self, timeout: float = 600.0, before_init: Any = None) -> None:
+        """Build the network and members, then ``kubeadm init`` on every member at once
+        (``before_init(member 0)`` runs once the members are prepared, before any kubelet)."""
+        self.build_network()
+        hostnames = {}
+        for member in self.render.members:
+            hostname = f"ip-{member.address.replace('.', '-')}"
+            hostnames[member.name] = hostname
+            self.add_node(f"control-plane-{member.index}", member.address, hostname, member.instance_id,
+                          member.zone, member)
+        self.start_services()
+        members = [n for n in self.nodes.values() if n.member is not None]
+        for node in members:
+            self.prepare(node)
+        if before_init is not None:
+            before_init(members[0])
+        for node in members:
+            self.start_kubelet(node)
+        with concurrent.futures.ThreadPoolExecutor(len(members)) as pool:
+            runs = {node.role: pool.submit(self.kubeadm, node, "init", "--config", "/etc/kubernetes/kubeadm.yaml",
+                                            "--v=1", timeout=timeout) for node in members}
+        failed = {role: r.result() for role, r in runs.items() if r.result().returncode != 0}
+        self.init_output = {role: r.result().stdout + r.result().stderr for role, r in runs.items()}
+        if failed:
+            raise HarnessError("kubeadm init failed:\n" + "\n\n".join(
+                f"== {role} (exit {out.returncode})\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}\n"
+                f"kubelet stand-in: {self.nodes[f'cp-{role.rsplit(chr(45), 1)[1]}'].kubelet_status()}"
+                for role, out in failed.items()))
+
+    def start_kwok(self) -> None:
+        """kwok keeps every Node the kubelet stand-in registered (``kwok.x-k8s.io/node: fake``)
+        Ready, with fresh status and leases, as live kubelets would."""
+        assert self.admin is not None
+        stages = [arg for stage in self.kwok_stages for arg in ("--config", str(stage))]
+        self.spawn("kwok", self.admin.command(
+            str(self.binaries["kwok"]), f"--kubeconfig={self.admin_kubeconfig()}",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-lease-duration-seconds=40", *stages))
+
+    def worker_address(self, role: str, index: int) -> tuple[str, str]:
+        """(address, zone) a VM of ``role``'s pool gets: from the pool's first private subnet in
+        the render, above the addresses the topology plan reserves."""
+        subnets = sorted((r for r in self.render.rows("aws:ec2/subnet:Subnet") if "-private-" in r.name),
+                         key=lambda r: r.name)
+        if not subnets:
+            raise HarnessError("the render has no private subnets to place a worker in")
+        inputs = subnets[index % len(subnets)].inputs
+        network = ipaddress.IPv4Network(str(inputs["cidrBlock"]))
+        return str(network.network_address + 100 + index), str(inputs["availabilityZone"])
+
+    def new_worker(self, role: str, index: int) -> Node:
+        """A VM of ``role``'s pool, launched and prepared (secrets, configs) but not joined."""
+        address, zone = self.worker_address(role, index)
+        hostname = f"ip-{address.replace('.', '-')}"
+        instance_id = "i-0" + hashlib.sha256(f"{role}/{index}".encode()).hexdigest()[:16]
+        node = self.add_node(role, address, hostname, instance_id, zone)
+        self.write_imds()
+        self.prepare(node)
+        return node
+
+    def join_worker(self, role: str, index: int = 0, timeout: float = 300.0) -> Node:
+        """Boot one VM of a worker pool: secrets, configs, kubelet stand-in, ``kubeadm join``."""
+        node = self.new_worker(role, index)
+        self.start_kubelet(node)
+        out = self.kubeadm(node, "join", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1", timeout=timeout)
+        node.join_output = out.stdout + out.stderr
+        if out.returncode != 0:
+            raise HarnessError(f"kubeadm join on {role} failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n"
+                               f"{out.stderr[-4000:]}\nkubelet stand-in: {node.kubelet_status()}")
+        return node
+
+    def preflight_errors(self, node: Node, phase: str, *, without_config_ignores: bool = False) -> list[str]:
+        """The checks ``kubeadm <phase> phase preflight`` reports as errors on ``node`` with the
+        rendered configuration (minus its own ``ignorePreflightErrors`` when asked), ignoring
+        only :data:`ENVIRONMENT_PREFLIGHT`."""
+        config = "/etc/kubernetes/kubeadm.yaml"
+        if without_config_ignores:
+            docs = yaml_docs(node.root.read(config))
+            for doc in docs:
+                doc.get("nodeRegistration", {}).pop("ignorePreflightErrors", None)
+            config = f"{HARNESS_DIR}/kubeadm-without-ignores.yaml"
+            node.root.write(config, yaml.safe_dump_all(docs), 0o600)
+        out = self.kubeadm(node, phase, "phase", "preflight", "--config", config)
+        errors = [line.split("[ERROR ", 1)[1].split("]", 1)[0]
+                  for line in (out.stdout + out.stderr).splitlines() if "[ERROR " in line]
+        if out.returncode != 0 and not errors:
+            raise HarnessError(f"preflight on {node.role} failed without naming a check:\n{out.stdout}\n{out.stderr}")
+        return errors
+
+    def boot(self, workers: Sequence[str] = ()) -> None:
+        """The whole drill setup: preflight before boot, parallel ``kubeadm init`` on every member,
+        kwok, one VM of each pool in ``workers`` joined, every Node Ready; then preflight again
+        (what a retry would meet)."""
+        self.boot_control_plane(before_init=self._preflight_before_boot)
+        self.start_kwok()
+        for role in workers:
+            self.join_worker(role)
+        self.wait_for("every Node Ready", self._all_ready, timeout=120)
+        first = next(n for n in self.nodes.values() if n.member is not None and n.member.index == 0)
+        self.preflight_after = {first.role: self.preflight_errors(first, "init")}
+        for node in self.nodes.values():
+            if node.member is None:
+                self.preflight_after[node.role] = self.preflight_errors(node, "join")
+
+    def _preflight_before_boot(self, first: Node) -> None:
+        self.preflight_before = {
+            "rendered": self.preflight_errors(first, "init"),
+            "without": self.preflight_errors(first, "init", without_config_ignores=True),
+        }
+
+    def _all_ready(self) -> bool:
+        out = self.kubectl("get", "nodes", "-o", "json")
+        items = json.loads(out.stdout)["items"]
+        ready = [n for n in items if any(c["type"] == "Ready" and c["status"] == "True"
+                                         for c in n["status"].get("conditions", []))]
+        return len(items) == len(self.nodes) and len(ready) == len(items)
+
+    # ------------------------------------------------------------------ clients
+    def kubectl(self, *args: str, kubeconfig: Path | None = None, input: str | None = None,
+                check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """kubectl from the admin host (outside the nodes), as the admin unless told otherwise."""
+        assert self.admin is not None
+        config = kubeconfig or self.admin_kubeconfig()
+        cmd = self.admin.command(str(self.binaries["kubectl"]), f"--kubeconfig={config}", *args)
+        out = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        if check and out.returncode != 0:
+            raise HarnessError(f"kubectl {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
+        return out
+
+    def admin_kubeconfig(self) -> Path:
+        path = self.workdir / "admin.kubeconfig"
+        if not path.exists():
+            path.write_text(self.render.admin_kubeconfig)
+            path.chmod(0o600)
+        return path
+
+    def wait_for(self, what: str, check: Any, timeout: float = 180.0, interval: float = 1.0) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+                if last:
+                    return last
+            except Exception as exc:  # noqa: BLE001 - keep waiting; report the last error
+                last = exc
+            time.sleep(interval)
+        raise HarnessError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+    def logs(self) -> str:
+        """The tails of every log, for a failure message."""
+        parts = [f"== {p.name}\n{tail(p.log)}" for p in self.processes]
+        for node in self.nodes.values():
+            for log in sorted((node.state / "logs").glob("*.log")) if (node.state / "logs").exists() else []:
+                parts.append(f"== {node.host.name} {log.name}\n{tail(log, 15)}")
+        return "\n".join(parts)
+
+
+def yaml_docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]

@@ -1,0 +1,413 @@
+"""The harness's stand-in for the kubelet (no container runtime runs here).
+
+It does, on one node of the harness, the parts of the kubelet's job that the control plane and
+kubeadm can see, with the node's own files and credentials:
+
+* **static pods**: once kubeadm's ``kubelet-start`` phase has written
+  ``/var/lib/kubelet/config.yaml`` (the moment a real kubelet starts), every Pod in
+  ``/etc/kubernetes/manifests`` runs as a process: its container's ``command`` + ``args``
+  exactly, chrooted in the node root (:mod:`tests.support.noderoot`) with its hostPath volumes
+  mounted at their mount paths; restarted with back-off when it exits, restarted when its
+  manifest changes, stopped when it goes. The program comes from the tool cache, by the
+  command's name;
+* ``/healthz`` on ``127.0.0.1:10248`` (what ``kubeadm`` waits for);
+* **TLS bootstrap** (a worker): with ``bootstrap-kubelet.conf`` and no ``kubelet.conf``, a
+  client CSR (``system:node:<name>``, ``system:nodes``) signed by
+  ``kubernetes.io/kube-apiserver-client-kubelet``, posted with the bootstrap token, waited for,
+  written to ``/var/lib/kubelet/pki/kubelet-client-current.pem`` and referenced from a new
+  ``kubelet.conf``;
+* **registration**: the Node object, created with the node's credential (so the Node
+  authorizer and NodeRestriction judge it), named, labelled and tainted from the flags
+  kubeadm wrote (``kubeadm-flags.env``: ``--hostname-override``, ``--node-labels``,
+  ``--provider-id``, ``--register-with-taints``, ``--cloud-provider``) and the node's host name;
+  marked ``kwok.x-k8s.io/node: fake`` so that kwok keeps its status and lease fresh;
+* a **serving-certificate CSR** (``kubernetes.io/kubelet-serving``) for the node's addresses.
+
+Run inside the node's network namespace: ``python -m tests.support.kubelet CONFIG.json``.
+It writes what it did to ``<state>/status.json`` and each process's output to ``<state>/logs``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.kubeapi import ApiError, KubeClient
+
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+SERVING_SIGNER = "kubernetes.io/kubelet-serving"
+UNINITIALIZED_TAINT = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}
+
+
+@dataclass
+class StandInConfig:
+    """What the stand-in needs to know (written by the harness as JSON)."""
+
+    root: str
+    """The node root (host path)."""
+    enter: list[str]
+    """The command prefix that enters the node (namespaces, chroot) without the final ``--``."""
+    state: str
+    """Directory for status.json and logs (host path)."""
+    node_ip: str
+    """The node's primary address (the kubelet's default ``--node-ip``)."""
+    hostname: str
+    """The VM's host name."""
+    binaries: dict[str, str] = field(default_factory=dict)
+    """Command name (``kube-apiserver``, ``etcd``) -> host path."""
+
+
+def parse_flags(text: str) -> dict[str, str]:
+    """``KUBELET_KUBEADM_ARGS="--a=b --c=d"`` -> ``{"a": "b", "c": "d"}``."""
+    flags: dict[str, str] = {}
+    for line in text.splitlines():
+        if "=" not in line or line.lstrip().startswith("#"):
+            continue
+        _, _, value = line.partition("=")
+        for word in (w for quoted in shlex.split(value) for w in shlex.split(quoted)):
+            if word.startswith("--"):
+                name, _, val = word[2:].partition("=")
+                flags[name] = val
+    return flags
+
+
+def parse_taint(text: str) -> dict[str, str]:
+    """``key=value:Effect`` (or ``key:Effect``) -> a taint object."""
+    body, _, effect = text.rpartition(":")
+    key, _, value = body.partition("=")
+    taint = {"key": key, "effect": effect}
+    if value:
+        taint["value"] = value
+    return taint
+
+
+class StaticPod:
+    """One container of one static pod, run as a process with restarts."""
+
+    def __init__(self, kubelet: StandIn, manifest: Path, pod: dict[str, Any], container: dict[str, Any]) -> None:
+        self.kubelet = kubelet
+        self.manifest = manifest
+        self.pod_name = str(pod["metadata"]["name"])
+        self.container = container
+        self.digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        self.volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.next_start = 0.0
+        self.log = Path(kubelet.cfg.state) / "logs" / f"{self.pod_name}.log"
+
+    def argv(self) -> list[str]:
+        argv = [*self.container.get("command", []), *self.container.get("args", [])]
+        if not argv:
+            raise ValueError(f"{self.manifest}: container {self.container['name']} has no command")
+        return argv
+
+    def binds(self) -> list[tuple[str, str]]:
+        out = []
+        for mount in self.container.get("volumeMounts", []):
+            volume = self.volumes[mount["name"]]
+            host_path = volume.get("hostPath")
+            if host_path is None:
+                raise ValueError(f"{self.manifest}: volume {mount['name']} is not a hostPath")
+            source = str(host_path["path"])
+            kind = host_path.get("type", "")
+            target = self.kubelet.root / source.lstrip("/")
+            if kind == "DirectoryOrCreate":
+                target.mkdir(parents=True, exist_ok=True)
+            elif kind == "FileOrCreate" and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch()
+            if source != mount["mountPath"]:
+                out.append((f"@{source}", str(mount["mountPath"])))
+        return out
+
+    def start(self) -> None:
+        argv = self.argv()
+        binary = self.kubelet.cfg.binaries.get(Path(argv[0]).name)
+        if binary is None:
+            self.kubelet.note_error(f"{self.pod_name}: no program for command {argv[0]!r}")
+            self.next_start = time.monotonic() + 3600
+            return
+        mounts = [f"{src}:{dst}" for src, dst in self.binds()]
+        cmd = [*self.kubelet.cfg.enter, *mounts, f"{binary}:/usr/local/bin/{Path(argv[0]).name}", "--",
+               f"/usr/local/bin/{Path(argv[0]).name}", *argv[1:]]
+        env = {**os.environ, **{e["name"]: str(e.get("value", "")) for e in self.container.get("env", [])}}
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            log.write(f"\n--- start {time.strftime('%H:%M:%S')} (restart {self.restarts})\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+
+    def tick(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        if self.process is not None:
+            self.restarts += 1
+            self.next_start = time.monotonic() + min(10.0, 2.0 ** min(self.restarts, 4) / 2)
+            self.process = None
+        if time.monotonic() >= self.next_start:
+            self.start()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=5)
+
+
+class StandIn:
+    """The stand-in kubelet of one node (see the module docstring)."""
+
+    def __init__(self, cfg: StandInConfig) -> None:
+        self.cfg = cfg
+        self.root = Path(cfg.root)
+        self.state = Path(cfg.state)
+        self.pods: dict[Path, list[StaticPod]] = {}
+        self.status: dict[str, Any] = {"errors": [], "registered": False, "node": None, "servingCsr": None,
+                                       "clientBootstrapped": False, "started": False}
+        self.stopping = threading.Event()
+
+    def path(self, node_path: str) -> Path:
+        return self.root / node_path.lstrip("/")
+
+    def note_error(self, message: str) -> None:
+        if message not in self.status["errors"]:
+            self.status["errors"].append(message)
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.state / "status.json.tmp"
+        tmp.write_text(json.dumps(self.status, indent=2))
+        tmp.replace(self.state / "status.json")
+
+    # --------------------------------------------------------------- static pods
+    def sync_pods(self) -> None:
+        manifests = self.path("/etc/kubernetes/manifests")
+        present = {p for p in manifests.glob("*.yaml")} if manifests.is_dir() else set()
+        for gone in [p for p in self.pods if p not in present]:
+            for pod in self.pods.pop(gone):
+                pod.stop()
+        for manifest in sorted(present):
+            digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+            current = self.pods.get(manifest)
+            if current and current[0].digest == digest:
+                continue
+            for pod in current or []:
+                pod.stop()
+            doc = yaml.safe_load(manifest.read_text())
+            self.pods[manifest] = [StaticPod(self, manifest, doc, c) for c in doc["spec"]["containers"]]
+        for pods in self.pods.values():
+            for pod in pods:
+                pod.tick()
+        self.status["pods"] = {
+            f"{p.pod_name}/{p.container['name']}": {"running": p.process is not None and p.process.poll() is None,
+                                                     "restarts": p.restarts}
+            for pods in self.pods.values() for p in pods
+        }
+
+    # --------------------------------------------------------------- credentials
+    def kubeadm_flags(self) -> dict[str, str]:
+        env = self.path("/var/lib/kubelet/kubeadm-flags.env")
+        return parse_flags(env.read_text()) if env.exists() else {}
+
+    def node_name(self) -> str:
+        return (self.kubeadm_flags().get("hostname-override") or self.cfg.hostname).lower()
+
+    def tls_bootstrap(self) -> None:
+        """Client certificate through a CSR, as the kubelet does with bootstrap-kubelet.conf."""
+        bootstrap = self.path("/etc/kubernetes/bootstrap-kubelet.conf")
+        if self.path("/etc/kubernetes/kubelet.conf").exists() or not bootstrap.exists():
+            return
+        client = KubeClient.from_kubeconfig(bootstrap, self.root)
+        name = self.node_name()
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                                        x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{name}")]))
+               .sign(key, hashes.SHA256()))
+        pem = csr.public_bytes(serialization.Encoding.PEM)
+        import base64
+
+        obj = client.post("/apis/certificates.k8s.io/v1/certificatesigningrequests", {
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"generateName": "node-csr-"},
+            "spec": {"request": base64.b64encode(pem).decode(), "signerName": CLIENT_SIGNER,
+                     "usages": ["digital signature", "client auth"]},
+        })
+        csr_name = obj["metadata"]["name"]
+        deadline = time.monotonic() + 120
+        cert_pem = ""
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            current = client.get(f"/apis/certificates.k8s.io/v1/certificatesigningrequests/{csr_name}")
+            if current.get("status", {}).get("certificate"):
+                cert_pem = base64.b64decode(current["status"]["certificate"]).decode()
+                break
+            for condition in current.get("status", {}).get("conditions", []):
+                if condition["type"] in ("Denied", "Failed"):
+                    raise RuntimeError(f"client CSR {csr_name} {condition['type']}: {condition.get('message')}")
+            time.sleep(1)
+        if not cert_pem:
+            raise RuntimeError(f"client CSR {csr_name} was not signed within 120 s")
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption()).decode()
+        pki = self.path("/var/lib/kubelet/pki")
+        pki.mkdir(parents=True, exist_ok=True)
+        current_pem = pki / "kubelet-client-current.pem"
+        current_pem.write_text(cert_pem + key_pem)
+        current_pem.chmod(0o600)
+        doc = yaml.safe_load(bootstrap.read_text())
+        cluster = doc["clusters"][0]
+        kubeconfig = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "default-cluster", "cluster": cluster["cluster"]}],
+            "users": [{"name": "default-auth", "user": {
+                "client-certificate": "/var/lib/kubelet/pki/kubelet-client-current.pem",
+                "client-key": "/var/lib/kubelet/pki/kubelet-client-current.pem"}}],
+            "contexts": [{"name": "default-context", "context": {"cluster": "default-cluster",
+                                                                   "user": "default-auth", "namespace": "default"}}],
+            "current-context": "default-context",
+        }
+        target = self.path("/etc/kubernetes/kubelet.conf")
+        target.write_text(yaml.safe_dump(kubeconfig))
+        target.chmod(0o600)
+        self.status["clientBootstrapped"] = True
+        self.status["clientCsr"] = csr_name
+        self.save()
+
+    # --------------------------------------------------------------- registration
+    def register(self) -> None:
+        kubeconfig = self.path("/etc/kubernetes/kubelet.conf")
+        if self.status["registered"] or not kubeconfig.exists():
+            return
+        flags = self.kubeadm_flags()
+        client = KubeClient.from_kubeconfig(kubeconfig, self.root)
+        name = self.node_name()
+        labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                  "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
+        for pair in filter(None, flags.get("node-labels", "").split(",")):
+            k, _, v = pair.partition("=")
+            labels[k] = v
+        taints = [parse_taint(t) for t in filter(None, flags.get("register-with-taints", "").split(","))]
+        if flags.get("cloud-provider") == "external":
+            taints.append(UNINITIALIZED_TAINT)
+        node: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels,
+                         "annotations": {FAKE_NODE_ANNOTATION: "fake",
+                                         "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+            "spec": {"taints": taints} | ({"providerID": flags["provider-id"]} if flags.get("provider-id") else {}),
+        }
+        try:
+            client.post("/api/v1/nodes", node)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        addresses = [{"type": "InternalIP", "address": flags.get("node-ip") or self.cfg.node_ip},
+                     {"type": "Hostname", "address": name}]
+        client.request("PATCH", f"/api/v1/nodes/{name}/status",
+                       {"status": {"addresses": addresses}}, content_type="application/strategic-merge-patch+json")
+        self.status.update(registered=True, node=name, labels=labels, providerID=flags.get("provider-id"),
+                           addresses=addresses)
+        self.save()
+        self.request_serving_certificate(client, name, addresses)
+
+    def request_serving_certificate(self, client: KubeClient, name: str, addresses: list[dict[str, str]]) -> None:
+        """The kubelet's serving CSR: DNS names from the Hostname/…DNS addresses, IPs from the …IP ones."""
+        import base64
+        import ipaddress
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        dns = [a["address"] for a in addresses if a["type"] in ("Hostname", "InternalDNS", "ExternalDNS")]
+        ips = [ipaddress.ip_address(a["address"]) for a in addresses if a["type"] in ("InternalIP", "ExternalIP")]
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys(dns)]
+        sans += [x509.IPAddress(i) for i in dict.fromkeys(ips)]
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                                        x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{name}")]))
+               .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+               .sign(key, hashes.SHA256()))
+        obj = client.post("/apis/certificates.k8s.io/v1/certificatesigningrequests", {
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"generateName": "csr-"},
+            "spec": {"request": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode(),
+                     "signerName": SERVING_SIGNER, "usages": ["digital signature", "server auth"]},
+        })
+        self.status["servingCsr"] = obj["metadata"]["name"]
+        self.save()
+
+    # --------------------------------------------------------------- main loop
+    def serve_healthz(self) -> None:
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                ok = stand_in.status["started"] and self.path.startswith("/healthz")
+                self.send_response(200 if ok else 503)
+                self.end_headers()
+                self.wfile.write(b"ok" if ok else b"not started")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 10248), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def run(self) -> None:
+        (self.state / "logs").mkdir(parents=True, exist_ok=True)
+        self.serve_healthz()
+        self.save()
+        while not self.stopping.is_set():
+            try:
+                if self.path("/var/lib/kubelet/config.yaml").exists():
+                    if not self.status["started"]:
+                        self.status["started"] = True
+                        self.save()
+                    self.sync_pods()
+                    self.tls_bootstrap()
+                    self.register()
+                self.save()
+            except Exception as exc:  # noqa: BLE001 - a kubelet keeps going; the harness reads the errors
+                self.note_error(f"{type(exc).__name__}: {exc}")
+            self.stopping.wait(0.5)
+        for pods in self.pods.values():
+            for pod in pods:
+                pod.stop()
+        self.save()
+
+
+def main() -> None:
+    cfg = StandInConfig(**json.loads(Path(sys.argv[1]).read_text()))
+    stand_in = StandIn(cfg)
+    signal.signal(signal.SIGTERM, lambda *_: stand_in.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stand_in.stopping.set())
+    stand_in.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The real binaries the tests run: the recipe covers the channels, and each built binary
+is the version its recipe says (``tests/tools/versions.toml``, ``python3 dev.py tools``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cfcr.channels import CHANNELS, parse_version, resolve
+from tests.support.tools import kwok_stage_configs, require_tool, tool_path, tools_dir
+from tests.tools.build import BuildError, Recipe, find_recipe, load_recipes
+
+RECIPES = load_recipes()
+KUBERNETES_BINARIES = ("kubeadm", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+ETCD_BINARIES = ("etcd", "etcdctl", "etcdutl")
+
+
+def _assert_covered(binary: str, version: str) -> Recipe:
+    recipe = find_recipe(RECIPES, binary, version)  # LookupError: not covered
+    if recipe.substitute is not None:
+        assert recipe.reason and recipe.reason.strip(), f"{binary} {version}: substitute without a reason"
+        # The nearest served *patch*: never another minor.
+        assert parse_version(recipe.substitute)[:2] == parse_version(version)[:2], recipe
+    return recipe
+
+
+@pytest.mark.parametrize("channel", sorted(CHANNELS))
+def test_recipe_builds_every_channels_kubernetes(channel: str) -> None:
+    release = resolve(channel)
+    for binary in KUBERNETES_BINARIES:
+        recipe = _assert_covered(binary, release.version)
+        assert recipe.tool == "kubernetes"
+
+
+@pytest.mark.parametrize("channel", sorted(CHANNELS))
+def test_recipe_builds_every_channels_etcd(channel: str) -> None:
+    release = resolve(channel)
+    for binary in ETCD_BINARIES:
+        recipe = _assert_covered(binary, release.etcd_version)
+        assert recipe.tool == "etcd"
+
+
+def test_tool_path_defaults_to_the_stable_channel() -> None:
+    stable = resolve("stable")
+    assert tool_path("kubeadm") == tools_dir() / "kubernetes" / stable.version / "bin" / "kubeadm"
+    etcd_recipe = find_recipe(RECIPES, "etcd", stable.etcd_version)
+    assert tool_path("etcd") == tools_dir() / "etcd" / etcd_recipe.built_version / "bin" / "etcd"
+    with pytest.raises(LookupError):
+        tool_path("kubeadm", "1.2.3")
+
+
+def test_recipe_file_refuses_a_substitute_without_a_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "versions.toml"
+    bad.write_text('schema = 1\n[[build]]\ntool = "etcd"\nversion = "3.6.11"\n'
+                   'binaries = ["etcd"]\nsubstitute = "3.6.10"\n')
+    with pytest.raises(BuildError, match="reason"):
+        load_recipes(bad)
+
+
+def test_a_missing_tool_skips_locally_and_fails_under_ci(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFCR_TOOLS_DIR", str(tmp_path))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="python3 dev.py tools"):
+        require_tool("kubeadm")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="python3 dev.py tools"):
+        require_tool("kubeadm")
+
+
+def _reported_version(binary: str, path: Path) -> str:
+    """What ``binary`` says its version is (the version text, without a leading ``v``)."""
+    cmd: list[str | Path]
+    if binary == "kubectl":
+        cmd = [path, "version", "--client", "-o", "json"]
+    elif binary == "kubeadm":
+        cmd = [path, "version", "-o", "short"]
+    elif binary in ("etcdctl", "etcdutl"):
+        cmd = [path, "version"]
+    else:
+        cmd = [path, "--version"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    first = out.strip().splitlines()[0] if out.strip() else ""
+    if binary == "kubectl":
+        return str(json.loads(out)["clientVersion"]["gitVersion"]).removeprefix("v")
+    if binary == "kubeadm":
+        return first.removeprefix("v")
+    if binary.startswith("kube-"):
+        assert first.startswith("Kubernetes v"), first
+        return first.removeprefix("Kubernetes v")
+    if binary == "etcd":
+        assert first.startswith("etcd Version: "), first
+        return first.removeprefix("etcd Version: ")
+    if binary in ("etcdctl", "etcdutl"):
+        assert first.startswith(f"{binary} version: "), first
+        return first.removeprefix(f"{binary} version: ")
+    assert binary == "kwok" and first.startswith("kwok version v"), first
+    return first.split()[2].removeprefix("v")
+
+
+@pytest.mark.parametrize(("binary", "version"), [
+    pytest.param(b, r.version, id=f"{b}-{r.version}") for r in RECIPES for b in r.binaries])
+def test_built_binary_reports_its_recipes_version(binary: str, version: str) -> None:
+    recipe = find_recipe(RECIPES, binary, version)
+    path = require_tool(binary, version)
+    assert _reported_version(binary, path) == recipe.built_version
+
+
+def test_kwok_has_its_node_and_pod_stage_configs() -> None:
+    require_tool("kwok")
+    configs = kwok_stage_configs()
+    assert {"node-initialize.yaml", "pod-ready.yaml"} <= {p.name for p in configs}
+    for config in configs:
+        assert "\nkind: Stage\n" in config.read_text(), config
