@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from cfcr.render import RecordedResource, RenderResult, render_stack, unwrap
+from tests.support.aws_render import aws_identities
 from tests.support.iam import (
     Decision,
     Request,
@@ -213,24 +214,11 @@ def _ec2_prefix(result: RenderResult) -> str:
 
 @pytest.fixture(scope="module")
 def rendered(render: RenderResult) -> Rendered:
-    roles = {str(r.id): str(r.outputs["name"]) for r in _of(render, "aws:iam/role:Role")}
-    policies: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in roles.values()}
-    for p in _of(render, "aws:iam/rolePolicy:RolePolicy"):
-        args = _inputs(p)
-        policies[roles[args["role"]]][args["name"]] = json.loads(args["policy"])
-    managed = {str(p.outputs["arn"]): (p.name, json.loads(_inputs(p)["policy"]))
-               for p in _of(render, "aws:iam/policy:Policy")}
-    for a in _of(render, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
-        args = _inputs(a)
-        if args["policyArn"] in managed:
-            logical, document = managed[args["policyArn"]]
-            policies[args["role"]][f"managed:{logical}"] = document
-    profile_role = {str(p.outputs["arn"]): str(_inputs(p)["role"]) for p in _of(render, "aws:iam/instanceProfile:InstanceProfile")}
-    template_role = {str(t.id): profile_role[_inputs(t)["iamInstanceProfile"]["arn"]]
-                     for t in _of(render, "aws:ec2/launchTemplate:LaunchTemplate")}
+    ids = aws_identities(render.resources)
     prefix = _ec2_prefix(render)
     instances = {str(i.id): i for i in _of(render, "aws:ec2/instance:Instance")}
-    cp_roles = sorted({template_role[_inputs(i)["launchTemplate"]["id"]] for i in instances.values()})
+    cp_roles = sorted({ids.profile_roles[ids.template_profiles[_inputs(i)["launchTemplate"]["id"]]]
+                       for i in instances.values()})
     volumes = {str(v.id): v for v in _of(render, "aws:ebs/volume:Volume")}
     attached = [_inputs(a) for a in _of(render, "aws:ec2/volumeAttachment:VolumeAttachment")]
     etcd = [(f"{prefix}volume/{a['volumeId']}", dict(_inputs(volumes[a["volumeId"]])["tags"]))
@@ -238,9 +226,9 @@ def rendered(render: RenderResult) -> Rendered:
     charts = [_inputs(c) for c in _of(render, "kubernetes:helm.sh/v4:Chart")]
     csi = next(c for c in charts if c.get("chart") == "aws-ebs-csi-driver")
     return Rendered(
-        role_policies=policies,
+        role_policies=ids.role_policies,
         control_plane_roles=cp_roles,
-        worker_roles=sorted(set(policies) - set(cp_roles)),
+        worker_roles=sorted(set(ids.role_policies) - set(cp_roles)),
         etcd_volumes=etcd,
         instances=[(f"{prefix}instance/{iid}", dict(_inputs(i)["tags"])) for iid, i in instances.items()],
         csi_cluster_id=str(csi["values"]["controller"]["k8sTagClusterId"]),
@@ -385,3 +373,58 @@ def test_workers_have_no_volume_rights(rendered: Rendered) -> None:
                 assert not evaluate(docs, Request(action, volume, resource_context(tags))).allowed, (role, action)
         for what, call in _csi_calls(rendered).items():
             assert not evaluate_all(docs, call).allowed, (role, what)
+
+
+# ============================================================================ join credentials
+
+def _secret_arns(render: RenderResult) -> dict[str, str]:
+    return {str(_inputs(s)["name"]): str(s.outputs["arn"]) for s in _of(render, "aws:secretsmanager/secret:Secret")}
+
+
+def test_a_pool_launches_able_to_read_the_join_secrets_and_keeps_nothing_once_joined(render: RenderResult) -> None:
+    ids = aws_identities(render.resources)
+    secrets = _secret_arns(render)
+    token = next(arn for name, arn in secrets.items() if name.endswith("-bootstrap-token"))
+    ca = next(arn for name, arn in secrets.items() if name.endswith("-ca-crt") and "etcd" not in name and "proxy" not in name)
+    pools = [p for p in ids.profile_roles if p.endswith("-joined")]
+    assert pools, "every pool has a joined profile"
+    for joined in pools:
+        join = joined.removesuffix("-joined")
+        read = lambda profile, arn: evaluate(ids.policies_of_profile(profile), Request("secretsmanager:GetSecretValue", arn))  # noqa: E731
+        assert read(join, token).allowed and read(join, ca).allowed
+        for arn in secrets.values():
+            assert not read(joined, arn).allowed, (joined, arn)
+        assert join in ids.template_profiles.values(), "the pool's VMs launch with the join profile"
+
+
+def test_the_control_plane_rotates_only_the_join_token(render: RenderResult, rendered: Rendered) -> None:
+    secrets = _secret_arns(render)
+    for role in rendered.control_plane_roles:
+        policies = list(rendered.role_policies[role].values())
+        for name, arn in secrets.items():
+            allowed = evaluate(policies, Request("secretsmanager:PutSecretValue", arn)).allowed
+            assert allowed == name.endswith("-bootstrap-token"), (role, name)
+
+
+def test_the_control_plane_swaps_only_workers_of_its_cluster_to_joined_roles(render: RenderResult, rendered: Rendered) -> None:
+    ids = aws_identities(render.resources)
+    cluster = next(iter(rendered.instances))[1]["cfcr.io/cluster"]
+    worker_tags = next(tags for tags in ids.template_instance_tags.values() if tags.get("cfcr.io/role") == "worker")
+    cp_tags = next(tags for tags in ids.template_instance_tags.values() if tags.get("cfcr.io/role") == "control-plane")
+    other_cluster = {**worker_tags, f"kubernetes.io/cluster/{cluster}": "", "kubernetes.io/cluster/other": "owned"}
+    instance = f"{rendered.arn_prefix}instance/i-0123456789abcdef0"
+    passed = {"iam:PassedToService": "ec2.amazonaws.com"}
+    for role in rendered.control_plane_roles:
+        policies = list(rendered.role_policies[role].values())
+
+        def replace(tags: Mapping[str, str], new_role: str) -> bool:
+            return evaluate_all(policies, [
+                Request("ec2:ReplaceIamInstanceProfileAssociation", instance, resource_context(tags)),
+                Request("iam:PassRole", ids.role_arns[new_role], passed)]).allowed
+
+        assert evaluate(policies, Request("ec2:DescribeIamInstanceProfileAssociations", "*")).allowed
+        for profile, new_role in ids.profile_roles.items():
+            expected = profile.endswith("-joined")
+            assert replace(worker_tags, new_role) == expected, (role, profile)
+            assert not replace(cp_tags, new_role), "never a control-plane instance"
+            assert not replace(other_cluster, new_role), "never another cluster's instance"

@@ -326,6 +326,11 @@ def test_the_default_stack_keeps_its_names(default_render: RenderResult) -> None
         if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:secretsmanager/secret:Secret",
                       "aws:kms/alias:Alias", "aws:route53/zone:Zone", "aws:route53/record:Record"):
             continue  # always explicit, checked below
+        if r.type == "aws:iam/instanceProfile:InstanceProfile" and "-worker-" in r.name:
+            # a pool's join and joined profiles are named explicitly: the control plane swaps a
+            # joined worker from one to the other by name (cfcr.aws.identity.pool_profile_names)
+            assert name == r.name, (r.name, name)
+            continue
         assert not explicit, f"{r.type} {r.name} got the explicit name {name!r}; Pulumi named it before"
         assert autonamed_form_fits(r.type, r.name), (r.type, r.name, rule.max_length)
     given = {(r.type, name) for r, name, e in physical_names(default_render) if e}

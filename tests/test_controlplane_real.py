@@ -271,19 +271,20 @@ def test_a_worker_joined_through_token_discovery_pinned_to_the_ca(control_plane:
     worker = workers(cp)[0]
     assert "[discovery] Successfully established connection with API Server" in worker.join_output or \
         "Cluster info signature and contents are valid" in worker.join_output, worker.join_output[-2000:]
-    config = yaml.safe_load(worker.root.read("/etc/kubernetes/kubeadm.yaml"))
+    config = yaml.safe_load(worker.root.read("/etc/cfcr/kubeadm.yaml.tmpl"))
     pins = config["discovery"]["bootstrapToken"]["caCertHashes"]
     from cfcr.pki.specs import kubeadm_ca_cert_hash
 
     ca = worker.root.read("/etc/kubernetes/pki/ca.crt")
-    assert pins == [kubeadm_ca_cert_hash(ca)]
-    info = kubectl_json(cp, "get", "configmap", "cluster-info", "-n", "kube-public")
-    token_id = config["discovery"]["bootstrapToken"]["token"].split(".")[0]
-    assert f"jws-kubeconfig-{token_id}" in info["data"], "cluster-info is signed for the join token"
+    assert pins == [kubeadm_ca_cert_hash(ca)], "the pin rendered into user-data is the CA's"
     status = worker.kubelet_status()
     assert status["clientBootstrapped"] and status["registered"], status
     csr = kubectl_json(cp, "get", "csr", status["clientCsr"])
-    assert csr["spec"]["username"] == f"system:bootstrap:{token_id}"
+    token_id = csr["spec"]["username"].removeprefix("system:bootstrap:")
+    stored = cp.render.secret_values[next(n for n in cp.render.secret_values if n.endswith("-bootstrap-token"))]
+    assert token_id == stored.split(".")[0], "the worker joined with the token from the secret store"
+    info = kubectl_json(cp, "get", "configmap", "cluster-info", "-n", "kube-public")
+    assert f"jws-kubeconfig-{token_id}" in info["data"], "cluster-info is signed for the join token"
     assert TOKEN_GROUP in csr["spec"]["groups"]
     assert any(c["type"] == "Approved" for c in csr["status"]["conditions"])
 
@@ -402,3 +403,75 @@ def test_the_smoke_command_reports_what_passes_and_what_cannot_here(control_plan
     cp.wait_for("the smoke namespace to go", lambda: not [
         n for n in kubectl_json(cp, "get", "namespaces")["items"] if n["metadata"]["name"].startswith("cfcr-smoke")],
         timeout=120)
+
+
+# --------------------------------------------------------------------------- join credentials
+
+def _store_read(node: Any, key: str) -> subprocess.CompletedProcess[str]:
+    return node.run(f". /usr/local/lib/cfcr/lib.sh && load_node_facts && cfcr_secret_fetch {key}", check=False)
+
+
+def _profile_of(cp: ControlPlane, node: Any) -> str:
+    return str(cp.cloud_state()["instances"][node.host.address]["profile"])
+
+
+def test_a_joined_worker_keeps_no_join_credential(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    worker = workers(cp)[0]
+    assert not worker.root.exists("/etc/cfcr/secrets/bootstrap-token"), "the worker deleted its copy"
+    assert not worker.root.exists("/etc/kubernetes/kubeadm.yaml"), "and the join configuration holding it"
+    first = members(cp)[0]
+    out = first.run("/usr/local/lib/cfcr/join-credentials.sh")
+    assert "join identity dropped" in out.stdout + out.stderr, out.stderr
+    assert _profile_of(cp, worker).endswith("-joined")
+    denied = _store_read(worker, "bootstrap-token")
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr, denied
+    assert "AccessDenied" in _store_read(worker, "ca.crt").stderr
+    # a control-plane member is never swapped, and the worker's kubelet keeps working
+    assert not any(_profile_of(cp, m).endswith("-joined") for m in members(cp))
+    node = kubectl_json(cp, "get", "node", worker.kubelet_status()["node"])
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+
+
+def test_the_join_token_is_short_lived_and_rotated_by_the_control_plane(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    first = members(cp)[0]
+    secrets = {s["metadata"]["name"]: s for s in kubectl_json(cp, "get", "secrets", "-n", "kube-system",
+                                                                   "--field-selector", "type=bootstrap.kubernetes.io/token")["items"]}
+    assert len(secrets) == 1, sorted(secrets)
+    [(name, token)] = secrets.items()
+    lifetime = _expiry(token) - _created(token)
+    assert 0 < lifetime <= 2 * 3600 + 60, f"the join token lives {lifetime}s"
+    # the stored token is fine: a run changes nothing
+    first.run("/usr/local/lib/cfcr/join-credentials.sh")
+    assert cp.cloud_state()["secrets"][_token_secret(cp)]["value"].startswith(name.removeprefix("bootstrap-token-"))
+    # the token expires and is cleaned up: the next run stores a new one
+    cp.kubectl("delete", "secret", name, "-n", "kube-system")
+    out = first.run("/usr/local/lib/cfcr/join-credentials.sh")
+    assert "rotated the join token" in out.stdout + out.stderr
+    stored = cp.cloud_state()["secrets"][_token_secret(cp)]["value"].strip()
+    new_id = stored.split(".")[0]
+    assert new_id != name.removeprefix("bootstrap-token-")
+    fresh = kubectl_json(cp, "get", "secret", f"bootstrap-token-{new_id}", "-n", "kube-system")
+    assert 0 < _expiry(fresh) - _created(fresh) <= 2 * 3600 + 60
+    assert base64.b64decode(fresh["data"]["auth-extra-groups"]).decode() == TOKEN_GROUP
+    # a VM launched now joins with the rotated token (cluster-info is signed for it)
+    late = cp.join_worker(workers(cp)[0].role, 30)
+    assert late.kubelet_status()["registered"]
+
+
+def _token_secret(cp: ControlPlane) -> str:
+    return next(n for n in cp.cloud_state()["secrets"] if n.endswith("-bootstrap-token"))
+
+
+def _expiry(secret: dict[str, Any]) -> float:
+    import datetime
+
+    text = base64.b64decode(secret["data"]["expiration"]).decode()
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _created(secret: dict[str, Any]) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(secret["metadata"]["creationTimestamp"].replace("Z", "+00:00")).timestamp()

@@ -57,7 +57,7 @@ def test_control_plane_documents(count: int) -> None:
     assert args(reg["kubeletExtraArgs"]) == {"cloud-provider": "external", "provider-id": PROVIDER_ID_PLACEHOLDER}
     assert init["localAPIEndpoint"] == {"advertiseAddress": f"10.0.{count - 1}.10", "bindPort": 6443}
     token = init["bootstrapTokens"][0]
-    assert token["token"] == TOKEN_PLACEHOLDER and token["ttl"] == "72h0m0s"
+    assert token["token"] == TOKEN_PLACEHOLDER and token["ttl"] == "2h0m0s"
     assert token["groups"] == ["system:bootstrappers:kubeadm:default-node-token"]
     assert init["timeouts"]["controlPlaneComponentHealthCheck"] == "20m0s"
 

@@ -667,3 +667,26 @@ def test_render_template_refuses_a_missing_or_malformed_provider_id(tmp_path: Pa
         assert "provider ID" in result.stderr
         assert not (tmp_path / "out").exists()
         assert not (tmp_path / "state" / "provider-id").exists()
+
+
+def test_join_credentials_are_short_lived_where_the_cloud_can_rotate_them(renders: dict[str, list[tuple[Role, bytes]]]) -> None:
+    from cfcr.node.context import join_access
+
+    for case, role, data in _all_roles(renders):
+        files = write_files(load(data))
+        init = next((d for d in yaml.safe_load_all(files["/etc/cfcr/kubeadm.yaml.tmpl"]["content"])
+                     if d.get("kind") == "InitConfiguration"), None)
+        env = files["/etc/cfcr/node.env"]["content"]
+        rotating = case.startswith("aws")  # the AWS hook has JoinAccess; the GCP and Azure ones not yet
+        assert ("CFCR_JOIN_ROTATION=1" in env) == rotating, (case, role.slug)
+        if role.is_control_plane:
+            assert init is not None
+            assert init["bootstrapTokens"][0]["ttl"] == ("2h0m0s" if rotating else "72h0m0s"), case
+            assert ("/etc/systemd/system/cfcr-join-credentials.timer" in files) == rotating, case
+            secrets = files["/etc/cfcr/secrets.sh"]["content"]
+            assert ("cfcr_secret_store()" in secrets) == rotating, case
+        else:
+            assert "cfcr_secret_store()" not in files["/etc/cfcr/secrets.sh"]["content"], "workers store nothing"
+    from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+
+    assert join_access(SecretsManagerFetcher("us-east-1")) is not None

@@ -1,10 +1,13 @@
 """AWS: nodes read their secrets from Secrets Manager with the instance profile (IMDSv2),
-and their provider ID (``aws:///<availability zone>/<instance id>``) from IMDSv2."""
+and their provider ID (``aws:///<availability zone>/<instance id>``) from IMDSv2; the control
+plane rotates the join token in Secrets Manager and swaps a joined worker's instance profile
+for its pool's joined profile, which cannot read the join secrets."""
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cfcr.pki.specs import ControlPlaneMember, is_ip_address
 
@@ -16,6 +19,8 @@ class SecretsManagerFetcher:
 
     region: str
     """Region of the secrets (passed explicitly: the hop limit keeps IMDS region lookups honest)."""
+    joined_profiles: Mapping[str, str] = field(default_factory=dict)
+    """Each pool's join instance profile name -> its joined profile name (cfcr.aws.identity)."""
 
     def packages(self) -> list[str]:
         """Nothing from apt: the CLI is a snap."""
@@ -31,6 +36,40 @@ class SecretsManagerFetcher:
             f"aws secretsmanager get-secret-value --region {shlex.quote(self.region)} "
             f"--secret-id {shlex.quote(secret_id)} --query SecretString --output text"
         )
+
+    def store_command(self, secret_id: str) -> str:
+        """``aws secretsmanager put-secret-value`` with the value read from standard input."""
+        return (
+            f"aws secretsmanager put-secret-value --region {shlex.quote(self.region)} "
+            f"--secret-id {shlex.quote(secret_id)} --secret-string file:///dev/stdin --output text >/dev/null"
+        )
+
+    def revoke_command(self) -> str:
+        """Read ``aws:///<zone>/<instance-id>`` lines; for each instance still associated with a
+        pool's join profile, replace the association with the pool's joined profile."""
+        region = shlex.quote(self.region)
+        cases = [f"      {shlex.quote(join)}) new={shlex.quote(joined)} ;;"
+                 for join, joined in sorted(self.joined_profiles.items())]
+        return "\n".join([
+            "local ids=() batch assoc arn new",
+            "mapfile -t ids < <(sed -n 's#^aws:///[^/]*/\\(i-[0-9a-f]*\\)$#\\1#p' | sort -u)",
+            "while [ ${#ids[@]} -gt 0 ]; do",
+            "  batch=$(IFS=,; echo \"${ids[*]:0:100}\")",
+            "  ids=(\"${ids[@]:100}\")",
+            "  while read -r assoc arn; do",
+            "    [ -n \"$assoc\" ] || continue",
+            "    case \"${arn##*/}\" in",
+            *cases,
+            "      *) continue ;;",
+            "    esac",
+            f"    aws ec2 replace-iam-instance-profile-association --region {region} \\",
+            "      --association-id \"$assoc\" --iam-instance-profile \"Name=$new\" --output text >/dev/null || return 1",
+            "    echo \"$assoc: ${arn##*/} -> $new\"",
+            f"  done < <(aws ec2 describe-iam-instance-profile-associations --region {region} \\",
+            "    --filters Name=state,Values=associated \"Name=instance-id,Values=$batch\" \\",
+            "    --query 'IamInstanceProfileAssociations[].[AssociationId,IamInstanceProfile.Arn]' --output text)",
+            "done",
+        ])
 
     def node_name(self, member: ControlPlaneMember) -> str:
         """``ip-a-b-c-d``: the host name EC2 gives an instance at a fixed address in a subnet with

@@ -17,7 +17,7 @@ import pulumi
 from cfcr import channels
 from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
 from cfcr.aws.control_plane import build_control_plane_instances, build_etcd_volumes, etcd_disk_path
-from cfcr.aws.identity import build_identities
+from cfcr.aws.identity import build_identities, pool_profile_names
 from cfcr.aws.image import Images
 from cfcr.aws.nlb import build_api_load_balancer, register_control_plane
 from cfcr.aws.network import build_network
@@ -26,6 +26,8 @@ from cfcr.aws.secrets import build_secret_store
 from cfcr.aws.security import API_PORT, build_security_groups
 from cfcr.aws.termination import build_termination_queue
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from cfcr.bootstrap.component import default_secret_id
+from cfcr.node.secrets import BOOTSTRAP_TOKEN_KEY
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.config.topology import control_plane_members, zones
 
@@ -126,7 +128,8 @@ class Cluster(pulumi.ComponentResource):
                 spec=spec,
                 api_endpoint=api.private_name,
                 members=control_plane_members(spec),
-                hook=SecretsManagerFetcher(region=spec.region),
+                hook=SecretsManagerFetcher(region=spec.region, joined_profiles=dict(
+                    pool_profile_names(name, pool.name) for pool in spec.node_pools)),
                 etcd_disk_devices=[m.volume.id.apply(etcd_disk_path) for m in volumes],
                 extra_api_names=api.dns_name.apply(lambda dns: [dns] if dns else []),
             ),
@@ -137,6 +140,7 @@ class Cluster(pulumi.ComponentResource):
         identities = build_identities(
             name, spec, self.bootstrap.readers, {sid: s.arn for sid, s in store.secrets.items()}, store.key.arn,
             self, termination_queue_arn=queue.queue.arn if queue else None,
+            token_secret=default_secret_id(spec.name, BOOTSTRAP_TOKEN_KEY),
         )
         images = Images(spec, self)
         # what every VM waits for: never another VM

@@ -19,6 +19,13 @@ each with least-privilege inline policies.
   member, the guard and the termination handler's, are customer-managed policies of the
   cluster (6,144 characters each at most) that every control-plane role attaches.
 - Workers also pull from ECR (``AmazonEC2ContainerRegistryReadOnly``).
+- **Join credentials**: a pool's VMs launch with its *join* profile, which may read the CA
+  certificate and the join token; once a worker's Node exists, the control plane replaces the
+  VM's profile association with the pool's *joined* profile, which may read no secret
+  (Session Manager and ECR only). Both profiles carry explicit names (:func:`pool_profile_names`)
+  so the control plane's script knows them. The control plane's ``join-credentials`` policy may
+  store a new token in that one secret, find profile associations, replace them only on this
+  cluster's workers, and pass only the pools' joined roles.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 import pulumi
 from pulumi_aws import iam
 
-from cfcr.aws.names import check_name, physical_name, replace_first
+from cfcr.aws.names import NAME_LIMITS, check_name, fit, physical_name, replace_first
 from cfcr.aws.tags import CSI_DRIVER_TAG, ETCD_MEMBER_TAG, base_tags, cluster_tag_key, partition_of
 from cfcr.config import ClusterSpec
 
@@ -66,7 +73,40 @@ class Identities:
     control_plane: list[NodeIdentity]
     """One per control-plane member, in member order."""
     workers: dict[str, NodeIdentity]
-    """Pool name -> identity."""
+    """Pool name -> the identity its VMs launch with (may read the join secrets)."""
+    joined: dict[str, NodeIdentity] = field(default_factory=dict)
+    """Pool name -> the identity a worker keeps once joined (reads no secret)."""
+
+
+def pool_profile_names(name: str, pool: str) -> tuple[str, str]:
+    """(join, joined) instance profile names of ``pool`` in the cluster component ``name``."""
+    limit = NAME_LIMITS[INSTANCE_PROFILE].max_length
+    return (fit(f"{name}-worker-{pool}", limit, keep=f"-worker-{pool}"),
+            fit(f"{name}-worker-{pool}-joined", limit, keep="-joined"))
+
+
+def join_credentials_policy(cluster: str, region: str, token_secret_arn: pulumi.Input[str],
+                            key_arn: pulumi.Input[str], joined_role_arns: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
+    """The control plane's share of join credentials: rotate the token, revoke joined workers."""
+    partition = partition_of(region)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "RotateJoinToken", "Effect": "Allow", "Action": "secretsmanager:PutSecretValue",
+             "Resource": token_secret_arn},
+            {"Sid": "EncryptViaSecretsManager", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+             "Resource": key_arn,
+             "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
+            {"Sid": "FindJoinIdentities", "Effect": "Allow", "Action": "ec2:DescribeIamInstanceProfileAssociations",
+             "Resource": "*"},
+            {"Sid": "RevokeJoinIdentity", "Effect": "Allow", "Action": "ec2:ReplaceIamInstanceProfileAssociation",
+             "Resource": f"arn:{partition}:ec2:{region}:*:instance/*",
+             "Condition": {"StringEquals": {f"aws:ResourceTag/{cluster_tag_key(cluster)}": "owned",
+                                            "aws:ResourceTag/cfcr.io/role": "worker"}}},
+            {"Sid": "PassJoinedRoles", "Effect": "Allow", "Action": "iam:PassRole", "Resource": list(joined_role_arns),
+             "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
+        ],
+    }
 
 
 def secrets_read_policy(secret_arns: Sequence[pulumi.Input[str]], key_arn: pulumi.Input[str], region: str) -> dict[str, Any]:
@@ -247,7 +287,8 @@ def readable_by(readers: Mapping[str, Sequence[str]], slug: str) -> list[str]:
 
 def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
               inline: dict[str, pulumi.Input[str]], managed: list[str], *, keep: str = "",
-              attached: Mapping[str, pulumi.Input[str]] | None = None) -> NodeIdentity:
+              attached: Mapping[str, pulumi.Input[str]] | None = None,
+              profile_name: str | None = None) -> NodeIdentity:
     child = pulumi.ResourceOptions(parent=parent)
     partition = partition_of(spec.region)
     # role and profile keep Pulumi's autonamed form while it fits (IAM: role <= 64, profile <= 128)
@@ -266,7 +307,7 @@ def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
         ))
     for policy_name, arn in (attached or {}).items():
         policies.append(iam.RolePolicyAttachment(f"{name}-{policy_name}", role=role.name, policy_arn=arn, opts=child))
-    profile_name = physical_name(INSTANCE_PROFILE, name, keep=keep)
+    profile_name = profile_name or physical_name(INSTANCE_PROFILE, name, keep=keep)
     profile = iam.InstanceProfile(name, name=profile_name, role=role.name, tags=base_tags(spec, name),
                                   opts=pulumi.ResourceOptions(parent=parent,
                                                               delete_before_replace=replace_first(profile_name)))
@@ -275,8 +316,10 @@ def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
 
 def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequence[str]],
                      secret_arns: Mapping[str, pulumi.Input[str]], key_arn: pulumi.Input[str],
-                     parent: pulumi.Resource, termination_queue_arn: pulumi.Input[str] | None = None) -> Identities:
-    """Roles for every control-plane member and every pool, as children of ``parent``."""
+                     parent: pulumi.Resource, termination_queue_arn: pulumi.Input[str] | None = None,
+                     token_secret: str | None = None) -> Identities:
+    """Roles for every control-plane member and every pool (join and joined), as children of
+    ``parent``; ``token_secret``: the join token's secret id (the control plane rotates it)."""
     assert spec.name is not None
     cluster = spec.name
 
@@ -294,7 +337,16 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
     # IAM allows a role 10,240 characters of inline policy in all, and the secrets list grows
     # with the cluster name: the guard and the queue reader, the same for every member, are
     # customer-managed policies (at most 6,144 characters each) that every member's role attaches
+    workers_managed = ["AmazonSSMManagedInstanceCore", "AmazonEC2ContainerRegistryReadOnly"]
+    joined = {
+        pool.name: _identity(f"{name}-worker-{pool.name}-joined", spec, f"worker-{pool.name}-joined", parent, {},
+                             workers_managed, keep="-joined", profile_name=pool_profile_names(name, pool.name)[1])
+        for pool in spec.node_pools
+    }
     shared: dict[str, pulumi.Input[str]] = {"etcd-volume-guard": pulumi.Output.json_dumps(etcd_volume_guard_policy())}
+    if token_secret is not None:
+        shared["join-credentials"] = pulumi.Output.json_dumps(join_credentials_policy(
+            cluster, spec.region, secret_arns[token_secret], key_arn, [j.role.arn for j in joined.values()]))
     if termination_queue_arn is not None:
         shared["node-termination-handler"] = pulumi.Output.json_dumps(
             termination_handler_policy(cluster, termination_queue_arn))
@@ -315,9 +367,8 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
     ]
     workers = {
         pool.name: _identity(f"{name}-worker-{pool.name}", spec, f"worker-{pool.name}", parent,
-                             {"secrets": secrets_for(f"worker-{pool.name}")},
-                             ["AmazonSSMManagedInstanceCore", "AmazonEC2ContainerRegistryReadOnly"],
-                             keep=f"-worker-{pool.name}")
+                             {"secrets": secrets_for(f"worker-{pool.name}")}, workers_managed,
+                             keep=f"-worker-{pool.name}", profile_name=pool_profile_names(name, pool.name)[0])
         for pool in spec.node_pools
     }
-    return Identities(control_plane=control_plane, workers=workers)
+    return Identities(control_plane=control_plane, workers=workers, joined=joined)

@@ -65,6 +65,32 @@ def with_node_names(members: Sequence[ControlPlaneMember], hook: object) -> list
     return [replace(m, node_name=hook.node_name(m)) for m in members]
 
 
+@runtime_checkable
+class JoinAccess(Protocol):
+    """Optional capability of a cloud hook: how the control plane keeps join credentials
+    short-lived and takes them away from nodes that have joined.
+
+    * ``store_command(secret_id)``: a shell command that writes its standard input as the
+      secret's new value (the control plane rotates the bootstrap token in the store);
+    * ``revoke_command()``: the body of a bash function that reads provider IDs of joined
+      workers on standard input and takes from each VM the cloud identity that may read the
+      join secrets (on AWS: swaps its instance profile for the pool's joined one).
+    """
+
+    def store_command(self, secret_id: str) -> str:
+        """A shell command storing stdin as ``secret_id``'s value (never on a command line)."""
+        ...
+
+    def revoke_command(self) -> str:
+        """The body of ``cfcr_revoke_join_access`` (provider IDs on stdin)."""
+        ...
+
+
+def join_access(hook: object) -> JoinAccess | None:
+    """The hook as :class:`JoinAccess`, or None when the cloud has no such capability."""
+    return hook if isinstance(hook, JoinAccess) else None
+
+
 def provider_id_command(hook: object) -> str | None:
     """The hook's provider-ID shell body, or None when the hook has no such capability."""
     return hook.provider_id_command() if isinstance(hook, NodeIdentity) else None

@@ -23,10 +23,13 @@ Security decisions (CIS Kubernetes Benchmark 1.12 ids in brackets):
   (the load balancer's and the kubelet's probes) and on the ``cluster-info`` ConfigMap
   that ``kubeadm join`` discovery reads before it holds a credential. Everything else
   needs authentication even if someone binds a role to ``system:anonymous``.
-* Bootstrap token: TTL 72h; every control-plane node's daily maintenance timer
-  re-fetches the token from the secret store and re-applies it (``kubeadm init phase
-  bootstrap-token``), which extends the expiry and picks up a rotated token. Pools
-  that scale out days later still join; a stolen token dies 72h after rotation.
+* Join credentials: the bootstrap token lives two hours. Every control-plane member's
+  ``cfcr-join-credentials`` timer (every two minutes) stores a fresh token in the secret store
+  whenever the stored one has less than 90 minutes left, and takes the cloud identity that may
+  read it away from every worker that has joined; a worker deletes its copies once joined. So
+  a pool that scales out days later still joins, and a token taken from a node is dead within
+  two hours. (A cloud hook without :class:`~cfcr.node.context.JoinAccess` falls back to a 72h
+  token re-applied daily by the maintenance timer.)
 * Kubelet serving certificates come from CSRs (``serverTLSBootstrap``) and the API
   server verifies them [1.2.5]; kube-controller-manager does not approve serving CSRs,
   so the addons layer must run an approver that checks node name and addresses
@@ -68,7 +71,18 @@ TOKEN_PLACEHOLDER = "@BOOTSTRAP_TOKEN@"
 NODE_IP_PLACEHOLDER = "@NODE_IP@"
 CA_HASH_PLACEHOLDER = "@CA_CERT_HASH@"
 PROVIDER_ID_PLACEHOLDER = "@PROVIDER_ID@"
-BOOTSTRAP_TOKEN_TTL = "72h0m0s"
+BOOTSTRAP_TOKEN_TTL_SECONDS = 2 * 3600
+"""Life of a join token where the cloud hook can rotate it (:class:`~cfcr.node.context.JoinAccess`):
+two hours; the control plane stores a new one when the stored one has less than
+:data:`BOOTSTRAP_TOKEN_MIN_LEFT_SECONDS` left, so a VM that reads it can always finish joining."""
+BOOTSTRAP_TOKEN_MIN_LEFT_SECONDS = 90 * 60
+LEGACY_BOOTSTRAP_TOKEN_TTL_SECONDS = 72 * 3600
+"""Where the cloud cannot rotate the token (no JoinAccess yet): 72 hours, re-applied daily."""
+
+
+def token_ttl(seconds: int) -> str:
+    """kubeadm's duration form: ``2h0m0s``."""
+    return f"{seconds // 3600}h{seconds % 3600 // 60}m{seconds % 60}s"
 IMAGE_REPOSITORY = "registry.k8s.io"
 
 AUTHN_DIR = "/etc/kubernetes/authn"
@@ -295,7 +309,7 @@ def cluster_configuration(spec: ClusterSpec, release: Release, ctx: NodeContext,
 
 
 def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role,
-                       *, provider_id: bool = False) -> dict[str, Any]:
+                       *, provider_id: bool = False, token_seconds: int = BOOTSTRAP_TOKEN_TTL_SECONDS) -> dict[str, Any]:
     """InitConfiguration of control-plane member ``role.index`` (``provider_id``: the
     kubelet gets ``--provider-id=@PROVIDER_ID@``)."""
     member = role.member(ctx)
@@ -305,8 +319,8 @@ def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role,
         "kind": "InitConfiguration",
         "bootstrapTokens": [{
             "token": TOKEN_PLACEHOLDER,
-            "description": "cfcr node bootstrap token (secret store; refreshed daily by the control plane)",
-            "ttl": BOOTSTRAP_TOKEN_TTL,
+            "description": "cfcr join token (from the secret store; the control plane rotates it)",
+            "ttl": token_ttl(token_seconds),
             "usages": ["signing", "authentication"],
             "groups": ["system:bootstrappers:kubeadm:default-node-token"],
         }],
@@ -358,12 +372,13 @@ def pool_named(spec: ClusterSpec, name: str) -> NodePoolConfig:
 
 
 def kubeadm_documents(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
-                      *, admission_configured: bool, provider_id: bool = False) -> list[dict[str, Any]]:
+                      *, admission_configured: bool, provider_id: bool = False,
+                      token_seconds: int = BOOTSTRAP_TOKEN_TTL_SECONDS) -> list[dict[str, Any]]:
     """The documents of the role's kubeadm config file, in order (``provider_id``: the
     kubelet's ``--provider-id`` is the ``@PROVIDER_ID@`` placeholder the node fills)."""
     if role.is_control_plane:
         return [
-            init_configuration(spec, ctx, role, provider_id=provider_id),
+            init_configuration(spec, ctx, role, provider_id=provider_id, token_seconds=token_seconds),
             cluster_configuration(spec, release, ctx, admission_configured=admission_configured),
             kubelet_config(spec),
         ]

@@ -40,6 +40,9 @@ from typing import Any
 
 import yaml
 
+from cfcr.render.mocks import unwrap
+from tests.support.aws_render import AwsIdentities, aws_identities
+from tests.support.awsapi import AWS_CLI
 from tests.support.netns import Host, Network, run
 from tests.support.noderoot import HARNESS_DIR, NodeRoot
 from tests.support.rendered import Member, RenderedCluster
@@ -52,10 +55,13 @@ DIFFERENCES: dict[str, str] = {
                 "container's exact command, not in a container from its image",
     "kubelet": "a stand-in (tests/support/kubelet.py) runs the static pods, serves /healthz, does TLS bootstrap and "
                "registers the Node; kwok keeps Node status and leases fresh",
-    "host setup": "bootstrap.sh's host steps (modules, sysctls, swap, downloads, containerd, the etcd disk) do not run; "
-                  "the harness runs its secret and config steps (fetch_all_secrets, render_configs) as they are",
-    "cloud": "the secret store, the instance metadata service and the API load balancer are local stand-ins that "
-             "serve what the render gives each node",
+    "host setup": "bootstrap.sh's host steps (modules, sysctls but the network namespace's own, swap, downloads, "
+                  "containerd, the etcd disk, systemd units) do not run; the harness runs its other steps as they "
+                  "are (fetch_all_secrets, render_configs, forget_join_credentials, the bootstrapped mark) and the "
+                  "tests run the timers' scripts themselves",
+    "cloud": "the AWS APIs the nodes call (Secrets Manager, EC2 profile associations), the instance metadata "
+             "service and the API load balancer are local stand-ins; the AWS one judges every call with the render's "
+             "own IAM policies for the instance profile the VM holds at that moment (KMS is not evaluated)",
     "preflight": "kubeadm's preflight also ignores the checks this machine cannot pass (ENVIRONMENT_PREFLIGHT), "
                  "never the ones cfcr's design decides",
 }
@@ -69,45 +75,6 @@ ENVIRONMENT_PREFLIGHT: dict[str, str] = {
     "SystemVerification": "no kubelet binary to verify the system for",
 }
 """Preflight checks the test machine cannot pass, each with why; a node never ignores these."""
-
-AWS_STUB = """#!/bin/bash
-# The harness's stand-in for the AWS CLI. `aws secretsmanager get-secret-value` answers with
-# what this node's instance identity may read (its IAM policy in the render); anything else
-# is refused, as AWS would refuse it.
-set -euo pipefail
-store={harness}/secret-store
-printf '%s\\n' "$*" >>{harness}/aws-calls.log
-if [ "${{1:-}} ${{2:-}}" != "secretsmanager get-secret-value" ]; then
-  echo "aws stand-in: unsupported call: $*" >&2
-  exit 2
-fi
-shift 2
-id='' region='' query='' output=''
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --region) region=$2; shift 2 ;;
-    --secret-id) id=$2; shift 2 ;;
-    --query) query=$2; shift 2 ;;
-    --output) output=$2; shift 2 ;;
-    *) echo "aws stand-in: unknown option $1" >&2; exit 2 ;;
-  esac
-done
-if [ "$query" != SecretString ] || [ "$output" != text ]; then
-  echo "aws stand-in: expected --query SecretString --output text" >&2
-  exit 2
-fi
-if [ "$region" != {region} ]; then
-  echo "An error occurred (ResourceNotFoundException): no secret $id in region $region" >&2
-  exit 254
-fi
-if [ ! -f "$store/$id" ]; then
-  echo "An error occurred (AccessDeniedException) when calling the GetSecretValue operation: not authorized to read $id" >&2
-  exit 254
-fi
-cat "$store/$id"
-echo
-"""
-
 
 class HarnessError(RuntimeError):
     """The harness could not bring the cluster to the state asked for; carries the logs' tails."""
@@ -196,6 +163,7 @@ class ControlPlane:
     preflight_before: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
+    _identities: AwsIdentities | None = None
     """Preflight errors per role after boot, with the rendered config: what a retry meets."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,8 +207,13 @@ class ControlPlane:
         hosts = list(self.render.node_network().hosts())
         return str(hosts[-2]), str(hosts[-3]), str(hosts[-4])
 
+    @property
+    def cloud_file(self) -> Path:
+        return self.workdir / "aws-state.json"
+
     def build_network(self) -> None:
         render = self.render
+        self._init_cloud()
         self.net = Network(f"cfcr{os.getpid() % 100000}", str(render.node_network()))
         internal, public, admin = self._addresses()
         self.net.add_host("lb", [internal, public])
@@ -263,15 +236,55 @@ class ControlPlane:
         self._secret_store(root, role)
         node = Node(role, root, instance_id, zone, member)
         self.nodes[host.name] = node
+        self.register_instance(node, *self._launch(role, member))
         return node
 
+    def _launch(self, role: str, member: Member | None) -> tuple[str, dict[str, str]]:
+        """(launch template id, instance tags) a VM of ``role`` is launched with in the render."""
+        if member is not None:
+            instance = next(r for r in self.render.rows("aws:ec2/instance:Instance")
+                            if unwrap(r.inputs)["privateIp"] == member.address)
+            args = unwrap(instance.inputs)
+            return str(args["launchTemplate"]["id"]), dict(args["tags"])
+        pool = role.removeprefix("worker-")
+        for template_id, tags in self._identities.template_instance_tags.items():
+            if tags.get("cfcr.io/pool") == pool:
+                return template_id, tags
+        raise HarnessError(f"no launch template in the render for pool {pool}")
+
     def _secret_store(self, root: NodeRoot, role: str) -> None:
-        store = root.file(f"{HARNESS_DIR}/secret-store")
-        store.mkdir(parents=True, exist_ok=True)
-        values = self.render.secret_values
-        for secret_id in self.render.readable_secrets(role):
-            (store / secret_id).write_text(values[secret_id])
-        root.write("/usr/local/bin/aws", AWS_STUB.format(harness=HARNESS_DIR, region=self.render.spec.region), 0o755)
+        """The node's ``aws`` command talks to the AWS stand-in (tests/support/awsapi.py)."""
+        root.write("/usr/local/bin/aws", AWS_CLI, 0o755)
+
+    def cloud_state(self) -> dict[str, Any]:
+        """The AWS stand-in's state: instances and their profiles, secret values, calls."""
+        return dict(json.loads(self.cloud_file.read_text()))
+
+    def _init_cloud(self) -> None:
+        render = self.render
+        ids = aws_identities(render.result.resources)
+        secrets = {str(unwrap(r.inputs)["name"]): {"arn": str(r.outputs["arn"]), "value": render.secret_values[
+            str(unwrap(r.inputs)["name"])]} for r in render.rows("aws:secretsmanager/secret:Secret")}
+        role_arn = next(iter(ids.role_arns.values()))
+        self.cloud_file.write_text(json.dumps({
+            "region": render.spec.region,
+            "account": role_arn.split(":")[4],
+            "instances": {},
+            "secrets": secrets,
+            "policies": {p: ids.policies_of_profile(p) for p in ids.profile_roles},
+            "profile_arns": ids.profile_arns,
+            "role_arns": {p: ids.role_arns[r] for p, r in ids.profile_roles.items()},
+            "log": [],
+        }, indent=2))
+        self._identities = ids
+
+    def register_instance(self, node: Node, template_id: str, tags: Mapping[str, str]) -> None:
+        """The VM exists in the AWS stand-in: its address, id, tags and launch profile."""
+        state = self.cloud_state()
+        state["instances"][node.host.address] = {
+            "id": node.instance_id, "profile": self._identities.template_profiles[template_id],
+            "association": f"iip-assoc-{node.instance_id[2:]}", "tags": dict(tags)}
+        self.cloud_file.write_text(json.dumps(state, indent=2))
 
     def start_services(self) -> None:
         assert self.net is not None
@@ -285,6 +298,7 @@ class ControlPlane:
         self.write_imds()
         imds = self.net.hosts["imds"]
         self.spawn("imds", imds.command(sys.executable, "-m", "tests.support.imds", str(self.workdir / "imds.json")))
+        self.spawn("awsapi", imds.command(sys.executable, "-m", "tests.support.awsapi", str(self.cloud_file)))
 
     def write_imds(self) -> None:
         region = self.render.spec.region
@@ -351,6 +365,8 @@ class ControlPlane:
             runs = {node.role: pool.submit(self.kubeadm, node, "init", "--config", "/etc/kubernetes/kubeadm.yaml",
                                             "--v=1", timeout=timeout) for node in members}
         failed = {role: r.result() for role, r in runs.items() if r.result().returncode != 0}
+        for node in members if not failed else []:
+            self.finish(node)
         self.init_output = {role: r.result().stdout + r.result().stderr for role, r in runs.items()}
         if failed:
             raise HarnessError("kubeadm init failed:\n" + "\n\n".join(
@@ -398,15 +414,29 @@ class ControlPlane:
         if out.returncode != 0:
             raise HarnessError(f"kubeadm join on {role} failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n"
                                f"{out.stderr[-4000:]}\nkubelet stand-in: {node.kubelet_status()}")
+        self.finish(node)
         return node
+
+    def finish(self, node: Node) -> None:
+        """What bootstrap.sh's main does after kubeadm: a worker forgets its join credentials,
+        and the node is marked bootstrapped (its timers' scripts then do their work)."""
+        node.run(". /usr/local/lib/cfcr/bootstrap.sh && forget_join_credentials && "
+                 "date -u +%Y-%m-%dT%H:%M:%SZ >\"$CFCR_STATE/bootstrapped\"")
 
     def preflight_errors(self, node: Node, phase: str, *, without_config_ignores: bool = False) -> list[str]:
         """The checks ``kubeadm <phase> phase preflight`` reports as errors on ``node`` with the
         rendered configuration (minus its own ``ignorePreflightErrors`` when asked), ignoring
         only :data:`ENVIRONMENT_PREFLIGHT`."""
         config = "/etc/kubernetes/kubeadm.yaml"
+        if not node.root.exists(config):
+            # a joined worker deleted its configuration (it held the token): preflight reads the
+            # template with a well-formed stand-in token; preflight does no discovery
+            template = node.root.read("/etc/cfcr/kubeadm.yaml.tmpl").replace("@BOOTSTRAP_TOKEN@", "abcdef.0123456789abcdef")
+            provider = node.root.read("/var/lib/cfcr/provider-id").strip()
+            config = f"{HARNESS_DIR}/kubeadm-after-join.yaml"
+            node.root.write(config, template.replace("@PROVIDER_ID@", provider), 0o600)
         if without_config_ignores:
-            docs = yaml_docs(node.root.read(config))
+            docs = yaml_docs(node.root.read(config))  # noqa: the rendered one
             for doc in docs:
                 doc.get("nodeRegistration", {}).pop("ignorePreflightErrors", None)
             config = f"{HARNESS_DIR}/kubeadm-without-ignores.yaml"

@@ -146,7 +146,18 @@ run_kubeadm() {
     # exactly those checks, named in node.env, are ignored; never all of them.
     extra=("--ignore-preflight-errors=$CFCR_RETRY_PREFLIGHT")
     sleep 30
+    # the join token is short-lived: a retry takes the current one from the store
+    fetch_all_secrets || die "the secret store did not answer for the retry"
+    render_configs
   done
+}
+
+# 7. A joined worker needs no join credential again: its copies go (kubeadm removed
+#    bootstrap-kubelet.conf itself), and the control plane takes away the cloud identity
+#    that could read them (join-credentials.sh).
+forget_join_credentials() {
+  [ "$CFCR_ROLE" = worker ] || return 0
+  rm -f "$CFCR_TOKEN_FILE" "$CFCR_KUBEADM_CONFIG"
 }
 
 main() {
@@ -172,8 +183,12 @@ main() {
   run_kubeadm
   # CIS 1.1.13-1.1.18, 4.1.5, 4.1.9: kubeconfigs and the kubelet's config file 0600.
   chmod 0600 /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml
+  forget_join_credentials
   if [ "$CFCR_ROLE" = control-plane ]; then
     systemctl enable --now cfcr-maintain.timer
+    if [ -n "$CFCR_JOIN_ROTATION" ]; then
+      systemctl enable --now cfcr-join-credentials.timer
+    fi
   fi
   date -u +%Y-%m-%dT%H:%M:%SZ >"$CFCR_STATE/bootstrapped"
   log "done"

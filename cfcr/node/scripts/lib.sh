@@ -11,7 +11,8 @@ CFCR_CACHE=/var/cache/cfcr
 PKI=/etc/kubernetes/pki
 
 # load_node_facts: the role facts (node.env), the secret ids (secrets.sh), the cloud's
-# identity hook when it has one (identity.sh), and a PATH that finds snaps and /usr/local.
+# identity hook when it has one (identity.sh), the control plane's join-access hook
+# (join-access.sh), and a PATH that finds snaps and /usr/local.
 # Sourced files define variables and functions for the calling script.
 load_node_facts() {
   # shellcheck source=/dev/null
@@ -21,6 +22,10 @@ load_node_facts() {
   if [ -f "$CFCR_ETC/identity.sh" ]; then
     # shellcheck source=/dev/null
     . "$CFCR_ETC/identity.sh"
+  fi
+  if [ -f "$CFCR_ETC/join-access.sh" ]; then
+    # shellcheck source=/dev/null
+    . "$CFCR_ETC/join-access.sh"
   fi
   export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin
 }

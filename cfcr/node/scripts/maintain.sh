@@ -5,7 +5,7 @@
 #  3. re-signs the etcd leaves near expiry with the etcd CA (kubeadm leaves external
 #     etcd's certificates alone),
 #  4. restarts only the static pods whose files changed,
-#  5. refreshes the bootstrap token (72h TTL) from the secret store.
+#  5. where the cloud cannot rotate join tokens, refreshes the stored one (72h TTL).
 # So a cluster outlives its one-year leaves even when nobody runs `pulumi up`.
 set -euo pipefail
 umask 077
@@ -150,6 +150,10 @@ for component in etcd kube-apiserver kube-controller-manager kube-scheduler; do
   if [ -n "${restart[$component]:-}" ]; then restart_static_pod "$component"; fi
 done
 
-# --- 5. bootstrap token: re-applied from the secret store, expiry pushed out ---------
-kubeadm init phase bootstrap-token --config "$CFCR_KUBEADM_CONFIG" --kubeconfig /etc/kubernetes/admin.conf >/dev/null
+# --- 5. bootstrap token: where the cloud cannot rotate it (no join-credentials timer), the
+#        stored token is re-applied and its expiry pushed out; elsewhere the
+#        join-credentials timer keeps short-lived tokens and this must not revive one.
+if [ -z "$CFCR_JOIN_ROTATION" ]; then
+  kubeadm init phase bootstrap-token --config "$CFCR_KUBEADM_CONFIG" --kubeconfig /etc/kubernetes/admin.conf >/dev/null
+fi
 log "maintenance done"

@@ -1,0 +1,86 @@
+#!/bin/bash
+# cfcr join credentials, on every control-plane member (cfcr-join-credentials.timer, every
+# two minutes; members take turns through nothing but idempotence):
+#  1. the join token in the secret store always has at least CFCR_TOKEN_MIN_LEFT seconds to
+#     live: when it has less, or is gone from the cluster, a new bootstrap token (TTL
+#     CFCR_TOKEN_TTL) is created in the cluster and stored; the old one expires on its own and
+#     kube-controller-manager's token cleaner deletes it;
+#  2. every worker that has joined loses the cloud identity that may read the join secrets
+#     (cfcr_revoke_join_access, from the cloud hook in join-access.sh).
+# Never a token on a command line: values travel on standard input.
+set -euo pipefail
+umask 077
+
+# shellcheck source=/dev/null
+. /usr/local/lib/cfcr/lib.sh
+load_node_facts
+
+if [ ! -f "$CFCR_STATE/bootstrapped" ]; then
+  log "not bootstrapped yet: no join credentials to look after"
+  exit 0
+fi
+exec 8>/run/cfcr-join-credentials.lock
+flock -n 8 || exit 0
+export KUBECONFIG=/etc/kubernetes/admin.conf
+TOKEN_GROUP=system:bootstrappers:kubeadm:default-node-token
+
+# token_expiry ID: the expiration of bootstrap token ID in seconds since the epoch; nothing
+# when the cluster has no such token.
+token_expiry() {
+  local value
+  value=$(kubectl -n kube-system get secret "bootstrap-token-$1" -o jsonpath='{.data.expiration}' 2>/dev/null) || return 0
+  [ -n "$value" ] || return 0
+  date -d "$(printf '%s' "$value" | base64 -d)" +%s
+}
+
+rotate_token() {
+  local stage current expiry id secret expires
+  stage=$(mktemp -d)
+  # shellcheck disable=SC2064  # expand now: the trap runs after this function returned
+  trap "rm -rf '$stage'" RETURN
+  if ! fetch_secret_to bootstrap-token "$stage/current" 0600; then
+    log "the secret store did not give the join token: not rotating now"
+    return 1
+  fi
+  current=$(<"$stage/current")
+  expiry=$(token_expiry "${current%%.*}")
+  if [ -n "$expiry" ] && [ $((expiry - $(date +%s))) -gt "$CFCR_TOKEN_MIN_LEFT" ]; then
+    return 0
+  fi
+  id=$(openssl rand -hex 3)
+  secret=$(openssl rand -hex 8)
+  expires=$(date -u -d "+$CFCR_TOKEN_TTL seconds" +%Y-%m-%dT%H:%M:%SZ)
+  kubectl apply -f - >/dev/null <<MANIFEST
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bootstrap-token-$id
+  namespace: kube-system
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: "$id"
+  token-secret: "$secret"
+  expiration: "$expires"
+  usage-bootstrap-authentication: "true"
+  usage-bootstrap-signing: "true"
+  auth-extra-groups: "$TOKEN_GROUP"
+  description: "cfcr join token, rotated by the control plane"
+MANIFEST
+  printf '%s.%s' "$id" "$secret" | cfcr_secret_store bootstrap-token
+  printf '%s.%s\n' "$id" "$secret" | write_atomic "$CFCR_TOKEN_FILE" 0600
+  log "rotated the join token: $id expires $expires (the one it replaces expires on its own)"
+}
+
+revoke_joined() {
+  local done_list
+  done_list=$(kubectl get nodes -l '!node-role.kubernetes.io/control-plane' \
+    -o jsonpath='{range .items[*]}{.spec.providerID}{"\n"}{end}' | cfcr_revoke_join_access)
+  if [ -n "$done_list" ]; then
+    while read -r line; do log "joined worker's join identity dropped: $line"; done <<<"$done_list"
+  fi
+}
+
+status=0
+rotate_token || status=1
+revoke_joined || status=1
+exit "$status"
