@@ -225,3 +225,9 @@ def test_cni_lock_refuses_a_change_with_the_procedure() -> None:
     assert "docs/addons.md#changing-the-cni" in str(caught.value)
     with pytest.raises(CniChangeError):
         provider.update(created.id, created.outs, {"cni": "flannel"})
+
+
+def test_an_unresolvable_name_says_where_pulumi_must_run(pki: Pki) -> None:
+    with pytest.raises(ApiNotReadyError, match="resolves only inside the cluster's network"):
+        wait_until_ready("https://api.nowhere.cfcr.internal:6443", pki.creds(), timeout_seconds=0.2,
+                         interval_seconds=0.05)

@@ -4,9 +4,7 @@ resources — the etcd volumes with the tags they carry, the control-plane insta
 tags the EBS CSI driver puts on the volumes it creates.
 
 The evaluator is tested on its own first (both sides: what it allows and what it denies).
-Managed policies attached by ARN (``AmazonSSMManagedInstanceCore``,
-``AmazonEC2ContainerRegistryReadOnly``) are not in the render and not evaluated; neither
-grants an EC2 volume or snapshot action.
+No role attaches an AWS-managed policy (a test keeps it so): every grant is in the render.
 """
 
 from __future__ import annotations
@@ -428,3 +426,17 @@ def test_the_control_plane_swaps_only_workers_of_its_cluster_to_joined_roles(ren
             assert replace(worker_tags, new_role) == expected, (role, profile)
             assert not replace(cp_tags, new_role), "never a control-plane instance"
             assert not replace(other_cluster, new_role), "never another cluster's instance"
+
+
+def test_no_role_attaches_an_aws_managed_policy(render: RenderResult) -> None:
+    attached = [_inputs(a)["policyArn"] for a in _of(render, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
+    assert attached and not [arn for arn in attached if ":iam::aws:policy/" in arn], attached
+
+
+def test_every_node_may_open_a_session_manager_shell_and_read_no_parameter(rendered: Rendered) -> None:
+    for role, policies in rendered.role_policies.items():
+        docs = list(policies.values())
+        assert evaluate(docs, Request("ssmmessages:OpenDataChannel", "*")).allowed, role
+        assert evaluate(docs, Request("ssm:UpdateInstanceInformation", "*")).allowed, role
+        assert not evaluate(docs, Request("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/x")).allowed
+        assert not evaluate(docs, Request("ecr:GetAuthorizationToken", "*")).allowed, role

@@ -6,9 +6,12 @@ the way the VMs would boot (tests/support/controlplane.py), and asserted through
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -456,7 +459,8 @@ def test_the_join_token_is_short_lived_and_rotated_by_the_control_plane(control_
     assert 0 < _expiry(fresh) - _created(fresh) <= 2 * 3600 + 60
     assert base64.b64decode(fresh["data"]["auth-extra-groups"]).decode() == TOKEN_GROUP
     # a VM launched now joins with the rotated token (cluster-info is signed for it)
-    late = cp.join_worker(workers(cp)[0].role, 30)
+    with join_credentials_timer(cp):
+        late = cp.join_worker(workers(cp)[0].role, 30)
     assert late.kubelet_status()["registered"]
 
 
@@ -475,3 +479,164 @@ def _created(secret: dict[str, Any]) -> float:
     import datetime
 
     return datetime.datetime.fromisoformat(secret["metadata"]["creationTimestamp"].replace("Z", "+00:00")).timestamp()
+
+
+@contextlib.contextmanager
+def join_credentials_timer(cp: ControlPlane, interval: float = 3.0) -> Iterator[None]:
+    """cfcr-join-credentials.timer on member 0, every ``interval`` seconds while the block runs."""
+    stop = threading.Event()
+    first = members(cp)[0]
+
+    def loop() -> None:
+        while not stop.is_set():
+            first.run("/usr/local/lib/cfcr/join-credentials.sh", check=False)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+
+
+def _token_kubeconfig(cp: ControlPlane) -> Path:
+    stored = cp.cloud_state()["secrets"][_token_secret(cp)]["value"].strip()
+    doc = yaml.safe_load(cp.render.admin_kubeconfig)
+    doc["users"][0]["user"] = {"token": stored}
+    path = cp.workdir / "bootstrap-token.kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _node_client_csr(cp: ControlPlane, kubeconfig: Path, node: str) -> str:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                                        x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}")]))
+               .sign(key, hashes.SHA256()))
+    csr = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+           "metadata": {"generateName": "forged-"},
+           "spec": {"request": base64.b64encode(request.public_bytes(serialization.Encoding.PEM)).decode(),
+                    "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                    "usages": ["digital signature", "client auth"]}}
+    out = cp.kubectl("create", "-f", "-", "-o", "name", kubeconfig=kubeconfig, input=json.dumps(csr))
+    return out.stdout.strip().removeprefix("certificatesigningrequest.certificates.k8s.io/")
+
+
+def _csr_state(cp: ControlPlane, name: str) -> str:
+    conditions = kubectl_json(cp, "get", "csr", name).get("status", {}).get("conditions", [])
+    return ",".join(c["type"] for c in conditions) or "Pending"
+
+
+def test_a_join_token_gets_a_node_certificate_only_for_a_vm_still_joining(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    first = members(cp)[0]
+    first.run("/usr/local/lib/cfcr/join-credentials.sh")
+    gone = cp.kubectl("get", "clusterrolebinding", "kubeadm:node-autoapprove-bootstrap", check=False)
+    assert gone.returncode != 0, "the any-name auto-approval is removed"
+    token = _token_kubeconfig(cp)
+    control_plane_node = first.kubelet_status()["node"]
+    joined = workers(cp)[0].kubelet_status()["node"]
+    forged = {name: _node_client_csr(cp, token, name) for name in (control_plane_node, joined, "ip-10-0-9-9")}
+    first.run("/usr/local/lib/cfcr/join-credentials.sh")
+    assert _csr_state(cp, forged[control_plane_node]) == "Denied", "a control-plane node's name"
+    assert _csr_state(cp, forged[joined]) == "Denied", "a joined node's name"
+    assert _csr_state(cp, forged["ip-10-0-9-9"]) == "Pending", "no VM of the cluster has that name"
+    # a real VM of a pool, still joining, is approved by the control plane's timer
+    with join_credentials_timer(cp):
+        vm = cp.join_worker(workers(cp)[0].role, 40)
+    csr = kubectl_json(cp, "get", "csr", vm.kubelet_status()["clientCsr"])
+    approved = [c for c in csr["status"]["conditions"] if c["type"] == "Approved"]
+    assert approved and approved[0]["reason"] == "KubectlApprove", "approved by cfcr's check, not the any-name binding"
+
+
+# --------------------------------------------------------------------------- RBAC personas
+
+PERSONA_GROUPS = {"cfcr-test-admins": "cluster-admin", "cfcr-test-operators": "platform-operator",
+                  "cfcr-test-auditors": "viewer"}
+
+
+@pytest.fixture(scope="module")
+def personas(control_plane: ControlPlane) -> ControlPlane:
+    """cfcr's persona objects for three groups, as the addons apply them (server-side)."""
+    from cfcr.addons.rbac import rbac_objects
+
+    cp = control_plane
+    spec = cp.render.spec.model_copy(update={"addons": cp.render.spec.addons.model_copy(
+        update={"rbac_groups": PERSONA_GROUPS})})
+    for obj in rbac_objects(spec):
+        cp.kubectl("apply", "--server-side", "--field-manager=cfcr-test", "-f", "-", input=json.dumps(obj))
+    cp.kubectl("create", "namespace", "team-a")
+    return cp
+
+
+def can(cp: ControlPlane, group: str, verb: str, resource: str, namespace: str | None = None,
+        name: str | None = None) -> bool:
+    """A SubjectAccessReview for a member of ``group`` (RBAC only, as ``kubectl auth can-i``)."""
+    attributes: dict[str, str] = {"verb": verb, "resource": resource.split(".", 1)[0],
+                                  "group": resource.split(".", 1)[1] if "." in resource else ""}
+    if "/" in attributes["resource"]:
+        attributes["resource"], attributes["subresource"] = attributes["resource"].split("/", 1)
+    if namespace:
+        attributes["namespace"] = namespace
+    if name:
+        attributes["name"] = name
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": {"user": "someone", "groups": [group, "system:authenticated"], "resourceAttributes": attributes}}
+    out = cp.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(review))
+    return bool(json.loads(out.stdout)["status"].get("allowed"))
+
+
+def test_the_viewer_reads_everything_but_secrets_and_changes_nothing(personas: ControlPlane) -> None:
+    cp, g = personas, "cfcr-test-auditors"
+    for resource in ("pods", "deployments.apps", "nodes", "namespaces", "persistentvolumes", "storageclasses.storage.k8s.io",
+                     "customresourcedefinitions.apiextensions.k8s.io", "priorityclasses.scheduling.k8s.io"):
+        assert can(cp, g, "list", resource), resource
+    assert can(cp, g, "get", "nodes.metrics.k8s.io")
+    for verb, resource in (("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "namespaces"),
+                           ("create", "rolebindings.rbac.authorization.k8s.io"), ("patch", "nodes"),
+                           ("create", "pods/exec"), ("update", "configmaps")):
+        assert not can(cp, g, verb, resource, "team-a"), (verb, resource)
+
+
+def test_the_platform_operator_manages_namespaces_and_their_rbac_and_nothing_more(personas: ControlPlane) -> None:
+    cp, g = personas, "cfcr-test-operators"
+    for verb, resource in (("create", "namespaces"), ("delete", "namespaces"),
+                           ("create", "rolebindings.rbac.authorization.k8s.io"), ("create", "roles.rbac.authorization.k8s.io"),
+                           ("create", "resourcequotas"), ("create", "limitranges")):
+        assert can(cp, g, verb, resource, "team-a"), (verb, resource)
+    for name in ("admin", "edit", "view"):
+        assert can(cp, g, "bind", "clusterroles.rbac.authorization.k8s.io", name=name), name
+    assert not can(cp, g, "bind", "clusterroles.rbac.authorization.k8s.io", name="cluster-admin")
+    for verb, resource in (("escalate", "clusterroles.rbac.authorization.k8s.io"),
+                           ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+                           ("create", "clusterroles.rbac.authorization.k8s.io"), ("get", "secrets"),
+                           ("create", "pods"), ("impersonate", "users")):
+        assert not can(cp, g, verb, resource, "team-a"), (verb, resource)
+    as_operator = ["--as=olivia", "--as-group=cfcr-test-operators"]
+    # RBAC lets it create RoleBindings anywhere; the admission policies keep it out of the system
+    # namespaces and away from the Pod Security labels that would let its pods onto a node
+    refused = cp.kubectl("create", "rolebinding", "x", "--clusterrole=view", "--user=olivia", "-n", "kube-system",
+                         *as_operator, check=False)
+    assert refused.returncode != 0 and "platform operators may not change objects" in refused.stderr, refused.stderr
+    ok = cp.kubectl("create", "rolebinding", "team-a-view", "--clusterrole=view", "--user=olivia", "-n", "team-a",
+                    *as_operator, check=False)
+    assert ok.returncode == 0, ok.stderr
+    relabel = cp.kubectl("label", "namespace", "team-a", "pod-security.kubernetes.io/enforce=privileged",
+                         *as_operator, check=False)
+    assert relabel.returncode != 0 and "pod-security.kubernetes.io labels" in relabel.stderr, relabel.stderr
+    created = cp.kubectl("create", "namespace", "team-b", *as_operator, check=False)
+    assert created.returncode == 0, created.stderr
+    labelled = cp.kubectl("label", "namespace", "team-b", "owner=olivia", *as_operator, check=False)
+    assert labelled.returncode == 0, "other labels are the operator's to set"
+
+
+def test_the_cluster_admin_persona_may_do_everything(personas: ControlPlane) -> None:
+    assert can(personas, "cfcr-test-admins", "*", "*.*")
+    assert can(personas, "cfcr-test-admins", "get", "secrets", "kube-system")

@@ -185,13 +185,14 @@ def render_cloud_config(cloud: str, config: Mapping[str, Any]) -> str:
 
 
 CCM_RULES: list[dict[str, Any]] = [
+    # no serviceaccounts or serviceaccounts/token: the CCM runs with
+    # --use-service-account-credentials=false, and a token-minting right in a role whose pods
+    # run on control-plane nodes would let a stolen node identity mint any service account's token
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["*"]},
     {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "patch", "update", "watch"]},
     {"apiGroups": [""], "resources": ["services/status"], "verbs": ["list", "patch", "update", "watch"]},
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "get"]},
-    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "update", "watch"]},
     {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "get", "list", "watch", "update"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},

@@ -136,6 +136,20 @@ def authorized(api_server_url: str, context: ssl.SSLContext, timeout: float = 10
                    f"kubeadm:cluster-admins during init): {status.get('reason') or 'denied'}")
 
 
+UNRESOLVED = ("Name or service not known", "nodename nor servname", "Temporary failure in name resolution",
+              "No address associated with hostname")
+
+
+def _hint(seen: str) -> str:
+    """What to do when the gate never reached the API because its name does not resolve here."""
+    if any(text in seen for text in UNRESOLVED):
+        return (". The name does not resolve where `pulumi up` runs: an internal API "
+                "(cfcr:networking.apiPublic false) resolves only inside the cluster's network, so run "
+                "pulumi from there (a bastion, a VPN, a CI runner in the VPC), or make the API public "
+                "for the addresses in cfcr:networking.apiAllowedCidrs")
+    return ""
+
+
 def wait_until_ready(
     api_server_url: str,
     creds: ClientCredentials,
@@ -166,7 +180,7 @@ def wait_until_ready(
         if clock() >= deadline:
             raise ApiNotReadyError(
                 f"the Kubernetes API at {url} was not ready after {timeout_seconds:.0f}s "
-                f"({attempts} attempts); last seen: {seen}"
+                f"({attempts} attempts); last seen: {seen}{_hint(seen)}"
             )
         sleep(interval_seconds)
 

@@ -9,7 +9,9 @@
   ``edit`` and ``view`` ClusterRoles, so it can grant those inside a namespace (itself
   included) but never a ClusterRoleBinding, a ClusterRole or ``escalate``. A
   ValidatingAdmissionPolicy stops the persona from writing anything in the system
-  namespaces, where a RoleBinding would reach the cluster's own credentials.
+  namespaces, where a RoleBinding would reach the cluster's own credentials; another stops it
+  from setting, changing or removing a namespace's Pod Security labels, which would let its
+  pods onto the host.
 """
 
 from __future__ import annotations
@@ -102,7 +104,40 @@ def protect_system_namespaces(groups: Sequence[str]) -> list[dict[str, Any]]:
         "metadata": meta("cfcr-protect-system-namespaces"),
         "spec": {"policyName": "cfcr-protect-system-namespaces", "validationActions": ["Deny"]},
     }
-    return [policy, binding]
+    # A namespace's Pod Security labels decide what its pods may do on a node (privileged,
+    # hostPath): a persona that may create and patch namespaces must not set them, or it
+    # reaches the node, and from a control-plane node the cluster's keys.
+    labels = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": meta("cfcr-protect-pod-security-labels"),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                    "resources": ["namespaces"], "operations": ["CREATE", "UPDATE"]}]},
+            "matchConditions": [{"name": "platform-operators",
+                                 "expression": f"request.userInfo.groups.exists(g, g in {group_list})"}],
+            "variables": [
+                {"name": "new", "expression": "has(object.metadata.labels) ? object.metadata.labels : {}"},
+                {"name": "old", "expression": ("oldObject != null && has(oldObject.metadata.labels) "
+                                               "? oldObject.metadata.labels : {}")},
+            ],
+            "validations": [{
+                "expression": ("variables.new.all(k, !k.startsWith('pod-security.kubernetes.io/') || "
+                               "(k in variables.old && variables.old[k] == variables.new[k])) && "
+                               "variables.old.all(k, !k.startsWith('pod-security.kubernetes.io/') || k in variables.new)"),
+                "message": "platform operators may not set, change or remove a namespace's pod-security.kubernetes.io labels",
+                "reason": "Forbidden",
+            }],
+        },
+    }
+    labels_binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": meta("cfcr-protect-pod-security-labels"),
+        "spec": {"policyName": "cfcr-protect-pod-security-labels", "validationActions": ["Deny"]},
+    }
+    return [policy, binding, labels, labels_binding]
 
 
 def persona_bindings(rbac_groups: Mapping[str, str]) -> list[dict[str, Any]]:

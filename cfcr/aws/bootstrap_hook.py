@@ -21,6 +21,8 @@ class SecretsManagerFetcher:
     """Region of the secrets (passed explicitly: the hop limit keeps IMDS region lookups honest)."""
     joined_profiles: Mapping[str, str] = field(default_factory=dict)
     """Each pool's join instance profile name -> its joined profile name (cfcr.aws.identity)."""
+    cluster: str = ""
+    """The cluster name (its ``kubernetes.io/cluster/<name>`` tag marks its instances)."""
 
     def packages(self) -> list[str]:
         """Nothing from apt: the CLI is a snap."""
@@ -69,6 +71,28 @@ class SecretsManagerFetcher:
             "    --filters Name=state,Values=associated \"Name=instance-id,Values=$batch\" \\",
             "    --query 'IamInstanceProfileAssociations[].[AssociationId,IamInstanceProfile.Arn]' --output text)",
             "done",
+        ])
+
+    def candidate_command(self) -> str:
+        """``NAME`` is ``ip-a-b-c-d`` (or ``i-…``), optionally with a domain: succeed when a running
+        instance of that address (or id), tagged as a worker of this cluster, holds a join profile."""
+        region = shlex.quote(self.region)
+        tag = shlex.quote(f"Name=tag:kubernetes.io/cluster/{self.cluster},Values=owned")
+        joins = " | ".join(shlex.quote(j) for j in sorted(self.joined_profiles)) or "''"
+        return "\n".join([
+            "local name=${1%%.*} filter profile",
+            "case \"$name\" in",
+            "  ip-[0-9]*-[0-9]*-[0-9]*-[0-9]*) filter=\"Name=private-ip-address,Values=$(printf '%s' \"${name#ip-}\" | tr - .)\" ;;",
+            "  i-[0-9a-f]*) filter=\"Name=instance-id,Values=$name\" ;;",
+            "  *) return 1 ;;",
+            "esac",
+            f"profile=$(aws ec2 describe-instances --region {region} --filters \"$filter\" {tag} \\",
+            "  Name=tag:cfcr.io/role,Values=worker Name=instance-state-name,Values=pending,running \\",
+            "  --query 'Reservations[].Instances[].IamInstanceProfile.Arn' --output text) || return 1",
+            "case \"${profile##*/}\" in",
+            f"  {joins}) return 0 ;;",
+            "esac",
+            "return 1",
         ])
 
     def node_name(self, member: ControlPlaneMember) -> str:

@@ -128,7 +128,7 @@ class Cluster(pulumi.ComponentResource):
                 spec=spec,
                 api_endpoint=api.private_name,
                 members=control_plane_members(spec),
-                hook=SecretsManagerFetcher(region=spec.region, joined_profiles=dict(
+                hook=SecretsManagerFetcher(region=spec.region, cluster=spec.name, joined_profiles=dict(
                     pool_profile_names(name, pool.name) for pool in spec.node_pools)),
                 etcd_disk_devices=[m.volume.id.apply(etcd_disk_path) for m in volumes],
                 extra_api_names=api.dns_name.apply(lambda dns: [dns] if dns else []),

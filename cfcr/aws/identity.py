@@ -1,7 +1,9 @@
 """Identity: one IAM role and instance profile per control-plane member and per worker pool,
 each with least-privilege inline policies.
 
-- Every role: Session Manager (``AmazonSSMManagedInstanceCore``) and read of exactly the
+- Every role: Session Manager (``<cluster>-session-manager``: registering with Systems Manager
+  and opening session channels, no more; AWS's ``AmazonSSMManagedInstanceCore`` would also let
+  any root or host-network process read every SSM parameter of the region) and read of exactly the
   secrets ``ClusterBootstrap.readers`` grants its role slug (by secret ARN), decrypting
   through Secrets Manager only. So member ``i`` reads member ``i``'s etcd keys and no other's,
   and a worker never reads control-plane material.
@@ -18,7 +20,8 @@ each with least-privilege inline policies.
   secrets list grows with the cluster name; so the two policies that are the same for every
   member, the guard and the termination handler's, are customer-managed policies of the
   cluster (6,144 characters each at most) that every control-plane role attaches.
-- Workers also pull from ECR (``AmazonEC2ContainerRegistryReadOnly``).
+- No ECR grant: no kubelet image credential provider is configured, so a role's ECR rights
+  would serve no pull and only widen what a node's credentials reach.
 - **Join credentials**: a pool's VMs launch with its *join* profile, which may read the CA
   certificate and the join token; once a worker's Node exists, the control plane replaces the
   VM's profile association with the pool's *joined* profile, which may read no secret
@@ -83,6 +86,21 @@ def pool_profile_names(name: str, pool: str) -> tuple[str, str]:
     limit = NAME_LIMITS[INSTANCE_PROFILE].max_length
     return (fit(f"{name}-worker-{pool}", limit, keep=f"-worker-{pool}"),
             fit(f"{name}-worker-{pool}-joined", limit, keep="-joined"))
+
+
+def session_manager_policy() -> dict[str, Any]:
+    """What Session Manager needs on an instance, and nothing of Systems Manager besides (AWS
+    Systems Manager User Guide, "Step 2: Verify or add instance permissions for Session Manager",
+    the custom policy without S3 or KMS session logging)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "SessionManager", "Effect": "Allow", "Resource": "*", "Action": [
+                "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
+                "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+            ]},
+        ],
+    }
 
 
 def join_credentials_policy(cluster: str, region: str, token_secret_arn: pulumi.Input[str],
@@ -158,7 +176,7 @@ def cloud_controller_policy(cluster: str) -> dict[str, Any]:
             # instances by their ARNs, so that no volume (the etcd volumes carry the cluster tag)
             # is ever in reach of CreateTags
             _tagged(cluster, ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
-                              "ec2:DeleteSecurityGroup", "ec2:CreateTags", "ec2:ModifyInstanceAttribute"],
+                              "ec2:DeleteSecurityGroup", "ec2:CreateTags"],
                     "ChangeOwnedGroupsAndInstances", resource=[_ec2_arn("security-group"), _ec2_arn("instance")]),
             _tagged(cluster, [
                 "elasticloadbalancing:AddTags", "elasticloadbalancing:ApplySecurityGroupsToLoadBalancer",
@@ -314,6 +332,18 @@ def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
     return NodeIdentity(slug=slug, role=role, profile=profile, policies=policies)
 
 
+def _shared_policy(name: str, spec: ClusterSpec, parent: pulumi.Resource, policy_name: str,
+                   document: pulumi.Input[str], purpose: str) -> pulumi.Output[str]:
+    """A customer-managed policy of the cluster that several roles attach; its ARN."""
+    logical = f"{name}-{policy_name}"
+    explicit = physical_name(POLICY, logical, keep=f"-{policy_name}")
+    return iam.Policy(
+        logical, name=explicit, description=f"cfcr {spec.name} {purpose}", policy=document,
+        tags=base_tags(spec, logical),
+        opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=replace_first(explicit)),
+    ).arn
+
+
 def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequence[str]],
                      secret_arns: Mapping[str, pulumi.Input[str]], key_arn: pulumi.Input[str],
                      parent: pulumi.Resource, termination_queue_arn: pulumi.Input[str] | None = None,
@@ -337,10 +367,13 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
     # IAM allows a role 10,240 characters of inline policy in all, and the secrets list grows
     # with the cluster name: the guard and the queue reader, the same for every member, are
     # customer-managed policies (at most 6,144 characters each) that every member's role attaches
-    workers_managed = ["AmazonSSMManagedInstanceCore", "AmazonEC2ContainerRegistryReadOnly"]
+    session = _shared_policy(name, spec, parent, "session-manager", pulumi.Output.json_dumps(session_manager_policy()),
+                             "every node: Session Manager")
+    every_node = {"session-manager": session}
     joined = {
         pool.name: _identity(f"{name}-worker-{pool.name}-joined", spec, f"worker-{pool.name}-joined", parent, {},
-                             workers_managed, keep="-joined", profile_name=pool_profile_names(name, pool.name)[1])
+                             [], keep="-joined", attached=every_node,
+                             profile_name=pool_profile_names(name, pool.name)[1])
         for pool in spec.node_pools
     }
     shared: dict[str, pulumi.Input[str]] = {"etcd-volume-guard": pulumi.Output.json_dumps(etcd_volume_guard_policy())}
@@ -350,25 +383,21 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
     if termination_queue_arn is not None:
         shared["node-termination-handler"] = pulumi.Output.json_dumps(
             termination_handler_policy(cluster, termination_queue_arn))
-    shared_arns: dict[str, pulumi.Input[str]] = {}
-    for policy_name, document in shared.items():
-        logical = f"{name}-{policy_name}"
-        explicit = physical_name(POLICY, logical, keep=f"-{policy_name}")
-        shared_arns[policy_name] = iam.Policy(
-            logical, name=explicit, description=f"cfcr {cluster} control plane: {policy_name}", policy=document,
-            tags=base_tags(spec, logical),
-            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=replace_first(explicit)),
-        ).arn
+    shared_arns: dict[str, pulumi.Input[str]] = {
+        policy_name: _shared_policy(name, spec, parent, policy_name, document, f"control plane: {policy_name}")
+        for policy_name, document in shared.items()
+    }
     control_plane = [
         _identity(f"{name}-cp-{i}", spec, f"control-plane-{i}", parent,
                   {"secrets": secrets_for(f"control-plane-{i}"), **control_plane_extra},
-                  ["AmazonSSMManagedInstanceCore"], keep=f"-cp-{i}", attached=shared_arns)
+                  [], keep=f"-cp-{i}", attached={**every_node, **shared_arns})
         for i in range(spec.control_plane.count)
     ]
     workers = {
         pool.name: _identity(f"{name}-worker-{pool.name}", spec, f"worker-{pool.name}", parent,
-                             {"secrets": secrets_for(f"worker-{pool.name}")}, workers_managed,
-                             keep=f"-worker-{pool.name}", profile_name=pool_profile_names(name, pool.name)[0])
+                             {"secrets": secrets_for(f"worker-{pool.name}")}, [],
+                             keep=f"-worker-{pool.name}", attached=every_node,
+                             profile_name=pool_profile_names(name, pool.name)[0])
         for pool in spec.node_pools
     }
     return Identities(control_plane=control_plane, workers=workers, joined=joined)

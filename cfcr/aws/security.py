@@ -105,7 +105,8 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
     # The CCM wants exactly one group per instance tagged kubernetes.io/cluster/<name>: the
     # node groups carry it, the load balancer's does not.
     public = spec.networking.api_public
-    lb = group("api-lb", "cfcr API load balancer: 6443 from the allowed CIDRs and the VPC", False)
+    lb = group("api-lb", "cfcr API load balancer: 6443 from the allowed CIDRs" + ("" if public else " and the VPC"),
+               False)
     cp = group("control-plane", "cfcr control plane", True)
     worker = group("worker", "cfcr workers", True)
     internal_lb = group("api-lb-int", "cfcr internal API load balancer: 6443 from the nodes", False) if public else None

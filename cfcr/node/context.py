@@ -74,7 +74,10 @@ class JoinAccess(Protocol):
       secret's new value (the control plane rotates the bootstrap token in the store);
     * ``revoke_command()``: the body of a bash function that reads provider IDs of joined
       workers on standard input and takes from each VM the cloud identity that may read the
-      join secrets (on AWS: swaps its instance profile for the pool's joined one).
+      join secrets (on AWS: swaps its instance profile for the pool's joined one);
+    * ``candidate_command()``: the body of a bash function ``cfcr_join_candidate NAME`` that
+      succeeds only when NAME is a VM of this cluster's pools that still holds the join
+      identity: the control plane approves a node-client certificate for no other name.
     """
 
     def store_command(self, secret_id: str) -> str:
@@ -83,6 +86,10 @@ class JoinAccess(Protocol):
 
     def revoke_command(self) -> str:
         """The body of ``cfcr_revoke_join_access`` (provider IDs on stdin)."""
+        ...
+
+    def candidate_command(self) -> str:
+        """The body of ``cfcr_join_candidate NAME`` (success: a pool VM still joining)."""
         ...
 
 

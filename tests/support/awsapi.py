@@ -7,8 +7,10 @@ maps to an instance, the instance to the profile it is associated with now, the 
 role, and the role's policies in the render decide (tests/support/iam.py). It serves:
 
 * ``secretsmanager get-secret-value`` / ``put-secret-value`` (``--query SecretString --output text``);
-* ``ec2 describe-iam-instance-profile-associations`` (filters ``instance-id``, ``state``) and
-  ``ec2 replace-iam-instance-profile-association`` (needs ``iam:PassRole`` on the new role).
+* ``ec2 describe-iam-instance-profile-associations`` (filters ``instance-id``, ``state``),
+  ``ec2 replace-iam-instance-profile-association`` (needs ``iam:PassRole`` on the new role) and
+  ``ec2 describe-instances`` (filters ``private-ip-address``, ``instance-id``, ``tag:<key>``,
+  ``instance-state-name``; prints what the instance-profile query prints).
 
 KMS (the secrets' key) is not evaluated. Every call and decision is appended to a log, and
 the state (secret values, associations) lives in a JSON file the tests read.
@@ -114,6 +116,24 @@ class Cloud:
                     continue
                 rows.append(f"{other['association']}\t{state['profile_arns'][other['profile']]}")
             return 200, "".join(r + "\n" for r in rows)
+        if service == "ec2" and operation == "describe-instances":
+            if not evaluate(policies, Request("ec2:DescribeInstances", "*")).allowed:
+                return 403, "UnauthorizedOperation: ec2:DescribeInstances"
+            filters = _filters(args)
+            found = []
+            for address, other in state["instances"].items():
+                if "private-ip-address" in filters and address not in filters["private-ip-address"]:
+                    continue
+                if "instance-id" in filters and other["id"] not in filters["instance-id"]:
+                    continue
+                if "instance-state-name" in filters and "running" not in filters["instance-state-name"]:
+                    continue
+                tags = {k.removeprefix("tag:"): v for k, v in filters.items() if k.startswith("tag:")}
+                if any(other["tags"].get(k) not in v for k, v in tags.items()):
+                    continue
+                found.append(state["profile_arns"][other["profile"]])
+            # what --query 'Reservations[].Instances[].IamInstanceProfile.Arn' --output text prints
+            return 200, "\t".join(found) + "\n" if found else ""
         if service == "ec2" and operation == "replace-iam-instance-profile-association":
             association = options.get("--association-id", "")
             target = next((i for i in state["instances"].values() if i["association"] == association), None)

@@ -5,8 +5,13 @@
 #     live: when it has less, or is gone from the cluster, a new bootstrap token (TTL
 #     CFCR_TOKEN_TTL) is created in the cluster and stored; the old one expires on its own and
 #     kube-controller-manager's token cleaner deletes it;
-#  2. every worker that has joined loses the cloud identity that may read the join secrets
-#     (cfcr_revoke_join_access, from the cloud hook in join-access.sh).
+#  2. a join token is good for one thing, the node-client certificate of a VM that is joining:
+#     kubeadm's binding that lets kube-controller-manager approve such a request for any node
+#     name is removed, and a request is approved here only for a VM of this cluster's pools
+#     that still holds its join identity and has no Node yet (cfcr_join_candidate); a request
+#     for the name of an existing Node is denied;
+#  3. every worker that has joined loses the cloud identity that may read the join secrets
+#     (cfcr_revoke_join_access). Both hooks come from the cloud, in join-access.sh.
 # Never a token on a command line: values travel on standard input.
 set -euo pipefail
 umask 077
@@ -71,6 +76,37 @@ MANIFEST
   log "rotated the join token: $id expires $expires (the one it replaces expires on its own)"
 }
 
+AUTO_APPROVE_BINDING=kubeadm:node-autoapprove-bootstrap
+CLIENT_SIGNER=kubernetes.io/kube-apiserver-client-kubelet
+
+# csr_subject NAME: the subject of a CSR's request (RFC 2253: CN=...,O=...)
+csr_subject() {
+  kubectl get csr "$1" -o jsonpath='{.spec.request}' | base64 -d | openssl req -noout -subject -nameopt RFC2253 |
+    sed 's/^subject=//'
+}
+
+approve_joining() {
+  local csr signer user conditions subject name
+  kubectl delete clusterrolebinding "$AUTO_APPROVE_BINDING" --ignore-not-found >/dev/null
+  while read -r csr signer user conditions; do
+    if [ "$signer" != "$CLIENT_SIGNER" ] || [ "$conditions" != "<none>" ]; then continue; fi
+    case "$user" in system:bootstrap:*) ;; *) continue ;; esac
+    subject=$(csr_subject "$csr")
+    name=$(printf '%s' "$subject" | tr ',' '\n' | sed -n 's/^CN=system:node://p')
+    if [ -z "$name" ] || ! printf '%s' "$subject" | tr ',' '\n' | grep -qx 'O=system:nodes'; then
+      kubectl certificate deny "$csr" >/dev/null
+      log "denied $csr from $user: '$subject' is not a node's client certificate"
+    elif kubectl get node "$name" >/dev/null 2>&1; then
+      kubectl certificate deny "$csr" >/dev/null
+      log "denied $csr from $user: a Node named $name exists; a join token never takes over a node"
+    elif cfcr_join_candidate "$name"; then
+      kubectl certificate approve "$csr" >/dev/null
+      log "approved $csr: $name is a pool VM still joining"
+    fi
+  done < <(kubectl get csr --no-headers \
+    -o custom-columns=NAME:.metadata.name,SIGNER:.spec.signerName,USER:.spec.username,COND:.status.conditions[*].type)
+}
+
 revoke_joined() {
   local done_list
   done_list=$(kubectl get nodes -l '!node-role.kubernetes.io/control-plane' \
@@ -81,6 +117,7 @@ revoke_joined() {
 }
 
 status=0
+approve_joining || status=1
 rotate_token || status=1
 revoke_joined || status=1
 exit "$status"
