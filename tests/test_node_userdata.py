@@ -690,3 +690,24 @@ def test_join_credentials_are_short_lived_where_the_cloud_can_rotate_them(render
     from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
 
     assert join_access(SecretsManagerFetcher("us-east-1")) is not None
+
+
+def test_scripts_travel_without_comments_but_whole(tmp_path: Path) -> None:
+    from cfcr.node.userdata import strip_comments
+
+    script = ("#!/bin/bash\n# a comment\n\nset -eu  # trailing\n# shellcheck source=/dev/null\n"
+              "cat <<EOF\n# kept: inside a here-document\nEOF\n  # indented comment\necho done\n")
+    stripped = strip_comments(script)
+    assert stripped == ("#!/bin/bash\nset -eu  # trailing\n# shellcheck source=/dev/null\n"
+                        "cat <<EOF\n# kept: inside a here-document\nEOF\necho done\n")
+    path = tmp_path / "s.sh"
+    path.write_text(stripped)
+    assert subprocess.run(["bash", str(path)], capture_output=True, text=True).stdout == "# kept: inside a here-document\ndone\n"
+
+
+def test_every_aws_role_leaves_room_under_the_user_data_limit(renders: dict[str, list[tuple[Role, bytes]]]) -> None:
+    """AWS takes 16,384 bytes; every role keeps 2 KB free for what the next change adds (a
+    role that needs more must move to a stub that fetches the rest)."""
+    for case, role, data in _all_roles(renders):
+        if case.startswith("aws"):
+            assert len(data) <= cloud_user_data_limit("aws") - 2048, (case, role.slug, len(data))

@@ -373,26 +373,24 @@ class _Reader:
         def resolve(name: str, depth: int = 0) -> Resolution:
             record = records[name]
             first = f"{name} (private zone {record['__zone']})"
+
+            def follow(target: str, how: str) -> Resolution:
+                """A name that points at ``target`` (an alias or a CNAME): a load balancer, or
+                another record of the render, or nothing the render knows."""
+                lb = by_dns.get(target)
+                if lb is not None:
+                    return Resolution((first, f"{how} {target}", f"load balancer {lb.label}"), load_balancer=lb)
+                if target in records and depth < 5:
+                    inner = resolve(target, depth + 1)
+                    return Resolution((first, *inner.chain), inner.load_balancer, inner.address)
+                return Resolution((first, f"{how} {target}, which is not in the render"))
+
             aliases = [a for a in record.get("aliases") or [] if isinstance(a, Mapping)]
             if aliases:
-                target = _dns(aliases[0].get("name"))
-                lb = by_dns.get(target)
-                if lb is not None:
-                    return Resolution((first, f"alias of {target}", f"load balancer {lb.label}"), load_balancer=lb)
-                if target in records and depth < 5:
-                    inner = resolve(target, depth + 1)
-                    return Resolution((first, *inner.chain), inner.load_balancer, inner.address)
-                return Resolution((first, f"alias of {target}, which is not in the render"))
+                return follow(_dns(aliases[0].get("name")), "alias of")
             values = [str(v) for v in record.get("records") or []]
             if str(record.get("type")).upper() == "CNAME" and values:
-                target = _dns(values[0])
-                lb = by_dns.get(target)
-                if lb is not None:
-                    return Resolution((first, f"CNAME {target}", f"load balancer {lb.label}"), load_balancer=lb)
-                if target in records and depth < 5:
-                    inner = resolve(target, depth + 1)
-                    return Resolution((first, *inner.chain), inner.load_balancer, inner.address)
-                return Resolution((first, f"CNAME {target}, which is not in the render"))
+                return follow(_dns(values[0]), "CNAME")
             return Resolution((first, f"address {values[0]}" if values else "no value"),
                               address=values[0] if values else None)
 

@@ -9,6 +9,7 @@ configuration, scripts and secret *ids* -- never key material or tokens.
 from __future__ import annotations
 
 import gzip
+import re
 import shlex
 from collections.abc import Mapping
 from importlib import resources
@@ -101,8 +102,37 @@ def roles_for(spec: ClusterSpec) -> list[Role]:
     ]
 
 
+_HEREDOC = re.compile(r"<<-?\s*'?([A-Za-z_]+)'?")
+
+
+def strip_comments(script: str) -> str:
+    """A node script as it travels in user-data: without its comment lines and blank lines
+    (AWS takes 16 KB of user-data, gzip included; the commented source is in
+    ``cfcr/node/scripts``). Kept: the shebang, ``# shellcheck`` directives, and every line of a
+    here-document."""
+    out: list[str] = []
+    heredoc: str | None = None
+    for number, line in enumerate(script.splitlines()):
+        if heredoc is not None:
+            out.append(line)
+            if line.strip() == heredoc:
+                heredoc = None
+            continue
+        bare = line.strip()
+        if (number == 0 and line.startswith("#!")) or bare.startswith("# shellcheck"):
+            out.append(line)
+            continue
+        if not bare or bare.startswith("#"):
+            continue
+        match = _HEREDOC.search(line)
+        if match:
+            heredoc = match.group(1)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def _script(name: str) -> str:
-    return resources.files("cfcr.node").joinpath("scripts", name).read_text("utf-8")
+    return strip_comments(resources.files("cfcr.node").joinpath("scripts", name).read_text("utf-8"))
 
 
 def _yaml(doc: Mapping[str, Any]) -> str:

@@ -163,7 +163,12 @@ class ControlPlane:
     preflight_before: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
-    _identities: AwsIdentities | None = None
+    _aws: AwsIdentities | None = None
+
+    @property
+    def _identities(self) -> AwsIdentities:
+        assert self._aws is not None, "the cloud is initialised with the network"
+        return self._aws
     """Preflight errors per role after boot, with the rendered config: what a retry meets."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -276,7 +281,7 @@ class ControlPlane:
             "role_arns": {p: ids.role_arns[r] for p, r in ids.profile_roles.items()},
             "log": [],
         }, indent=2))
-        self._identities = ids
+        self._aws = ids
 
     def register_instance(self, node: Node, template_id: str, tags: Mapping[str, str]) -> None:
         """The VM exists in the AWS stand-in: its address, id, tags and launch profile."""
@@ -321,7 +326,8 @@ class ControlPlane:
         node.state.mkdir(parents=True, exist_ok=True)
         config = {
             "root": str(node.root.path),
-            "enter": [c for c in node.root.enter_prefix() if True][len(node.host.command()):],
+            # the stand-in runs inside the node's namespace already: the prefix without `ip netns exec`
+            "enter": node.root.enter_prefix()[len(node.host.command()):],
             "state": str(node.state),
             "node_ip": node.host.address,
             "hostname": node.root.hostname,
@@ -436,7 +442,7 @@ class ControlPlane:
             config = f"{HARNESS_DIR}/kubeadm-after-join.yaml"
             node.root.write(config, template.replace("@PROVIDER_ID@", provider), 0o600)
         if without_config_ignores:
-            docs = yaml_docs(node.root.read(config))  # noqa: the rendered one
+            docs = yaml_docs(node.root.read(config))
             for doc in docs:
                 doc.get("nodeRegistration", {}).pop("ignorePreflightErrors", None)
             config = f"{HARNESS_DIR}/kubeadm-without-ignores.yaml"

@@ -25,6 +25,10 @@ from cfcr.render.render import RenderResult, render_stack
 from tests.support.noderoot import cloud_config
 
 
+class UnsupportedCloud(RuntimeError):
+    """The harness reads this cloud's secret store and identities only once the cloud has them."""
+
+
 @dataclass(frozen=True)
 class Member:
     """A control-plane member as rendered."""
@@ -110,7 +114,7 @@ class RenderedCluster:
     def secret_values(self) -> dict[str, str]:
         """Secret id (its name in the store) -> value."""
         if self.spec.cloud != "aws":
-            raise NotImplementedError(f"the harness reads no {self.spec.cloud} secret store yet")
+            raise UnsupportedCloud(f"the harness reads no {self.spec.cloud} secret store yet")
         by_arn = {r.id: unwrap(r.inputs)["name"] for r in self.rows("aws:secretsmanager/secret:Secret")}
         return {by_arn[unwrap(v.inputs)["secretId"]]: str(unwrap(v.inputs)["secretString"])
                 for v in self.rows("aws:secretsmanager/secretVersion:SecretVersion")}
@@ -118,7 +122,7 @@ class RenderedCluster:
     def readable_secrets(self, role: str) -> list[str]:
         """Secret ids the role's cloud identity may read (on AWS: its IAM ``secrets`` policy)."""
         if self.spec.cloud != "aws":
-            raise NotImplementedError(f"the harness reads no {self.spec.cloud} identities yet")
+            raise UnsupportedCloud(f"the harness reads no {self.spec.cloud} identities yet")
         names = {r.id: unwrap(r.inputs)["name"] for r in self.rows("aws:secretsmanager/secret:Secret")}
         suffix = f"cp-{role.rsplit('-', 1)[1]}" if role.startswith("control-plane-") else role
         policy_name = f"{self.name}-{suffix}-secrets"

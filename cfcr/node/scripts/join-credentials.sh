@@ -20,10 +20,7 @@ umask 077
 . /usr/local/lib/cfcr/lib.sh
 load_node_facts
 
-if [ ! -f "$CFCR_STATE/bootstrapped" ]; then
-  log "not bootstrapped yet: no join credentials to look after"
-  exit 0
-fi
+require_bootstrapped "no join credentials to look after"
 exec 8>/run/cfcr-join-credentials.lock
 flock -n 8 || exit 0
 export KUBECONFIG=/etc/kubernetes/admin.conf

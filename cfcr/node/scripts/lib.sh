@@ -31,6 +31,14 @@ load_node_facts() {
 }
 
 log() { printf '%s cfcr: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
+
+# require_bootstrapped WHAT: the timers' scripts do nothing before the node has booted.
+require_bootstrapped() {
+  if [ ! -f "$CFCR_STATE/bootstrapped" ]; then
+    log "not bootstrapped yet: $1"
+    exit 0
+  fi
+}
 die() { log "ERROR: $*"; exit 1; }
 
 # write_atomic DEST MODE: stdin -> DEST, root-owned with MODE, through a temp file

@@ -14,10 +14,7 @@ umask 077
 . /usr/local/lib/cfcr/lib.sh
 load_node_facts
 
-if [ ! -f "$CFCR_STATE/bootstrapped" ]; then
-  log "not bootstrapped yet: nothing to maintain"
-  exit 0
-fi
+require_bootstrapped "nothing to maintain"
 
 exec 9>/run/cfcr-bootstrap.lock
 flock 9
