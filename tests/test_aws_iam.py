@@ -9,7 +9,6 @@ No role attaches an AWS-managed policy (a test keeps it so): every grant is in t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any

@@ -20,7 +20,7 @@ import yaml
 from cryptography import x509
 
 from cfcr.node.kubeadm import CONTROL_PLANE_IGNORED_PREFLIGHT, RETRY_IGNORED_PREFLIGHT
-from tests.support.controlplane import DIFFERENCES, ENVIRONMENT_PREFLIGHT, ControlPlane, HarnessError
+from tests.support.controlplane import DIFFERENCES, ENVIRONMENT_PREFLIGHT, ControlPlane
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from cfcr.node.kubeadm import (
     TOKEN_PLACEHOLDER,
 )
 from cfcr.render.render import render_stack
-from tests.support.noderoot import cloud_config
+from tests.support.validators import load_cloud_config as cloud_config
 from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]

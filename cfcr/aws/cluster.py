@@ -19,7 +19,7 @@ from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
 from cfcr.aws.control_plane import build_control_plane_instances, build_etcd_volumes, etcd_disk_path
 from cfcr.aws.identity import build_identities, pool_profile_names
 from cfcr.aws.image import Images
-from cfcr.aws.nlb import build_api_load_balancer, register_control_plane
+from cfcr.aws.nlb import build_api_load_balancer
 from cfcr.aws.network import build_network
 from cfcr.aws.node_pool import NodePool, NodePoolArgs
 from cfcr.aws.secrets import build_secret_store
@@ -153,14 +153,12 @@ class Cluster(pulumi.ComponentResource):
             subnet_ids=network.private_subnet_ids,
             security_group_id=groups.control_plane.id,
             identities=identities.control_plane,
-            target_group=api.target_group,
+            target_groups=[api.target_group, *([api.internal_target_group] if api.internal_target_group else [])],
             depends_on=boot_deps,
             parent=self,
             kms_key_id=args.ebs_kms_key_id,
         )
-        # build_control_plane_instances registers each member in api.target_group; a public API's
-        # internal NLB has a target group of its own
-        register_control_plane(name, api, [m.instance for m in members if m.instance is not None], self)
+        instances = [m.instance for m in members if m.instance is not None]
         self.node_pools = {}
         for index, pool in enumerate(spec.node_pools):
             identity = identities.workers[pool.name]
@@ -201,9 +199,9 @@ class Cluster(pulumi.ComponentResource):
         if groups.internal_load_balancer is not None:
             group_ids["internalApiLoadBalancer"] = groups.internal_load_balancer.id
         self.security_group_ids = pulumi.Output.all(**group_ids).apply(lambda ids: {k: str(v) for k, v in ids.items()})
-        self.control_plane_machines = [m.instance for m in members if m.instance is not None]
+        self.control_plane_machines = list(instances)
         self.control_plane_instance_ids = pulumi.Output.all(
-            *[m.instance.id for m in members if m.instance is not None]
+            *[i.id for i in instances]
         ).apply(lambda ids: [str(i) for i in ids])
         self.etcd_volume_ids = pulumi.Output.all(*[m.volume.id for m in volumes]).apply(lambda ids: [str(i) for i in ids])
         self.termination_queue_url = queue.queue.url if queue else None

@@ -89,7 +89,7 @@ def build_control_plane_instances(
     subnet_ids: Sequence[pulumi.Input[str]],
     security_group_id: pulumi.Input[str],
     identities: Sequence[NodeIdentity],
-    target_group: lb.TargetGroup,
+    target_groups: Sequence[lb.TargetGroup],
     depends_on: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
     kms_key_id: pulumi.Input[str] | None = None,
@@ -151,9 +151,12 @@ def build_control_plane_instances(
             stop_instance_before_detaching=True,  # etcd stops cleanly before its disk goes
             opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
         )
-        lb.TargetGroupAttachment(
-            f"{name}-cp-{i}", target_group_arn=target_group.arn, target_id=instance.id, port=API_PORT,
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
+        # one registration per API load balancer (an NLB's target group belongs to one NLB): the
+        # first keeps the name it always had, the internal NLB's of a public API is ``-api-int``
+        for suffix, group in zip(("", "-api-int"), target_groups):
+            lb.TargetGroupAttachment(
+                f"{name}-cp-{i}{suffix}", target_group_arn=group.arn, target_id=instance.id, port=API_PORT,
+                opts=pulumi.ResourceOptions(parent=parent),
+            )
         out.append(ControlPlaneMember(name=member.name, address=member.address, volume=member.volume, instance=instance))
     return out

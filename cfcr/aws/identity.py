@@ -17,15 +17,16 @@ each with least-privilege inline policies.
   tagged ``cfcr.io/etcd-member`` (only Pulumi, with the deployer's credentials, attaches
   them), and of adding or removing that tag anywhere.
 - IAM allows a role 10,240 characters of inline policy in all (whitespace aside), and the
-  secrets list grows with the cluster name; so the two policies that are the same for every
-  member, the guard and the termination handler's, are customer-managed policies of the
-  cluster (6,144 characters each at most) that every control-plane role attaches.
+  secrets list grows with the cluster name; so the policies that are the same for every
+  member (the guard, ``join-credentials``, the termination handler's) and the one every node
+  has (``session-manager``) are customer-managed policies of the cluster (6,144 characters each
+  at most) that the roles attach.
 - No ECR grant: no kubelet image credential provider is configured, so a role's ECR rights
   would serve no pull and only widen what a node's credentials reach.
 - **Join credentials**: a pool's VMs launch with its *join* profile, which may read the CA
   certificate and the join token; once a worker's Node exists, the control plane replaces the
   VM's profile association with the pool's *joined* profile, which may read no secret
-  (Session Manager and ECR only). Both profiles carry explicit names (:func:`pool_profile_names`)
+  (Session Manager only). Both profiles carry explicit names (:func:`pool_profile_names`)
   so the control plane's script knows them. The control plane's ``join-credentials`` policy may
   store a new token in that one secret, find profile associations, replace them only on this
   cluster's workers, and pass only the pools' joined roles.
@@ -304,11 +305,10 @@ def readable_by(readers: Mapping[str, Sequence[str]], slug: str) -> list[str]:
 
 
 def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
-              inline: dict[str, pulumi.Input[str]], managed: list[str], *, keep: str = "",
+              inline: dict[str, pulumi.Input[str]], *, keep: str = "",
               attached: Mapping[str, pulumi.Input[str]] | None = None,
               profile_name: str | None = None) -> NodeIdentity:
     child = pulumi.ResourceOptions(parent=parent)
-    partition = partition_of(spec.region)
     # role and profile keep Pulumi's autonamed form while it fits (IAM: role <= 64, profile <= 128)
     role_name = physical_name(ROLE, name, keep=keep)
     role = iam.Role(name, name=role_name, assume_role_policy=pulumi.Output.json_dumps(EC2_TRUST),
@@ -318,11 +318,6 @@ def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
     for policy_name, document in inline.items():
         policies.append(iam.RolePolicy(f"{name}-{policy_name}", role=role.id, name=check_name(ROLE_POLICY, policy_name),
                                        policy=document, opts=child))
-    for managed_name in managed:
-        policies.append(iam.RolePolicyAttachment(
-            f"{name}-{managed_name}", role=role.name, policy_arn=f"arn:{partition}:iam::aws:policy/{managed_name}",
-            opts=child,
-        ))
     for policy_name, arn in (attached or {}).items():
         policies.append(iam.RolePolicyAttachment(f"{name}-{policy_name}", role=role.name, policy_arn=arn, opts=child))
     profile_name = profile_name or physical_name(INSTANCE_PROFILE, name, keep=keep)
@@ -365,14 +360,14 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
         "cluster-autoscaler": pulumi.Output.json_dumps(cluster_autoscaler_policy(cluster)),
     }
     # IAM allows a role 10,240 characters of inline policy in all, and the secrets list grows
-    # with the cluster name: the guard and the queue reader, the same for every member, are
-    # customer-managed policies (at most 6,144 characters each) that every member's role attaches
+    # with the cluster name: what is the same for every member or every node is a
+    # customer-managed policy of the cluster (at most 6,144 characters each) that the roles attach
     session = _shared_policy(name, spec, parent, "session-manager", pulumi.Output.json_dumps(session_manager_policy()),
                              "every node: Session Manager")
     every_node = {"session-manager": session}
     joined = {
         pool.name: _identity(f"{name}-worker-{pool.name}-joined", spec, f"worker-{pool.name}-joined", parent, {},
-                             [], keep="-joined", attached=every_node,
+                             keep="-joined", attached=every_node,
                              profile_name=pool_profile_names(name, pool.name)[1])
         for pool in spec.node_pools
     }
@@ -390,12 +385,12 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
     control_plane = [
         _identity(f"{name}-cp-{i}", spec, f"control-plane-{i}", parent,
                   {"secrets": secrets_for(f"control-plane-{i}"), **control_plane_extra},
-                  [], keep=f"-cp-{i}", attached={**every_node, **shared_arns})
+                  keep=f"-cp-{i}", attached={**every_node, **shared_arns})
         for i in range(spec.control_plane.count)
     ]
     workers = {
         pool.name: _identity(f"{name}-worker-{pool.name}", spec, f"worker-{pool.name}", parent,
-                             {"secrets": secrets_for(f"worker-{pool.name}")}, [],
+                             {"secrets": secrets_for(f"worker-{pool.name}")},
                              keep=f"-worker-{pool.name}", attached=every_node,
                              profile_name=pool_profile_names(name, pool.name)[0])
         for pool in spec.node_pools

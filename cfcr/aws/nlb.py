@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_aws import ec2, lb, route53
+from pulumi_aws import lb, route53
 
 from cfcr.aws.names import physical_name, replace_first
 from cfcr.aws.security import API_PORT
@@ -60,7 +60,7 @@ class ApiLoadBalancer:
     private name aliases it); None when the one NLB is internal already."""
     internal_target_group: lb.TargetGroup | None = None
     """The internal NLB's own target group (an NLB target group belongs to one load balancer):
-    every control-plane instance is registered in both (:func:`register_control_plane`)."""
+    every control-plane instance is registered in both (``build_control_plane_instances``)."""
 
     @property
     def internal_dns_name(self) -> pulumi.Output[str]:
@@ -193,18 +193,3 @@ def build_api_load_balancer(
         internal_load_balancer=inner,
         internal_target_group=inner_group,
     )
-
-
-def register_control_plane(name: str, api: ApiLoadBalancer, instances: Sequence[ec2.Instance],
-                           parent: pulumi.Resource) -> list[lb.TargetGroupAttachment]:
-    """Register control-plane member ``i``'s instance in the internal NLB's target group
-    (``build_control_plane_instances`` registers it in the main one); [] without an internal NLB."""
-    if api.internal_target_group is None:
-        return []
-    return [
-        lb.TargetGroupAttachment(
-            f"{name}-cp-{i}-api-int", target_group_arn=api.internal_target_group.arn, target_id=instance.id,
-            port=API_PORT, opts=pulumi.ResourceOptions(parent=parent),
-        )
-        for i, instance in enumerate(instances)
-    ]

@@ -20,10 +20,13 @@ the state (secret values, associations) lives in a JSON file the tests read.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import http.server
 import json
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,8 @@ exit 254
 
 
 class Cloud:
-    """The account's state and its judge."""
+    """The account's state and its judge. The server and the harness both change the state
+    file, each under an exclusive lock of ``<state>.lock`` (:meth:`update`)."""
 
     def __init__(self, state_file: Path) -> None:
         self.state_file = state_file
@@ -67,9 +71,17 @@ class Cloud:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
-    def call(self, source: str, args: list[str], stdin: str) -> tuple[int, str]:
-        with self.lock:
+    @contextlib.contextmanager
+    def update(self) -> Iterator[dict[str, Any]]:
+        """The state, to change in place; saved when the block ends, under both locks."""
+        with self.lock, open(self.state_file.with_suffix(".lock"), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
             state = self.load()
+            yield state
+            self.save(state)
+
+    def call(self, source: str, args: list[str], stdin: str) -> tuple[int, str]:
+        with self.update() as state:
             instance = state["instances"].get(source)
             if instance is None:
                 return 403, f"no instance at {source}: unable to locate credentials"
@@ -78,7 +90,6 @@ class Cloud:
             result = self._dispatch(state, instance, policies, args, stdin)
             state["log"].append({"instance": instance["id"], "profile": profile, "call": args[:2],
                                  "status": result[0]})
-            self.save(state)
             return result
 
     def _dispatch(self, state: dict[str, Any], instance: dict[str, Any], policies: list[dict[str, Any]],

@@ -32,6 +32,8 @@ class VmFacts:
     resolvable: tuple[str, ...]
     """Names the network's resolver answers with ``address`` (short names through the search
     domain the cloud puts in resolv.conf)."""
+    private_dns: str = ""
+    """The VM's private DNS name, where the cloud has one (AWS: the instance's ``local-hostname``)."""
 
     def resolve(self, name: str) -> list[str]:
         return [self.address] if name in self.resolvable else []
@@ -44,7 +46,7 @@ def aws_vm(address: str, region: str) -> VmFacts:
     private_dns = f"{short}.{domain}"
     return VmFacts(short, address,
                    (("InternalIP", address), ("InternalDNS", private_dns), ("Hostname", private_dns)),
-                   (short, private_dns))
+                   (short, private_dns), private_dns)
 
 
 def gcp_vm(instance: str, address: str, zone: str, project: str) -> VmFacts:

@@ -42,7 +42,8 @@ import yaml
 
 from cfcr.render.mocks import unwrap
 from tests.support.aws_render import AwsIdentities, aws_identities
-from tests.support.awsapi import AWS_CLI
+from tests.support.awsapi import AWS_CLI, Cloud
+from tests.support.cloudfacts import aws_vm
 from tests.support.netns import Host, Network, run
 from tests.support.noderoot import HARNESS_DIR, NodeRoot
 from tests.support.rendered import Member, RenderedCluster
@@ -163,13 +164,13 @@ class ControlPlane:
     preflight_before: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
+    """Preflight errors per role after boot, with the rendered config: what a retry meets."""
     _aws: AwsIdentities | None = None
 
     @property
     def _identities(self) -> AwsIdentities:
         assert self._aws is not None, "the cloud is initialised with the network"
         return self._aws
-    """Preflight errors per role after boot, with the rendered config: what a retry meets."""
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> ControlPlane:
@@ -238,7 +239,7 @@ class ControlPlane:
         root = NodeRoot.create(self.workdir / "nodes" / host.name, host, hostname, self.render.user_data(role),
                                {k: v for k, v in self.binaries.items() if k in ("kubeadm", "kubectl", "etcdctl")},
                                self.net.hosts_file())
-        self._secret_store(root, role)
+        root.write("/usr/local/bin/aws", AWS_CLI, 0o755)  # the AWS CLI: a client of tests/support/awsapi.py
         node = Node(role, root, instance_id, zone, member)
         self.nodes[host.name] = node
         self.register_instance(node, *self._launch(role, member))
@@ -257,13 +258,9 @@ class ControlPlane:
                 return template_id, tags
         raise HarnessError(f"no launch template in the render for pool {pool}")
 
-    def _secret_store(self, root: NodeRoot, role: str) -> None:
-        """The node's ``aws`` command talks to the AWS stand-in (tests/support/awsapi.py)."""
-        root.write("/usr/local/bin/aws", AWS_CLI, 0o755)
-
     def cloud_state(self) -> dict[str, Any]:
         """The AWS stand-in's state: instances and their profiles, secret values, calls."""
-        return dict(json.loads(self.cloud_file.read_text()))
+        return Cloud(self.cloud_file).load()
 
     def _init_cloud(self) -> None:
         render = self.render
@@ -271,7 +268,7 @@ class ControlPlane:
         secrets = {str(unwrap(r.inputs)["name"]): {"arn": str(r.outputs["arn"]), "value": render.secret_values[
             str(unwrap(r.inputs)["name"])]} for r in render.rows("aws:secretsmanager/secret:Secret")}
         role_arn = next(iter(ids.role_arns.values()))
-        self.cloud_file.write_text(json.dumps({
+        Cloud(self.cloud_file).save({
             "region": render.spec.region,
             "account": role_arn.split(":")[4],
             "instances": {},
@@ -280,16 +277,15 @@ class ControlPlane:
             "profile_arns": ids.profile_arns,
             "role_arns": {p: ids.role_arns[r] for p, r in ids.profile_roles.items()},
             "log": [],
-        }, indent=2))
+        })
         self._aws = ids
 
     def register_instance(self, node: Node, template_id: str, tags: Mapping[str, str]) -> None:
         """The VM exists in the AWS stand-in: its address, id, tags and launch profile."""
-        state = self.cloud_state()
-        state["instances"][node.host.address] = {
-            "id": node.instance_id, "profile": self._identities.template_profiles[template_id],
-            "association": f"iip-assoc-{node.instance_id[2:]}", "tags": dict(tags)}
-        self.cloud_file.write_text(json.dumps(state, indent=2))
+        with Cloud(self.cloud_file).update() as state:
+            state["instances"][node.host.address] = {
+                "id": node.instance_id, "profile": self._identities.template_profiles[template_id],
+                "association": f"iip-assoc-{node.instance_id[2:]}", "tags": dict(tags)}
 
     def start_services(self) -> None:
         assert self.net is not None
@@ -307,17 +303,16 @@ class ControlPlane:
 
     def write_imds(self) -> None:
         region = self.render.spec.region
-        suffix = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
         data = {}
         for node in self.nodes.values():
-            ip = node.host.address
-            data[ip] = {
+            vm = aws_vm(node.host.address, region)
+            data[vm.address] = {
                 "instance-id": node.instance_id,
                 "placement/availability-zone": node.zone,
                 "placement/region": region,
-                "local-ipv4": ip,
-                "local-hostname": f"ip-{ip.replace('.', '-')}.{suffix}",
-                "hostname": f"ip-{ip.replace('.', '-')}.{suffix}",
+                "local-ipv4": vm.address,
+                "local-hostname": vm.private_dns,
+                "hostname": vm.private_dns,
             }
         (self.workdir / "imds.json").write_text(json.dumps(data, indent=2))
 
@@ -353,11 +348,9 @@ class ControlPlane:
         """Build the network and members, then ``kubeadm init`` on every member at once
         (``before_init(member 0)`` runs once the members are prepared, before any kubelet)."""
         self.build_network()
-        hostnames = {}
         for member in self.render.members:
-            hostname = f"ip-{member.address.replace('.', '-')}"
-            hostnames[member.name] = hostname
-            self.add_node(f"control-plane-{member.index}", member.address, hostname, member.instance_id,
+            self.add_node(f"control-plane-{member.index}", member.address,
+                          aws_vm(member.address, self.render.spec.region).hostname, member.instance_id,
                           member.zone, member)
         self.start_services()
         members = [n for n in self.nodes.values() if n.member is not None]
@@ -404,7 +397,7 @@ class ControlPlane:
     def new_worker(self, role: str, index: int) -> Node:
         """A VM of ``role``'s pool, launched and prepared (secrets, configs) but not joined."""
         address, zone = self.worker_address(role, index)
-        hostname = f"ip-{address.replace('.', '-')}"
+        hostname = aws_vm(address, self.render.spec.region).hostname
         instance_id = "i-0" + hashlib.sha256(f"{role}/{index}".encode()).hexdigest()[:16]
         node = self.add_node(role, address, hostname, instance_id, zone)
         self.write_imds()

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.csr_approver import serving_request
 from tests.support.kubeapi import ApiError, KubeClient
 
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -343,10 +344,9 @@ class StandIn:
         import ipaddress
 
         key = ec.generate_private_key(ec.SECP256R1())
-        dns = [a["address"] for a in addresses if a["type"] in ("Hostname", "InternalDNS", "ExternalDNS")]
-        ips = [ipaddress.ip_address(a["address"]) for a in addresses if a["type"] in ("InternalIP", "ExternalIP")]
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys(dns)]
-        sans += [x509.IPAddress(i) for i in dict.fromkeys(ips)]
+        wanted = serving_request(f"system:node:{name}", addresses)
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in wanted.dns_names]
+        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in wanted.ip_addresses]
         csr = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
                                         x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{name}")]))

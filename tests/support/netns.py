@@ -16,7 +16,6 @@ Needs root and iproute2. Everything is removed on :meth:`Network.close`.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -122,11 +121,6 @@ class Network:
         self._write_hosts(host)
         return host
 
-    def add_address(self, host: Host, address: str) -> None:
-        """One more address on ``host`` (e.g. a load balancer's second frontend)."""
-        run(*host.command("ip", "addr", "add", f"{address}/32", "dev", "eth0"))
-        host.addresses.append(address)
-
     def set_names(self, names: Mapping[str, str]) -> None:
         """DNS: ``names`` (name -> address) in every host's ``/etc/hosts``."""
         self.names.update(names)
@@ -151,8 +145,3 @@ class Network:
             shutil.rmtree(NETNS_ETC / host.netns, ignore_errors=True)
         run("ip", "netns", "del", self._bridge_ns, check=False)
         self.hosts.clear()
-
-
-def in_network(cidr: str, address: str) -> bool:
-    """Whether ``address`` lies in ``cidr``."""
-    return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)

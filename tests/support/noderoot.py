@@ -12,24 +12,19 @@ So the node's own scripts (``lib.sh``, ``bootstrap.sh``), kubeadm and the contro
 components run with the exact absolute paths the render gives them: no path is rewritten.
 The mounts live in the command's own mount namespace and vanish with it.
 
-Stand-ins for the cloud (see :mod:`tests.support.cloud`): the ``aws`` command reads the secret
-store's view of this node's identity from ``/var/lib/cfcr-harness/secret-store``.
+The cloud's CLI on a node is a client of the harness's AWS stand-in (:mod:`tests.support.awsapi`),
+which answers as the node's current instance profile may be answered.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
-import shutil
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from tests.support.netns import Host
+from tests.support.validators import load_cloud_config as cloud_config
 
 HARNESS_DIR = "/var/lib/cfcr-harness"
 """Where the harness keeps its own files inside a node root (never a path cfcr uses)."""
@@ -73,17 +68,6 @@ ENTER_SCRIPT = textwrap.dedent("""\
     export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
     exec chroot "$root" "$@"
 """)
-
-
-def cloud_config(user_data: bytes) -> dict[str, Any]:
-    """The ``#cloud-config`` document of rendered user-data (gzip or plain)."""
-    if user_data[:2] == b"\x1f\x8b":
-        user_data = gzip.decompress(user_data)
-    text = user_data.decode()
-    assert text.startswith("#cloud-config\n"), "user-data is not a #cloud-config document"
-    doc = yaml.safe_load(text)
-    assert isinstance(doc, dict)
-    return doc
 
 
 @dataclass
@@ -155,12 +139,3 @@ class NodeRoot:
         ``binds`` are ``(source, destination)`` pairs; a source starting with ``@`` is a path
         inside this root (a static pod's hostPath volume)."""
         return [*self.enter_prefix(), *(f"{src}:{dst}" for src, dst in binds), "--", *cmd]
-
-    def clean(self) -> None:
-        """Remove the root (nothing is mounted in it outside a running command)."""
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def mode_of(path: Path) -> str:
-    """A file's permission bits as ``0644``."""
-    return f"{os.stat(path).st_mode & 0o7777:04o}"

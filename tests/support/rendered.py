@@ -9,7 +9,6 @@ would give (instance id, zone, host name), and the cluster's published endpoints
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +21,7 @@ from cfcr.channels import Release
 from cfcr.config import ClusterSpec, load_spec, read_stack_config
 from cfcr.render.mocks import unwrap
 from cfcr.render.render import RenderResult, render_stack
-from tests.support.noderoot import cloud_config
+from tests.support.validators import load_cloud_config as cloud_config
 
 
 class UnsupportedCloud(RuntimeError):
@@ -118,23 +117,6 @@ class RenderedCluster:
         by_arn = {r.id: unwrap(r.inputs)["name"] for r in self.rows("aws:secretsmanager/secret:Secret")}
         return {by_arn[unwrap(v.inputs)["secretId"]]: str(unwrap(v.inputs)["secretString"])
                 for v in self.rows("aws:secretsmanager/secretVersion:SecretVersion")}
-
-    def readable_secrets(self, role: str) -> list[str]:
-        """Secret ids the role's cloud identity may read (on AWS: its IAM ``secrets`` policy)."""
-        if self.spec.cloud != "aws":
-            raise UnsupportedCloud(f"the harness reads no {self.spec.cloud} identities yet")
-        names = {r.id: unwrap(r.inputs)["name"] for r in self.rows("aws:secretsmanager/secret:Secret")}
-        suffix = f"cp-{role.rsplit('-', 1)[1]}" if role.startswith("control-plane-") else role
-        policy_name = f"{self.name}-{suffix}-secrets"
-        rows = [r for r in self.rows("aws:iam/rolePolicy:RolePolicy") if r.name == policy_name]
-        assert len(rows) == 1, f"no IAM policy {policy_name} in the render"
-        document = json.loads(unwrap(rows[0].inputs)["policy"])
-        arns: list[str] = []
-        for statement in document["Statement"]:
-            if statement["Effect"] == "Allow" and "secretsmanager:GetSecretValue" in statement["Action"]:
-                resources = statement["Resource"]
-                arns += [resources] if isinstance(resources, str) else resources
-        return sorted(names[a] for a in arns)
 
     def node_network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.spec.networking.node_cidr)

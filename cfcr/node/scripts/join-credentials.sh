@@ -52,7 +52,8 @@ rotate_token() {
   id=$(openssl rand -hex 3)
   secret=$(openssl rand -hex 8)
   expires=$(date -u -d "+$CFCR_TOKEN_TTL seconds" +%Y-%m-%dT%H:%M:%SZ)
-  kubectl apply -f - >/dev/null <<MANIFEST
+  # each step checks its own status: called as `step || status=1`, a function runs without set -e
+  kubectl apply -f - >/dev/null <<MANIFEST || { log "could not create the new join token"; return 1; }
 apiVersion: v1
 kind: Secret
 metadata:
@@ -68,8 +69,11 @@ stringData:
   auth-extra-groups: "$TOKEN_GROUP"
   description: "cfcr join token, rotated by the control plane"
 MANIFEST
-  printf '%s.%s' "$id" "$secret" | cfcr_secret_store bootstrap-token
-  printf '%s.%s\n' "$id" "$secret" | write_atomic "$CFCR_TOKEN_FILE" 0600
+  if ! printf '%s.%s' "$id" "$secret" | cfcr_secret_store bootstrap-token; then
+    log "created join token $id but could not store it: the stored one stays until the next run"
+    return 1
+  fi
+  printf '%s.%s\n' "$id" "$secret" | write_atomic "$CFCR_TOKEN_FILE" 0600 || return 1
   log "rotated the join token: $id expires $expires (the one it replaces expires on its own)"
 }
 
@@ -84,7 +88,7 @@ csr_subject() {
 
 approve_joining() {
   local csr signer user conditions subject name
-  kubectl delete clusterrolebinding "$AUTO_APPROVE_BINDING" --ignore-not-found >/dev/null
+  kubectl delete clusterrolebinding "$AUTO_APPROVE_BINDING" --ignore-not-found >/dev/null || return 1
   while read -r csr signer user conditions; do
     if [ "$signer" != "$CLIENT_SIGNER" ] || [ "$conditions" != "<none>" ]; then continue; fi
     case "$user" in system:bootstrap:*) ;; *) continue ;; esac
@@ -107,7 +111,7 @@ approve_joining() {
 revoke_joined() {
   local done_list
   done_list=$(kubectl get nodes -l '!node-role.kubernetes.io/control-plane' \
-    -o jsonpath='{range .items[*]}{.spec.providerID}{"\n"}{end}' | cfcr_revoke_join_access)
+    -o jsonpath='{range .items[*]}{.spec.providerID}{"\n"}{end}' | cfcr_revoke_join_access) || { log "revoking joined workers' join identity failed"; return 1; }
   if [ -n "$done_list" ]; then
     while read -r line; do log "joined worker's join identity dropped: $line"; done <<<"$done_list"
   fi
