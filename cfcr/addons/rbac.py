@@ -71,73 +71,58 @@ def persona_roles() -> list[dict[str, Any]]:
     return [reader, operator]
 
 
+def _operators_policy(name: str, groups: str, match: dict[str, Any], validation: dict[str, str],
+                      variables: Sequence[dict[str, str]] = ()) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy for requests of the platform-operator ``groups`` (a CEL list
+    literal) that ``match``, denied unless ``validation`` holds, with its binding."""
+    spec: dict[str, Any] = {
+        "failurePolicy": "Fail",
+        "matchConstraints": match,
+        "matchConditions": [{"name": "platform-operators",
+                             "expression": f"request.userInfo.groups.exists(g, g in {groups})"}],
+        **({"variables": list(variables)} if variables else {}),
+        "validations": [{**validation, "reason": "Forbidden"}],
+    }
+    return [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": meta(name), "spec": spec},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": meta(name), "spec": {"policyName": name, "validationActions": ["Deny"]}},
+    ]
+
+
 def protect_system_namespaces(groups: Sequence[str]) -> list[dict[str, Any]]:
-    """A ValidatingAdmissionPolicy (+ binding) denying the platform-operator groups any write
-    in the system namespaces."""
+    """ValidatingAdmissionPolicies (+ bindings) denying the platform-operator groups any write
+    in the system namespaces, and any change to a namespace's Pod Security labels."""
     if not groups:
         return []
     group_list = json.dumps(sorted(groups))
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": meta("cfcr-protect-system-namespaces"),
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "namespaceSelector": {"matchExpressions": [{
-                    "key": "kubernetes.io/metadata.name", "operator": "In", "values": list(PROTECTED_NAMESPACES)}]},
-                "resourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"],
-                                   "operations": ["CREATE", "UPDATE", "DELETE", "CONNECT"]}],
-            },
-            "matchConditions": [{"name": "platform-operators",
-                                 "expression": f"request.userInfo.groups.exists(g, g in {group_list})"}],
-            "validations": [{
-                "expression": "false",
-                "message": "platform operators may not change objects in cfcr's system namespaces",
-                "reason": "Forbidden",
-            }],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": meta("cfcr-protect-system-namespaces"),
-        "spec": {"policyName": "cfcr-protect-system-namespaces", "validationActions": ["Deny"]},
-    }
+    system = _operators_policy(
+        "cfcr-protect-system-namespaces", group_list,
+        {"namespaceSelector": {"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "In", "values": list(PROTECTED_NAMESPACES)}]},
+         "resourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"],
+                            "operations": ["CREATE", "UPDATE", "DELETE", "CONNECT"]}]},
+        {"expression": "false", "message": "platform operators may not change objects in cfcr's system namespaces"},
+    )
     # A namespace's Pod Security labels decide what its pods may do on a node (privileged,
     # hostPath): a persona that may create and patch namespaces must not set them, or it
     # reaches the node, and from a control-plane node the cluster's keys.
-    labels = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": meta("cfcr-protect-pod-security-labels"),
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
-                                                    "resources": ["namespaces"], "operations": ["CREATE", "UPDATE"]}]},
-            "matchConditions": [{"name": "platform-operators",
-                                 "expression": f"request.userInfo.groups.exists(g, g in {group_list})"}],
-            "variables": [
-                {"name": "new", "expression": "has(object.metadata.labels) ? object.metadata.labels : {}"},
-                {"name": "old", "expression": ("oldObject != null && has(oldObject.metadata.labels) "
-                                               "? oldObject.metadata.labels : {}")},
-            ],
-            "validations": [{
-                "expression": ("variables.new.all(k, !k.startsWith('pod-security.kubernetes.io/') || "
-                               "(k in variables.old && variables.old[k] == variables.new[k])) && "
-                               "variables.old.all(k, !k.startsWith('pod-security.kubernetes.io/') || k in variables.new)"),
-                "message": "platform operators may not set, change or remove a namespace's pod-security.kubernetes.io labels",
-                "reason": "Forbidden",
-            }],
-        },
-    }
-    labels_binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": meta("cfcr-protect-pod-security-labels"),
-        "spec": {"policyName": "cfcr-protect-pod-security-labels", "validationActions": ["Deny"]},
-    }
-    return [policy, binding, labels, labels_binding]
+    labels = _operators_policy(
+        "cfcr-protect-pod-security-labels", group_list,
+        {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["namespaces"],
+                            "operations": ["CREATE", "UPDATE"]}]},
+        {"expression": ("variables.new.all(k, !k.startsWith('pod-security.kubernetes.io/') || "
+                        "(k in variables.old && variables.old[k] == variables.new[k])) && "
+                        "variables.old.all(k, !k.startsWith('pod-security.kubernetes.io/') || k in variables.new)"),
+         "message": "platform operators may not set, change or remove a namespace's pod-security.kubernetes.io labels"},
+        variables=[
+            {"name": "new", "expression": "has(object.metadata.labels) ? object.metadata.labels : {}"},
+            {"name": "old", "expression": ("oldObject != null && has(oldObject.metadata.labels) "
+                                           "? oldObject.metadata.labels : {}")},
+        ],
+    )
+    return [*system, *labels]
 
 
 def persona_bindings(rbac_groups: Mapping[str, str]) -> list[dict[str, Any]]:
