@@ -7,9 +7,11 @@
 
 ``render`` and ``test`` create ./.venv and install cfcr with the pinned versions of
 constraints.txt. ``test`` also installs the Debian tools the tests use (cloud-init,
-shellcheck, iproute2), builds the real Kubernetes, etcd and kwok binaries with Go
+shellcheck, iproute2, curl), builds the real Kubernetes, etcd and kwok binaries with Go
 (``tools``: see tests/tools/versions.toml; cached in $CFCR_TOOLS_DIR, default
-~/.cache/cfcr/tools), runs mypy, then pytest.
+~/.cache/cfcr/tools), runs mypy, then pytest, then the mutation score (mutations/run.py:
+every named way to break the product must be caught). With pytest arguments, it runs only
+pytest with them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
-APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2"}  # command -> package
+APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2", "curl": "curl"}
+"""The Debian tools the tests run, command -> package; the tests find them through this table."""
 TOOLS_BUILD = ROOT / "tests" / "tools" / "build.py"  # standard library only
 
 
@@ -99,7 +102,12 @@ def main() -> None:
         run(PY, "-m", "mypy", cwd=ROOT)
         build_tools([])
         os.chdir(ROOT)
-        os.execv(str(PY), [str(PY), "-m", "pytest", *args.pytest_args])
+        if args.pytest_args:  # a chosen subset: pytest only
+            os.execv(str(PY), [str(PY), "-m", "pytest", *args.pytest_args])
+        run(PY, "-m", "pytest", cwd=ROOT)
+        # the mutation score (mutations/README.md): every named way to break the product must be
+        # caught; the suite above was its baseline
+        run(PY, "mutations/run.py", "--no-baseline", cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pulumi
 import pytest
 import yaml
 
-from cfcr.addons import ClusterAddons, ClusterAddonsArgs, CloudFacts, node_ports
+from cfcr.addons import ClusterAddons, ClusterAddonsArgs, CloudFacts
 from cfcr.addons.cni import VXLAN_PORTS
 from cfcr.config import ClusterSpec, load_spec
 from cfcr.render import RecordedResource, run_program, unwrap
@@ -116,16 +116,6 @@ def test_none_installs_no_cni_but_everything_else(rendered: dict[str, RecordingM
     names = set(charts(rendered["none"]))
     assert names == {"metrics-server", "kubelet-csr-approver", "aws-ebs-csi-driver", "cluster-autoscaler"}
     assert "kube-proxy" in kinds(rendered["none"], "DaemonSet")
-
-
-def test_node_ports_match_the_aws_security_groups() -> None:
-    from cfcr.aws.security import CNI_PORTS
-
-    for cni in ("flannel", "canal", "calico", "cilium", "none"):
-        ours = {(p.protocol, p.port) for p in node_ports(cni)}
-        theirs = {(r.protocol, r.from_port) for r in CNI_PORTS[cni]}
-        assert ours == theirs, cni
-    assert ("udp", 4789) in {(p.protocol, p.port) for p in node_ports("calico")}
 
 
 def test_every_addon_waits_for_the_gate_and_uses_the_stable_provider(rendered: dict[str, RecordingMonitor]) -> None:

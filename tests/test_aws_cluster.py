@@ -20,13 +20,8 @@ from cfcr.config import load_stack
 from cfcr.config.topology import control_plane_members
 from cfcr.render import RecordedResource, RenderResult, render_stack, unwrap
 from cfcr.render.providers import ubuntu_ami
-from tests.support.validators import (
-    cloud_init_failures,
-    needs_cloud_init,
-    needs_shellcheck,
-    plain,
-    shellcheck_failures,
-)
+from tests.support.tools import needs
+from tests.support.validators import cloud_init_failures, plain, shellcheck_failures
 
 AWS_STACKS = ["aws-stable", "aws-edge"]
 VMS = ("aws:ec2/instance:Instance", "aws:autoscaling/group:Group")
@@ -122,7 +117,8 @@ def test_nothing_is_open_to_the_world_but_the_api_to_allowed_cidrs(render: Rende
         # a CIDR rule is only ever the API port on the load balancer's group
         assert (rule["fromPort"], rule["toPort"], rule["ipProtocol"]) == (6443, 6443, "tcp"), r.name
         assert rule["securityGroupId"] == lb_group.id, r.name
-        assert cidr in allowed | {"10.0.0.0/16"}, r.name
+        vpc_cidrs = {inputs(v)["cidrBlock"] for v in of_type(render, "aws:ec2/vpc:Vpc")}
+        assert cidr in allowed | (vpc_cidrs if not spec.networking.api_public else set()), r.name
     for r in rules:
         assert not _covers(inputs(r), 22), f"{r.name} opens SSH"
 
@@ -401,13 +397,13 @@ def test_no_key_material_in_user_data_or_launch_templates_even_shown(render: Ren
                 assert value not in blob, f"{entry['name']} carries secret material"
 
 
-@needs_cloud_init
+@needs("cloud-init")
 def test_every_user_data_passes_cloud_init_schema(render: RenderResult, tmp_path: Path) -> None:
     failures = [f for name, raw in _launch_user_data(render).items() for f in cloud_init_failures(name, raw, tmp_path)]
     assert not failures, "\n".join(failures)
 
 
-@needs_shellcheck
+@needs("shellcheck")
 def test_every_user_data_script_passes_shellcheck(render: RenderResult, tmp_path: Path) -> None:
     failures = [f for name, raw in _launch_user_data(render).items() for f in shellcheck_failures(name, raw, tmp_path)]
     assert not failures, "\n".join(failures)

@@ -95,10 +95,6 @@ def test_pure_helpers() -> None:
         ubuntu_parameter("24.04", "x86_64")
     assert partition_of("cn-north-1") == "aws-cn" and partition_of("us-gov-west-1") == "aws-us-gov"
     assert partition_of("eu-west-1") == "aws"
-    assert {p.name for p in CNI_PORTS["cilium"]} >= {"vxlan", "health", "hubble"}
-    assert CNI_PORTS["none"] == ()
-    assert all(22 not in range(p.from_port or 0, (p.to_port or 0) + 1) for ports in CNI_PORTS.values() for p in ports
-               if p.protocol == "tcp")
 
 
 def test_autoscaler_tags_for_scale_from_zero() -> None:
@@ -112,3 +108,35 @@ def test_autoscaler_tags_for_scale_from_zero() -> None:
         "k8s.io/cluster-autoscaler/node-template/label/example.com/gpu": "a100",
         "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu": "present:NoSchedule",
     }
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_security_groups_open_exactly_the_documented_table(public: bool) -> None:
+    """Every ingress rule, rule for rule, is a row of the table in cfcr/aws/security.py: 6443
+    to the load balancers from their clients and to the control plane from the balancers and
+    the nodes; etcd (2379-2380) on the control plane from itself; the kubelet (10250) on every
+    node from the nodes; the CNI's ports between nodes. No rule opens a wider range (a kubelet
+    rule reaching 10257/10259 would hand workers the controller manager and the scheduler)."""
+    networking: dict[str, Any] = {"apiPublic": True, "apiAllowedCidrs": ["198.51.100.0/24"]} if public else {}
+    monitor = build({"cfcr:networking": networking, "cfcr:cni": "flannel", "cfcr:controlPlane": {"count": 1}})
+    groups = {gid: next(k for k in ("api-lb-int", "api-lb", "control-plane", "worker") if name.endswith(k))
+              for gid, name in ((str(r.id), r.name) for r in monitor.by_type("aws:ec2/securityGroup:SecurityGroup"))}
+    found: set[tuple[Any, ...]] = set()
+    for r in monitor.by_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+        rule = unwrap(r.inputs)
+        source = groups.get(str(rule.get("referencedSecurityGroupId"))) or rule.get("cidrIpv4") or rule.get("cidrIpv6")
+        found.add((groups[str(rule["securityGroupId"])], rule["ipProtocol"], rule.get("fromPort"), rule.get("toPort"),
+                   source))
+    nodes = ("control-plane", "worker")
+    expected = {("control-plane", "tcp", 6443, 6443, s) for s in ("api-lb", *nodes)}
+    expected |= {("control-plane", "tcp", 2379, 2380, "control-plane")}
+    expected |= {(t, "tcp", 10250, 10250, s) for t in nodes for s in nodes}
+    expected |= {(t, p.protocol, p.from_port, p.to_port, s) for p in CNI_PORTS["flannel"] for t in nodes for s in nodes}
+    if public:
+        expected |= {("api-lb", "tcp", 6443, 6443, "198.51.100.0/24")}
+        expected |= {("api-lb-int", "tcp", 6443, 6443, s) for s in nodes}
+        expected |= {("control-plane", "tcp", 6443, 6443, "api-lb-int")}
+    else:
+        (vpc,) = monitor.by_type("aws:ec2/vpc:Vpc")
+        expected |= {("api-lb", "tcp", 6443, 6443, unwrap(vpc.inputs)["cidrBlock"])}
+    assert found == expected, (sorted(found - expected), sorted(expected - found))

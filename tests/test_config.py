@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import json
+import sys
+from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
 
 from cfcr import channels
-from cfcr.config import ConfigError, load_spec
+from cfcr.config import ConfigError, addons, checks, load_spec, schema, values
 
 BASE: dict[str, Any] = {"cfcr:cloud": "aws", "cfcr:region": "us-east-1"}
 
@@ -120,6 +125,16 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("addons-bad-node-name-pattern", {"addons": {"nodeNamePattern": "([a-z"}}, "cfcr:addons.nodeNamePattern", "regular expression"),
     ("addons-unknown-chart-values", {"addons": {"extraValues": {"istio": {}}}}, "cfcr:addons.extraValues", "allowed: cni"),
     ("addons-unknown-key", {"addons": {"metricServer": False}}, "cfcr:addons.metricServer", "metricsServer"),
+    ("duplicate-ca-generation", {"pki": {"caGenerations": [1, 1]}}, "cfcr:pki.caGenerations", "distinct"),
+    ("duplicate-user", {"pki": {"users": [{"name": "ops", "groups": ["a"]}, {"name": "ops", "groups": ["b"]}]}},
+     "cfcr:pki.users[1].name", "unique"),
+    ("tag-key-too-long", {"tags": {"k" * 64: "v"}}, "cfcr:tags", "1-63 characters"),
+    ("bad-label-prefix", {"nodePools": [{"name": "a", "labels": {"Bad_Prefix/tier": "x"}}]},
+     "cfcr:nodePools[0].labels.Bad_Prefix/tier", "DNS subdomain"),
+    ("flag-not-a-flag-name", {"components": {"apiServer": {"extraArgs": {"Profiling": "false"}}}},
+     "cfcr:components.apiServer.extraArgs.Profiling", "command-line flag name"),
+    ("byo-ca-key-not-pem", {"pki": {"byoCa": {"certificate": "-----BEGIN CERTIFICATE-----", "privateKey": "hello"}}},
+     "cfcr:pki.byoCa.privateKey", "PEM private key"),
 ]
 
 
@@ -150,5 +165,72 @@ def test_several_faults_are_all_reported_in_one_error() -> None:
     assert sorted(p.key for p in caught.value.problems) == ["cfcr:cni", "cfcr:controlPlane.count"]
 
 
-def test_at_least_25_bad_configs_are_covered() -> None:
-    assert len(BAD) >= 25
+# Where the config layer turns bad input into an error: every ``yield Problem(...)`` of the
+# cross-key rules and every ``raise ValueError(...)`` of the field validators.
+ERROR_SITES: dict[ModuleType, str] = {checks: "yield", values: "raise", schema: "raise", addons: "raise"}
+
+
+def error_sites(module: ModuleType, kind: str) -> dict[int, str]:
+    """Line -> source of each error the module can give, read from its code (not a count)."""
+    source = inspect.getsource(module)
+    lines = source.splitlines()
+    out = {}
+    for node in ast.walk(ast.parse(source)):
+        made: ast.expr | None
+        if kind == "yield" and isinstance(node, ast.Yield):
+            made = node.value
+        elif kind == "raise" and isinstance(node, ast.Raise):
+            made = node.exc
+        else:
+            continue
+        if isinstance(made, ast.Call) and isinstance(made.func, ast.Name) and made.func.id in ("Problem", "ValueError"):
+            out[node.lineno] = lines[node.lineno - 1].strip()
+    return out
+
+
+def lines_run(config: dict[str, Any], files: set[str]) -> set[tuple[str, int]]:
+    """(file, line) of every line of ``files`` that validating ``config`` runs."""
+    ran: set[tuple[str, int]] = set()
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename not in files:
+            return None
+
+        def line(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "line":
+                ran.add((frame.f_code.co_filename, frame.f_lineno))
+            return line
+        return line
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        load_spec(config, "dev")
+    except ConfigError:
+        pass
+    finally:
+        sys.settrace(previous)
+    return ran
+
+
+def test_every_error_the_config_can_give_has_a_bad_case() -> None:
+    """Each cross-key rule's problem and each field validator's error is what some BAD case
+    runs into, so a rule that stops firing fails that case (and no rule goes untested)."""
+    sites = {(str(module.__file__), line): f"{module.__name__}:{line}: {text}"
+             for module, kind in ERROR_SITES.items() for line, text in error_sites(module, kind).items()}
+    assert len({f for f, _ in sites}) == len(ERROR_SITES)  # every module has errors to give
+    files = {f for f, _ in sites}
+    reached: set[tuple[str, int]] = set()
+    for _, overrides, _, _ in BAD:
+        config = {k: v for k, v in spec_with(**overrides).items() if v is not None}
+        reached |= lines_run(config, files)
+    missing = sorted(text for site, text in sites.items() if site not in reached)
+    assert missing == [], "errors no BAD case triggers:\n" + "\n".join(missing)
+    for rule in checks.CHECKS:  # every cross-key rule is among them
+        first, last = rule.__code__.co_firstlineno, max(line for *_, line in rule.__code__.co_lines() if line)
+        assert any(first <= line <= last for (f, line) in sites if f == checks.__file__), rule.__name__
+
+
+def test_the_bad_cases_are_distinct() -> None:
+    assert len({c[0] for c in BAD}) == len(BAD)
+    assert len({json.dumps(c[1], sort_keys=True) for c in BAD}) == len(BAD)

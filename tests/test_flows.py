@@ -131,15 +131,24 @@ def test_the_flow_list(renders: Renders) -> None:
                                              *(f"worker-{p.name}" for p in spec.node_pools)]
 
 
-def test_cni_ports_follow_the_addons_and_match_the_firewall_table() -> None:
-    """The flow list takes the CNI's needs from how the addons layer configures it; the AWS
-    security groups are built from CNI_PORTS: the two must agree (else the check blocks)."""
-    from cfcr.addons.cni import node_ports
-    from cfcr.aws.security import CNI_PORTS
+def test_cni_ports_follow_the_addons_and_match_the_firewall_table(renders: Renders) -> None:
+    """The flow check's CNI flows (``cni:<proto>/<port>``, from ``cfcr.addons.cni.node_ports``)
+    are the ports the rendered CNI configuration really uses, as tests/support/cni_ports.py reads
+    them from the stack's chart values and manifest patches (not from another product table);
+    the security groups are held against the same in tests/test_cni_ports.py."""
+    from tests.support.cni_ports import Opening, cni_uses, rows_of as cni_rows_of
 
-    for cni, rules in CNI_PORTS.items():
-        firewall = {(r.protocol, r.from_port) for r in rules}
-        assert firewall == {(p.protocol, p.port) for p in node_ports(cni)}, cni
+    checked: set[str] = set()
+    for stack, project in STACKS:
+        declared = load_stack(stack, None if project == ROOT else project)
+        if declared.cloud != "aws" or declared.cni in checked:
+            continue
+        checked.add(declared.cni)
+        spec, result = renders.get(stack)
+        facts = facts_of(spec, renders.rows(stack), result.user_data)
+        flows = {Opening(p.protocol, p.from_port, p.to_port) for p, _ in facts.cni_ports}
+        assert flows == cni_uses(spec.cni, cni_rows_of(result.resources)), stack
+    assert checked == {"flannel", "canal", "calico", "cilium", "none"}
 
 
 # --------------------------------------------------------------------------- defect: the API from nodes
@@ -232,7 +241,10 @@ def test_admitting_the_nat_address_would_also_do(renders: Renders) -> None:
                  "inputs": {"securityGroupId": group, "ipProtocol": "tcp", "fromPort": 6443, "toPort": 6443,
                             "cidrIpv4": f"{address}/32"}})
     report = renders.check("aws-stable", rows)
-    assert report.ok, report.format()
+    assert not report.blocked, report.format()
+    # nodes no longer use the internal load balancer: the rules that admit them to it are open beyond need
+    assert {e.rule.name for e in report.exposures} == {
+        f"{spec.name}-api-lb-int-from-cp", f"{spec.name}-api-lb-int-from-worker"}
 
 
 # --------------------------------------------------------------------------- defect: metrics-server

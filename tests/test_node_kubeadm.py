@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cfcr.addons.csr_approver import csr_approver_chart
+from cfcr.addons.images import ImageRewriter
 from cfcr.channels import resolve
 from cfcr.config import ClusterSpec
 from cfcr.node import Role, render_user_data
@@ -20,6 +22,7 @@ from cfcr.node.kubeadm import (
 )
 from cfcr.node.kubelet import cluster_dns_ip, kubelet_settable
 
+from tests.support.csr_approver import ServingRequest, decide
 from test_node_userdata import load, make_ctx, make_hook, make_spec, write_files
 
 PIN = "sha256:" + "ab" * 32
@@ -228,3 +231,26 @@ def test_a_user_provider_id_flag_wins() -> None:
     spec = make_spec("aws", 1, components={"kubelet": {"extraArgs": {"provider-id": "aws:///zone-x/i-0123"}}})
     init = kubeadm_docs(spec, Role.control_plane(0))["InitConfiguration"]
     assert args(init["nodeRegistration"]["kubeletExtraArgs"])["provider-id"] == "aws:///zone-x/i-0123"
+
+
+def test_kubelet_serving_certificates_are_approved_only_for_the_nodes_own_names_and_addresses() -> None:
+    """``serverTLSBootstrap`` makes every kubelet ask for its serving certificate by CSR; the
+    approver the addons layer installs (its rules modelled in tests/support/csr_approver.py, fed
+    the rendered chart values) signs one only for a name that resolves to the node's own
+    addresses inside the node network, and for no address outside it."""
+    spec = make_spec("aws", 3)
+    chart = csr_approver_chart(spec, ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images))
+    node = "ip-10-0-1-5"
+    user = f"system:node:{node}"
+    dns = {f"{node}.eu-central-1.compute.internal": ["10.0.1.5"], f"{node}.attacker.example": ["203.0.113.9"]}
+
+    def decision(names: tuple[str, ...], ips: tuple[str, ...]) -> tuple[bool, str]:
+        return decide(chart.values, ServingRequest(user, user, names, ips), lambda name: dns.get(name, []))
+
+    assert decision((f"{node}.eu-central-1.compute.internal",), ("10.0.1.5",)) == (True, "approved")
+    approved, why = decision((f"{node}.nowhere.internal",), ("10.0.1.5",))
+    assert not approved and "does not resolve" in why
+    approved, why = decision((f"{node}.attacker.example",), ("203.0.113.9",))
+    assert not approved and "outside providerIpPrefixes" in why
+    approved, why = decision((), ("203.0.113.9",))
+    assert not approved and "outside providerIpPrefixes" in why

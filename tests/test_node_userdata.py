@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import re
 import shlex
-import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,6 +36,14 @@ from cfcr.pki.specs import (
     credentials_for_role,
     materials_for_role,
     secret_files,
+)
+from tests.support.tools import needs
+from tests.support.validators import (
+    cloud_init_failures,
+    load_cloud_config,
+    plain,
+    shell_sources,
+    shellcheck_text_failures,
 )
 
 TOKEN_LIKE = re.compile(r"(?<![a-z0-9])[a-z0-9]{6}\.[a-z0-9]{16}(?![a-z0-9])")
@@ -102,10 +109,6 @@ def make_ctx(spec: ClusterSpec, *, dns_members: bool = False, pin: str | None = 
     )
 
 
-def plain(data: bytes) -> bytes:
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-
-
 def rendered(spec: ClusterSpec, release: Release | None = None,
              ctx: NodeContext | None = None) -> Iterator[tuple[Role, bytes]]:
     release = release or resolve(spec.kubernetes.version)
@@ -118,12 +121,7 @@ def write_files(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["path"]: f for f in doc["write_files"]}
 
 
-def load(data: bytes) -> dict[str, Any]:
-    text = plain(data).decode()
-    assert text.startswith("#cloud-config\n")
-    doc = yaml.safe_load(text)
-    assert isinstance(doc, dict)
-    return doc
+load = load_cloud_config
 
 
 # (cloud, control-plane count, mirrors): every cloud, 1/3/5 members, with and without mirrors.
@@ -151,77 +149,44 @@ def _all_roles(renders: dict[str, list[tuple[Role, bytes]]]) -> Iterator[tuple[s
 
 # --------------------------------------------------------------------------- real tools
 
-needs_cloud_init = pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")
-needs_shellcheck = pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-
-
-def cloud_init_schema(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
-                          capture_output=True, text=True, check=False)
-
-
-@needs_cloud_init
+@needs("cloud-init")
 def test_cloud_init_schema_check_can_fail(tmp_path: Path) -> None:
     """The schema check must be able to fail: an unknown write_files key is rejected."""
-    bad = tmp_path / "bad"
-    bad.write_text("#cloud-config\nwrite_files:\n  - path: /x\n    content: x\n    bogus: 1\n")
-    result = cloud_init_schema(bad)
-    assert result.returncode != 0
-    assert "bogus" in result.stdout + result.stderr
+    bad = "#cloud-config\nwrite_files:\n  - path: /x\n    content: x\n    bogus: 1\n"
+    failures = cloud_init_failures("bad", bad.encode(), tmp_path)
+    assert len(failures) == 1 and "bogus" in failures[0]
 
 
-@needs_cloud_init
+@needs("cloud-init")
 def test_every_role_passes_cloud_init_schema(renders: dict[str, list[tuple[Role, bytes]]],
                                              tmp_path: Path) -> None:
-    failures = []
-    for case, role, data in _all_roles(renders):
-        path = tmp_path / f"{case}-{role.slug}.yaml"
-        path.write_bytes(plain(data))
-        result = cloud_init_schema(path)
-        out = result.stdout + result.stderr
-        if result.returncode != 0 or "Valid cloud-config" not in out or re.search(r"\berrors?\b", out, re.I):
-            failures.append(f"{case}/{role.slug}: rc={result.returncode} {out.strip()}")
+    failures = [f for case, role, data in _all_roles(renders)
+                for f in cloud_init_failures(f"{case}-{role.slug}", data, tmp_path)]
     assert not failures, "\n".join(failures)
 
 
-def _shell_sources(doc: Mapping[str, Any]) -> dict[str, str]:
-    """Every shell text in a cloud-config: scripts by extension or shebang, the sourced
-    env file, and runcmd."""
-    out: dict[str, str] = {}
-    for f in doc["write_files"]:
-        content = f["content"]
-        if f["path"].endswith((".sh", ".env")) or content.startswith("#!"):
-            out[f["path"]] = content if content.startswith("#!") else "#!/bin/bash\n" + content
-    lines = [c if isinstance(c, str) else shlex.join(c) for c in doc.get("runcmd", [])]
-    out["runcmd"] = "#!/bin/sh\n" + "\n".join(lines) + "\n"
-    return out
-
-
-@needs_shellcheck
+@needs("shellcheck")
 def test_shellcheck_can_fail(tmp_path: Path) -> None:
-    script = tmp_path / "bad.sh"
-    script.write_text("#!/bin/bash\nrm -rf $1/*\n")
-    assert subprocess.run(["shellcheck", "-S", "style", str(script)], capture_output=True,
-                          check=False).returncode != 0
+    failures = shellcheck_text_failures({"bad.sh": "#!/bin/bash\nrm -rf $1/*\n"}, tmp_path)
+    assert len(failures) == 1 and re.search(r"SC2086|SC2115", failures[0]), failures
 
 
-@needs_shellcheck
+@needs("shellcheck")
 def test_every_script_passes_shellcheck(renders: dict[str, list[tuple[Role, bytes]]],
                                         tmp_path: Path) -> None:
-    seen: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    labels: dict[str, str] = {}
     for case, role, data in _all_roles(renders):
-        for name, text in _shell_sources(load(data)).items():
-            seen.setdefault(hashlib.sha256(text.encode()).hexdigest(), f"{case}/{role.slug}:{name}\n{text}")
-    assert len(seen) >= 6
-    failures = []
-    for digest, labelled in seen.items():
-        label, text = labelled.split("\n", 1)
-        path = tmp_path / f"{digest[:16]}.sh"
-        path.write_text(text)
-        result = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True,
-                                text=True, check=False)
-        if result.returncode != 0:
-            failures.append(f"{label}\n{result.stdout}")
+        for name, text in shell_sources(load(data)).items():
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            labels.setdefault(digest, f"{case}/{role.slug}:{name}")
+            texts.setdefault(labels[digest], text)
+    # every script a node runs is among what was checked (a filter that stopped finding them would pass)
+    checked = {label.rsplit(":", 1)[1] for label in texts}
+    shipped = {f["path"] for _, _, data in _all_roles(renders) for f in load(data)["write_files"]
+               if f["path"].endswith(".sh")}
+    assert shipped and shipped | {"runcmd"} <= checked, sorted(shipped - checked)
+    failures = shellcheck_text_failures(texts, tmp_path)
     assert not failures, "\n".join(failures)
 
 
@@ -620,7 +585,7 @@ def _identity_function(hook: Any, base: str, url: str) -> str:
     return identity_script(hook.provider_id_command().replace(base, url))
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@needs("curl")
 def test_aws_provider_id_comes_from_imdsv2(tmp_path: Path) -> None:
     """The AWS hook's function, run for real against a fake IMDSv2: token first, then the
     zone and the instance id with the token, printed as cloud-provider-aws parses it."""
@@ -637,7 +602,7 @@ def test_aws_provider_id_comes_from_imdsv2(tmp_path: Path) -> None:
         imds.close()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@needs("curl")
 def test_aws_provider_id_fails_without_imds(tmp_path: Path) -> None:
     (tmp_path / "identity.sh").write_text(
         _identity_function(SecretsManagerFetcher(region="eu-west-1"), "http://169.254.169.254", "http://127.0.0.1:9"))

@@ -493,3 +493,14 @@ def test_provider_default_tags_count() -> None:
     assert check("required-tags", t.AWS_VOLUME, {}, provider_props=provider) == []
     assert check("required-tags", t.GCP_DISK, {}, provider_props={"defaultLabels": TAGS}) == []
     assert check("required-tags", t.AWS_VOLUME, {}, {"requiredTags": ["team"]}, provider) == ["missing tags: team"]
+
+
+@pytest.mark.parametrize(("is_ca", "limit"), [(True, 87600), (False, 8760)])
+def test_certificate_validity_limits_are_exact(is_ca: bool, limit: int) -> None:
+    """The default limits hold to the hour: a certificate valid for exactly the maximum passes,
+    one hour more is reported, naming the limit."""
+    props = {"isCaCertificate": True} if is_ca else {}
+    type_token = t.TLS_SELF_SIGNED if is_ca else t.TLS_LOCALLY_SIGNED
+    assert check("certificate-validity", type_token, {**props, "validityPeriodHours": limit}) == []
+    (message,) = check("certificate-validity", type_token, {**props, "validityPeriodHours": limit + 1})
+    assert f"longer than the limit of {limit}h" in message

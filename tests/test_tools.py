@@ -4,13 +4,16 @@ is the version its recipe says (``tests/tools/versions.toml``, ``python3 dev.py 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from cfcr.channels import CHANNELS, parse_version, resolve
-from tests.support.tools import kwok_stage_configs, require_tool, tool_path, tools_dir
+from tests.support.tools import apt_tools, kwok_stage_configs, needs, require_program, require_tool, tool_path, tools_dir
 from tests.tools.build import BuildError, Recipe, find_recipe, load_recipes
 
 RECIPES = load_recipes()
@@ -69,6 +72,55 @@ def test_a_missing_tool_skips_locally_and_fails_under_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="python3 dev.py tools"):
         require_tool("kubeadm")
+
+
+def test_a_missing_debian_tool_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install cloud-init"):
+        require_program("cloud-init")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI: a real tool is missing.*shellcheck"):
+        needs("shellcheck")(lambda: None)()
+    with pytest.raises(LookupError, match="dev.APT_TOOLS"):
+        require_program("jq")
+
+
+def _path_without(tmp_path: Path, *commands: str) -> str:
+    """A PATH with every program of the current one but ``commands``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            target = bin_dir / entry.name
+            if entry.name not in commands and not target.exists() and os.access(entry.path, os.X_OK):
+                target.symlink_to(entry.path)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("command", ["cloud-init", "curl", "shellcheck"])
+def test_ci_fails_when_a_validator_is_removed_from_the_machine(command: str, tmp_path: Path) -> None:
+    """The real thing: the tests that run ``command`` in a pytest of their own, on a machine
+    without it: under CI=true the run fails naming it; outside CI the same tests skip."""
+    assert command in apt_tools(), "every program the tests run is installed by dev.py"
+    if shutil.which(command) is None:
+        require_program(command)  # skips here, fails under CI
+    users = {"cloud-init": "tests/test_node_userdata.py::test_cloud_init_schema_check_can_fail",
+             "shellcheck": "tests/test_node_userdata.py::test_shellcheck_can_fail",
+             "curl": "tests/test_node_userdata.py::test_aws_provider_id_fails_without_imds"}
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PATH": _path_without(tmp_path, command)}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", users[command]]
+    under_ci = subprocess.run(args, cwd=root, env={**env, "CI": "true"}, capture_output=True, text=True)
+    assert under_ci.returncode == 1, under_ci.stdout[-2000:]
+    assert "CI: a real tool is missing" in under_ci.stdout and command in under_ci.stdout
+    env.pop("CI", None)
+    local = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
+    assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout[-2000:]
+    with_it = subprocess.run(args, cwd=root, env={**os.environ, "CI": "true"}, capture_output=True, text=True)
+    assert with_it.returncode == 0 and "1 passed" in with_it.stdout, with_it.stdout[-2000:]
 
 
 def _reported_version(binary: str, path: Path) -> str:

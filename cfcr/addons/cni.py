@@ -3,8 +3,8 @@
 Every overlay is VXLAN on each project's own default port, written out explicitly so the
 render shows it: UDP 8472 (the Linux kernel's) for flannel, canal and Cilium, UDP 4789 (the
 IANA port) for Calico. :func:`node_ports` lists what the nodes must let in from each other;
-the AWS security groups (``cfcr.aws.security.CNI_PORTS``) open the same, and a test keeps
-the two in step.
+the AWS security groups (``cfcr.aws.security.CNI_PORTS``) open the same; tests/test_cni_ports.py
+holds the rendered security groups against the ports the rendered chart values configure.
 
 * **flannel**: the flannel chart, VXLAN backend, the spec's pod network.
 * **canal**: flannel for the network with Calico's policy engine, from the manifest Calico
@@ -15,7 +15,10 @@ the two in step.
 * **cilium**: the cilium chart, VXLAN tunnel, Kubernetes IPAM (each node's podCIDR), API
   reached directly at the load balancer (``k8sServiceHost``/``k8sServicePort``) so it
   starts before any Service works; with ``ciliumKubeProxyReplacement`` it replaces
-  kube-proxy (which cfcr then leaves out).
+  kube-proxy (which cfcr then leaves out). The ports other nodes reach are spelled out in
+  the values, at the chart's and agent's own defaults: the cluster health port
+  (``clusterHealthPort`` 4240, probed with ICMP echo too, ``healthChecking``) and Hubble's
+  server (``hubble.listenAddress`` ``:4244``, which Hubble Relay dials on every node).
 * **none**: nothing; bring your own.
 
 The CNI of a running cluster cannot be swapped by a ``pulumi up``: :class:`CniLock`
@@ -44,6 +47,10 @@ from cfcr.node.kubelet import deep_merge
 
 VXLAN_PORTS: dict[str, int] = {"flannel": 8472, "canal": 8472, "cilium": 8472, "calico": 4789}
 """UDP port of each CNI's VXLAN overlay (the projects' defaults)."""
+CILIUM_HEALTH_PORT = 4240
+"""Cilium's cluster health port (the agent's default, ``pkg/defaults`` ``ClusterHealthPort``)."""
+HUBBLE_PORT = 4244
+"""Hubble server port on every node (the chart's default ``hubble.listenAddress`` ``:4244``)."""
 API_SERVER_PORT = 6443
 CHANGING_THE_CNI = "docs/addons.md#changing-the-cni"
 
@@ -69,8 +76,8 @@ def node_ports(cni: str) -> list[NodePort]:
         "flannel": [vxlan],
         "canal": [vxlan],
         "calico": [vxlan, NodePort("tcp", 5473, "Calico Typha")],
-        "cilium": [vxlan, NodePort("tcp", 4240, "Cilium health checks"), NodePort("tcp", 4244, "Hubble server"),
-                   NodePort("icmp", 8, "Cilium health (echo request)")],
+        "cilium": [vxlan, NodePort("tcp", CILIUM_HEALTH_PORT, "Cilium health checks"),
+                   NodePort("tcp", HUBBLE_PORT, "Hubble server"), NodePort("icmp", 8, "Cilium health (echo request)")],
     }[cni]
 
 
@@ -159,6 +166,11 @@ def cilium_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, a
         "routingMode": "tunnel",
         "tunnelProtocol": "vxlan",
         "tunnelPort": VXLAN_PORTS["cilium"],
+        # the chart's and agent's defaults, written out so the render shows every port nodes open
+        "healthChecking": True,
+        "clusterHealthPort": CILIUM_HEALTH_PORT,
+        "endpointHealthChecking": {"enabled": True},
+        "hubble": {"enabled": True, "listenAddress": f":{HUBBLE_PORT}"},
         "kubeProxyReplacement": spec.cilium_kube_proxy_replacement,
         "k8sServiceHost": api_host(api_server_url),
         "k8sServicePort": API_SERVER_PORT,

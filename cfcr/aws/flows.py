@@ -405,8 +405,10 @@ def read_network(rows: Sequence[Row]) -> Network | None:
     subnets = reader.subnets()
     lbs = reader.load_balancers()
     vpcs = reader.of(VPC)
+    cidrs: tuple[str, ...] = ()
     if vpcs:
         label = f"VPC {vpcs[0]['name']} ({_get(vpcs[0], 'cidrBlock')})"
+        cidrs = tuple(str(c) for c in [_get(vpcs[0], "cidrBlock"), _get(vpcs[0], "ipv6CidrBlock")] if c)
     else:
         vpc_ids = {str(_get(g, "vpcId")) for g in reader.of(SECURITY_GROUP) if _get(g, "vpcId")}
         label = f"existing VPC {', '.join(sorted(vpc_ids)) or '(unknown)'}"
@@ -420,4 +422,5 @@ def read_network(rows: Sequence[Row]) -> Network | None:
         load_balancers=lbs,
         private_names=reader.private_names(lbs),
         group_noun="security group",
+        cidrs=cidrs,
     )

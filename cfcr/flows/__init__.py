@@ -3,7 +3,8 @@
 (``cfcr.<cloud>.flows``, :mod:`cfcr.flows.network`) by :mod:`cfcr.flows.evaluate`.
 
 ``python -m cfcr flows --stack NAME [--render DIR]`` prints every flow with PASS, BLOCKED or
-UNVERIFIED and the reason, and exits 1 when a flow is blocked.
+UNVERIFIED and the reason, then every rule that admits more than the flows need (OPEN,
+:mod:`cfcr.flows.exposure`), and exits 1 when a flow is blocked or a rule is open beyond need.
 """
 
 from cfcr.flows.check import (
@@ -18,12 +19,14 @@ from cfcr.flows.check import (
     rows_of,
 )
 from cfcr.flows.evaluate import FlowResult, evaluate
+from cfcr.flows.exposure import Exposure, exposures
 from cfcr.flows.facts import ClusterFacts, NodeRole, Placement, read_facts
 from cfcr.flows.model import Flow, Ports, cluster_flows
 from cfcr.flows.network import Network
 
 __all__ = [
     "ClusterFacts",
+    "Exposure",
     "Flow",
     "FlowReport",
     "FlowResult",
@@ -36,6 +39,7 @@ __all__ = [
     "check_stack",
     "cluster_flows",
     "evaluate",
+    "exposures",
     "facts_of",
     "network_types",
     "read_facts",

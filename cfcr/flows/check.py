@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfcr.config import ClusterSpec, load_spec, read_stack_config
-from cfcr.flows.evaluate import FlowResult, evaluate
+from cfcr.flows.evaluate import Evaluator, FlowResult
+from cfcr.flows.exposure import Exposure, exposures
 from cfcr.flows.facts import ClusterFacts, read_facts
 from cfcr.flows.model import cluster_flows
 from cfcr.flows.network import Network
@@ -56,6 +57,8 @@ class FlowReport:
     """Why nothing was evaluated."""
     failed: bool = False
     """True when the problem itself fails the check (network resources but no reader)."""
+    exposures: list[Exposure] = field(default_factory=list)
+    """What the network admits that no flow needs (:mod:`cfcr.flows.exposure`)."""
 
     @property
     def blocked(self) -> list[FlowResult]:
@@ -71,7 +74,7 @@ class FlowReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.blocked
+        return not self.failed and not self.blocked and not self.exposures
 
     def status_of(self, flow_id: str) -> str:
         return next(r.status for r in self.results if r.flow.id == flow_id)
@@ -82,7 +85,9 @@ class FlowReport:
             return f"{head}: {self.problem}"
         counts = ", ".join(f"{len(group)} {name}" for name, group in
                            (("PASS", self.passed), ("BLOCKED", self.blocked), ("UNVERIFIED", self.unverified)) if group)
-        lines = [f"flows of stack {self.stack} ({self.cloud}, {self.network}): {len(self.results)} flows: {counts}"]
+        opened = f"; {len(self.exposures)} rules OPEN beyond need" if self.exposures else "; nothing open beyond them"
+        lines = [f"flows of stack {self.stack} ({self.cloud}, {self.network}): {len(self.results)} flows: {counts}"
+                 f"{opened}"]
         width = max((len(r.flow.id) for r in self.results), default=0)
         for r in self.results:
             lines.append(f"{r.status:<10} {r.flow.id:<{width}}  {r.flow.text()}")
@@ -91,6 +96,8 @@ class FlowReport:
                 word = {"PASS": "how", "BLOCKED": "why", "UNVERIFIED": "unknown"}[r.status]
                 for detail in r.details:
                     lines.append(f"{'':<10} {'':<{width}}  {word}: {detail}")
+        for e in self.exposures:
+            lines.append(f"{'OPEN':<10} {e.text()}")
         return "\n".join(lines)
 
 
@@ -140,7 +147,9 @@ def check_rows(
     if network is None:
         return FlowReport(stack, spec.cloud, None, flows_unchecked=len(flows), problem=(
             f"no network layer rendered for {spec.cloud}: {len(flows)} flows not checked"))
-    return FlowReport(stack, spec.cloud, network.label, results=evaluate(network, facts, flows))
+    evaluator = Evaluator(network, facts)
+    results = [evaluator.evaluate(f) for f in flows]
+    return FlowReport(stack, spec.cloud, network.label, results=results, exposures=exposures(evaluator))
 
 
 def facts_of(spec: ClusterSpec, rows: Sequence[Row], user_data: Mapping[str, bytes | str]) -> ClusterFacts:

@@ -28,12 +28,14 @@ from cfcr.flows.model import (
     Endpoint,
     Flow,
     Internet,
+    NetworkClients,
     NodeGroup,
     NodesRunning,
     Ports,
+    PrivateApi,
     PublicApi,
 )
-from cfcr.flows.network import Address, LoadBalancer, Machine, Network, Ternary
+from cfcr.flows.network import Address, LoadBalancer, Machine, Network, Rule, Ternary
 
 Status = Literal["PASS", "BLOCKED", "UNVERIFIED"]
 
@@ -42,6 +44,16 @@ Status = Literal["PASS", "BLOCKED", "UNVERIFIED"]
 class Verdict:
     ok: Ternary
     why: str
+
+
+@dataclass(frozen=True)
+class Use:
+    """An ingress rule that let a flow's packets in (or may have: ``ok`` None)."""
+
+    rule: Rule
+    ports: Ports
+    peer: Address
+    ok: Ternary
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,8 @@ class Evaluator:
         self.net = network
         self.facts = facts
         self.noun = network.group_noun
+        self.uses: list[Use] = []
+        """Every ingress rule that admitted (or may have admitted) a flow's packets, as evaluated."""
 
     # ------------------------------------------------------------------ addresses
 
@@ -102,6 +116,8 @@ class Evaluator:
         names = ", ".join(self.net.group(g) for g in sorted(groups))
         covering = [r for r in self.net.rules_of(groups, direction) if r.covers(ports)]
         hits = [(r, r.matches(peer)) for r in covering]
+        if direction == "ingress":
+            self.uses += [Use(r, ports, peer, v) for r, v in hits if v is not False]
         preposition = "from" if direction == "ingress" else "to"
         yes = [r for r, v in hits if v is True]
         if yes:
@@ -216,6 +232,9 @@ class Evaluator:
         if isinstance(dst, PublicApi):
             assert isinstance(src, Cidr)
             return self._public_api(flow, src)
+        if isinstance(dst, PrivateApi):
+            assert isinstance(src, (Cidr, NetworkClients))
+            return self._private_api(flow, src)
         if isinstance(dst, Internet):
             sources, missing = self.machines(src)
             out = list(missing)
@@ -346,6 +365,26 @@ class Evaluator:
             if listener.preserve_client_ip:
                 steps += self._targets_admit(lb, listener.targets, listener.target_port, client)
             out.append(self._prefix(f"{src.cidr} -> {lb.label}", steps))
+        return out
+
+
+    def _private_api(self, flow: Flow, src: Cidr | NetworkClients) -> list[Verdict]:
+        ports = flow.ports[0]
+        lbs = [lb for lb in self.api_load_balancers(ports.from_port) if lb.internal]
+        if not lbs:
+            return [Verdict(False, f"no internal load balancer of {self.net.label} listens on {ports.text()}")]
+        if isinstance(src, Cidr):
+            client = Address(f"clients in {src.cidr}", (src.cidr,))
+        else:
+            client = Address(f"hosts inside {self.net.label}", self.net.cidrs)
+        out: list[Verdict] = []
+        for lb in lbs:
+            listener = lb.listener(ports.from_port)
+            assert listener is not None
+            steps = [self.allows(lb.groups, "ingress", ports, client, f"load balancer {lb.label}")]
+            if listener.preserve_client_ip:
+                steps += self._targets_admit(lb, listener.targets, listener.target_port, client)
+            out.append(self._prefix(f"{client.label} -> {lb.label}", steps))
         return out
 
 

@@ -127,6 +127,23 @@ class PublicApi:
 
 
 @dataclass(frozen=True)
+class PrivateApi:
+    """The API endpoint inside the network (an internal load balancer)."""
+
+    def text(self) -> str:
+        return "the private API endpoint"
+
+
+@dataclass(frozen=True)
+class NetworkClients:
+    """Any address of the cluster's network: operators' and CI hosts inside it (a bastion,
+    the machine that runs ``pulumi up`` against a private API)."""
+
+    def text(self) -> str:
+        return "hosts inside the network"
+
+
+@dataclass(frozen=True)
 class ApiLoadBalancers:
     """Every load balancer that serves the API."""
 
@@ -155,7 +172,8 @@ class Internet:
         return f"{self.service} ({', '.join(self.hosts)})" if self.hosts else self.service
 
 
-Endpoint = NodeGroup | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | ApiLoadBalancers | Cidr | Internet
+Endpoint = (NodeGroup | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | PrivateApi | NetworkClients
+            | ApiLoadBalancers | Cidr | Internet)
 
 
 @dataclass(frozen=True)
@@ -210,6 +228,13 @@ def cluster_flows(facts: ClusterFacts) -> list[Flow]:
         for cidr in facts.api_allowed_cidrs:
             flows.append(Flow(f"api-public:{cidr}", Cidr(cidr), PublicApi(), (Ports.tcp(API_PORT),),
                               "operators in networking.apiAllowedCidrs use the public API endpoint"))
+    else:
+        flows.append(Flow("api-private:network", NetworkClients(), PrivateApi(), (Ports.tcp(API_PORT),),
+                          "with a private API, operators and `pulumi up` (the addons) reach it from inside the network"))
+        for cidr in facts.api_allowed_cidrs:
+            flows.append(Flow(f"api-private:{cidr}", Cidr(cidr), PrivateApi(), (Ports.tcp(API_PORT),),
+                              "clients in networking.apiAllowedCidrs (peered or VPN networks) use the private API "
+                              "endpoint"))
     for g in groups:
         flows.append(Flow(
             f"kubelet-apiserver:{g.key()}", ApiServers(), g, (Ports.tcp(KUBELET_PORT),),

@@ -222,6 +222,8 @@ class Network:
     """Every name with a record in a private zone the network resolves (lowercase, no final dot)."""
     group_noun: str = "firewall group"
     """What the cloud calls a group, for messages (``security group``)."""
+    cidrs: tuple[str, ...] = ()
+    """The network's own address ranges; empty when the render does not show them (an existing network)."""
     notes: list[str] = field(default_factory=list)
 
     def group(self, gid: str) -> str:

@@ -17,6 +17,9 @@ class NodeInfo:
     name: str
     ready: bool
     schedulable: bool = True
+    control_plane: bool = False
+    """It carries the ``node-role.kubernetes.io/control-plane`` label (the smoke pods go to
+    workers first)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class ClusterApi(Protocol):
         ...
 
     def create_namespace(self, name: str, labels: dict[str, str]) -> None: ...
+
+    def service_account_exists(self, namespace: str, name: str) -> bool:
+        """Whether the ServiceAccount exists (a namespace's ``default`` one is created by a
+        controller shortly after the namespace: until then, pods are refused)."""
+        ...
 
     def delete_namespace(self, name: str) -> None: ...
 

@@ -22,6 +22,8 @@ POLICY_CNIS = ("calico", "canal", "cilium")
 MARKER = "cfcr-smoke-ok"
 LOG_LINE = "cfcr-smoke-log"
 HTTP_PORT = 8080
+SERVICE_ACCOUNT_WAIT = 60
+"""Seconds to wait for a new namespace's default ServiceAccount (polled each second)."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,16 @@ def _security_context() -> dict[str, Any]:
 
 
 def pod_manifest(name: str, node: str, role: str, command: list[str]) -> dict[str, Any]:
-    """A restricted-compliant busybox pod pinned to ``node``."""
+    """A restricted-compliant busybox pod pinned to the Node named ``node``, by its name (the
+    ``kubernetes.io/hostname`` label need not equal it: on AWS it is the host name, the Node
+    name may be the private DNS name), still through the scheduler."""
+    by_name = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "cfcr-smoke", "role": role}},
         "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": node},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [by_name]}}},
             "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
             "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": IMAGE, "command": command,
@@ -138,12 +144,14 @@ def run_smoke(api: ClusterApi, options: SmokeOptions | None = None) -> Report:
         return report
     report.add("nodes ready", "fail" if not_ready else "pass",
                f"not Ready: {', '.join(not_ready)}" if not_ready else f"{len(nodes)} nodes Ready")
-    usable = [n.name for n in nodes if n.ready and n.schedulable] or [n.name for n in nodes if n.ready]
+    ready = sorted((n for n in nodes if n.ready), key=lambda n: n.control_plane)  # workers first
+    usable = [n.name for n in ready if n.schedulable] or [n.name for n in ready]
     if not usable:
         return report
     ns = opts.namespace or f"cfcr-smoke-{secrets.token_hex(3)}"
     api.create_namespace(ns, {"pod-security.kubernetes.io/enforce": "restricted", "app.kubernetes.io/managed-by": "cfcr"})
     try:
+        _wait_default_service_account(api, ns, opts)
         _checks(api, ns, usable, opts, report)
     except Exception as exc:  # noqa: BLE001 - the report names it, cleanup still runs
         report.add("smoke run", "fail", f"{type(exc).__name__}: {exc}")
@@ -154,6 +162,19 @@ def run_smoke(api: ClusterApi, options: SmokeOptions | None = None) -> Report:
         except Exception as exc:  # noqa: BLE001
             report.add("cleanup", "fail", f"namespace {ns} not deleted: {exc}")
     return report
+
+
+def _wait_default_service_account(api: ClusterApi, ns: str, opts: SmokeOptions) -> None:
+    """A namespace's ``default`` ServiceAccount comes from a controller a moment after the
+    namespace; a pod created before it is refused, so wait for it (up to a minute)."""
+    polls = SERVICE_ACCOUNT_WAIT
+    for i in range(polls):
+        if api.service_account_exists(ns, "default"):
+            return
+        if i + 1 < polls:
+            opts.sleep(1.0)
+    raise TimeoutError(f"namespace {ns} has no default ServiceAccount after {polls}s "
+                       f"(is kube-controller-manager running?)")
 
 
 def _checks(api: ClusterApi, ns: str, nodes: list[str], opts: SmokeOptions, report: Report) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from cfcr.smoke.api import ExecResult, NodeInfo, PodInfo
 
@@ -35,6 +37,53 @@ def exec_status(channel: str) -> tuple[int, str]:
     return -1, str(status.get("message") or channel.strip())
 
 
+def api_error_text(exc: Exception) -> str:
+    """What a failed API call says: the ``Status`` message of its body (``logs`` through an
+    unreachable kubelet: "Get https://10.0.0.5:10250/...: connection refused"), not the
+    client's "(500) Reason: Internal Server Error" and headers."""
+    import json
+
+    status = getattr(exc, "status", None)
+    body = getattr(exc, "body", None)
+    reason = str(getattr(exc, "reason", None) or type(exc).__name__)
+    if not body and " -+-+- " in reason:
+        # a refused websocket upgrade (exec): "Handshake status 500 Internal Server Error
+        # -+-+- {headers} -+-+- b'{...Status...}'"
+        first, *_, last = reason.split(" -+-+- ")
+        reason, body = first.removeprefix("Handshake status ").strip(), last.strip()
+        if body[:2] in ("b'", 'b"'):
+            body = body[2:-1].encode().decode("unicode_escape")
+        status = None
+    message = ""
+    if body:
+        try:
+            message = str(json.loads(body).get("message") or "")
+        except (ValueError, AttributeError):
+            message = str(body)
+    head = f"{status} {reason}" if status else reason
+    return f"{head}: {message}" if message else head
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ClusterError(RuntimeError):
+    """A failed API call, with the API server's own message (:func:`api_error_text`)."""
+
+
+def _explained(method: F) -> F:
+    """Raise a failed API call as :class:`ClusterError` with the server's message."""
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return method(*args, **kwargs)
+        except ApiException as exc:
+            raise ClusterError(api_error_text(exc)) from None
+    return call  # type: ignore[return-value]
+
+
 class KubeApi:
     """The smoke test's cluster operations against a real API server."""
 
@@ -46,13 +95,16 @@ class KubeApi:
         self._apps: Any = client.AppsV1Api(api_client)
         self._net: Any = client.NetworkingV1Api(api_client)
 
+    @_explained
     def list_nodes(self) -> list[NodeInfo]:
         out = []
         for node in self._core.list_node().items:
             ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-            out.append(NodeInfo(node.metadata.name, ready, not bool(node.spec.unschedulable)))
+            control_plane = "node-role.kubernetes.io/control-plane" in (node.metadata.labels or {})
+            out.append(NodeInfo(node.metadata.name, ready, not bool(node.spec.unschedulable), control_plane))
         return out
 
+    @_explained
     def detect_cni(self) -> str | None:
         names = {ds.metadata.name for ds in self._apps.list_daemon_set_for_all_namespaces().items}
         for name, cni in _CNI_DAEMONSETS:
@@ -60,12 +112,26 @@ class KubeApi:
                 return cni
         return None
 
+    @_explained
     def create_namespace(self, name: str, labels: dict[str, str]) -> None:
         self._core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
 
+    def service_account_exists(self, namespace: str, name: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core.read_namespaced_service_account(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    @_explained
     def delete_namespace(self, name: str) -> None:
         self._core.delete_namespace(name, grace_period_seconds=0)
 
+    @_explained
     def create(self, namespace: str, manifest: dict[str, Any]) -> None:
         kind = manifest["kind"]
         if kind == "Pod":
@@ -77,6 +143,7 @@ class KubeApi:
         else:
             raise ValueError(f"the smoke test does not create {kind}")
 
+    @_explained
     def delete(self, namespace: str, kind: str, name: str) -> None:
         if kind == "NetworkPolicy":
             self._net.delete_namespaced_network_policy(name, namespace)
@@ -85,6 +152,7 @@ class KubeApi:
         else:
             raise ValueError(f"the smoke test does not delete {kind}")
 
+    @_explained
     def wait_pod_running(self, namespace: str, name: str, timeout: float) -> PodInfo:
         deadline = time.monotonic() + timeout
         seen = "not created"
@@ -97,14 +165,19 @@ class KubeApi:
             time.sleep(2)
         raise TimeoutError(f"pod {namespace}/{name} not running after {timeout:.0f}s: {seen}")
 
+    @_explained
     def service_ip(self, namespace: str, name: str) -> str:
         return str(self._core.read_namespaced_service(name, namespace).spec.cluster_ip)
 
     def exec(self, namespace: str, pod: str, command: list[str], timeout: float) -> ExecResult:
+        from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import stream
 
-        resp = stream(self._core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
-                      stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+        try:
+            resp = stream(self._core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
+                          stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+        except ApiException as exc:  # the API server refused the exec before it started
+            return ExecResult(-1, "", api_error_text(exc))
         from kubernetes.stream.ws_client import ERROR_CHANNEL
 
         resp.run_forever(timeout=timeout)
@@ -114,5 +187,6 @@ class KubeApi:
         code, error = exec_status(status)
         return ExecResult(code, output, error)
 
+    @_explained
     def logs(self, namespace: str, pod: str) -> str:
         return str(self._core.read_namespaced_pod_log(pod, namespace))

@@ -1,5 +1,5 @@
 """``pulumi up`` of stacks/Pulumi.aws-stable.yaml on a real AWS account, through the
-Automation API: nodes Ready, a smoke workload, ``pulumi destroy``, and nothing tagged for the
+Automation API: nodes Ready, a smoke workload, ``cfcr smoke``, ``pulumi destroy``, and nothing tagged for the
 cluster left behind.
 
 Runs where the Pulumi CLI, kubectl and AWS credentials exist; skipped, saying why, elsewhere.
@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -153,3 +154,10 @@ def test_up_nodes_ready_smoke_workload_destroy(aws_stack: tuple[Any, str, str], 
                 kubeconfig, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     _run([kubectl, "delete", "service,deployment", name], kubeconfig)
+
+    # cfcr's own smoke command, as an operator runs it after `pulumi up`: every check passes
+    smoke = subprocess.run([sys.executable, "-m", "cfcr", "smoke", "--kubeconfig", str(kubeconfig)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    print(smoke.stdout, smoke.stderr)
+    assert smoke.returncode == 0 and "smoke test PASSED" in smoke.stdout, smoke.stdout + smoke.stderr
+    assert "FAIL" not in smoke.stdout

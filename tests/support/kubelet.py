@@ -193,6 +193,7 @@ class StandIn:
         self.status: dict[str, Any] = {"errors": [], "registered": False, "node": None, "servingCsr": None,
                                        "clientBootstrapped": False, "started": False}
         self.stopping = threading.Event()
+        self.next_status_sync = 0.0
 
     def path(self, node_path: str) -> Path:
         return self.root / node_path.lstrip("/")
@@ -331,12 +332,29 @@ class StandIn:
                 raise
         addresses = [{"type": "InternalIP", "address": flags.get("node-ip") or self.cfg.node_ip},
                      {"type": "Hostname", "address": name}]
-        client.request("PATCH", f"/api/v1/nodes/{name}/status",
-                       {"status": {"addresses": addresses}}, content_type="application/strategic-merge-patch+json")
+        self.patch_addresses(client, name, addresses)
         self.status.update(registered=True, node=name, labels=labels, providerID=flags.get("provider-id"),
                            addresses=addresses)
         self.save()
         self.request_serving_certificate(client, name, addresses)
+
+    @staticmethod
+    def patch_addresses(client: KubeClient, name: str, addresses: list[dict[str, str]]) -> None:
+        client.request("PATCH", f"/api/v1/nodes/{name}/status",
+                       {"status": {"addresses": addresses}}, content_type="application/strategic-merge-patch+json")
+
+    def sync_node_status(self) -> None:
+        """As a kubelet's periodic status sync: put the node's addresses back when another
+        writer (kwok's node-initialize stage, racing the registration) left them out."""
+        if not self.status["registered"] or time.monotonic() < self.next_status_sync:
+            return
+        self.next_status_sync = time.monotonic() + 5.0
+        client = KubeClient.from_kubeconfig(self.path("/etc/kubernetes/kubelet.conf"), self.root)
+        name = str(self.status["node"])
+        have = client.get(f"/api/v1/nodes/{name}").get("status", {}).get("addresses") or []
+        wanted = list(self.status["addresses"])
+        if not all(a in have for a in wanted):
+            self.patch_addresses(client, name, wanted)
 
     def request_serving_certificate(self, client: KubeClient, name: str, addresses: list[dict[str, str]]) -> None:
         """The kubelet's serving CSR: DNS names from the Hostname/…DNS addresses, IPs from the …IP ones."""
@@ -391,6 +409,7 @@ class StandIn:
                     self.sync_pods()
                     self.tls_bootstrap()
                     self.register()
+                    self.sync_node_status()
                 self.save()
             except Exception as exc:  # noqa: BLE001 - a kubelet keeps going; the harness reads the errors
                 self.note_error(f"{type(exc).__name__}: {exc}")

@@ -1,7 +1,8 @@
 """The real validators of user-data, for any test: ``cloud-init schema`` and ``shellcheck``.
 
-Each returns a list of failures (empty when valid); tests skip with a reason when the tool
-is missing (``needs_cloud_init``, ``needs_shellcheck``).
+Each returns a list of failures (empty when valid). A test that calls them is decorated
+``@needs("cloud-init")`` / ``@needs("shellcheck")`` (tests/support/tools.py): it skips with
+the reason when the tool is missing, and fails under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -10,17 +11,12 @@ import gzip
 import hashlib
 import re
 import shlex
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-
-needs_cloud_init = pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")
-needs_shellcheck = pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 
 
 def plain(data: bytes) -> bytes:
@@ -61,13 +57,19 @@ def shell_sources(doc: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def shellcheck_failures(label: str, data: bytes, workdir: Path) -> list[str]:
-    """``shellcheck -S style`` on every shell text of one user-data; [] when all pass."""
+def shellcheck_text_failures(texts: Mapping[str, str], workdir: Path) -> list[str]:
+    """``shellcheck -S style`` on shell texts (label -> text); [] when all pass."""
     failures = []
-    for name, text in shell_sources(load_cloud_config(data)).items():
+    for label, text in texts.items():
         path = workdir / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.sh"
         path.write_text(text)
         result = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            failures.append(f"{label}:{name}\n{result.stdout}")
+            failures.append(f"{label}\n{result.stdout}")
     return failures
+
+
+def shellcheck_failures(label: str, data: bytes, workdir: Path) -> list[str]:
+    """``shellcheck -S style`` on every shell text of one user-data; [] when all pass."""
+    texts = {f"{label}:{name}": text for name, text in shell_sources(load_cloud_config(data)).items()}
+    return shellcheck_text_failures(texts, workdir)
