@@ -7,7 +7,7 @@
 
 ``render`` and ``test`` create ./.venv and install cfcr with the pinned versions of
 constraints.txt. ``test`` also installs the Debian tools the tests use (cloud-init,
-shellcheck, iproute2, curl), builds the real Kubernetes, etcd and kwok binaries with Go
+shellcheck, iproute2, curl, openssl, git), builds the real Kubernetes, etcd and kwok binaries with Go
 (``tools``: see tests/tools/versions.toml; cached in $CFCR_TOOLS_DIR, default
 ~/.cache/cfcr/tools), runs mypy, then pytest, then the mutation score (mutations/run.py:
 every named way to break the product must be caught). With pytest arguments, it runs only
@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
-APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2", "curl": "curl"}
+APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2", "curl": "curl",
+             "openssl": "openssl", "git": "git"}
 """The Debian tools the tests run, command -> package; the tests find them through this table."""
 TOOLS_BUILD = ROOT / "tests" / "tools" / "build.py"  # standard library only
 

@@ -31,6 +31,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_REPO = HERE.parent
 PYTEST_ARGS: tuple[str, ...] = ("-q", "-x", "-p", "no:cacheprovider")
 """Quiet, stop at the first failure, and leave no cache behind in the copy."""
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 600.0
 """Seconds a mutation's tests may take before the verdict is ERROR (timeout)."""
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 REQUIRED_KEYS: tuple[str, ...] = ("name", "file", "find", "replace", "why", "tests")
@@ -58,8 +59,9 @@ SURVIVED = "SURVIVED"
 ERROR = "ERROR"
 
 _FAILURE_LINE = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$")
-_PYTEST_CAUGHT_CODES = {1, 2}
-"""pytest's exit codes for failed tests (1) and errors during collection (2, an interrupted run)."""
+_TESTS_FAILED = 1
+"""pytest's exit code for failed tests. Any other (2: a collection or import error, 3-5) is no
+verdict on the mutation: a mutant that fails to import proves nothing about the tests."""
 
 
 @dataclass(frozen=True)
@@ -235,11 +237,13 @@ def check_imports_from(copy: Path, files: Sequence[str], python: str) -> list[st
     return problems
 
 
-def first_failure(output: str) -> str | None:
-    """The first failing or erroring node id in pytest's short summary (``-ra``/``-q``), or None."""
+def first_failure(output: str, failed_only: bool = False) -> str | None:
+    """The first failing (or, unless ``failed_only``, erroring) node id in pytest's short
+    summary (``-ra``/``-q``), or None. An ERROR is a fixture or collection that broke, not an
+    assertion that caught something."""
     for line in output.splitlines():
         m = _FAILURE_LINE.match(line.strip())
-        if m:
+        if m and (m.group(1) == "FAILED" or not failed_only):
             return m.group(2)
     return None
 
@@ -265,13 +269,21 @@ class PytestRun:
 def run_pytest(copy: Path, tests: Sequence[str], python: str, timeout: float) -> PytestRun:
     """``python -m pytest -q -x -p no:cacheprovider <tests>`` in ``copy``."""
     start = time.monotonic()
+    # a session of its own, so a timeout ends everything the tests started (the control-plane
+    # harness's etcd, API servers and kubelet stand-ins), not pytest alone
+    proc = subprocess.Popen([python, "-m", "pytest", *PYTEST_ARGS, *tests], cwd=copy, env=test_environment(copy),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        out = subprocess.run([python, "-m", "pytest", *PYTEST_ARGS, *tests], cwd=copy, env=test_environment(copy),
-                             capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        text = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return PytestRun(None, text, time.monotonic() - start)
-    return PytestRun(out.returncode, out.stdout + out.stderr, time.monotonic() - start)
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)  # pytest's KeyboardInterrupt: fixtures tear down what they started
+        try:
+            output, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+        return PytestRun(None, output or "", time.monotonic() - start)
+    return PytestRun(proc.returncode, output, time.monotonic() - start)
 
 
 def judge(mutation: Mutation, run: PytestRun) -> Outcome:
@@ -280,11 +292,17 @@ def judge(mutation: Mutation, run: PytestRun) -> Outcome:
         return Outcome(mutation, ERROR, "timed out", run.seconds, run.output)
     if run.code == 0:
         return Outcome(mutation, SURVIVED, "", run.seconds, run.output)
-    if run.code in _PYTEST_CAUGHT_CODES:
-        node = first_failure(run.output)
-        return Outcome(mutation, CAUGHT, node or f"pytest exit {run.code}: {_last_line(run.output)}", run.seconds,
-                       run.output)
-    return Outcome(mutation, ERROR, f"pytest exit {run.code}: {_last_line(run.output)}", run.seconds, run.output)
+    node = first_failure(run.output, failed_only=True)
+    if run.code == _TESTS_FAILED and node is not None and selected(node, mutation.tests):
+        return Outcome(mutation, CAUGHT, node, run.seconds, run.output)
+    why = (f"a test outside its selection failed: {node}" if run.code == _TESTS_FAILED and node
+           else f"pytest exit {run.code} without a failed test: {_last_line(run.output)}")
+    return Outcome(mutation, ERROR, why, run.seconds, run.output)
+
+
+def selected(node: str, tests: Sequence[str]) -> bool:
+    """Is ``node`` one of ``tests`` (a file, or a node id, parametrised or not)?"""
+    return any(node == t or node.startswith(t + "::") or node.startswith(t + "[") for t in tests)
 
 
 def apply_and_run(mutation: Mutation, copy: Path, python: str, timeout: float) -> Outcome:

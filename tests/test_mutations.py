@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mutations import run
+from tests.support.tools import require_program
 
 REPO = Path(__file__).resolve().parent.parent
 MIN_MUTATIONS = 20
@@ -76,6 +77,7 @@ tests = ["tests/test_calc.py"]
 def tiny_repository(root: Path, mutations: str = LIST) -> Path:
     """A git repository with a package named like the product's (so the copy must win over the
     editable install of the real one), one test, and a mutation list; nothing committed."""
+    require_program("git")
     files = {"pytest.ini": "[pytest]\n", "cfcr/__init__.py": "", "cfcr/calc.py": CALC,
              "tests/test_calc.py": TEST_CALC, "mutations/mutations.toml": mutations}
     for rel, text in files.items():
@@ -159,3 +161,16 @@ def test_the_first_failing_node_id_is_read_from_pytests_summary() -> None:
     assert run.first_failure(output) == "tests/test_node_cis.py::test_cis[4.2.4 kubelet readOnlyPort 0]"
     assert run.first_failure("ERROR tests/test_x.py - ImportError: no module\n") == "tests/test_x.py"
     assert run.first_failure("3 passed in 0.1s\n") is None
+
+
+def test_only_a_failed_test_of_the_selection_catches() -> None:
+    """An import error (exit 2), a broken fixture (ERROR) or a failure outside the mutation's
+    tests is no verdict on the mutation: ERROR, never CAUGHT."""
+    m = run.Mutation(name="m", file="cfcr/x.py", find="a", replace="b", why="w", tests=("tests/test_x.py",))
+    failed = "FAILED tests/test_x.py::test_one[a b] - AssertionError\n1 failed in 0.1s\n"
+    assert run.judge(m, run.PytestRun(1, failed, 0.1)).verdict == run.CAUGHT
+    assert run.judge(m, run.PytestRun(2, "ERROR tests/test_x.py - ImportError: no module\n", 0.1)).verdict == run.ERROR
+    assert run.judge(m, run.PytestRun(1, "ERROR tests/test_x.py::test_one - fixture broke\n", 0.1)).verdict == run.ERROR
+    outside = run.judge(m, run.PytestRun(1, "FAILED tests/test_y.py::test_two - AssertionError\n", 0.1))
+    assert outside.verdict == run.ERROR and "outside its selection" in outside.caught_by
+    assert run.judge(m, run.PytestRun(0, "1 passed\n", 0.1)).verdict == run.SURVIVED

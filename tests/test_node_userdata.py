@@ -478,6 +478,7 @@ def test_render_template_refuses_a_malformed_token(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@needs("openssl")
 def test_ca_cert_hash_matches_kubeadm_pin(tmp_path: Path) -> None:
     from cryptography import x509 as cx509
     from cryptography.hazmat.primitives import hashes, serialization

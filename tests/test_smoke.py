@@ -351,6 +351,11 @@ def test_exec_status_reads_the_error_channel(channel: str, expected: tuple[int, 
     (0, "Handshake status 500 Internal Server Error -+-+- {'content-type': 'application/json'} -+-+- "
         "b'{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"no preferred addresses found\",\"code\":500}'",
      None, "500 Internal Server Error: no preferred addresses found"),
+    # websocket-client 1.9 writes the body as text, or None when there is none
+    (0, "Handshake status 500 Internal Server Error -+-+- {'content-type': 'application/json'} -+-+- "
+        '{"kind":"Status","status":"Failure","message":"no preferred addresses found","code":500}',
+     None, "500 Internal Server Error: no preferred addresses found"),
+    (0, "Handshake status 502 Bad Gateway -+-+- {} -+-+- None", None, "502 Bad Gateway"),
     (403, "Forbidden", "not json", "403 Forbidden: not json"),
 ])
 def test_api_errors_read_as_the_server_wrote_them(status: int, reason: str, body: str | None, expected: str) -> None:

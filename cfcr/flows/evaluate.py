@@ -374,17 +374,19 @@ class Evaluator:
         if not lbs:
             return [Verdict(False, f"no internal load balancer of {self.net.label} listens on {ports.text()}")]
         if isinstance(src, Cidr):
-            client = Address(f"clients in {src.cidr}", (src.cidr,))
-        else:
-            client = Address(f"hosts inside {self.net.label}", self.net.cidrs)
+            clients = [Address(f"clients in {src.cidr}", (src.cidr,))]
+        else:  # one client per address range (an address lies in one family); unknown ranges stay unknown
+            clients = [Address(f"hosts in {c}", (c,)) for c in self.net.cidrs] or [
+                Address(f"hosts inside {self.net.label}")]
         out: list[Verdict] = []
         for lb in lbs:
             listener = lb.listener(ports.from_port)
             assert listener is not None
-            steps = [self.allows(lb.groups, "ingress", ports, client, f"load balancer {lb.label}")]
-            if listener.preserve_client_ip:
-                steps += self._targets_admit(lb, listener.targets, listener.target_port, client)
-            out.append(self._prefix(f"{client.label} -> {lb.label}", steps))
+            for client in clients:
+                steps = [self.allows(lb.groups, "ingress", ports, client, f"load balancer {lb.label}")]
+                if listener.preserve_client_ip:
+                    steps += self._targets_admit(lb, listener.targets, listener.target_port, client)
+                out.append(self._prefix(f"{client.label} -> {lb.label}", steps))
         return out
 
 

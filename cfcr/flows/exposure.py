@@ -8,12 +8,15 @@ peers (a CIDR or a group):
 
 * no flow came in through it at all;
 * it opens ports (or protocols, or ICMP types) beyond the ones the flows used;
-* its CIDR is wider than the addresses the flows came from (``0.0.0.0/0`` where operators
-  sit in ``203.0.113.0/24``).
+* its CIDR is wider than the addresses the flows certainly came from (``0.0.0.0/0`` where
+  operators sit in ``203.0.113.0/24``; ``10.0.0.0/20`` where only one member sits in it).
+
+Ports are judged against every flow that may have come in through the rule. A CIDR only ever
+*maybe* used (clients the render cannot place, e.g. an existing network's ranges) is not judged
+for width.
 
 Egress is left out: the nodes' egress is open by design (images, packages, cloud APIs); what
-an attacker on a node can *reach* is decided by the ingress rules of what it targets. A peer
-the render cannot place (an existing network's ranges) is not judged.
+an attacker on a node can *reach* is decided by the ingress rules of what it targets.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ def _rule_ports(rule: Rule) -> str:
     if rule.protocol == "icmp":
         if rule.from_port in (None, -1):
             return "every ICMP type"
-        return Ports.icmp(rule.from_port, 0 if rule.to_port in (None, -1) else int(rule.to_port)).text()
+        if rule.to_port in (None, -1):
+            return f"icmp type {rule.from_port}, every code"
+        return Ports.icmp(rule.from_port, int(rule.to_port)).text()
     lo = 0 if rule.from_port is None or rule.from_port < 0 else rule.from_port
     hi = 65535 if rule.to_port is None or rule.to_port < 0 else rule.to_port
     return _range(rule.protocol, lo, hi)
@@ -135,15 +140,16 @@ def exposures(evaluator: Evaluator) -> list[Exposure]:
             if not used:
                 out.append(Exposure(rule, group, name, _rule_ports(rule), "no flow of the cluster comes in this way"))
                 continue
-            if any(u.ok is None for u in used):
-                continue  # the render cannot tell who these clients are: not judged
             needed = list(dict.fromkeys(u.ports for u in used))
             beyond = _ports_beyond(rule, needed)
             if beyond is not None:
                 out.append(Exposure(rule, group, name, beyond,
                                     f"the flows through it need only {', '.join(p.text() for p in needed)}"))
-            if kind == "cidr":
-                sources = list(dict.fromkeys(n for u in used for n in u.peer.networks))
+            certain = [u for u in used if u.ok is True]
+            if kind == "cidr" and certain:
+                # its width is judged by the clients certainly inside it; a rule only ever
+                # *maybe* used (clients the render cannot place) is not judged for width
+                sources = list(dict.fromkeys(n for u in certain for n in u.peer.networks))
                 if not _covered(sources, peer):
                     out.append(Exposure(rule, group, name, f"all of {peer}",
                                         f"the flows through it come from {', '.join(sources) or 'no known address'}"))

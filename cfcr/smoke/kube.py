@@ -55,7 +55,7 @@ def api_error_text(exc: Exception) -> str:
             body = body[2:-1].encode().decode("unicode_escape")
         status = None
     message = ""
-    if body:
+    if body and body not in ("None", "b''", 'b""'):
         try:
             message = str(json.loads(body).get("message") or "")
         except (ValueError, AttributeError):
@@ -124,7 +124,7 @@ class KubeApi:
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise
+            raise ClusterError(api_error_text(exc)) from None
         return True
 
     @_explained
@@ -181,9 +181,12 @@ class KubeApi:
         from kubernetes.stream.ws_client import ERROR_CHANNEL
 
         resp.run_forever(timeout=timeout)
+        unfinished = resp.is_open()
         output = str(resp.read_stdout() or "") + str(resp.read_stderr() or "")
         status = str(resp.read_channel(ERROR_CHANNEL) or "")
         resp.close()
+        if unfinished and not status.strip():
+            return ExecResult(-1, output, f"the command did not finish within {timeout:.0f}s")
         code, error = exec_status(status)
         return ExecResult(code, output, error)
 
