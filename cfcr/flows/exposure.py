@@ -56,9 +56,7 @@ def _rule_ports(rule: Rule) -> str:
         if rule.to_port in (None, -1):
             return f"icmp type {rule.from_port}, every code"
         return Ports.icmp(rule.from_port, int(rule.to_port)).text()
-    lo = 0 if rule.from_port is None or rule.from_port < 0 else rule.from_port
-    hi = 65535 if rule.to_port is None or rule.to_port < 0 else rule.to_port
-    return _range(rule.protocol, lo, hi)
+    return _range(rule.protocol, *rule.span())
 
 
 def _range(protocol: str, lo: int, hi: int) -> str:
@@ -67,16 +65,12 @@ def _range(protocol: str, lo: int, hi: int) -> str:
 
 def _ports_beyond(rule: Rule, used: Sequence[Ports]) -> str | None:
     """What ``rule`` opens that none of ``used`` needed, as text; None when nothing."""
-    if rule.protocol == "all":
-        return "every protocol and port"
     if rule.protocol == "icmp":
-        if rule.from_port in (None, -1):
-            return "every ICMP type"
-        if rule.to_port in (None, -1):
-            return f"every code of ICMP type {rule.from_port}"
-        return None
-    lo = 0 if rule.from_port is None or rule.from_port < 0 else rule.from_port
-    hi = 65535 if rule.to_port is None or rule.to_port < 0 else rule.to_port
+        # the flows name exact ICMP types and codes: a rule for any type or code is wider
+        return _rule_ports(rule) if rule.from_port in (None, -1) or rule.to_port in (None, -1) else None
+    if rule.protocol == "all":
+        return _rule_ports(rule)
+    lo, hi = rule.span()
     gaps: list[tuple[int, int]] = []
     start = lo
     for p in sorted((p for p in used if p.protocol == rule.protocol), key=lambda p: p.from_port):

@@ -94,9 +94,14 @@ class Rule:
             return False
         if ports.protocol == "icmp":
             return self.from_port in (None, -1, ports.from_port) and self.to_port in (None, -1, ports.to_port)
+        lo, hi = self.span()
+        return lo <= ports.from_port and ports.to_port <= hi
+
+    def span(self) -> tuple[int, int]:
+        """First and last port of a tcp or udp rule (a missing or negative bound is open)."""
         lo = self.from_port if self.from_port is not None and self.from_port >= 0 else 0
         hi = self.to_port if self.to_port is not None and self.to_port >= 0 else 65535
-        return lo <= ports.from_port and ports.to_port <= hi
+        return lo, hi
 
     def matches(self, peer: Address) -> Ternary:
         """Does the rule admit (or let out to) ``peer``?"""
