@@ -189,13 +189,12 @@ def _env(files: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def node_role(role: str, user_data: bytes | str) -> NodeRole:
-    """What one role's user-data says about its nodes."""
+def node_role(role: str, files: Mapping[str, str]) -> NodeRole:
+    """What one role's user-data (its files, by path) says about its nodes."""
     match = _ROLE.match(role)
     if match is None:
         raise ValueError(f"user-data role {role!r}: expected control-plane-<i> or worker-<pool>")
     pool = match.group("pool")
-    files = _files(user_data)
     docs = _kubeadm_docs(files)
     env = _env(files)
     registration: dict[str, Any] = {}
@@ -252,12 +251,11 @@ def chart_placement(rows: Sequence[Mapping[str, Any]], chart: str) -> Placement 
     return None
 
 
-def _hosts(user_data: Mapping[str, bytes | str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _hosts(files_by_role: Mapping[str, Mapping[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(registries, download hosts) named in the nodes' user-data."""
     registries: set[str] = set()
     mirrors: set[str] = set()
-    for data in user_data.values():
-        files = _files(data)
+    for files in files_by_role.values():
         for path, content in files.items():
             if path.startswith("/etc/containerd/certs.d/"):
                 registries.add(path.split("/")[4])
@@ -279,7 +277,8 @@ def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: 
     from cfcr.addons.cni import node_ports
 
     assert spec.name is not None
-    roles = tuple(node_role(role, data) for role, data in sorted(user_data.items(), key=lambda kv: _order(kv[0])))
+    files = {role: _files(data) for role, data in user_data.items()}  # each user-data parsed once
+    roles = tuple(node_role(role, files[role]) for role in sorted(files, key=_order))
     endpoints = [r.api_endpoint for r in roles if r.api_endpoint]
     if not endpoints:
         from cfcr.program import api_endpoint
@@ -288,7 +287,7 @@ def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: 
     endpoint = endpoints[0]
     host, _, port = endpoint.rpartition(":")
     cni_ports = tuple((Ports.of(p.protocol, p.port), p.purpose) for p in node_ports(spec.cni))
-    registries, mirrors = _hosts(user_data)
+    registries, mirrors = _hosts(files)
     return ClusterFacts(
         cluster=spec.name,
         cloud=spec.cloud,
