@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
-APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2", "curl": "curl",
+APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2", "curl": "curl", "jq": "jq",
              "openssl": "openssl", "git": "git"}
 """The Debian tools the tests run, command -> package; the tests find them through this table."""
 TOOLS_BUILD = ROOT / "tests" / "tools" / "build.py"  # standard library only

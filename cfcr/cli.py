@@ -1,5 +1,6 @@
 """The ``cfcr`` command: ``render`` a stack offline, ``check`` it against the policy pack, check its
-network ``flows``, print the ``docs`` config reference."""
+network ``flows``, print the ``docs`` config reference, print an ``upgrade-plan``, list the
+``channels``, write an ``etcd-restore`` procedure."""
 
 from __future__ import annotations
 
@@ -87,6 +88,70 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _channels(args: argparse.Namespace) -> int:
+    import json
+
+    from cfcr.channels.listing import channel_listing, format_text, listing_json
+
+    listing = channel_listing()
+    if args.release:
+        from cfcr.channels import UnknownReleaseError, resolve
+
+        try:
+            version = resolve(args.release).version
+        except UnknownReleaseError as exc:
+            print(f"cfcr: {exc}", file=sys.stderr)
+            return 2
+        listing = [r for r in listing if r.version == version]
+    if args.json:
+        print(json.dumps(listing_json(listing), indent=2))
+    else:
+        print(format_text(listing, sources=not args.brief), end="")
+    return 0
+
+
+def _upgrade_plan(args: argparse.Namespace) -> int:
+    from cfcr.channels import UpgradePlanError, format_plan, plan_upgrade, resolve
+    from cfcr.config import load_stack
+    from cfcr.config.topology import control_plane_members
+
+    spec = load_stack(args.stack, Path(args.project_dir) if args.project_dir else None)
+    configured = spec.kubernetes.version
+    print(f"stack {args.stack}: cfcr:kubernetes.version is {configured} ({resolve(configured).version})")
+    try:
+        plan = plan_upgrade(args.from_version or configured, args.to or configured,
+                            members=[m.name for m in control_plane_members(spec)],
+                            pools=[p.name for p in spec.node_pools])
+    except UpgradePlanError as exc:
+        print(f"cfcr: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(plan, cluster=spec.name), end="")
+    if not (args.to or args.from_version):
+        print("(pass --to VERSION|CHANNEL to plan from the stack's version, or --from the deployed version "
+              "to plan to it)")
+    return 0 if plan.possible else 1
+
+
+def _etcd_restore(args: argparse.Namespace) -> int:
+    from cfcr.config import load_stack
+    from cfcr.etcd_restore import RestoreError, runbook, write_kit
+
+    spec = load_stack(args.stack, Path(args.project_dir) if args.project_dir else None)
+    if (args.snapshot_url is None) != (args.out is None):
+        print("cfcr: etcd-restore: give --snapshot-url and --out together (or neither, to see the first steps)",
+              file=sys.stderr)
+        return 2
+    try:
+        out = Path(args.out) if args.out else None
+        if out is not None:
+            write_kit(spec, args.snapshot_url, out)
+        print(runbook(spec, args.snapshot_url, out, stack=args.stack), end="")
+    except RestoreError as exc:
+        print(f"cfcr: etcd-restore: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cfcr", description="Kubernetes clusters on AWS, GCP and Azure with Pulumi.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +189,29 @@ def main(argv: list[str] | None = None) -> int:
     smoke.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     smoke.add_argument("--cni", default=None, help="the CNI, if detection should be skipped")
     smoke.set_defaults(func=_smoke)
+    chans = sub.add_parser("channels", help="list the channels and what each release pins, with the sources")
+    chans.add_argument("release", nargs="?", help="only this channel or exact version (default: every release)")
+    chans.add_argument("--json", action="store_true", help="print JSON instead of text")
+    chans.add_argument("--brief", action="store_true", help="text without the source of each pin")
+    chans.set_defaults(func=_channels)
+    upgrade = sub.add_parser("upgrade-plan", help="print the steps that upgrade a stack's cluster, what each rolls "
+                                                   "and in which order (exit 1 if the skew policy allows no path)")
+    upgrade.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    upgrade.add_argument("--to", metavar="VERSION|CHANNEL",
+                         help="where to go (default: the stack's cfcr:kubernetes.version)")
+    upgrade.add_argument("--from", dest="from_version", metavar="VERSION|CHANNEL",
+                         help="the version the cluster runs now (default: the stack's cfcr:kubernetes.version; "
+                              "`pulumi stack output kubernetesVersion` says what was last deployed)")
+    upgrade.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
+    upgrade.set_defaults(func=_upgrade_plan)
+    restore = sub.add_parser("etcd-restore", help="the procedure that restores an etcd snapshot into the stack's "
+                                                   "control plane, with every member's scripts (docs/backups.md)")
+    restore.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    restore.add_argument("--snapshot-url", metavar="URL", help="a download URL of the snapshot (step 1 prints how "
+                                                                "to make one); with --out, writes the members' scripts")
+    restore.add_argument("--out", metavar="DIR", help="where to write the members' scripts (mode 0600)")
+    restore.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
+    restore.set_defaults(func=_etcd_restore)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

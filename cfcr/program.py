@@ -4,7 +4,9 @@ Read the stack's spec, build the cluster and its addons, return what to export. 
 is ``cfcr.aws.Cluster`` plus ``cfcr.addons.ClusterAddons``. GCP and Azure have no ``Cluster``
 component yet: for them the program builds the cloud-neutral :class:`ClusterBootstrap` (PKI,
 per-role secrets, user-data of every role) with that cloud's secret-fetch hook, the fixed
-control-plane addresses of the topology plan and a stable API name.
+control-plane addresses of the topology plan and a stable API name, and the cluster's
+:class:`~cfcr.bootstrap.version.KubernetesVersion` record (the skew policy on every deploy),
+which ``cfcr.aws.Cluster`` builds for itself.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pulumi
 
 from cfcr import channels
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from cfcr.bootstrap.version import KubernetesVersion
 from cfcr.config import ClusterSpec, load_from_pulumi
 from cfcr.config.topology import control_plane_members
 from cfcr.node import SecretFetcher
@@ -84,6 +87,8 @@ def build(spec: ClusterSpec) -> ProgramResult:
             etcd_disk_devices=[ETCD_DISK_DEVICE[spec.cloud]] * len(members),
         ),
     )
+    # the deployed versions in state, and the skew policy on every deploy (cfcr.aws.Cluster builds its own)
+    KubernetesVersion.for_spec(spec.name, spec, opts=pulumi.ResourceOptions(parent=bootstrap))
     exports = {
         **_cluster_exports(spec, bootstrap),
         "apiServerUrl": bootstrap.api_server_url,

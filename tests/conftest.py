@@ -8,6 +8,8 @@ them the tests that use it skip, saying why -- except under ``CI=true``, where t
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -29,9 +31,7 @@ def _unavailable(reason: str) -> None:
 def control_plane() -> Iterator[object]:
     """The default stack's control plane, booted from its render: 3 members, kwok, one worker."""
     from tests.support import netns
-    from tests.support.controlplane import ControlPlane, HarnessError
-    from tests.support.rendered import render_cluster
-    from tests.support.tools import kwok_stage_configs, require_tool
+    from tests.support.tools import require_tool
 
     why = netns.available()
     if why:
@@ -39,6 +39,32 @@ def control_plane() -> Iterator[object]:
     names = ["kubeadm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
              "etcd", "etcdctl", "kwok"]
     binaries = {name: require_tool(name) for name in names}
+    with harness_lock():
+        yield from _booted(binaries)
+
+
+HARNESS_LOCK = Path(tempfile.gettempdir()) / "cfcr-harness.lock"
+"""One real control plane on this machine at a time: two would starve each other of CPU (boots
+and drills time out) and share nothing but the lock."""
+
+
+@contextlib.contextmanager
+def harness_lock() -> Iterator[None]:
+    with HARNESS_LOCK.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for the control plane of another test run ({HARNESS_LOCK}) ...", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _booted(binaries: dict[str, Path]) -> Iterator[object]:
+    """Boot the harness, yield it, tear it down."""
+    from tests.support.controlplane import ControlPlane, HarnessError
+    from tests.support.rendered import render_cluster
+    from tests.support.tools import kwok_stage_configs
+
     workdir = Path(tempfile.mkdtemp(prefix="cfcr-cp-"))
     render = render_cluster(DEFAULT_STACK, workdir / "render")
     harness = ControlPlane(render, workdir, binaries, kwok_stage_configs())

@@ -156,7 +156,7 @@ def test_cloud_integration_aws(rendered: dict[str, RecordingMonitor]) -> None:
     monitor = rendered["calico"]
     ebs = charts(monitor)["aws-ebs-csi-driver"]
     assert ebs["values"]["controller"]["region"] == "us-east-1"
-    assert ebs["values"]["image"]["tag"] == "v1.59.0"
+    assert ebs["values"]["image"]["tag"] == "v1.61.1"
     sc = kinds(monitor, "StorageClass")["cfcr-default"]
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     assert sc["parameters"]["type"] == "gp3" and sc["parameters"]["encrypted"] == "true"

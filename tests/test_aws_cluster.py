@@ -200,8 +200,11 @@ def test_every_volume_is_encrypted(render: RenderResult) -> None:
 
 
 def test_secrets_are_in_secrets_manager_under_the_cluster_key(render: RenderResult) -> None:
-    key = of_type(render, "aws:kms/key:Key")
-    assert len(key) == 1 and inputs(key[0])["enableKeyRotation"] is True
+    keys = of_type(render, "aws:kms/key:Key")
+    assert all(inputs(k)["enableKeyRotation"] is True for k in keys)
+    # the secrets' own key; the etcd snapshots have theirs, which outlives the cluster (docs/backups.md)
+    key = [k for k in keys if not k.name.endswith("-etcd-backups")]
+    assert len(key) == 1, [k.name for k in keys]
     secrets = of_type(render, "aws:secretsmanager/secret:Secret")
     assert secrets
     for s in secrets:
@@ -355,9 +358,13 @@ def _launch_user_data(result: RenderResult) -> dict[str, bytes]:
 
 
 def _secret_values(result: RenderResult) -> list[str]:
+    """Lines of every key material and credential in the store (not the control plane's scripts,
+    which travel there for room, not secrecy: cfcr/node/delivered.py)."""
+    scripts = {r.outputs.get("arn") for r in result.resources
+               if r.type == "aws:secretsmanager/secret:Secret" and "-script-" in str(unwrap(r.inputs)["name"])}
     values = []
     for r in result.resources:
-        if r.type == "aws:secretsmanager/secretVersion:SecretVersion":
+        if r.type == "aws:secretsmanager/secretVersion:SecretVersion" and unwrap(r.inputs)["secretId"] not in scripts:
             value = unwrap(r.inputs["secretString"])
             for line in str(value).splitlines():
                 if line and "CERTIFICATE" not in line and "PUBLIC KEY" not in line and len(line) > 12:
@@ -462,12 +469,18 @@ def test_cluster_wide_permissions_are_scoped_by_cluster_tags(render: RenderResul
         assert set(policies[f"{spec.name}-worker-{pool.name}"]) == {"secrets"}
 
 
-# --------------------------------------------------------------------------- parallel boot
+# --------------------------------------------------------------------------- boot and rollout order
+
+def is_member_gate(r: RecordedResource) -> bool:
+    """A control-plane member's rollout gate (cfcr/bootstrap/rollout.py)."""
+    return r.type == "pulumi-python:dynamic:Resource" and r.name.endswith("-ready") and "-cp-" in r.name
+
 
 def vm_dependency_violations(resources: Iterable[RecordedResource], vm_types: tuple[str, ...] = VMS) -> list[str]:
     """VMs that wait (transitively, through components as Pulumi expands them, and parents)
-    on another VM."""
-    records = list(resources)
+    on another VM other than through a member's rollout gate: a gate does not wait while the
+    cluster is new (its members boot together), so only a gate may stand between two VMs."""
+    records = [r for r in resources if not is_member_gate(r)]
     by_urn = {r.urn: r for r in records}
     children: dict[str, list[str]] = {}
     for r in records:
@@ -524,6 +537,41 @@ def test_the_parallel_boot_check_can_fail(render: RenderResult) -> None:
     group = next(r for r in records if r.type == "aws:autoscaling/group:Group")
     bad = [dataclasses.replace(r, dependencies=[*r.dependencies, attachment.urn]) if r is group else r for r in records]
     assert any(instances[0].name in p for p in vm_dependency_violations(bad))
+
+
+def test_members_roll_one_after_another_and_the_pools_after_the_last(render: RenderResult) -> None:
+    """Member i+1's instance waits on member i's gate, which waits on member i's instance (its
+    provider ID), volume and load-balancer registrations; every pool waits on the last gate."""
+    by_urn = {r.urn: r for r in render.resources}
+    instances = sorted(of_type(render, "aws:ec2/instance:Instance"), key=lambda r: r.name)
+    gates = sorted((r for r in render.resources if is_member_gate(r)), key=lambda r: r.name)
+    assert [g.name.removesuffix("-ready") for g in gates] == [i.name for i in instances]
+    for index, (instance, gate) in enumerate(zip(instances, gates)):
+        waits_for = {by_urn[d].type for d in gate.dependencies if d in by_urn}
+        assert instance.urn in gate.dependencies
+        assert {"aws:ec2/volumeAttachment:VolumeAttachment", "aws:lb/targetGroupAttachment:TargetGroupAttachment"} <= waits_for
+        before = {d for d in instance.dependencies if d in by_urn and is_member_gate(by_urn[d])}
+        assert before == ({gates[index - 1].urn} if index else set()), instance.name
+    for group in of_type(render, "aws:autoscaling/group:Group"):
+        chain = {group.urn}
+        todo = list(group.dependencies) + [group.parent or ""]
+        while todo:
+            urn = todo.pop()
+            if urn in chain or urn not in by_urn:
+                continue
+            chain.add(urn)
+            todo.extend(by_urn[urn].dependencies)
+        assert gates[-1].urn in chain, f"{group.name} must roll after the last control-plane member"
+        assert all(g.urn in chain for g in gates)
+
+
+def test_every_member_address_is_reserved_in_its_subnet(render: RenderResult) -> None:
+    reservations = {str(r.inputs["cidrBlock"]): r for r in of_type(render, "aws:ec2/subnetCidrReservation:SubnetCidrReservation")}
+    for instance in of_type(render, "aws:ec2/instance:Instance"):
+        reserved = reservations[f"{instance.inputs['privateIp']}/32"]
+        assert reserved.inputs["reservationType"] == "explicit"
+        assert reserved.inputs["subnetId"] == instance.inputs["subnetId"]
+        assert reserved.urn in instance.dependencies
 
 
 def test_the_readiness_gate_starts_its_clock_when_the_control_plane_exists(render: RenderResult) -> None:

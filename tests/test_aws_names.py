@@ -331,6 +331,11 @@ def test_the_default_stack_keeps_its_names(default_render: RenderResult) -> None
             # joined worker from one to the other by name (cfcr.aws.identity.pool_profile_names)
             assert name == r.name, (r.name, name)
             continue
+        if r.type == "aws:iam/role:Role" and r.name.endswith("-etcd-backup"):
+            # the snapshot writer is named explicitly, with its region: every member builds its ARN
+            # to assume it (cfcr.aws.backups), and IAM names are account-wide
+            assert name == f"{r.name}-{spec.region}", (r.name, name)
+            continue
         assert not explicit, f"{r.type} {r.name} got the explicit name {name!r}; Pulumi named it before"
         assert autonamed_form_fits(r.type, r.name), (r.type, r.name, rule.max_length)
     given = {(r.type, name) for r, name, e in physical_names(default_render) if e}

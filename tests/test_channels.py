@@ -107,11 +107,19 @@ def test_node_tarball_is_sha512_and_runtime_is_sha256(rel: Release) -> None:
         assert rel.component(name).algorithm == "sha256"
 
 
-def test_stable_and_previous_minor_node_tarballs_are_pinned() -> None:
+def test_unpinned_node_tarballs_say_why_and_confirmed_ones_stay_pinned() -> None:
+    # A release's sha512 is pinned when a source here holds its "Node Binaries" table
+    # (1.35.8: the v1.37.0 module's CHANGELOG-1.35.md); otherwise the source says it could
+    # not be confirmed and the node reads the publisher's .sha512 from dl.k8s.io itself.
     for v in known_versions():
-        if parse_version(v)[:2] in {(1, 35), (1, 36)}:
-            for arch in ARCHITECTURES:
-                assert resolve(v).kubernetes.sha512(arch) is not None
+        tarball = resolve(v).kubernetes.tarball
+        if tarball.checksum_source == "publisher-file":
+            assert "could NOT be confirmed" in tarball.source, v
+            assert tarball.file_url_template == "https://dl.k8s.io/v{version}/kubernetes-node-linux-{arch}.tar.gz.sha512"
+        else:
+            assert "Node Binaries" in tarball.source, v
+    assert resolve("1.35.8").kubernetes.sha512("amd64") == (
+        "89c1054b8ee5a48f68e47cb553d1814cf3182044c2f94f705df832500ff49ce5603a92a0a8d7ecaa80001c2470fffea4e8b96580208c27e9ef8065e9cb7444e3")
 
 
 def test_checksums_differ_per_arch() -> None:
@@ -243,15 +251,15 @@ def test_upgrade_order_control_plane_first() -> None:
 
 UPGRADES = [
     # current, target, allowed, expected steps (None = don't check), phrase
-    ("1.35.4", "1.36.0", True, ["1.36.0"], "minor upgrade"),
-    ("1.36.0", "1.37.0", True, ["1.37.0"], "minor upgrade"),
-    ("stable", "edge", True, ["1.37.0"], "minor upgrade"),
-    ("1.36.0", "1.36.0", True, [], "nothing to do"),
-    ("1.35.4", "1.37.0", False, ["1.36.0", "1.37.0"], "one minor at a time"),
-    ("1.37.0", "1.36.0", False, [], "downgrad"),
-    ("edge", "1.35.4", False, [], "downgrad"),
-    ("1.36.0", "1.99.0", False, [], "unknown"),
-    ("1.20.0", "1.36.0", False, [], "unknown"),
+    ("1.35.8", "1.36.6", True, ["1.36.6"], "minor upgrade"),
+    ("1.36.6", "1.37.2", True, ["1.37.2"], "minor upgrade"),
+    ("stable", "edge", True, ["1.37.2"], "minor upgrade"),
+    ("1.36.6", "1.36.6", True, [], "nothing to do"),
+    ("1.35.8", "1.37.2", False, ["1.36.6", "1.37.2"], "one minor at a time"),
+    ("1.37.2", "1.36.6", False, [], "downgrad"),
+    ("edge", "1.35.8", False, [], "downgrad"),
+    ("1.36.6", "1.99.0", False, [], "unknown"),
+    ("1.20.0", "1.36.6", False, [], "unknown"),
 ]
 
 
@@ -269,7 +277,7 @@ def test_check_upgrade(current: str, target: str, allowed: bool, steps: list[str
 def test_patch_upgrade_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     # Only one patch per minor ships today; prove the rule with a second one.
     data = model._data()
-    base = data.releases["1.36.0"]
+    base = data.releases["1.36.6"]
     newer = model.Release(
         kubernetes=model.KubernetesRelease("1.36.9", base.kubernetes.tarball),
         components=base.components, etcd=base.etcd, coredns=base.coredns,
@@ -277,12 +285,12 @@ def test_patch_upgrade_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     patched = model._Data(data.channels, {**data.releases, "1.36.9": newer}, data.registries)
     monkeypatch.setattr(model, "_data", lambda: patched)
-    d = check_upgrade("1.36.0", "1.36.9")
+    d = check_upgrade("1.36.6", "1.36.9")
     assert d.allowed and d.steps == ["1.36.9"] and "patch upgrade" in d.reason
-    back = check_upgrade("1.36.9", "1.36.0")
+    back = check_upgrade("1.36.9", "1.36.6")
     assert not back.allowed and "patch downgrades" in back.reason
-    skip = check_upgrade("1.35.4", "1.37.0")
-    assert skip.steps == ["1.36.9", "1.37.0"]
+    skip = check_upgrade("1.35.8", "1.37.2")
+    assert skip.steps == ["1.36.9", "1.37.2"]
 
 
 KUBELET = [

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cfcr import channels
-from cfcr.config import ConfigError, addons, checks, load_spec, schema, values
+from cfcr.config import ConfigError, addons, backups, checks, load_spec, schema, values
 
 BASE: dict[str, Any] = {"cfcr:cloud": "aws", "cfcr:region": "us-east-1"}
 
@@ -114,6 +114,10 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("aws-settings-on-gcp", {"cloud": "gcp", "region": "europe-west4", "aws": {"terminationQueue": False}}, "cfcr:aws", "AWS-only"),
     ("dns-zone-without-name", {"aws": {"apiDnsZoneId": "Z0123456789ABC"}}, "cfcr:aws.apiDnsZoneId", "apiDnsName"),
     ("bad-dns-zone-id", {"aws": {"apiDnsZoneId": "zone-1"}}, "cfcr:aws.apiDnsZoneId", "pattern"),
+    ("etcd-backups-on-gcp", {"cloud": "gcp", "region": "europe-west4", "etcdBackups": {"enabled": True}}, "cfcr:etcdBackups.enabled", "aws only"),
+    ("etcd-backups-retention-with-existing-bucket", {"etcdBackups": {"existingBucket": "my-bucket", "retentionDays": 30}}, "cfcr:etcdBackups.retentionDays", "lifecycle rule"),
+    ("etcd-backups-bad-schedule", {"etcdBackups": {"schedule": "every hour"}}, "cfcr:etcdBackups.schedule", "OnCalendar"),
+    ("etcd-backups-bad-bucket", {"etcdBackups": {"existingBucket": "s3://my-bucket"}}, "cfcr:etcdBackups.existingBucket", "S3 bucket name"),
     ("admission-entry-without-name", {"admission": {"configuration": [{"configuration": {}}]}}, "cfcr:admission.configuration[0]", "`name`"),
     ("addons-bad-psa-level", {"addons": {"podSecurity": {"enforce": "strict"}}}, "cfcr:addons.podSecurity.enforce", "'privileged', 'baseline' or 'restricted'"),
     ("addons-bad-psa-version", {"addons": {"podSecurity": {"version": "1.36"}}}, "cfcr:addons.podSecurity.version", "latest"),
@@ -167,7 +171,8 @@ def test_several_faults_are_all_reported_in_one_error() -> None:
 
 # Where the config layer turns bad input into an error: every ``yield Problem(...)`` of the
 # cross-key rules and every ``raise ValueError(...)`` of the field validators.
-ERROR_SITES: dict[ModuleType, str] = {checks: "yield", values: "raise", schema: "raise", addons: "raise"}
+ERROR_SITES: dict[ModuleType, str] = {checks: "yield", values: "raise", schema: "raise", addons: "raise",
+                                      backups: "raise"}
 
 
 def error_sites(module: ModuleType, kind: str) -> dict[int, str]:

@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from cfcr.node import (
     render_user_data,
     roles_for,
 )
+from cfcr.node.delivered import delivered_scripts
 from cfcr.node.secrets import pki_path, secret_files_for
 from cfcr.pki.specs import (
     ControlPlaneMember,
@@ -397,13 +399,23 @@ def test_members_differ_only_where_they_should() -> None:
 
 def test_control_plane_files_and_modes() -> None:
     spec = make_spec("azure", 3)
-    doc = load(render_user_data(spec, resolve(spec.kubernetes.version), make_ctx(spec), Role.control_plane(0),
+    ctx = make_ctx(spec)
+    scripts = delivered_scripts(spec, Role.control_plane(0), make_hook("azure"))
+    ctx = replace(ctx, secret_ids={**ctx.secret_ids, **{s.key: secret_id("azure", s.key) for s in scripts}})
+    doc = load(render_user_data(spec, resolve(spec.kubernetes.version), ctx, Role.control_plane(0),
                                 make_hook("azure")))
     files = write_files(doc)
     for path in ("/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/audit/policy.yaml",
                  "/etc/cfcr/encryption.yaml.tmpl", "/etc/kubernetes/authn/config.yaml",
-                 "/usr/local/lib/cfcr/maintain.sh", "/etc/systemd/system/cfcr-maintain.timer"):
+                 "/etc/systemd/system/cfcr-maintain.timer"):
         assert path in files, path
+    # the member model and the maintenance come from the secret store, with their modes
+    assert {s.name for s in scripts} >= {"member.sh", "maintain.sh"}
+    for script in scripts:
+        assert script.path not in files, script.path
+        assert f"'{script.key}|{script.path}|{script.mode}'" in files["/etc/cfcr/secrets.sh"]["content"]
+    assert {s.name: s.mode for s in scripts}["member.sh"] == "0644"
+    assert {s.name: s.mode for s in scripts}["maintain.sh"] == "0700"
     assert "@ENCRYPTION_KEY@" in files["/etc/cfcr/encryption.yaml.tmpl"]["content"]
     assert files["/etc/kubernetes/manifests/etcd.yaml"]["permissions"] == "0600"
     assert files["/usr/local/lib/cfcr/bootstrap.sh"]["permissions"] == "0700"

@@ -67,7 +67,7 @@ def test_a_stricter_pack_config_reports_more_and_disabled_policies_report_nothin
     }
     report = check_stack("insecure", project_dir=TESTS, policy_config=config)
     policies = {v.policy for v in report.mandatory}
-    assert "kubernetes-version" in policies  # 1.35.4 is one minor behind stable
+    assert "kubernetes-version" in policies  # 1.35.8 is one minor behind stable
     assert "cni-network-policy" in policies
     assert "certificate-validity" not in {v.policy for v in report.violations}
 

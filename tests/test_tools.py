@@ -48,7 +48,9 @@ def test_recipe_builds_every_channels_etcd(channel: str) -> None:
 
 def test_tool_path_defaults_to_the_stable_channel() -> None:
     stable = resolve("stable")
-    assert tool_path("kubeadm") == tools_dir() / "kubernetes" / stable.version / "bin" / "kubeadm"
+    kubeadm_recipe = find_recipe(RECIPES, "kubeadm", stable.version)
+    assert kubeadm_recipe.version == stable.version
+    assert tool_path("kubeadm") == tools_dir() / "kubernetes" / kubeadm_recipe.built_version / "bin" / "kubeadm"
     etcd_recipe = find_recipe(RECIPES, "etcd", stable.etcd_version)
     assert tool_path("etcd") == tools_dir() / "etcd" / etcd_recipe.built_version / "bin" / "etcd"
     with pytest.raises(LookupError):
@@ -83,7 +85,7 @@ def test_a_missing_debian_tool_skips_locally_and_fails_under_ci(monkeypatch: pyt
     with pytest.raises(pytest.fail.Exception, match="CI: a real tool is missing.*shellcheck"):
         needs("shellcheck")(lambda: None)()
     with pytest.raises(LookupError, match="dev.APT_TOOLS"):
-        require_program("jq")
+        require_program("xmllint")
 
 
 def _path_without(tmp_path: Path, *commands: str) -> str:

@@ -1,7 +1,9 @@
 """AWS: nodes read their secrets from Secrets Manager with the instance profile (IMDSv2),
 and their provider ID (``aws:///<availability zone>/<instance id>``) from IMDSv2; the control
 plane rotates the join token in Secrets Manager and swaps a joined worker's instance profile
-for its pool's joined profile, which cannot read the join secrets."""
+for its pool's joined profile, which cannot read the join secrets; and the control plane
+uploads etcd snapshots to S3 through a role that may write them and nothing else
+(``cfcr.aws.backups``)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,25 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cfcr.aws.tags import partition_of
 from cfcr.pki.specs import ControlPlaneMember, is_ip_address
 
 IMDS = "http://169.254.169.254/latest"
+MAX_SINGLE_PUT = 5 * 1024**3
+"""The largest object one S3 PutObject takes (S3 User Guide, "Uploading objects")."""
+ACCOUNT_PLACEHOLDER = "@ACCOUNT@"
+"""Stands for the AWS account id in a name a node completes at run time (``sts get-caller-identity``)."""
+
+
+@dataclass(frozen=True)
+class S3SnapshotTarget:
+    """Where a control-plane member uploads etcd snapshots (``cfcr.aws.backups``)."""
+
+    bucket: str
+    """The bucket; :data:`ACCOUNT_PLACEHOLDER` stands for the account id, which the node reads."""
+    writer_role: str
+    """Name of the role that may write snapshots and nothing else; assumed for each upload."""
+
 
 @dataclass(frozen=True)
 class SecretsManagerFetcher:
@@ -23,6 +41,8 @@ class SecretsManagerFetcher:
     """Each pool's join instance profile name -> its joined profile name (cfcr.aws.identity)."""
     cluster: str = ""
     """The cluster name (its ``kubernetes.io/cluster/<name>`` tag marks its instances)."""
+    backups: S3SnapshotTarget | None = None
+    """Where etcd snapshots go; None: this cluster takes none."""
 
     def packages(self) -> list[str]:
         """Nothing from apt: the CLI is a snap."""
@@ -93,6 +113,31 @@ class SecretsManagerFetcher:
             f"  {joins}) return 0 ;;",
             "esac",
             "return 1",
+        ])
+
+    def snapshot_upload_command(self) -> str | None:
+        """``cfcr_backup_upload FILE KEY``: the account id and temporary credentials of the writer
+        role (``sts assume-role`` with the instance's own, 15 minutes), then one ``s3api put-object``
+        of FILE as KEY with those credentials, in their environment only. One PUT needs only
+        ``s3:PutObject`` and ``kms:GenerateDataKey`` (a multipart upload would need
+        ``kms:Decrypt`` too) and takes up to 5 GiB: a larger database fails here, saying so. No
+        encryption header: the bucket's default (SSE-KMS with the backup key) applies."""
+        if self.backups is None:
+            return None
+        region = shlex.quote(self.region)
+        bucket = self.backups.bucket.replace(ACCOUNT_PLACEHOLDER, "$account")
+        role = f"arn:{partition_of(self.region)}:iam::$account:role/{self.backups.writer_role}"
+        return "\n".join([
+            "local account creds id secret token",
+            f"[ \"$(stat -c %s \"$1\")\" -le {MAX_SINGLE_PUT} ] || {{ echo \"$1 is over S3's {MAX_SINGLE_PUT}-byte single upload\" >&2; return 1; }}",
+            f"account=$(aws sts get-caller-identity --region {region} --query Account --output text) || return 1",
+            f"creds=$(aws sts assume-role --region {region} --role-arn \"{role}\" --duration-seconds 900 \\",
+            "  --role-session-name \"${CFCR_MEMBER:-etcd-backup}\" \\",
+            "  --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text) || return 1",
+            "read -r id secret token <<<\"$creds\"",
+            "AWS_ACCESS_KEY_ID=$id AWS_SECRET_ACCESS_KEY=$secret AWS_SESSION_TOKEN=$token \\",
+            f"  aws s3api put-object --region {region} --bucket \"{bucket}\" --key \"$2\" --body \"$1\" \\",
+            "  --checksum-algorithm SHA256 --output text >/dev/null",
         ])
 
     def node_name(self, member: ControlPlaneMember) -> str:

@@ -1,10 +1,10 @@
 """``Cluster``: a whole cfcr cluster on AWS.
 
-Built in one direction, so that no VM waits on another (parallel boot): network ->
-security groups -> API load balancer -> etcd volumes -> ClusterBootstrap (PKI, secrets,
-user-data; it needs the load balancer's DNS name and the volumes' ids) -> secret store ->
-identities -> control-plane instances and node pools, each depending only on network,
-firewall, identity, secrets and load balancer.
+Built in one direction: network -> security groups -> API load balancer -> etcd volumes ->
+ClusterBootstrap (PKI, secrets, user-data; it needs the load balancer's DNS name and the
+volumes' ids) -> secret store -> identities -> control-plane members, one after the other's
+rollout gate (cfcr/bootstrap/rollout.py; a new cluster's gates do not wait, so its members
+still boot together) -> node pools, after the last member's gate.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 
 from cfcr import channels
+from cfcr.aws.backups import build_etcd_backups, snapshot_target
 from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
 from cfcr.aws.control_plane import build_control_plane_instances, build_etcd_volumes, etcd_disk_path
 from cfcr.aws.identity import build_identities, pool_profile_names
@@ -27,6 +28,7 @@ from cfcr.aws.security import API_PORT, build_security_groups
 from cfcr.aws.termination import build_termination_queue
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from cfcr.bootstrap.component import default_secret_id
+from cfcr.bootstrap.version import KubernetesVersion
 from cfcr.node.secrets import BOOTSTRAP_TOKEN_KEY
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.config.topology import control_plane_members, zones
@@ -85,6 +87,9 @@ class Cluster(pulumi.ComponentResource):
     security_group_ids: pulumi.Output[dict[str, str]]
     """``apiLoadBalancer``, ``controlPlane``, ``worker`` (and ``internalApiLoadBalancer`` when the
     API is public) -> security group id."""
+    version_record: KubernetesVersion
+    """The deployed Kubernetes versions in state (cfcr/bootstrap/version.py): its check refuses a skipped
+    minor, a downgrade or kubelets ahead of the API server; every machine waits for it."""
     control_plane_machines: list[pulumi.Resource]
     """The control-plane instances: what must exist before anything waits for the API to boot."""
     control_plane_instance_ids: pulumi.Output[list[str]]
@@ -93,6 +98,8 @@ class Cluster(pulumi.ComponentResource):
     """etcd volume id of each control-plane member."""
     termination_queue_url: pulumi.Output[str] | None
     """URL of the termination handler's queue (for the addons layer)."""
+    etcd_backup_bucket: pulumi.Output[str] | None
+    """The S3 bucket of the etcd snapshots (retained after destroy; docs/backups.md), None without backups."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
@@ -122,6 +129,7 @@ class Cluster(pulumi.ComponentResource):
         )
         volumes = build_etcd_volumes(name, spec, network.zone_names, self, kms_key_id=args.ebs_kms_key_id,
                                      protect=args.protect_etcd_volumes)
+        backup_target = snapshot_target(spec)
         self.bootstrap = ClusterBootstrap(
             name,
             ClusterBootstrapArgs(
@@ -129,7 +137,7 @@ class Cluster(pulumi.ComponentResource):
                 api_endpoint=api.private_name,
                 members=control_plane_members(spec),
                 hook=SecretsManagerFetcher(region=spec.region, cluster=spec.name, joined_profiles=dict(
-                    pool_profile_names(name, pool.name) for pool in spec.node_pools)),
+                    pool_profile_names(name, pool.name) for pool in spec.node_pools), backups=backup_target),
                 etcd_disk_devices=[m.volume.id.apply(etcd_disk_path) for m in volumes],
                 extra_api_names=api.dns_name.apply(lambda dns: [dns] if dns else []),
             ),
@@ -141,10 +149,24 @@ class Cluster(pulumi.ComponentResource):
             name, spec, self.bootstrap.readers, {sid: s.arn for sid, s in store.secrets.items()}, store.key.arn,
             self, termination_queue_arn=queue.queue.arn if queue else None,
             token_secret=default_secret_id(spec.name, BOOTSTRAP_TOKEN_KEY),
+            backup_writer_role=backup_target.writer_role if backup_target else None,
+            shared_secrets=self.bootstrap.script_secret_ids,
         )
+        # etcd snapshots: the bucket and key outlive the cluster; only the members assume the writer
+        backups = build_etcd_backups(name, spec, [i.role.arn for i in identities.control_plane], self)
         images = Images(spec, self)
+        # a deploy the skew policy forbids stops at the version record, before any machine changes
+        self.version_record = KubernetesVersion.for_spec(name, spec, opts=child)
         # what every VM waits for: never another VM
-        boot_deps: list[pulumi.Resource] = [*network.ready, *groups.rules, *store.versions, *api.ready]
+        boot_deps: list[pulumi.Resource] = [*network.ready, *groups.rules, *store.versions, *api.ready,
+                                            self.version_record]
+        self.private_api_server_url = f"https://{api.private_name}:{API_PORT}"
+        if api.public_name is not None:
+            self.api_server_url = pulumi.Output.concat("https://", api.public_name, f":{API_PORT}")
+            self.admin_kubeconfig = self.bootstrap.pki.kubeconfig("admin", self.api_server_url)
+        else:
+            self.api_server_url = pulumi.Output.from_input(self.private_api_server_url)
+            self.admin_kubeconfig = self.bootstrap.admin_kubeconfig
         members = build_control_plane_instances(
             name, spec, volumes,
             user_data=[self.bootstrap.user_data[f"control-plane-{i}"] for i in range(len(volumes))],
@@ -156,8 +178,14 @@ class Cluster(pulumi.ComponentResource):
             target_groups=[api.target_group, *([api.internal_target_group] if api.internal_target_group else [])],
             depends_on=boot_deps,
             parent=self,
+            zone_names=network.zone_names,
+            node_names=[m.kubelet_name for m in self.bootstrap.members],
+            api_server_url=self.api_server_url,
+            admin_kubeconfig=self.admin_kubeconfig,
             kms_key_id=args.ebs_kms_key_id,
         )
+        # the pools roll once the whole control plane has: after the last member's gate
+        control_plane_rolled = [m.gate for m in members[-1:] if m.gate is not None]
         instances = [m.instance for m in members if m.instance is not None]
         self.node_pools = {}
         for index, pool in enumerate(spec.node_pools):
@@ -172,19 +200,12 @@ class Cluster(pulumi.ComponentResource):
                     subnet_ids=pool_subnets(spec, pool, index, network.private_subnet_ids),
                     security_group_id=groups.worker.id,
                     instance_profile_arn=identity.profile.arn,
-                    depends_on=[*boot_deps, *identity.policies],
+                    depends_on=[*boot_deps, *identity.policies, *control_plane_rolled],
                     kms_key_id=args.ebs_kms_key_id,
                 ),
                 opts=child,
             )
 
-        self.private_api_server_url = f"https://{api.private_name}:{API_PORT}"
-        if api.public_name is not None:
-            self.api_server_url = pulumi.Output.concat("https://", api.public_name, f":{API_PORT}")
-            self.admin_kubeconfig = self.bootstrap.pki.kubeconfig("admin", self.api_server_url)
-        else:
-            self.api_server_url = pulumi.Output.from_input(self.private_api_server_url)
-            self.admin_kubeconfig = self.bootstrap.admin_kubeconfig
         self.api_load_balancer_dns_name = api.dns_name
         self.internal_api_load_balancer_dns_name = api.internal_dns_name
         self.ca_bundle = self.bootstrap.pki.ca_bundle
@@ -205,6 +226,7 @@ class Cluster(pulumi.ComponentResource):
         ).apply(lambda ids: [str(i) for i in ids])
         self.etcd_volume_ids = pulumi.Output.all(*[m.volume.id for m in volumes]).apply(lambda ids: [str(i) for i in ids])
         self.termination_queue_url = queue.queue.url if queue else None
+        self.etcd_backup_bucket = backups.bucket_name if backups else None
         outputs: dict[str, Any] = {
             "adminKubeconfig": self.admin_kubeconfig,
             "apiServerUrl": self.api_server_url,
@@ -222,6 +244,8 @@ class Cluster(pulumi.ComponentResource):
         }
         if self.termination_queue_url is not None:
             outputs["terminationQueueUrl"] = self.termination_queue_url
+        if self.etcd_backup_bucket is not None:
+            outputs["etcdBackupBucket"] = self.etcd_backup_bucket
         self.register_outputs(outputs)
 
 

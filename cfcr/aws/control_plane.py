@@ -8,7 +8,12 @@ that outlives the instance.
   with the same name and certificates, and Pulumi re-attaches its etcd volume: it rejoins
   with its data.
 - **Fixed addresses** mean a member must be deleted before its replacement is created
-  (``delete_before_replace``).
+  (``delete_before_replace``); each is an explicit subnet CIDR reservation (``/32``), which
+  EC2 never assigns on its own, so no other machine takes it while a member is replaced.
+- **One member at a time**: member ``i + 1``'s instance depends on member ``i``'s
+  :class:`~cfcr.bootstrap.rollout.MemberGate`, which waits until the replaced member reports
+  full, healthy etcd membership; so a change to every member's user-data replaces them one
+  by one with quorum kept, and the node pools (which depend on the last gate) roll after.
 - **Images**: when the AMI floats (Canonical's SSM parameter), the control-plane launch
   templates ignore later image changes, so a new Ubuntu build never replaces every member at
   once on some ``pulumi up``; pin ``cfcr:image.id`` to move members to a new image, then roll
@@ -28,6 +33,7 @@ from cfcr.aws.launch import encode_user_data, metadata_options, root_volume, tag
 from cfcr.aws.names import physical_name, replace_first
 from cfcr.aws.security import API_PORT
 from cfcr.aws.tags import ETCD_MEMBER_TAG, base_tags
+from cfcr.bootstrap.rollout import MemberGate
 from cfcr.config import DEFAULT_CONTROL_PLANE_SIZE, ClusterSpec
 from cfcr.config.topology import control_plane_members, zones
 
@@ -54,6 +60,8 @@ class ControlPlaneMember:
     """The etcd data volume."""
     instance: ec2.Instance | None = None
     """The VM (set by :func:`build_control_plane_instances`)."""
+    gate: MemberGate | None = None
+    """Waits for this member to report ready once its VM is (re)created."""
 
 
 def build_etcd_volumes(name: str, spec: ClusterSpec, zone_names: Sequence[pulumi.Input[str]],
@@ -92,15 +100,22 @@ def build_control_plane_instances(
     target_groups: Sequence[lb.TargetGroup],
     depends_on: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
+    zone_names: Sequence[pulumi.Input[str]],
+    node_names: Sequence[str],
+    api_server_url: pulumi.Input[str],
+    admin_kubeconfig: pulumi.Input[str],
     kms_key_id: pulumi.Input[str] | None = None,
 ) -> list[ControlPlaneMember]:
-    """Launch template, instance, volume attachment and target registration per member.
+    """Launch template, reserved address, instance, volume attachment, target registration and
+    rollout gate per member, each member's instance after the previous member's gate.
 
-    ``depends_on`` lists network, firewall, identity, secrets and load balancer: never another VM.
+    ``depends_on`` lists network, firewall, identity, secrets and load balancer. ``zone_names``
+    are the zones of ``subnet_ids``, ``node_names`` the members' Node names; ``api_server_url`` and ``admin_kubeconfig`` are what the gates
+    reach the API with (from where ``pulumi up`` runs).
     """
     plan = zones(spec)
     size = spec.control_plane.size or DEFAULT_CONTROL_PLANE_SIZE["aws"]
-    out = []
+    out: list[ControlPlaneMember] = []
     for i, member in enumerate(members):
         identity = identities[i]
         tags = {**base_tags(spec, member.name), "cfcr.io/role": "control-plane", "cfcr.io/member": member.name}
@@ -123,6 +138,17 @@ def build_control_plane_instances(
             opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["imageId"] if image_floats else None,
                                         delete_before_replace=replace_first(template_name)),
         )
+        # the member's fixed address, reserved explicitly: EC2 never hands it to another machine
+        # (a node of a pool, a load balancer's interface) while this member is being replaced
+        reservation = ec2.SubnetCidrReservation(
+            f"{name}-cp-{i}-address",
+            subnet_id=subnet_ids[i % len(plan)],
+            cidr_block=f"{member.address}/32",
+            reservation_type="explicit",
+            description=f"cfcr {spec.name} control-plane member {member.name}",
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        previous = [out[-1].gate] if out and out[-1].gate is not None else []
         instance = ec2.Instance(
             f"{name}-cp-{i}",
             launch_template=ec2.InstanceLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
@@ -139,11 +165,11 @@ def build_control_plane_instances(
             volume_tags=None,
             opts=pulumi.ResourceOptions(
                 parent=parent,
-                depends_on=[*depends_on, *identity.policies],
+                depends_on=[*depends_on, *identity.policies, reservation, *previous],
                 delete_before_replace=True,  # the fixed address is taken until the old one is gone
             ),
         )
-        ec2.VolumeAttachment(
+        attachment = ec2.VolumeAttachment(
             f"{name}-cp-{i}-etcd",
             device_name=ETCD_DEVICE_NAME,
             volume_id=member.volume.id,
@@ -153,10 +179,22 @@ def build_control_plane_instances(
         )
         # one registration per API load balancer (an NLB's target group belongs to one NLB): the
         # first keeps the name it always had, the internal NLB's of a public API is ``-api-int``
-        for suffix, group in zip(("", "-api-int"), target_groups):
+        registrations = [
             lb.TargetGroupAttachment(
                 f"{name}-cp-{i}{suffix}", target_group_arn=group.arn, target_id=instance.id, port=API_PORT,
                 opts=pulumi.ResourceOptions(parent=parent),
             )
-        out.append(ControlPlaneMember(name=member.name, address=member.address, volume=member.volume, instance=instance))
+            for suffix, group in zip(("", "-api-int"), target_groups)
+        ]
+        gate = MemberGate(
+            f"{name}-cp-{i}-ready",
+            member=member.name,
+            node_name=node_names[i],
+            provider_id=pulumi.Output.concat("aws:///", zone_names[i % len(plan)], "/", instance.id),
+            api_server_url=api_server_url,
+            kubeconfig=admin_kubeconfig,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[attachment, *registrations]),
+        )
+        out.append(ControlPlaneMember(name=member.name, address=member.address, volume=member.volume,
+                                      instance=instance, gate=gate))
     return out

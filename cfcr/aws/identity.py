@@ -21,6 +21,9 @@ each with least-privilege inline policies.
   member (the guard, ``join-credentials``, the termination handler's) and the one every node
   has (``session-manager``) are customer-managed policies of the cluster (6,144 characters each
   at most) that the roles attach.
+- **etcd backups**: a control-plane role may assume the cluster's etcd-backup writer role
+  (``etcd-backup``, attached to every member) and holds no S3 right of its own; the writer
+  may only put snapshots under the cluster's prefix (``cfcr.aws.backups``).
 - No ECR grant: no kubelet image credential provider is configured, so a role's ECR rights
   would serve no pull and only widen what a node's credentials reach.
 - **Join credentials**: a pool's VMs launch with its *join* profile, which may read the CA
@@ -264,6 +267,23 @@ def etcd_volume_guard_policy() -> dict[str, Any]:
     }
 
 
+def etcd_backup_policy(writer_role_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """A control-plane member's share of etcd backups: assume the writer role, nothing more
+    (the writer may only put snapshots; ``cfcr.aws.backups.writer_policy``)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "AssumeEtcdBackupWriter", "Effect": "Allow", "Action": "sts:AssumeRole",
+                       "Resource": writer_role_arn}],
+    }
+
+
+def role_arn_in_account_of(arn: pulumi.Input[str], region: str, role_name: str) -> pulumi.Output[str]:
+    """``arn:<partition>:iam::<account of arn>:role/<role_name>``: the ARN of a role named up
+    front, in the account another resource (``arn``) lives in."""
+    return pulumi.Output.from_input(arn).apply(
+        lambda value: f"arn:{partition_of(region)}:iam::{value.split(':')[4]}:role/{role_name}")
+
+
 def cluster_autoscaler_policy(cluster: str) -> dict[str, Any]:
     """cluster-autoscaler: read everything it needs, scale only this cluster's groups."""
     return {
@@ -342,14 +362,18 @@ def _shared_policy(name: str, spec: ClusterSpec, parent: pulumi.Resource, policy
 def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequence[str]],
                      secret_arns: Mapping[str, pulumi.Input[str]], key_arn: pulumi.Input[str],
                      parent: pulumi.Resource, termination_queue_arn: pulumi.Input[str] | None = None,
-                     token_secret: str | None = None) -> Identities:
+                     token_secret: str | None = None, backup_writer_role: str | None = None,
+                     shared_secrets: Sequence[str] = ()) -> Identities:
     """Roles for every control-plane member and every pool (join and joined), as children of
-    ``parent``; ``token_secret``: the join token's secret id (the control plane rotates it)."""
+    ``parent``; ``token_secret``: the join token's secret id (the control plane rotates it);
+    ``backup_writer_role``: the name of the etcd-backup writer role members may assume;
+    ``shared_secrets``: secret ids every member reads (its scripts), granted in one policy the
+    members attach instead of in each member's own."""
     assert spec.name is not None
     cluster = spec.name
 
     def secrets_for(slug: str) -> pulumi.Output[str]:
-        arns = [secret_arns[sid] for sid in readable_by(readers, slug)]
+        arns = [secret_arns[sid] for sid in readable_by(readers, slug) if sid not in shared_secrets]
         if not arns:
             raise ValueError(f"role {slug} reads no secret; ClusterBootstrap.readers: {sorted(readers)}")
         return pulumi.Output.json_dumps(secrets_read_policy(arns, key_arn, spec.region))
@@ -375,6 +399,16 @@ def build_identities(name: str, spec: ClusterSpec, readers: Mapping[str, Sequenc
     if token_secret is not None:
         shared["join-credentials"] = pulumi.Output.json_dumps(join_credentials_policy(
             cluster, spec.region, secret_arns[token_secret], key_arn, [j.role.arn for j in joined.values()]))
+    if shared_secrets:
+        members = {f"control-plane-{i}" for i in range(spec.control_plane.count)}
+        outsiders = [sid for sid in shared_secrets if set(readers.get(sid, ())) != members]
+        if outsiders:
+            raise ValueError(f"shared secrets {outsiders} must be read by every control-plane member and nothing else")
+        shared["scripts"] = pulumi.Output.json_dumps(
+            secrets_read_policy([secret_arns[sid] for sid in shared_secrets], key_arn, spec.region))
+    if backup_writer_role is not None:
+        shared["etcd-backup"] = pulumi.Output.json_dumps(
+            etcd_backup_policy(role_arn_in_account_of(key_arn, spec.region, backup_writer_role)))
     if termination_queue_arn is not None:
         shared["node-termination-handler"] = pulumi.Output.json_dumps(
             termination_handler_policy(cluster, termination_queue_arn))

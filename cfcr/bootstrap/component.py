@@ -16,6 +16,7 @@ from cfcr import channels
 from cfcr.config import ClusterSpec
 from cfcr.node import NodeContext, Role, SecretFetcher, render_user_data, roles_for
 from cfcr.node.context import with_node_names
+from cfcr.node.delivered import DeliveredScript, delivered_scripts, script_text
 from cfcr.pki.component import ByoCa, ClusterPki, ClusterPkiArgs
 from cfcr.pki.specs import (
     ControlPlaneMember,
@@ -55,10 +56,12 @@ def pki_inputs(spec: ClusterSpec, members: Sequence[ControlPlaneMember], api_dns
     )
 
 
-def role_secrets(role: Role, members: Sequence[ControlPlaneMember]) -> list[str]:
-    """Every material and credential key a node of ``role`` may read from the secret store."""
+def role_secrets(role: Role, members: Sequence[ControlPlaneMember],
+                 scripts: Sequence[DeliveredScript] = ()) -> list[str]:
+    """Every material and credential key a node of ``role`` may read from the secret store, and
+    the keys of the ``scripts`` it fetches there (cfcr/node/delivered.py)."""
     member = members[role.index].name if role.index is not None else None
-    return [*materials_for_role(role.kind, member), *credentials_for_role(role.kind)]
+    return [*materials_for_role(role.kind, member), *credentials_for_role(role.kind), *(s.key for s in scripts)]
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class ClusterBootstrap(pulumi.ComponentResource):
     """``https://<api_endpoint>:6443``."""
     members: list[ControlPlaneMember]
     """The control-plane members, with the Node name each registers on this cloud."""
+    script_secret_ids: list[str]
+    """Secret ids of the control plane's scripts (cfcr/node/delivered.py): the same for every
+    member, so a cloud may grant them in one shared policy."""
 
     def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
@@ -151,16 +157,19 @@ class ClusterBootstrap(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.roles = roles_for(spec)
+        scripts = {role.slug: delivered_scripts(spec, role, args.hook) for role in self.roles}
         values: dict[str, pulumi.Output[str]] = {
             **self.pki.materials,
             "bootstrap-token": self.pki.bootstrap_token,
             "encryption-key": self.pki.encryption_key,
+            **{s.key: pulumi.Output.from_input(script_text(s.name)) for d in scripts.values() for s in d},
         }
         ids = {key: args.secret_id(spec.name, key) for key in values}
-        self.roles = roles_for(spec)
+        self.script_secret_ids = sorted({ids[s.key] for d in scripts.values() for s in d})
         self.readers = {}
         for role in self.roles:
-            for key in role_secrets(role, members):
+            for key in role_secrets(role, members, scripts[role.slug]):
                 self.readers.setdefault(ids[key], []).append(role.slug)
         self.secrets = {ids[key]: values[key] for key in values if ids[key] in self.readers}
 
@@ -172,7 +181,7 @@ class ClusterBootstrap(pulumi.ComponentResource):
                 ctx = NodeContext(
                     api_endpoint=args.api_endpoint,
                     control_plane_members=list(members),
-                    secret_ids={key: ids[key] for key in role_secrets(role, members)},
+                    secret_ids={key: ids[key] for key in role_secrets(role, members, scripts[role.slug])},
                     etcd_disk_device=disk,
                     ca_cert_hash=ca_hash,
                     api_sans=[*names[1:], *extra],

@@ -2,7 +2,7 @@
 
 Pure data and small functions, no Pulumi resources::
 
-    from cfcr.channels import resolve, check_upgrade
+    from cfcr.channels import resolve, check_upgrade, plan_upgrade
     rel = resolve("stable")
     rel.kubernetes.url("arm64"), rel.kubernetes.checksum("arm64")
     rel.component("containerd").checksum("amd64")
@@ -32,12 +32,17 @@ from .model import (
     registries,
     resolve,
 )
+from .plan import PinChange, UpgradePlan, UpgradePlanError, UpgradeStep, format_plan, plan_upgrade
 from .skew import (
     MAX_KUBELET_MINOR_LAG,
+    ClusterVersions,
     SkewDecision,
     UpgradeDecision,
+    VersionRefusal,
     check_kubelet_skew,
     check_upgrade,
+    check_version_change,
+    decide_upgrade,
     upgrade_order,
 )
 
@@ -49,6 +54,7 @@ __all__ = [
     "Artifact",
     "ChartRef",
     "Checksum",
+    "ClusterVersions",
     "ChecksumAlgorithm",
     "CloudComponent",
     "CloudIntegration",
@@ -57,16 +63,25 @@ __all__ = [
     "HelmChart",
     "ImageVersion",
     "KubernetesRelease",
+    "PinChange",
     "Release",
     "ReleaseDataError",
     "SkewDecision",
     "UnknownArchitectureError",
     "UnknownReleaseError",
     "UpgradeDecision",
+    "UpgradePlan",
+    "UpgradePlanError",
+    "UpgradeStep",
+    "VersionRefusal",
     "check_kubelet_skew",
     "check_upgrade",
+    "check_version_change",
+    "decide_upgrade",
+    "format_plan",
     "known_versions",
     "parse_version",
+    "plan_upgrade",
     "registries",
     "resolve",
     "upgrade_order",

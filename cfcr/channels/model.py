@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 from types import MappingProxyType
 from typing import Literal, cast
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -371,6 +372,23 @@ def _algorithm(value: object, where: str) -> ChecksumAlgorithm:
     return value
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url.replace("{version}", "0").replace("{arch}", "amd64"))
+    return parts.scheme, parts.netloc
+
+
+def _check_same_origin(url: str, file_url: str, where: str) -> None:
+    """A digest fetched at boot is only as good as its channel: the publisher's checksum
+    file must come over TLS from the artifact's own origin (kOps does the same for
+    hashes it does not know), never from a third host."""
+    scheme, host = _origin(file_url)
+    if scheme != "https":
+        raise ReleaseDataError(f"{where}.file_url: the publisher's checksum file must be fetched over https")
+    if (scheme, host) != _origin(url):
+        raise ReleaseDataError(f"{where}.file_url: the checksum file must come from the artifact's own origin "
+                               f"({_origin(url)[1]}), not {host}")
+
+
 def _artifact(name: str, raw: object, where: str) -> Artifact:
     d = _map(raw, where)
     algorithm = _algorithm(d.get("algorithm"), where)
@@ -394,6 +412,7 @@ def _artifact(name: str, raw: object, where: str) -> Artifact:
             raise ReleaseDataError(f"{where}: publisher-file artifacts must have checksums: null")
         checksums = None
         file_url = _str(d.get("file_url"), f"{where}.file_url")
+        _check_same_origin(_str(d.get("url"), f"{where}.url"), file_url, where)
     else:
         raise ReleaseDataError(f"{where}: checksum_source must be pinned or publisher-file")
     version = _str(d.get("version"), f"{where}.version")

@@ -213,7 +213,20 @@ def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
                       "needs networking.apiDnsName: the name to create in that zone")
 
 
-CHECKS: tuple[Check, ...] = (_version, _region_and_zones, _networks, _pools, _pki, _addons, _passthrough, _cloud_only)
+def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
+    backups = spec.etcd_backups
+    if spec.cloud != "aws" and backups.enabled and "enabled" in backups.model_fields_set:
+        yield Problem(_key("etcdBackups.enabled"), backups.enabled,
+                      f"etcd backups write to S3 on aws only so far; cloud is {spec.cloud} "
+                      "(leave etcdBackups unset, or set enabled: false)")
+    if backups.existing_bucket and "retention_days" in backups.model_fields_set:
+        yield Problem(_key("etcdBackups.retentionDays"), backups.retention_days,
+                      f"applies only to the bucket cfcr creates; set a lifecycle rule on "
+                      f"etcdBackups.existingBucket ({backups.existing_bucket}) yourself, and leave this unset")
+
+
+CHECKS: tuple[Check, ...] = (_version, _region_and_zones, _networks, _pools, _pki, _addons, _passthrough, _cloud_only,
+                             _etcd_backups)
 
 
 def check(spec: ClusterSpec) -> list[Problem]:

@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from cfcr.config.addons import AddonsConfig
 from cfcr.config.aws import AwsConfig
+from cfcr.config.backups import EtcdBackupsConfig
 from cfcr.config.values import (
     Architecture,
     Cidr,
@@ -225,5 +226,7 @@ class ClusterSpec(Model):
     cloud_config: dict[str, Any] = Field(default_factory=dict, description="Cloud-provider config, free-form, passed to the cloud controller manager untouched.")
     image: ImageConfig = Field(default_factory=ImageConfig, description="Machine image.")
     addons: AddonsConfig = Field(default_factory=AddonsConfig, description="Kubernetes addons: optional ones, Pod Security, RBAC personas, logs.")
+    etcd_backups: EtcdBackupsConfig = Field(
+        default_factory=EtcdBackupsConfig, description="Scheduled etcd snapshots to object storage (docs/backups.md).")
     aws: AwsConfig = Field(default_factory=AwsConfig, description="AWS-only settings.")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags / labels put on every cloud resource (e.g. owner, cost-centre).")

@@ -1,21 +1,21 @@
 """etcd on the control plane: the flags of each static member and its static Pod.
 
 cfcr runs etcd itself (kubeadm sees it as *external* etcd) as a static Pod on every
-control-plane node. Membership is **static**: every member is named up front in
-``--initial-cluster``, so all control-plane nodes boot at once and the members find
-each other without discovery and without one node waiting on another.
+control-plane node. The manifest rendered here names every member in ``--initial-cluster``
+with ``--initial-cluster-state=new``: what a new cluster's members boot with, together,
+without discovery and without one node waiting on another.
 
 Security: TLS with client-certificate authentication on the client port (2379) and
 the peer port (2380), certificates only from the etcd CA (auto-TLS off), TLS 1.2 or
 newer with AEAD cipher suites, metrics and health over plain HTTP on loopback only
 (``127.0.0.1:2381``), where the kubelet's probes reach them.
 
-Replaced VMs: a member's data lives on its own persistent disk, mounted by the boot
-script at :data:`~cfcr.node.paths.ETCD_DATA_DIR`. etcd reads ``--initial-cluster*``
-only when it bootstraps an *empty* data directory; when a replacement VM finds the
-member's existing data, etcd ignores ``--initial-cluster-state=new`` and rejoins the
-cluster as the same member with its data, catching up from the leader. So rendering
-``new`` for every boot is correct for both first boot and replacement.
+Day 2: a member's data lives on its own persistent disk, mounted by the boot script at
+:data:`~cfcr.node.paths.ETCD_DATA_DIR`; etcd reads ``--initial-cluster*`` only when it
+bootstraps an *empty* data directory. What a member with a blank disk does in a cluster that
+exists (removed and added again, added when the control plane grew) is decided at boot by
+``cfcr/node/scripts/member.sh``, which then rewrites those two flags of this manifest from
+etcd's own answer (docs/control-plane.md).
 
 Pure functions, no Pulumi.
 """
@@ -172,7 +172,8 @@ def etcd_flag_map(
         "listen-peer-urls": peer_url,
         "initial-advertise-peer-urls": peer_url,
         "initial-cluster": initial_cluster(members),
-        # Read only when the data dir is empty; a member with data rejoins as itself.
+        # Read only when the data dir is empty; a member with data rejoins as itself. A blank
+        # member of a running cluster gets ``existing`` from member.sh at boot.
         "initial-cluster-state": "new",
         "initial-cluster-token": spec.name,
         "client-cert-auth": "true",

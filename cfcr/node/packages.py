@@ -3,7 +3,9 @@ and their systemd units.
 
 Every download is verified before use: against the digest pinned in the channel data
 (``sha256sum -c`` / ``sha512sum -c``) or, where the channel pins none, against the
-publisher's checksum file next to the artifact -- the boot log says which, per file.
+publisher's checksum file next to the artifact (https, the artifact's own origin). The
+rendered ``artifacts.list`` says which, in a comment above each artifact, and so does the
+boot log, per file.
 
 Binary mirrors: ``spec.registry_mirrors`` may carry the keys ``dl.k8s.io`` and
 ``github.com``; their first URL replaces ``https://dl.k8s.io`` / ``https://github.com``
@@ -28,7 +30,7 @@ CRICTL_CONFIG_PATH = "/etc/crictl.yaml"
 
 BINARY_MIRROR_HOSTS = ("dl.k8s.io", "github.com")
 
-APT_PACKAGES: tuple[str, ...] = ("conntrack", "socat", "ethtool", "iptables", "curl", "openssl")
+APT_PACKAGES: tuple[str, ...] = ("conntrack", "socat", "ethtool", "iptables", "curl", "openssl", "jq")
 """Distribution packages kubeadm's preflight and the boot scripts use (not version-pinned:
 they come from the image's own archive and are not Kubernetes components)."""
 
@@ -49,6 +51,18 @@ class Download:
     """Pinned hex digest, or None: verify against ``checksum_url``."""
     checksum_url: str | None
     """Publisher checksum file (only when ``digest`` is None)."""
+
+    @property
+    def pinned(self) -> bool:
+        """True when cfcr's channel data pins the digest; False when the node fetches it."""
+        return self.digest is not None
+
+    def verification(self) -> str:
+        """How the node verifies this download, in one sentence (what the render shows)."""
+        if self.pinned:
+            return f"{self.name} {self.version}: {self.algorithm} pinned by cfcr"
+        return (f"{self.name} {self.version}: not pinned by cfcr; {self.algorithm} read from the "
+                f"publisher's file {self.checksum_url}")
 
     def line(self) -> str:
         """One ``artifacts.list`` line: ``name|version|url|algorithm|digest-or--|checksum-url-or--``."""
@@ -87,9 +101,12 @@ def downloads(release: Release, arch: str, registry_mirrors: Mapping[str, Sequen
 
 
 def artifacts_list(items: Sequence[Download]) -> str:
-    """``/etc/cfcr/artifacts.list`` read by the boot script."""
+    """``/etc/cfcr/artifacts.list`` read by the boot script (which skips ``#`` lines).
+
+    Each artifact line follows a comment saying how its digest is established: pinned
+    in cfcr's channel data, or read at boot from the publisher's checksum file."""
     header = "# name|version|url|algorithm|digest ('-': use the publisher's file)|checksum file url\n"
-    return header + "".join(d.line() + "\n" for d in items)
+    return header + "".join(f"# {d.verification()}\n{d.line()}\n" for d in items)
 
 
 def containerd_unit() -> str:

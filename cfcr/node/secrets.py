@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cfcr.node.context import NodeContext, Role, SecretFetcher, join_access
+from cfcr.node.delivered import delivered_by_key, is_script_key
 from cfcr.node.paths import JOIN_CA_PATH, PKI_DIR, SECRETS_DIR
 from cfcr.pki.specs import credentials_for_role, materials_for_role
 
@@ -58,7 +59,8 @@ def _mode(path: str) -> str:
 
 def secret_files_for(role: Role, ctx: NodeContext) -> list[SecretFile]:
     """Every secret ``role`` fetches, in a stable order. Workers get only the cluster CA
-    certificate and the bootstrap token; a control-plane member its own etcd leaves only.
+    certificate and the bootstrap token; a control-plane member its own etcd leaves only, and
+    the scripts ``ctx.secret_ids`` names (``script/<name>``, cfcr/node/delivered.py).
 
     Raises ``ValueError`` naming the missing keys when ``ctx.secret_ids`` lacks any.
     """
@@ -69,11 +71,13 @@ def secret_files_for(role: Role, ctx: NodeContext) -> list[SecretFile]:
     else:
         keys = materials_for_role("worker")
         creds = credentials_for_role("worker")
+    scripts = [delivered_by_key(k) for k in ctx.secret_ids if is_script_key(k)] if role.is_control_plane else []
     missing = [k for k in [*keys, *creds] if k not in ctx.secret_ids]
     if missing:
         raise ValueError(f"{role.slug}: NodeContext.secret_ids has no secret id for {', '.join(missing)}")
     out = [SecretFile(k, landing_path(role, k), _mode(pki_path(k)), ctx.secret_ids[k]) for k in keys]
     out += [SecretFile(c, f"{SECRETS_DIR}/{c}", "0600", ctx.secret_ids[c]) for c in creds]
+    out += [SecretFile(s.key, s.path, s.mode, ctx.secret_ids[s.key]) for s in scripts]
     return out
 
 

@@ -14,6 +14,7 @@ from cfcr.policy.cluster import cni_network_policy, control_plane_count, kuberne
 from cfcr.policy.hosts import disks_encrypted, instance_metadata, verified_boot
 from cfcr.policy.network import api_allowed_cidrs, etcd_control_plane_only, no_ssh_from_internet, no_world_ingress
 from cfcr.policy.pools import node_pool_max_size, node_pools_self_heal
+from cfcr.policy.storage import object_storage_private
 from cfcr.policy.tags import required_tags
 
 PACK_NAME = "cfcr"
@@ -37,6 +38,7 @@ POLICIES: tuple[CfcrPolicy, ...] = (
     node_pool_max_size,
     certificate_validity,
     certificate_keys,
+    object_storage_private,
     required_tags,
 )
 

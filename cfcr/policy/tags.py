@@ -31,6 +31,7 @@ TAGGABLE: dict[str, str] = {
     "aws:secretsmanager/secret:Secret": "tags",
     "aws:iam/role:Role": "tags",
     "aws:kms/key:Key": "tags",
+    "aws:s3/bucket:Bucket": "tags",
     # GCP (labels)
     t.GCP_INSTANCE: "labels",
     t.GCP_INSTANCE_TEMPLATE: "labels",

@@ -74,13 +74,51 @@ def _wait(what: str, check: Any, timeout: float = READY_TIMEOUT_S, every: float 
     raise AssertionError(f"timed out waiting for {what}: {last}")
 
 
-def _tagged_leftovers(session: Any, region: str, cluster: str) -> list[str]:
+RETAINED_TAG = "cfcr.io/retained"
+"""What `pulumi destroy` keeps on purpose carries this tag (docs/aws.md, "What pulumi destroy keeps")."""
+
+
+def _tagged(session: Any, region: str, filters: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """ARN -> tags of every resource the tagging API finds for ``filters``."""
     tagging = session.client("resourcegroupstaggingapi", region_name=region)
-    arns: list[str] = []
-    for page in tagging.get_paginator("get_resources").paginate(
-        TagFilters=[{"Key": f"kubernetes.io/cluster/{cluster}"}]
-    ):
-        arns += [m["ResourceARN"] for m in page["ResourceTagMappingList"]]
+    found: dict[str, dict[str, str]] = {}
+    for page in tagging.get_paginator("get_resources").paginate(TagFilters=filters):
+        for m in page["ResourceTagMappingList"]:
+            found[m["ResourceARN"]] = {t["Key"]: t["Value"] for t in m.get("Tags", [])}
+    return found
+
+
+def _retained(session: Any, region: str, cluster: str) -> dict[str, str]:
+    """ARN -> why it was kept, for every resource of ``cluster`` that `pulumi destroy` left; a
+    resource left without the retained tag is named with an empty reason."""
+    kept = _tagged(session, region, [{"Key": "cfcr.io/cluster", "Values": [cluster]}])
+    kms = session.client("kms", region_name=region)
+    out = {}
+    for arn, tags in kept.items():
+        if ":key/" in arn and kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingDeletion":
+            continue  # the secrets key: scheduled for deletion by destroy
+        out[arn] = tags.get(RETAINED_TAG, "")
+    return out
+
+
+def _remove_backups(session: Any, region: str, retained: dict[str, str]) -> None:
+    """What docs/backups.md ("After pulumi destroy") says to run: empty and delete the bucket,
+    then schedule the key's deletion."""
+    s3, kms = session.client("s3", region_name=region), session.client("kms", region_name=region)
+    for arn in [a for a in retained if a.startswith("arn:aws:s3:::")]:
+        bucket = arn.split(":::", 1)[1]
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                       for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if objects:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        s3.delete_bucket(Bucket=bucket)
+    for arn in [a for a in retained if ":key/" in a]:
+        kms.schedule_key_deletion(KeyId=arn, PendingWindowInDays=7)
+
+
+def _tagged_leftovers(session: Any, region: str, cluster: str) -> list[str]:
+    arns = list(_tagged(session, region, [{"Key": f"kubernetes.io/cluster/{cluster}"}]))
     # Secrets scheduled for deletion and terminated instances still answer the tagging API
     ec2 = session.client("ec2", region_name=region)
     live = []
@@ -116,8 +154,12 @@ def aws_stack(pulumi_cli: str, local_backend: str, aws_session: Any) -> Iterator
                        cwd=ROOT, env={**os.environ, **env}, check=False)
         stack.destroy(on_output=print)
         leftovers = _tagged_leftovers(aws_session, region, cluster)
+        retained = _retained(aws_session, region, cluster)
         stack.workspace.remove_stack(cluster)
+        _remove_backups(aws_session, region, retained)
         assert leftovers == [], f"left behind after destroy: {leftovers}"
+        # only what is documented as kept on purpose: the snapshot bucket and its key
+        assert sorted(retained.values()) == ["etcd-backups", "etcd-backups"], retained
 
 
 def test_up_nodes_ready_smoke_workload_destroy(aws_stack: tuple[Any, str, str], kubectl: str,

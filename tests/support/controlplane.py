@@ -29,6 +29,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from cfcr.render.mocks import unwrap
 from tests.support.aws_render import AwsIdentities, aws_identities
 from tests.support.awsapi import AWS_CLI, Cloud
 from tests.support.cloudfacts import aws_vm
+from tests.support.kubelet import CRICTL
 from tests.support.netns import Host, Network, run
 from tests.support.noderoot import HARNESS_DIR, NodeRoot
 from tests.support.rendered import Member, RenderedCluster
@@ -65,6 +67,9 @@ DIFFERENCES: dict[str, str] = {
              "own IAM policies for the instance profile the VM holds at that moment (KMS is not evaluated)",
     "preflight": "kubeadm's preflight also ignores the checks this machine cannot pass (ENVIRONMENT_PREFLIGHT), "
                  "never the ones cfcr's design decides",
+    "crictl": "a stand-in script (tests/support/kubelet.py CRICTL) serves exactly what the node's scripts call, "
+              "`crictl ps --name REGEX -q` and `crictl stop ID...` (lib.sh restart_static_pod), by asking the kubelet "
+              "stand-in, which stops that static pod's process and starts it again as a kubelet restarts a container",
 }
 """Every way a harness node differs from a VM booted from the same render."""
 
@@ -124,6 +129,10 @@ class Node:
     member: Member | None = None
     kubelet: Process | None = None
     join_output: str = ""
+    member_log: str = ""
+    """What the member model's steps (member.sh) logged on this node."""
+    binaries: dict[str, Path] = field(default_factory=dict)
+    """Programs of another version than the harness's (a VM of the next release)."""
 
     @property
     def host(self) -> Host:
@@ -231,16 +240,21 @@ class ControlPlane:
         self.net.set_names({n: (internal if n in private else public) for n in names})
 
     def add_node(self, role: str, address: str, hostname: str, instance_id: str, zone: str,
-                 member: Member | None = None) -> Node:
+                 member: Member | None = None, *, render: RenderedCluster | None = None,
+                 binaries: Mapping[str, Path] | None = None) -> Node:
+        """A VM of ``role`` from the harness's render (or ``render``, with that release's
+        ``binaries``), launched in the network and the AWS stand-in."""
         assert self.net is not None
         name = f"cp-{member.index}" if member is not None else f"w{len(self.nodes)}"
         host = self.net.add_host(name, [address])
         run(*host.command("ip", "route", "add", "169.254.169.254/32", "dev", "eth0"))
-        root = NodeRoot.create(self.workdir / "nodes" / host.name, host, hostname, self.render.user_data(role),
-                               {k: v for k, v in self.binaries.items() if k in ("kubeadm", "kubectl", "etcdctl")},
+        programs = {**self.binaries, **(binaries or {})}
+        root = NodeRoot.create(self.workdir / "nodes" / host.name, host, hostname, (render or self.render).user_data(role),
+                               {k: v for k, v in programs.items() if k in ("kubeadm", "kubectl", "etcdctl")},
                                self.net.hosts_file())
         root.write("/usr/local/bin/aws", AWS_CLI, 0o755)  # the AWS CLI: a client of tests/support/awsapi.py
-        node = Node(role, root, instance_id, zone, member)
+        root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
+        node = Node(role, root, instance_id, zone, member, binaries=dict(binaries or {}))
         self.nodes[host.name] = node
         self.register_instance(node, *self._launch(role, member))
         return node
@@ -326,7 +340,7 @@ class ControlPlane:
             "state": str(node.state),
             "node_ip": node.host.address,
             "hostname": node.root.hostname,
-            "binaries": {k: str(v) for k, v in self.binaries.items()},
+            "binaries": {k: str(v) for k, v in {**self.binaries, **node.binaries}.items()},
         }
         config_path = node.state / "config.json"
         config_path.write_text(json.dumps(config, indent=2))
@@ -335,9 +349,14 @@ class ControlPlane:
 
     def prepare(self, node: Node) -> None:
         """The boot script's own steps: the node's network sysctls (the ones a network namespace
-        owns), secrets from the store, configs rendered."""
+        owns), secrets from the store, configs rendered; on a member, the member model's steps
+        before kubeadm (etcd membership, a replaced VM's stale Node)."""
         node.run("grep -E '^net\\.ipv[46]\\.' /etc/sysctl.d/90-cfcr.conf | sysctl -q -p - >/dev/null")
         node.run(". /usr/local/lib/cfcr/bootstrap.sh && fetch_all_secrets && render_configs")
+        if node.member is not None:
+            out = node.run(". /usr/local/lib/cfcr/bootstrap.sh && . /usr/local/lib/cfcr/member.sh && "
+                           "etcd_membership && forget_stale_node", timeout=300)
+            node.member_log += out.stdout + out.stderr
 
     def kubeadm(self, node: Node, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
         ignore = ",".join(ENVIRONMENT_PREFLIGHT)
@@ -394,19 +413,21 @@ class ControlPlane:
         network = ipaddress.IPv4Network(str(inputs["cidrBlock"]))
         return str(network.network_address + 100 + index), str(inputs["availabilityZone"])
 
-    def new_worker(self, role: str, index: int) -> Node:
+    def new_worker(self, role: str, index: int, *, render: RenderedCluster | None = None,
+                   binaries: Mapping[str, Path] | None = None) -> Node:
         """A VM of ``role``'s pool, launched and prepared (secrets, configs) but not joined."""
         address, zone = self.worker_address(role, index)
         hostname = aws_vm(address, self.render.spec.region).hostname
         instance_id = "i-0" + hashlib.sha256(f"{role}/{index}".encode()).hexdigest()[:16]
-        node = self.add_node(role, address, hostname, instance_id, zone)
+        node = self.add_node(role, address, hostname, instance_id, zone, render=render, binaries=binaries)
         self.write_imds()
         self.prepare(node)
         return node
 
-    def join_worker(self, role: str, index: int = 0, timeout: float = 300.0) -> Node:
+    def join_worker(self, role: str, index: int = 0, timeout: float = 300.0, *, render: RenderedCluster | None = None,
+                    binaries: Mapping[str, Path] | None = None) -> Node:
         """Boot one VM of a worker pool: secrets, configs, kubelet stand-in, ``kubeadm join``."""
-        node = self.new_worker(role, index)
+        node = self.new_worker(role, index, render=render, binaries=binaries)
         self.start_kubelet(node)
         out = self.kubeadm(node, "join", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1", timeout=timeout)
         node.join_output = out.stdout + out.stderr
@@ -417,10 +438,74 @@ class ControlPlane:
         return node
 
     def finish(self, node: Node) -> None:
-        """What bootstrap.sh's main does after kubeadm: a worker forgets its join credentials,
-        and the node is marked bootstrapped (its timers' scripts then do their work)."""
+        """What bootstrap.sh's main does after kubeadm: a worker forgets its join credentials, a
+        member waits for full healthy etcd membership and reports itself ready, and the node is
+        marked bootstrapped (its timers' scripts then do their work)."""
+        if node.member is not None:
+            out = node.run(". /usr/local/lib/cfcr/bootstrap.sh && . /usr/local/lib/cfcr/member.sh && member_ready",
+                           timeout=960)
+            node.member_log += out.stdout + out.stderr
         node.run(". /usr/local/lib/cfcr/bootstrap.sh && forget_join_credentials && "
                  "date -u +%Y-%m-%dT%H:%M:%SZ >\"$CFCR_STATE/bootstrapped\"")
+
+    def member(self, index: int) -> Node:
+        """The node of control-plane member ``index``."""
+        return next(n for n in self.nodes.values() if n.member is not None and n.member.index == index)
+
+    def lose_member(self, index: int) -> Path:
+        """Member ``index``'s VM is gone: its kubelet and static pods stop, every process in its
+        namespace ends, its root disk is dropped. Its etcd disk is returned (detached, as the
+        cloud keeps the volume); the host (its fixed address) stays for the replacement."""
+        node = self.member(index)
+        if node.kubelet is not None:
+            node.kubelet.stop()
+        for pid in run("ip", "netns", "pids", node.host.netns, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        disk = self.workdir / f"etcd-disk-{index}"
+        if disk.exists():
+            shutil.rmtree(disk)
+        shutil.move(str(node.root.file("/var/lib/etcd")), disk)
+        shutil.rmtree(node.root.path)
+        shutil.rmtree(node.state, ignore_errors=True)
+        return disk
+
+    def replace_member(self, index: int, instance_id: str, *, disk: Path | None,
+                       render: RenderedCluster | None = None, binaries: Mapping[str, Path] | None = None) -> Node:
+        """A new VM for member ``index`` (after :meth:`lose_member`), booted as bootstrap.sh boots
+        it: a fresh root from the member's user-data (of ``render`` when given: the same stack
+        changed, e.g. the next release, with ``binaries`` of that release), the etcd disk ``disk``
+        re-attached (``None``: a blank one), a new instance ID; then the member model's steps,
+        ``kubeadm init`` and ``member_ready``."""
+        old = self.member(index)
+        assert self.net is not None and old.member is not None
+        programs = {**self.binaries, **(binaries or {})}
+        root = NodeRoot.create(old.root.path, old.host, old.root.hostname, (render or self.render).user_data(old.role),
+                               {k: v for k, v in programs.items() if k in ("kubeadm", "kubectl", "etcdctl")},
+                               self.net.hosts_file())
+        root.write("/usr/local/bin/aws", AWS_CLI, 0o755)
+        root.write("/usr/local/bin/crictl", CRICTL, 0o755)
+        data = root.file("/var/lib/etcd")
+        if data.exists():
+            data.rmdir()
+        if disk is not None:
+            shutil.move(str(disk), data)
+        else:
+            data.mkdir(mode=0o700)
+        node = Node(old.role, root, instance_id, old.zone, old.member, binaries=dict(binaries or {}))
+        self.nodes[old.host.name] = node
+        self.register_instance(node, *self._launch(old.role, old.member))
+        self.write_imds()
+        self.prepare(node)
+        self.start_kubelet(node)
+        out = self.kubeadm(node, "init", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1")
+        if out.returncode != 0:
+            raise HarnessError(f"kubeadm init on the replaced {old.role} failed (exit {out.returncode}):\n"
+                               f"{out.stdout[-4000:]}\n{out.stderr[-4000:]}\n{node.member_log[-3000:]}")
+        self.finish(node)
+        return node
 
     def preflight_errors(self, node: Node, phase: str, *, without_config_ignores: bool = False) -> list[str]:
         """The checks ``kubeadm <phase> phase preflight`` reports as errors on ``node`` with the

@@ -21,7 +21,11 @@ kubeadm can see, with the node's own files and credentials:
   kubeadm wrote (``kubeadm-flags.env``: ``--hostname-override``, ``--node-labels``,
   ``--provider-id``, ``--register-with-taints``, ``--cloud-provider``) and the node's host name;
   marked ``kwok.x-k8s.io/node: fake`` so that kwok keeps its status and lease fresh;
-* a **serving-certificate CSR** (``kubernetes.io/kubelet-serving``) for the node's addresses.
+* a **serving-certificate CSR** (``kubernetes.io/kubelet-serving``) for the node's addresses;
+* the **CRI** calls the node's scripts make through ``crictl`` (:data:`CRICTL`, the harness's
+  crictl): ``/cri/ps?name=REGEX`` lists the running static-pod containers whose name matches,
+  ``POST /cri/stop?id=ID`` stops one, which the stand-in then starts again as a kubelet does
+  (each stop is counted in ``status.json``'s ``criStops``).
 
 Run inside the node's network namespace: ``python -m tests.support.kubelet CONFIG.json``.
 It writes what it did to ``<state>/status.json`` and each process's output to ``<state>/logs``.
@@ -33,6 +37,8 @@ import hashlib
 import http.server
 import json
 import os
+import queue
+import re
 import shlex
 import signal
 import subprocess
@@ -42,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from cryptography import x509
@@ -56,6 +63,41 @@ FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 UNINITIALIZED_TAINT = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}
+
+CRICTL = r"""#!/bin/bash
+# The harness's stand-in for crictl (no container runtime runs here): exactly what the node's
+# scripts use (lib.sh restart_static_pod), `crictl ps --name REGEX -q` and `crictl stop ID...`,
+# asked of the kubelet stand-in of this node (tests/support/kubelet.py), which runs the static
+# pods as processes and starts a stopped one again, as the kubelet restarts a stopped container.
+set -euo pipefail
+cri=http://127.0.0.1:10248/cri
+command=${1:-}
+[ $# -eq 0 ] || shift
+case "$command" in
+  ps)
+    name='' quiet=0
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --name) name=$2; shift 2 ;;
+        --name=*) name=${1#--name=}; shift ;;
+        -q | --quiet) quiet=1; shift ;;
+        *) echo "crictl (harness stand-in): ps does not support $1" >&2; exit 2 ;;
+      esac
+    done
+    [ "$quiet" = 1 ] || { echo "crictl (harness stand-in): only ps -q is supported" >&2; exit 2; }
+    curl -fsS --max-time 10 -G --data-urlencode "name=$name" "$cri/ps"
+    ;;
+  stop)
+    [ $# -gt 0 ] || { echo "crictl (harness stand-in): stop needs container IDs" >&2; exit 2; }
+    for id in "$@"; do
+      curl -fsS --max-time 60 -X POST -G --data-urlencode "id=$id" "$cri/stop"
+    done
+    ;;
+  *) echo "crictl (harness stand-in): '$command' is not supported" >&2; exit 2 ;;
+esac
+"""
+"""The harness's ``crictl`` on every node (``/usr/local/bin/crictl``): a client of the CRI
+calls the kubelet stand-in answers on its local port."""
 
 
 @dataclass
@@ -111,6 +153,8 @@ class StaticPod:
         self.digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
         self.volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
         self.process: subprocess.Popen[bytes] | None = None
+        self.container_id = ""
+        """A new id per start, as a container runtime gives each container it starts."""
         self.restarts = 0
         self.next_start = 0.0
         self.log = Path(kubelet.cfg.state) / "logs" / f"{self.pod_name}.log"
@@ -152,6 +196,7 @@ class StaticPod:
                f"/usr/local/bin/{Path(argv[0]).name}", *argv[1:]]
         env = {**os.environ, **{e["name"]: str(e.get("value", "")) for e in self.container.get("env", [])}}
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.container_id = os.urandom(32).hex()
         with self.log.open("ab") as log:
             log.write(f"\n--- start {time.strftime('%H:%M:%S')} (restart {self.restarts})\n".encode())
             log.flush()
@@ -194,6 +239,8 @@ class StandIn:
                                        "clientBootstrapped": False, "started": False}
         self.stopping = threading.Event()
         self.next_status_sync = 0.0
+        self.cri_stops: queue.Queue[tuple[str, threading.Event]] = queue.Queue()
+        """``crictl stop`` requests (id, done), carried out by the main loop."""
 
     def path(self, node_path: str) -> Path:
         return self.root / node_path.lstrip("/")
@@ -232,6 +279,29 @@ class StandIn:
                                                      "restarts": p.restarts}
             for pods in self.pods.values() for p in pods
         }
+
+    # --------------------------------------------------------------- CRI (crictl)
+    def running_containers(self) -> list[StaticPod]:
+        return [p for pods in list(self.pods.values()) for p in pods
+                if p.process is not None and p.process.poll() is None]
+
+    def cri_ps(self, name: str) -> list[str]:
+        """``crictl ps --name NAME -q``: truncated ids of the running containers whose name matches."""
+        return [p.container_id[:13] for p in self.running_containers() if re.search(name, str(p.container["name"]))]
+
+    def handle_cri_stops(self) -> None:
+        """Stop the containers ``crictl stop`` asked for; :meth:`StaticPod.tick` starts them again."""
+        while True:
+            try:
+                wanted, done = self.cri_stops.get_nowait()
+            except queue.Empty:
+                return
+            for pod in self.running_containers():
+                if pod.container_id.startswith(wanted):
+                    pod.stop()
+                    stops = self.status.setdefault("criStops", {})
+                    stops[pod.pod_name] = stops.get(pod.pod_name, 0) + 1
+            done.set()
 
     # --------------------------------------------------------------- credentials
     def kubeadm_flags(self) -> dict[str, str]:
@@ -384,11 +454,35 @@ class StandIn:
         stand_in = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                ok = stand_in.status["started"] and self.path.startswith("/healthz")
-                self.send_response(200 if ok else 503)
+            def reply(self, code: int, text: str) -> None:
+                self.send_response(code)
                 self.end_headers()
-                self.wfile.write(b"ok" if ok else b"not started")
+                self.wfile.write(text.encode())
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                url = urlsplit(self.path)
+                if url.path == "/cri/ps":
+                    name = parse_qs(url.query).get("name", [""])[0]
+                    self.reply(200, "".join(f"{i}\n" for i in stand_in.cri_ps(name)))
+                    return
+                ok = stand_in.status["started"] and self.path.startswith("/healthz")
+                self.reply(200 if ok else 503, "ok" if ok else "not started")
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                url = urlsplit(self.path)
+                wanted = parse_qs(url.query).get("id", [""])[0]
+                if url.path != "/cri/stop" or len(wanted) < 4:
+                    self.reply(400, "POST /cri/stop?id=ID\n")
+                    return
+                if not any(p.container_id.startswith(wanted) for p in stand_in.running_containers()):
+                    self.reply(404, f"no running container {wanted}\n")
+                    return
+                done = threading.Event()
+                stand_in.cri_stops.put((wanted, done))
+                if done.wait(60):
+                    self.reply(200, f"{wanted}\n")
+                else:
+                    self.reply(504, f"container {wanted} did not stop within 60 s\n")
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -406,6 +500,7 @@ class StandIn:
                     if not self.status["started"]:
                         self.status["started"] = True
                         self.save()
+                    self.handle_cri_stops()
                     self.sync_pods()
                     self.tls_bootstrap()
                     self.register()

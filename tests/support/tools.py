@@ -5,8 +5,8 @@ version; the binaries live in ``${CFCR_TOOLS_DIR:-~/.cache/cfcr/tools}``::
 
     from tests.support.tools import require_tool, tool_path
     kubeadm = require_tool("kubeadm")             # the stable channel's Kubernetes version
-    kubeadm_edge = require_tool("kubeadm", "1.37.0")
-    etcd = require_tool("etcd")                   # the stable channel's etcd (3.6.11)
+    kubeadm_edge = require_tool("kubeadm", "1.37.2")
+    etcd = require_tool("etcd")                   # the stable channel's etcd (3.6.16)
 
 ``require_tool`` skips the test when the binary is not built, naming the command that
 builds it, except under ``CI=true``, where a missing real tool fails the test.

@@ -124,8 +124,9 @@ render_configs() {
   fi
 }
 
-# 6. kubeadm: init on every control-plane member (external etcd with static membership
-#    makes parallel init safe: its phases create or update), join on workers.
+# 6. kubeadm: init on every control-plane member (external etcd whose membership member.sh
+#    settled; kubeadm init's phases create or update, so it is safe on a running cluster and
+#    in a parallel boot), join on workers.
 run_kubeadm() {
   local attempt=1 extra=()
   if [ -f /etc/kubernetes/kubelet.conf ]; then
@@ -180,6 +181,12 @@ main() {
   log "fetching this role's secrets from the secret store"
   fetch_all_secrets
   render_configs
+  if [ "$CFCR_ROLE" = control-plane ]; then
+    # shellcheck source=/dev/null
+    . /usr/local/lib/cfcr/member.sh
+    etcd_membership
+    forget_stale_node
+  fi
   run_kubeadm
   # CIS 1.1.13-1.1.18, 4.1.5, 4.1.9: kubeconfigs and the kubelet's config file 0600.
   chmod 0600 /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml
@@ -189,6 +196,11 @@ main() {
     if [ -n "$CFCR_JOIN_ROTATION" ]; then
       systemctl enable --now cfcr-join-credentials.timer
     fi
+    if [ -f /etc/systemd/system/cfcr-etcd-backup.timer ]; then
+      systemctl enable --now cfcr-etcd-backup.timer # etcd-backup.sh came with the secrets
+    fi
+    # member.sh's member_ready, retried by systemd until this member has reported ready
+    systemctl start --no-block cfcr-member-ready.service
   fi
   date -u +%Y-%m-%dT%H:%M:%SZ >"$CFCR_STATE/bootstrapped"
   log "done"
