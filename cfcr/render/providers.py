@@ -25,7 +25,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 _CURVES: dict[str, ec.EllipticCurve] = {"P224": ec.SECP224R1(), "P256": ec.SECP256R1(), "P384": ec.SECP384R1(), "P521": ec.SECP521R1()}
-_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime.now(dt.timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+"""Every certificate of a render starts on the first day of the current month: renders of one
+month are identical (they diff cleanly), and a one-year leaf is never inside its renewal window
+or expired on the day it is rendered (a fixed date would expire every offline render a year on)."""
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
