@@ -152,6 +152,12 @@ def _etcd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_options(parser: argparse.ArgumentParser) -> None:
+    """``--stack`` and ``--project-dir``: which stack file a command reads, and from where."""
+    parser.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    parser.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cfcr", description="Kubernetes clusters on AWS, GCP and Azure with Pulumi.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,9 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     render.set_defaults(func=_render)
     check = sub.add_parser("check", help="render a stack offline and run the policy pack over it "
                                           "(exit 1 on a mandatory violation)")
-    check.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    _stack_options(check)
     check.add_argument("--policy-pack", required=True, help="the policy pack directory, e.g. policy")
-    check.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
     check.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                        help="override one stack config value (cfcr: namespace unless KEY names one; repeatable)")
     check.add_argument("--policy-config", metavar="FILE",
@@ -172,10 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(func=_check)
     flows = sub.add_parser("flows", help="check every network flow the cluster needs against the stack's rendered "
                                           "network (exit 1 if a flow is blocked)")
-    flows.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    _stack_options(flows)
     flows.add_argument("--render", metavar="DIR", help="a render of the stack written by `cfcr render --out DIR` "
                                                        "(default: render it now, in memory)")
-    flows.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
     flows.add_argument("--verbose", "-v", action="store_true", help="also say how each passing flow gets through")
     flows.set_defaults(func=_flows)
     docs = sub.add_parser("docs", help="print documents generated from the config schema")
@@ -196,21 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     chans.set_defaults(func=_channels)
     upgrade = sub.add_parser("upgrade-plan", help="print the steps that upgrade a stack's cluster, what each rolls "
                                                    "and in which order (exit 1 if the skew policy allows no path)")
-    upgrade.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    _stack_options(upgrade)
     upgrade.add_argument("--to", metavar="VERSION|CHANNEL",
                          help="where to go (default: the stack's cfcr:kubernetes.version)")
     upgrade.add_argument("--from", dest="from_version", metavar="VERSION|CHANNEL",
                          help="the version the cluster runs now (default: the stack's cfcr:kubernetes.version; "
                               "`pulumi stack output kubernetesVersion` says what was last deployed)")
-    upgrade.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
     upgrade.set_defaults(func=_upgrade_plan)
     restore = sub.add_parser("etcd-restore", help="the procedure that restores an etcd snapshot into the stack's "
                                                    "control plane, with every member's scripts (docs/backups.md)")
-    restore.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
+    _stack_options(restore)
     restore.add_argument("--snapshot-url", metavar="URL", help="a download URL of the snapshot (step 1 prints how "
                                                                 "to make one); with --out, writes the members' scripts")
     restore.add_argument("--out", metavar="DIR", help="where to write the members' scripts (mode 0600)")
-    restore.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
     restore.set_defaults(func=_etcd_restore)
     args = parser.parse_args(argv)
     try:

@@ -248,16 +248,20 @@ class ControlPlane:
         name = f"cp-{member.index}" if member is not None else f"w{len(self.nodes)}"
         host = self.net.add_host(name, [address])
         run(*host.command("ip", "route", "add", "169.254.169.254/32", "dev", "eth0"))
-        programs = {**self.binaries, **(binaries or {})}
         root = NodeRoot.create(self.workdir / "nodes" / host.name, host, hostname, (render or self.render).user_data(role),
-                               {k: v for k, v in programs.items() if k in ("kubeadm", "kubectl", "etcdctl")},
-                               self.net.hosts_file())
+                               self._node_programs(binaries), self.net.hosts_file())
         root.write("/usr/local/bin/aws", AWS_CLI, 0o755)  # the AWS CLI: a client of tests/support/awsapi.py
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
         node = Node(role, root, instance_id, zone, member, binaries=dict(binaries or {}))
         self.nodes[host.name] = node
         self.register_instance(node, *self._launch(role, member))
         return node
+
+    def _node_programs(self, binaries: Mapping[str, Path] | None) -> dict[str, Path]:
+        """The programs a node root binds at /usr/local/bin: the harness's, or ``binaries``'
+        (another release's) where given."""
+        programs = {**self.binaries, **(binaries or {})}
+        return {k: v for k, v in programs.items() if k in ("kubeadm", "kubectl", "etcdctl")}
 
     def _launch(self, role: str, member: Member | None) -> tuple[str, dict[str, str]]:
         """(launch template id, instance tags) a VM of ``role`` is launched with in the render."""
@@ -481,10 +485,8 @@ class ControlPlane:
         ``kubeadm init`` and ``member_ready``."""
         old = self.member(index)
         assert self.net is not None and old.member is not None
-        programs = {**self.binaries, **(binaries or {})}
         root = NodeRoot.create(old.root.path, old.host, old.root.hostname, (render or self.render).user_data(old.role),
-                               {k: v for k, v in programs.items() if k in ("kubeadm", "kubectl", "etcdctl")},
-                               self.net.hosts_file())
+                               self._node_programs(binaries), self.net.hosts_file())
         root.write("/usr/local/bin/aws", AWS_CLI, 0o755)
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)
         data = root.file("/var/lib/etcd")
