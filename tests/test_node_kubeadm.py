@@ -254,3 +254,26 @@ def test_kubelet_serving_certificates_are_approved_only_for_the_nodes_own_names_
     assert not approved and "outside providerIpPrefixes" in why
     approved, why = decision((), ("203.0.113.9",))
     assert not approved and "outside providerIpPrefixes" in why
+
+
+def test_a_join_pins_every_trusted_generation_and_the_signer_reads_the_signing_ca_alone() -> None:
+    """During a CA rotation (cfcr/pki/ROTATION.md) ca.crt holds two CAs: a worker pins both, so
+    it joins whichever cluster-info carries; kube-controller-manager signs with the file the
+    node writes the signing CA into, alone (its CSR signer reads exactly one certificate)."""
+    import dataclasses
+
+    from cfcr.node.paths import SIGNING_CA_PATH
+
+    spec = make_spec("aws", 3)
+    other = "sha256:" + "cd" * 32
+    ctx = dataclasses.replace(make_ctx(spec, pin=PIN), ca_cert_hashes=[other, PIN])
+    data = render_user_data(spec, resolve(spec.kubernetes.version), ctx, Role.worker("default"), make_hook("aws"))
+    join = yaml.safe_load(write_files(load(data))["/etc/cfcr/kubeadm.yaml.tmpl"]["content"])
+    assert join["discovery"]["bootstrapToken"]["caCertHashes"] == [other, PIN]
+    with pytest.raises(ValueError, match="'sha256:x'"):
+        dataclasses.replace(ctx, ca_cert_hashes=["sha256:x"])
+    cluster = kubeadm_docs(spec, Role.control_plane(0))["ClusterConfiguration"]
+    assert args(cluster["controllerManager"]["extraArgs"])["cluster-signing-cert-file"] == SIGNING_CA_PATH
+    files = write_files(load(render_user_data(spec, resolve(spec.kubernetes.version), make_ctx(spec),
+                                              Role.control_plane(0), make_hook("aws"))))
+    assert f"CFCR_SIGNING_CA={SIGNING_CA_PATH}" in files["/etc/cfcr/node.env"]["content"]

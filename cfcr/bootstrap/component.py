@@ -177,18 +177,19 @@ class ClusterBootstrap(pulumi.ComponentResource):
             device = args.etcd_disk_devices[role.index] if role.index is not None else "/dev/null"
 
             def render(values: list[Any]) -> bytes:
-                ca_hash, disk, extra = str(values[0]), str(values[1]), list(values[2])
+                ca_hash, pins, disk, extra = str(values[0]), [str(v) for v in values[1]], str(values[2]), list(values[3])
                 ctx = NodeContext(
                     api_endpoint=args.api_endpoint,
                     control_plane_members=list(members),
                     secret_ids={key: ids[key] for key in role_secrets(role, members, scripts[role.slug])},
                     etcd_disk_device=disk,
                     ca_cert_hash=ca_hash,
+                    ca_cert_hashes=pins,
                     api_sans=[*names[1:], *extra],
                 )
                 return render_user_data(spec, release, ctx, role, args.hook)
 
-            return pulumi.Output.all(self.pki.ca_cert_hash, device, extra_names).apply(render)
+            return pulumi.Output.all(self.pki.ca_cert_hash, self.pki.ca_cert_hashes, device, extra_names).apply(render)
 
         self.user_data = {role.slug: user_data_for(role) for role in self.roles}
         self.admin_kubeconfig = self.pki.admin_kubeconfig

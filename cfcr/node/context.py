@@ -121,6 +121,10 @@ class NodeContext:
     """Value of the kubelet's ``--cloud-provider`` (``external``: the out-of-tree CCM initialises nodes)."""
     ca_cert_hash: str | None = None
     """kubeadm discovery pin ``sha256:<hex>`` of the cluster CA (public); None computes it at boot from the fetched ca.crt."""
+    ca_cert_hashes: Sequence[str] = ()
+    """The pins of every trusted cluster CA generation, the signing generation's first (a CA
+    rotation trusts two: cfcr/pki/ROTATION.md); empty means ``[ca_cert_hash]``. A worker's join
+    pins them all, so a worker joins whichever generation ``kube-public/cluster-info`` carries."""
     api_sans: Sequence[str] = ()
     """Extra names/IPs of the API endpoint (other LB names, aliases) for the API server certificate."""
     architecture_override: str | None = None
@@ -130,14 +134,14 @@ class NodeContext:
         object.__setattr__(self, "control_plane_members", tuple(self.control_plane_members))
         object.__setattr__(self, "secret_ids", MappingProxyType(dict(self.secret_ids)))
         object.__setattr__(self, "api_sans", tuple(self.api_sans))
+        object.__setattr__(self, "ca_cert_hashes", tuple(self.ca_cert_hashes))
         if not self.control_plane_members:
             raise ValueError("NodeContext needs at least one control-plane member")
         if not 0 < self.api_port < 65536:
             raise ValueError(f"api_port {self.api_port} is not a TCP port")
-        if self.ca_cert_hash is not None and not (
-            self.ca_cert_hash.startswith("sha256:") and len(self.ca_cert_hash) == 71
-        ):
-            raise ValueError("ca_cert_hash must be 'sha256:' + 64 hex digits")
+        for pin in (self.ca_cert_hash, *self.ca_cert_hashes):
+            if pin is not None and not (pin.startswith("sha256:") and len(pin) == 71):
+                raise ValueError(f"ca_cert_hash {pin!r} must be 'sha256:' + 64 hex digits")
 
     @property
     def api_server_url(self) -> str:

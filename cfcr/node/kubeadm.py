@@ -64,6 +64,7 @@ from cfcr.node.paths import (
     ENCRYPTION_CONFIG_PATH,
     ENCRYPTION_DIR,
     PKI_DIR,
+    SIGNING_CA_PATH,
 )
 
 KUBEADM_API_VERSION = "kubeadm.k8s.io/v1beta4"
@@ -202,6 +203,9 @@ def controller_manager_defaults(spec: ClusterSpec) -> dict[str, str]:
         "bind-address": "127.0.0.1",
         "node-cidr-mask-size": str(spec.networking.node_cidr_mask_size),
         "tls-min-version": "VersionTLS12",
+        # kubeadm would pass ca.crt, which holds two CAs during a rotation (ROTATION.md), and the
+        # CSR signer loads exactly one certificate: the node writes the signing CA alone here
+        "cluster-signing-cert-file": SIGNING_CA_PATH,
     }
 
 
@@ -340,8 +344,8 @@ def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role,
 
 def join_configuration(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig,
                        *, provider_id: bool = False) -> dict[str, Any]:
-    """JoinConfiguration of a worker of ``pool``: token discovery pinned to the cluster CA
-    (``provider_id``: the kubelet gets ``--provider-id=@PROVIDER_ID@``)."""
+    """JoinConfiguration of a worker of ``pool``: token discovery pinned to every trusted
+    generation of the cluster CA (``provider_id``: the kubelet gets ``--provider-id=@PROVIDER_ID@``)."""
     return {
         "apiVersion": KUBEADM_API_VERSION,
         "kind": "JoinConfiguration",
@@ -349,7 +353,7 @@ def join_configuration(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig
             "bootstrapToken": {
                 "apiServerEndpoint": f"{ctx.api_endpoint}:{ctx.api_port}",
                 "token": TOKEN_PLACEHOLDER,
-                "caCertHashes": [ctx.ca_cert_hash or CA_HASH_PLACEHOLDER],
+                "caCertHashes": list(ctx.ca_cert_hashes) or [ctx.ca_cert_hash or CA_HASH_PLACEHOLDER],
             },
             "tlsBootstrapToken": TOKEN_PLACEHOLDER,
         },

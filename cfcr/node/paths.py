@@ -10,6 +10,10 @@ from typing import Final
 
 #: kubeadm's certificate directory (``ca.crt``, ``apiserver.crt``, ``etcd/…``).
 PKI_DIR: Final = "/etc/kubernetes/pki"
+#: The cluster CA that signs, alone: ``ca.crt`` holds every trusted generation during a CA
+#: rotation, and kube-controller-manager's CSR signer reads exactly one certificate. The node
+#: writes the first certificate of ``ca.crt`` here (lib.sh ``write_signing_ca``).
+SIGNING_CA_PATH: Final = f"{PKI_DIR}/ca-signing.crt"
 #: etcd's certificates inside :data:`PKI_DIR` (kubeadm's layout).
 ETCD_PKI_DIR: Final = f"{PKI_DIR}/etcd"
 #: The kubelet's static Pod directory.

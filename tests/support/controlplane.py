@@ -60,7 +60,8 @@ DIFFERENCES: dict[str, str] = {
                "registers the Node; kwok keeps Node status and leases fresh",
     "host setup": "bootstrap.sh's host steps (modules, sysctls but the network namespace's own, swap, downloads, "
                   "containerd, the etcd disk, systemd units) do not run; the harness runs its other steps as they "
-                  "are (fetch_all_secrets, render_configs, forget_join_credentials, the bootstrapped mark) and the "
+                  "are (fetch_all_secrets, render_configs, trust_ca_bundle, forget_join_credentials, the bootstrapped "
+                  "mark) and the "
                   "tests run the timers' scripts themselves",
     "cloud": "the AWS APIs the nodes call (Secrets Manager, EC2 profile associations), the instance metadata "
              "service and the API load balancer are local stand-ins; the AWS one judges every call with the render's "
@@ -70,8 +71,24 @@ DIFFERENCES: dict[str, str] = {
     "crictl": "a stand-in script (tests/support/kubelet.py CRICTL) serves exactly what the node's scripts call, "
               "`crictl ps --name REGEX -q` and `crictl stop ID...` (lib.sh restart_static_pod), by asking the kubelet "
               "stand-in, which stops that static pod's process and starts it again as a kubelet restarts a container",
+    "systemctl": "a stand-in script (SYSTEMCTL) serves what the node's scripts call after kubeadm, `systemctl "
+                 "restart kubelet.service` (lib.sh restart_kubelet), and logs it; the kubelet stand-in reads "
+                 "kubelet.conf and its client certificate afresh for each request, as a kubelet does when it starts",
 }
 """Every way a harness node differs from a VM booted from the same render."""
+
+SYSTEMCTL = f"""#!/bin/bash
+# The harness's stand-in for systemctl (no systemd runs a harness node): what the node's scripts
+# call once the node has booted, logged to {HARNESS_DIR}/systemctl.log.
+set -euo pipefail
+case "$*" in
+  "restart kubelet.service")
+    mkdir -p {HARNESS_DIR}
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >>{HARNESS_DIR}/systemctl.log ;;
+  *) echo "systemctl (harness stand-in): '$*' is not supported" >&2; exit 2 ;;
+esac
+"""
+"""The harness's ``systemctl`` on every node (``/usr/local/bin/systemctl``)."""
 
 ENVIRONMENT_PREFLIGHT: dict[str, str] = {
     "CRI": "no container runtime runs on the test machine",
@@ -252,6 +269,7 @@ class ControlPlane:
                                self._node_programs(binaries), self.net.hosts_file())
         root.write("/usr/local/bin/aws", AWS_CLI, 0o755)  # the AWS CLI: a client of tests/support/awsapi.py
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
+        root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
         node = Node(role, root, instance_id, zone, member, binaries=dict(binaries or {}))
         self.nodes[host.name] = node
         self.register_instance(node, *self._launch(role, member))
@@ -442,15 +460,16 @@ class ControlPlane:
         return node
 
     def finish(self, node: Node) -> None:
-        """What bootstrap.sh's main does after kubeadm: a worker forgets its join credentials, a
-        member waits for full healthy etcd membership and reports itself ready, and the node is
-        marked bootstrapped (its timers' scripts then do their work)."""
+        """What bootstrap.sh's main does after kubeadm, in its order: every kubeconfig trusts the
+        store's CA bundle, a worker forgets its join credentials, a member waits for full healthy
+        etcd membership and reports itself ready, and the node is marked bootstrapped (its
+        timers' scripts then do their work)."""
+        node.run(". /usr/local/lib/cfcr/bootstrap.sh && trust_ca_bundle && forget_join_credentials", timeout=300)
         if node.member is not None:
             out = node.run(". /usr/local/lib/cfcr/bootstrap.sh && . /usr/local/lib/cfcr/member.sh && member_ready",
                            timeout=960)
             node.member_log += out.stdout + out.stderr
-        node.run(". /usr/local/lib/cfcr/bootstrap.sh && forget_join_credentials && "
-                 "date -u +%Y-%m-%dT%H:%M:%SZ >\"$CFCR_STATE/bootstrapped\"")
+        node.run(". /usr/local/lib/cfcr/bootstrap.sh && date -u +%Y-%m-%dT%H:%M:%SZ >\"$CFCR_STATE/bootstrapped\"")
 
     def member(self, index: int) -> Node:
         """The node of control-plane member ``index``."""
@@ -489,6 +508,7 @@ class ControlPlane:
                                self._node_programs(binaries), self.net.hosts_file())
         root.write("/usr/local/bin/aws", AWS_CLI, 0o755)
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)
+        root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
         data = root.file("/var/lib/etcd")
         if data.exists():
             data.rmdir()

@@ -121,6 +121,7 @@ render_configs() {
   if [ "$CFCR_ROLE" = control-plane ]; then
     install -d -m 0700 "$(dirname "$CFCR_ENCRYPTION_CONFIG")"
     render_template "$CFCR_ENCRYPTION_TEMPLATE" "$CFCR_ENCRYPTION_CONFIG"
+    write_signing_ca || true # kube-controller-manager's CSR signer reads one CA
   fi
 }
 
@@ -153,7 +154,27 @@ run_kubeadm() {
   done
 }
 
-# 7. A joined worker needs no join credential again: its copies go (kubeadm removed
+# 7. kubeadm embeds one CA in the kubeconfigs it writes (the first of ca.crt, or what
+#    cluster-info carried at the join): every one trusts the store's whole bundle, so a node
+#    that boots during a CA rotation (ROTATION.md) keeps working through its steps.
+trust_ca_bundle() {
+  local changed kubelet_restart=0
+  changed=$(refresh_ca_trust)
+  while read -r file; do
+    case "$file" in
+      '') ;;
+      */controller-manager.conf) restart_static_pod kube-controller-manager ;;
+      */scheduler.conf) restart_static_pod kube-scheduler ;;
+      */kubelet.conf | "$PKI/ca.crt") kubelet_restart=1 ;;
+    esac
+  done <<<"$changed"
+  if [ "$kubelet_restart" = 1 ]; then restart_kubelet; fi
+  if [ "$CFCR_ROLE" = control-plane ]; then
+    refresh_cluster_info || log "could not refresh kube-public/cluster-info; maintenance tries again"
+  fi
+}
+
+# 8. A joined worker needs no join credential again: its copies go (kubeadm removed
 #    bootstrap-kubelet.conf itself), and the control plane takes away the cloud identity
 #    that could read them (join-credentials.sh).
 forget_join_credentials() {
@@ -190,6 +211,7 @@ main() {
   run_kubeadm
   # CIS 1.1.13-1.1.18, 4.1.5, 4.1.9: kubeconfigs and the kubelet's config file 0600.
   chmod 0600 /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml
+  trust_ca_bundle # rewrites kubeconfigs 0600 too
   forget_join_credentials
   if [ "$CFCR_ROLE" = control-plane ]; then
     systemctl enable --now cfcr-maintain.timer

@@ -177,3 +177,86 @@ restart_static_pod() {
     crictl stop "${ids[@]}" >/dev/null
   fi
 }
+
+# write_signing_ca: the first certificate of ca.crt (the signing generation: ROTATION.md), alone,
+# into $CFCR_SIGNING_CA for kube-controller-manager's CSR signer, which reads exactly one
+# certificate. True when the file changed.
+write_signing_ca() {
+  local first
+  first=$(awk '{ print } /^-+END CERT/ { exit }' "$PKI/ca.crt")
+  [ -n "$first" ] || die "$PKI/ca.crt holds no certificate"
+  if [ -f "$CFCR_SIGNING_CA" ] && [ "$first" = "$(<"$CFCR_SIGNING_CA")" ]; then
+    return 1
+  fi
+  printf '%s\n' "$first" | write_atomic "$CFCR_SIGNING_CA" 0644
+}
+
+# embed_ca_bundle KUBECONFIG BUNDLE: the kubeconfig's cluster trusts exactly the CAs of BUNDLE
+# (kubeadm embeds only the first certificate of ca.crt; during a CA rotation clients must trust
+# both generations). Written through a copy and a rename. True when the file changed.
+embed_ca_bundle() {
+  local conf=$1 bundle=$2 cluster have copy
+  [ -f "$conf" ] || return 1
+  have=$(kubectl config view --kubeconfig "$conf" --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  [ "$have" != "$(base64 -w0 <"$bundle")" ] || return 1
+  cluster=$(kubectl config view --kubeconfig "$conf" -o jsonpath='{.clusters[0].name}')
+  copy=$(mktemp)
+  cp "$conf" "$copy"
+  kubectl config set-cluster "$cluster" --kubeconfig "$copy" --certificate-authority="$bundle" --embed-certs >/dev/null
+  write_atomic "$conf" 0600 <"$copy"
+  rm -f "$copy"
+  log "$conf trusts the CA bundle ($(grep -c -e '-BEGIN CERT' "$bundle") certificates)"
+}
+
+# restart_kubelet: the kubelet reads kubelet.conf and its client certificate when it starts.
+restart_kubelet() {
+  log "restarting the kubelet"
+  systemctl restart kubelet.service
+}
+
+# refresh_ca_trust: the kubeconfigs kubeadm wrote on this node trust every CA generation of the
+# secret store's bundle (kubeadm embeds only the first certificate of ca.crt, or the CA that
+# kube-public/cluster-info carried when the node joined), and a worker's kubelet takes the
+# bundle as its client CA too. Prints the files it changed, one per line.
+refresh_ca_trust() {
+  local conf bundle=$PKI/ca.crt
+  if [ "$CFCR_ROLE" != control-plane ]; then
+    bundle=$CFCR_CA_CERT # a worker's copy from the store; kubeadm join wrote cluster-info's CA
+    if ! cmp -s "$bundle" "$PKI/ca.crt"; then
+      write_atomic "$PKI/ca.crt" 0644 <"$bundle"
+      echo "$PKI/ca.crt"
+    fi
+  fi
+  for conf in admin.conf super-admin.conf controller-manager.conf scheduler.conf kubelet.conf; do
+    if embed_ca_bundle "/etc/kubernetes/$conf" "$bundle"; then echo "/etc/kubernetes/$conf"; fi
+  done
+}
+
+# refresh_cluster_info: kube-public/cluster-info (what `kubeadm join` discovers, verified against
+# the join pins) carries the whole CA bundle; kubeadm writes the first CA only. The bootstrap
+# signer of kube-controller-manager signs the new content for every join token.
+refresh_cluster_info() {
+  local current server want stage n
+  export KUBECONFIG=/etc/kubernetes/admin.conf
+  for n in 1 2 3 4 5 6 7 8 9 10 11 12; do # the API servers may be restarting onto new files
+    if current=$(kubectl -n kube-public get configmap cluster-info -o jsonpath='{.data.kubeconfig}' 2>/dev/null); then
+      break
+    fi
+    [ "$n" -lt 12 ] || return 1
+    sleep 5
+  done
+  server=$(awk '$1 == "server:" { print $2; exit }' <<<"$current")
+  [ -n "$server" ] || { log "kube-public/cluster-info names no server"; return 1; }
+  want=$(base64 -w0 <"$PKI/ca.crt")
+  if grep -qF "certificate-authority-data: $want" <<<"$current"; then
+    return 0
+  fi
+  stage=$(mktemp)
+  # the layout kubeadm gives it (phases/bootstraptoken/clusterinfo), with the bundle
+  printf 'apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: %s\n    server: %s\n  name: ""\ncontexts: null\ncurrent-context: ""\nkind: Config\nusers: null\n' \
+    "$want" "$server" >"$stage"
+  jq -n --rawfile k "$stage" '{data: {kubeconfig: $k}}' \
+    | kubectl -n kube-public patch configmap cluster-info --type merge --patch-file /dev/stdin >/dev/null
+  rm -f "$stage"
+  log "kube-public/cluster-info carries the CA bundle ($(grep -c -e '-BEGIN CERT' "$PKI/ca.crt") certificates)"
+}

@@ -1,10 +1,13 @@
 #!/bin/bash
 # cfcr daily maintenance of a control-plane member (cfcr-maintain.timer):
 #  1. installs certificates that `pulumi up` renewed in the secret store,
-#  2. renews kubeadm-managed leaves and kubeconfigs near expiry (kubeadm certs renew),
+#  2. renews kubeadm-managed leaves and kubeconfigs near expiry (kubeadm certs renew), and
+#     the kubeconfigs' and the kubelet's client certificates that the signing CA did not sign
+#     (a CA rotation, ROTATION.md step 3); every kubeconfig trusts the whole CA bundle, and so
+#     does kube-public/cluster-info (steps 2-4),
 #  3. re-signs the etcd leaves near expiry with the etcd CA (kubeadm leaves external
 #     etcd's certificates alone),
-#  4. restarts only the static pods whose files changed,
+#  4. restarts only the static pods (and the kubelet) whose files changed,
 #  5. where the cloud cannot rotate join tokens, refreshes the stored one (72h TTL).
 # So a cluster outlives its one-year leaves even when nobody runs `pulumi up`.
 set -euo pipefail
@@ -25,10 +28,16 @@ window=$((CFCR_RENEW_BEFORE_DAYS * 86400))
 declare -A restart=()
 
 expiring() { ! openssl x509 -checkend "$window" -noout -in "$1" >/dev/null 2>&1; }
+# signed by the cluster CA that signs now (the first of ca.crt), and still valid
+signed_now() { openssl verify -CAfile "$CFCR_SIGNING_CA" "$1" >/dev/null 2>&1; }
 cert_end() { date -d "$(openssl x509 -enddate -noout -in "$1" | cut -d= -f2)" +%s; }
 
 affects() {
   case "$1" in
+    /etc/kubernetes/controller-manager.conf) restart[kube-controller-manager]=1 ;;
+    /etc/kubernetes/scheduler.conf) restart[kube-scheduler]=1 ;;
+    /etc/kubernetes/kubelet.conf | /var/lib/kubelet/pki/*) restart[kubelet]=1 ;;
+    /etc/kubernetes/*.conf) ;; # admin.conf, super-admin.conf: read by each command
     "$PKI"/etcd/ca.*) restart[etcd]=1 restart[kube-apiserver]=1 ;;
     "$PKI"/etcd/*) restart[etcd]=1 ;;
     "$PKI"/apiserver-etcd-client.*) restart[kube-apiserver]=1 ;;
@@ -36,6 +45,64 @@ affects() {
     "$CFCR_ENCRYPTION_KEY_FILE") restart[kube-apiserver]=1 ;;
     "$PKI"/*) restart[kube-apiserver]=1 ;;
   esac
+}
+
+# resign CRT KEY CA CAKEY EKU BASE: BASE.crt, a certificate for KEY with CRT's subject and
+# subject alternative names, signed by CA (the first certificate of the file) for CFCR_LEAF_DAYS.
+resign() {
+  local crt=$1 key=$2 ca=$3 cakey=$4 eku=$5 base=$6 san
+  san=$(openssl x509 -noout -ext subjectAltName -in "$crt" 2>/dev/null | sed -n '2p' | sed -e 's/IP Address:/IP:/g' -e 's/^[[:space:]]*//')
+  {
+    echo "basicConstraints = critical, CA:FALSE"
+    echo "keyUsage = critical, $CFCR_LEAF_KEY_USAGE"
+    echo "extendedKeyUsage = $eku"
+    echo "subjectKeyIdentifier = hash"
+    echo "authorityKeyIdentifier = keyid"
+    if [ -n "$san" ]; then echo "subjectAltName = $san"; fi
+  } >"$base.ext"
+  openssl x509 -x509toreq -in "$crt" -signkey "$key" -out "$base.csr"
+  openssl x509 -req -in "$base.csr" -CA "$ca" -CAkey "$cakey" \
+    -set_serial "0x$(openssl rand -hex 16)" -days "$CFCR_LEAF_DAYS" -extfile "$base.ext" -out "$base.crt"
+  openssl verify -CAfile "$ca" "$base.crt" >/dev/null
+}
+
+# renew_kubelet_client: the kubelet's client certificate (kubeadm init signed it; the kubelet
+# rotates it through a CSR only near its expiry) re-signed by the signing CA, same key and
+# subject, when another CA generation signed it (ROTATION.md step 3).
+renew_kubelet_client() {
+  local conf=/etc/kubernetes/kubelet.conf file keyfile user copy new
+  local crt=$stage/kubelet-client.crt key=$stage/kubelet-client.key
+  [ -f "$conf" ] || return 0
+  file=$(kubectl config view --kubeconfig "$conf" --raw -o jsonpath='{.users[0].user.client-certificate}')
+  keyfile=$(kubectl config view --kubeconfig "$conf" --raw -o jsonpath='{.users[0].user.client-key}')
+  if [ -n "$file" ]; then
+    openssl x509 -in "$file" -out "$crt"
+    openssl pkey -in "${keyfile:-$file}" -out "$key"
+  else
+    kubectl config view --kubeconfig "$conf" --raw -o jsonpath='{.users[0].user.client-certificate-data}' | base64 -d >"$crt"
+    kubectl config view --kubeconfig "$conf" --raw -o jsonpath='{.users[0].user.client-key-data}' | base64 -d >"$key"
+  fi
+  if signed_now "$crt"; then return 0; fi
+  log "re-signing the kubelet's client certificate with the signing CA (another generation signed it)"
+  resign "$crt" "$key" "$CFCR_SIGNING_CA" "$PKI/ca.key" clientAuth "$stage/kubelet-client-new"
+  if [ -n "$file" ] && [ "${keyfile:-$file}" = "$file" ]; then
+    # the kubelet's own layout: certificate and key in one file, "current" a link to it
+    new=$(dirname "$file")/kubelet-client-$(date -u +%Y-%m-%d-%H-%M-%S).pem
+    cat "$stage/kubelet-client-new.crt" "$key" | write_atomic "$new" 0600
+    ln -sfn "$new" "$file.cfcr"
+    mv -Tf "$file.cfcr" "$file"
+  elif [ -n "$file" ]; then
+    write_atomic "$file" 0644 <"$stage/kubelet-client-new.crt"
+  else
+    user=$(kubectl config view --kubeconfig "$conf" -o jsonpath='{.users[0].name}')
+    copy=$(mktemp)
+    cp "$conf" "$copy"
+    kubectl config set-credentials "$user" --kubeconfig "$copy" --embed-certs \
+      --client-certificate="$stage/kubelet-client-new.crt" --client-key="$key" >/dev/null
+    write_atomic "$conf" 0600 <"$copy"
+    rm -f "$copy"
+  fi
+  restart[kubelet]=1
 }
 
 # --- 1. the secret store's versions ----------------------------------------------
@@ -97,39 +164,29 @@ for name in apiserver apiserver-kubelet-client front-proxy-client; do
     restart[kube-apiserver]=1
   fi
 done
+if write_signing_ca; then restart[kube-controller-manager]=1; fi # its CSR signer's CA
 for conf in admin.conf super-admin.conf controller-manager.conf scheduler.conf; do
   [ -f "/etc/kubernetes/$conf" ] || continue
   awk '/client-certificate-data:/ { print $2 }' "/etc/kubernetes/$conf" | base64 -d >"$stage/kubeconfig.crt"
-  if expiring "$stage/kubeconfig.crt"; then
-    log "renewing $conf"
+  if expiring "$stage/kubeconfig.crt" || ! signed_now "$stage/kubeconfig.crt"; then
+    log "renewing $conf (expires within ${CFCR_RENEW_BEFORE_DAYS}d, or another CA generation signed it)"
     kubeadm certs renew "$conf" --config "$CFCR_KUBEADM_CONFIG"
-    case "$conf" in
-      controller-manager.conf) restart[kube-controller-manager]=1 ;;
-      scheduler.conf) restart[kube-scheduler]=1 ;;
-    esac
+    affects "/etc/kubernetes/$conf"
   fi
 done
+renew_kubelet_client
+trust_changed=$(refresh_ca_trust)
+while read -r changed; do
+  if [ -n "$changed" ]; then affects "$changed"; fi
+done <<<"$trust_changed"
 
 # --- 3. etcd leaves, re-signed with the etcd CA keeping key, subject and SANs -------
 resign_etcd_leaf() {
-  local name=$1 eku=$2 crt="$PKI/$1.crt" key="$PKI/$1.key" base san
+  local name=$1 eku=$2 crt="$PKI/$1.crt"
   expiring "$crt" || return 0
   log "re-signing $name with the etcd CA (expires within ${CFCR_RENEW_BEFORE_DAYS}d)"
-  base="$stage/${name//\//-}"
-  san=$(openssl x509 -noout -ext subjectAltName -in "$crt" 2>/dev/null | sed -n '2p' | sed -e 's/IP Address:/IP:/g' -e 's/^[[:space:]]*//')
-  {
-    echo "basicConstraints = critical, CA:FALSE"
-    echo "keyUsage = critical, $CFCR_LEAF_KEY_USAGE"
-    echo "extendedKeyUsage = $eku"
-    echo "subjectKeyIdentifier = hash"
-    echo "authorityKeyIdentifier = keyid"
-    if [ -n "$san" ]; then echo "subjectAltName = $san"; fi
-  } >"$base.ext"
-  openssl x509 -x509toreq -in "$crt" -signkey "$key" -out "$base.csr"
-  openssl x509 -req -in "$base.csr" -CA "$PKI/etcd/ca.crt" -CAkey "$PKI/etcd/ca.key" \
-    -set_serial "0x$(openssl rand -hex 16)" -days "$CFCR_LEAF_DAYS" -extfile "$base.ext" -out "$base.crt"
-  openssl verify -CAfile "$PKI/etcd/ca.crt" "$base.crt" >/dev/null
-  write_atomic "$crt" 0644 <"$base.crt"
+  resign "$crt" "$PKI/$1.key" "$PKI/etcd/ca.crt" "$PKI/etcd/ca.key" "$eku" "$stage/${name//\//-}"
+  write_atomic "$crt" 0644 <"$stage/${name//\//-}.crt"
   affects "$crt"
 }
 resign_etcd_leaf etcd/server serverAuth,clientAuth
@@ -146,6 +203,9 @@ fi
 for component in etcd kube-apiserver kube-controller-manager kube-scheduler; do
   if [ -n "${restart[$component]:-}" ]; then restart_static_pod "$component"; fi
 done
+if [ -n "${restart[kubelet]:-}" ]; then restart_kubelet; fi
+# what `kubeadm join` discovers trusts the whole bundle (kubeadm init writes the first CA only)
+refresh_cluster_info || log "could not refresh kube-public/cluster-info; the next run tries again"
 
 # --- 5. bootstrap token: where the cloud cannot rotate it (no join-credentials timer), the
 #        stored token is re-applied and its expiry pushed out; elsewhere the
