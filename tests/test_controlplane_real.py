@@ -53,7 +53,7 @@ def groups_of(cert: x509.Certificate) -> list[str]:
 # --------------------------------------------------------------------------- the boot itself
 
 def test_the_differences_from_a_vm_are_listed_in_one_place() -> None:
-    assert set(DIFFERENCES) == {"programs", "kubelet", "host setup", "cloud", "preflight", "crictl"}
+    assert set(DIFFERENCES) == {"programs", "kubelet", "host setup", "cloud", "preflight", "crictl", "systemctl"}
     assert all(reason for reason in ENVIRONMENT_PREFLIGHT.values())
 
 
