@@ -1,10 +1,11 @@
 """Day-2 drills of the control-plane member model (cfcr/node/scripts/member.sh) on the real
 control plane of the default stack's render (tests/support/controlplane.py): a member's VM is
-lost and replaced, once with its etcd disk and once with a blank one, while a client keeps
-writing through the API load balancer.
+lost and replaced, once with its etcd disk and once with a blank one, and the control plane
+grows from three members to five and shrinks back, while a client keeps writing through the API
+load balancer.
 
-These drills change the session's control plane (two members are new VMs afterwards); they
-leave it whole, with every member a healthy voter.
+These drills change the session's control plane (every member is a new VM afterwards); they
+leave it whole, with the session render's members, each a healthy voter.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.controlplane import ControlPlane, Node
+from tests.support.rendered import RenderedCluster, render_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -122,17 +124,18 @@ def configmaps(cp: ControlPlane, prefix: str) -> set[str]:
     return {i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith(prefix)}
 
 
-def assert_whole(cp: ControlPlane) -> dict[str, dict[str, Any]]:
-    """Every rendered member is a started voter, healthy, and recorded ready (kube-system/cfcr-member-<m>)
-    with its Node's provider ID."""
+def assert_whole(cp: ControlPlane, render: RenderedCluster | None = None) -> dict[str, dict[str, Any]]:
+    """Every rendered member (of ``render``, else the harness's) is a started voter, healthy, and
+    recorded ready (kube-system/cfcr-member-<m>) with its Node's provider ID; etcd lists no other."""
+    members = (render or cp.render).members
     first = cp.member(0)
     listed = etcd_members(first)
-    assert set(listed) == {m.name for m in cp.render.members}, listed
+    assert set(listed) == {m.name for m in members}, listed
     assert not any(m.get("isLearner") for m in listed.values()), listed
-    endpoints = ",".join(f"https://{m.address}:2379" for m in cp.render.members)
+    endpoints = ",".join(f"https://{m.address}:2379" for m in members)
     health = json.loads(first.run(f"etcdctl --endpoints={endpoints} {ETCD_TLS} endpoint health -w json").stdout)
     assert all(e["health"] for e in health), health
-    for member in cp.render.members:
+    for member in members:
         node = cp.member(member.index)
         doc = json.loads(cp.kubectl("get", "node", node_name(node), "-o", "json").stdout)
         assert doc["spec"].get("providerID") == provider_id(node)
@@ -202,3 +205,78 @@ def test_a_member_with_a_lost_disk_is_removed_and_added_again(control_plane: Con
     keys = node.run(f"etcdctl --endpoints=https://127.0.0.1:2379 {ETCD_TLS} get --consistency=s --keys-only "
                     "--prefix /registry/configmaps/default/drill-blank-before").stdout.split()
     assert keys == ["/registry/configmaps/default/drill-blank-before"], keys
+
+
+def api_servers_ready(cp: ControlPlane, render: RenderedCluster) -> dict[str, str]:
+    """Member name -> what its own API server's ``/readyz`` says (at its address, certificate verified)."""
+    return {m.name: cp.kubectl(f"--server=https://{m.address}:6443", "get", "--raw", "/readyz").stdout.strip()
+            for m in render.members}
+
+
+def test_the_control_plane_grows_to_five_members_and_shrinks_back_to_three(control_plane: ControlPlane,
+                                                                           tmp_path: Path) -> None:
+    """As `pulumi up` changes cfcr:controlPlane.count (cfcr/aws/control_plane.py): the members
+    whose user-data changed are replaced one at a time in index order, each with its etcd disk;
+    new members are created after them, one at a time. Shrinking, the same replacements with the
+    smaller render, then the VMs of the members it no longer names are deleted. Each old VM stops
+    at once (harsher than an instance's shutdown, and quicker here). The load balancer's stand-in
+    learns a target only when it starts again (ControlPlane.set_lb_backends): it is given the new
+    members after the growth and loses them after the shrink, between the measured writes."""
+    cp = control_plane
+    three = cp.render
+    five = render_cluster(three.stack, tmp_path / "five", config={
+        **three.config, "cfcr:controlPlane": {**three.config.get("cfcr:controlPlane", {}), "count": 5}})
+    assert [m.name for m in five.members[:3]] == [m.name for m in three.members]
+    new = five.members[3:]
+    changed = [m for m in three.members
+               if five.user_data(f"control-plane-{m.index}") != three.user_data(f"control-plane-{m.index}")]
+    assert changed == three.members, "every member's etcd endpoints change with the count"
+    before = etcd_members(cp.member(0))
+
+    # 3 -> 5
+    cp.update_cloud(five)
+    with writing(cp, "drill-grow") as growing:
+        for member in changed:
+            cp.replace_member(member.index, new_instance_id(f"grow-{member.index}"),
+                              disk=cp.lose_member(member.index, graceful=False), render=five)
+        added = [cp.add_member(m, new_instance_id(f"grow-{m.index}"), render=five) for m in new]
+    assert not growing.failed, growing.failed
+    assert len(growing.written) > 10, growing.written
+    assert growing.longest_gap() < 20, f"the API took {growing.longest_gap():.1f}s to accept a write"
+    cp.set_lb_backends(five.members)
+    grown = assert_whole(cp, five)
+    assert all(grown[m.name]["ID"] == before[m.name]["ID"] for m in three.members), "the members kept their data"
+    for node in added:
+        assert "is not a member yet (the control plane grew)" in node.member_log, node.member_log
+        assert "promoted to a voting member" in node.member_log, node.member_log
+    assert set(api_servers_ready(cp, five).values()) == {"ok"}
+    assert configmaps(cp, "drill-grow") == set(growing.written), "nothing written while growing is lost"
+
+    # 5 -> 3
+    removed = {node_name(cp.member(m.index)) for m in new}
+    cp.update_cloud(three)
+    with writing(cp, "drill-shrink") as shrinking:
+        for member in changed:
+            cp.replace_member(member.index, new_instance_id(f"shrink-{member.index}"),
+                              disk=cp.lose_member(member.index, graceful=False))
+        for member in reversed(new):  # the last created goes first
+            cp.remove_member(member.index)
+    assert not shrinking.failed, shrinking.failed
+    assert len(shrinking.written) > 10, shrinking.written
+    assert shrinking.longest_gap() < 20, f"the API took {shrinking.longest_gap():.1f}s to accept a write"
+    cp.update_cloud(three, prune=True)
+    cp.set_lb_backends(three.members)
+    first = cp.member(0).member_log
+    for member in new:
+        assert f"(https://{member.address}:2380) is not in the rendered control plane: removing it" in first, first
+    shrunk = assert_whole(cp)
+    assert all(shrunk[m.name]["ID"] == before[m.name]["ID"] for m in three.members), "the members kept their data"
+    assert set(api_servers_ready(cp, three).values()) == {"ok"}
+    # the removed members' mirror Pods go with their Nodes (owned by them: the garbage collector;
+    # bound to a Node that no longer exists: the pod garbage collector), as `kubeadm upgrade`
+    # and every tool that reads the control plane from its mirror Pods needs
+    cp.wait_for("the removed members' mirror Pods deleted", lambda: not {
+        p["spec"]["nodeName"] for p in json.loads(cp.kubectl(
+            "get", "pods", "-n", "kube-system", "-l", "tier=control-plane", "-o", "json").stdout)["items"]} & removed)
+    assert configmaps(cp, "drill-grow") == set(growing.written)
+    assert configmaps(cp, "drill-shrink") == set(shrinking.written), "nothing written while shrinking is lost"

@@ -524,6 +524,66 @@ def test_fetch_secret_to_is_atomic_and_refuses_empty(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["s"]  # no temp files left behind
 
 
+MEMBER_SH = LIB.with_name("member.sh")
+
+
+def _forget_stale_node(tmp_path: Path, *, new_cluster: bool, answers: list[str], deletes: list[int]) -> tuple[
+        subprocess.CompletedProcess[str], list[str]]:
+    """member.sh's forget_stale_node with kubectl/kubeadm/provider_id/sleep as shell functions:
+    each ``kubectl get`` gives the next of ``answers`` ("fail": exit 1, else the provider ID it
+    prints), each ``kubectl delete`` exits with the next of ``deletes`` (counted in a file: the
+    script calls ``kubectl get`` in a subshell). Returns the run and the calls made."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    calls = tmp_path / "calls"
+    script = f"""
+CFCR_STATE={tmp_path}
+. {shlex.quote(str(MEMBER_SH))}
+CFCR_NODE_NAME=ip-10-0-1-10.ec2.internal CFCR_KUBEADM_CONFIG={tmp_path}/kubeadm.yaml
+ETCD_NEW_CLUSTER={1 if new_cluster else 0}
+answers=({" ".join(answers)}) deletes=({" ".join(map(str, deletes))})
+provider_id() {{ echo aws:///us-east-1a/i-new; }}
+kubeadm() {{ :; }}
+sleep() {{ echo "sleep $1" >>{calls}; }}
+kubectl() {{
+  case " $* " in
+    *" get node "*) echo get >>{calls}; g=$(grep -c '^get$' {calls}); local a=${{answers[$((g - 1))]}}
+                    [ "$a" != fail ] || return 1; [ "$a" = none ] || printf %s "$a" ;;
+    *" delete node "*) echo delete >>{calls}; d=$(grep -c '^delete$' {calls}); return "${{deletes[$((d - 1))]}}" ;;
+  esac
+}}
+forget_stale_node
+"""
+    out = _bash(script, tmp_path)
+    return out, calls.read_text().split("\n")[:-1] if calls.exists() else []
+
+
+def test_forget_stale_node_deletes_the_old_vms_node_and_asks_again_while_the_api_is_away(tmp_path: Path) -> None:
+    out, calls = _forget_stale_node(tmp_path, new_cluster=False, answers=["fail", "fail", *["aws:///us-east-1a/i-old"] * 2],
+                                    deletes=[1, 0])
+    assert out.returncode == 0, out.stderr
+    # a failed delete is asked again too: the Node would otherwise keep the old provider ID
+    assert calls == ["get", "sleep 5", "get", "sleep 5", "get", "delete", "sleep 5", "get", "delete"], calls
+    assert "belongs to the replaced VM (aws:///us-east-1a/i-old)" in out.stderr
+
+
+def test_forget_stale_node_leaves_a_node_that_is_its_own_or_absent(tmp_path: Path) -> None:
+    for answer in ("aws:///us-east-1a/i-new", "none"):
+        out, calls = _forget_stale_node(tmp_path / answer.rsplit("/", 1)[-1], new_cluster=False, answers=[answer],
+                                        deletes=[])
+        assert out.returncode == 0 and calls == ["get"], (answer, calls, out.stderr)
+
+
+def test_forget_stale_node_boots_on_when_the_api_stays_away(tmp_path: Path) -> None:
+    """In a cluster that ran before: a minute of asking, then a warning, and the boot goes on.
+    A new cluster has no API yet: one try, no wait."""
+    out, calls = _forget_stale_node(tmp_path / "old", new_cluster=False, answers=["fail"] * 12, deletes=[])
+    assert out.returncode == 0, out.stderr
+    assert calls.count("get") == 12 and calls.count("sleep 5") == 11, calls
+    assert "did not answer about Node ip-10-0-1-10.ec2.internal in a minute" in out.stderr
+    out, calls = _forget_stale_node(tmp_path / "new", new_cluster=True, answers=["fail"], deletes=[])
+    assert out.returncode == 0 and calls == ["get"] and "WARNING" not in out.stderr, (calls, out.stderr)
+
+
 # --------------------------------------------------------------------------- node identity (provider ID)
 
 def test_every_role_gets_the_identity_script_of_its_cloud(renders: dict[str, list[tuple[Role, bytes]]]) -> None:

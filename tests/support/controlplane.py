@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,8 @@ DIFFERENCES: dict[str, str] = {
                 "the channel's version), bound at /usr/local/bin; a static pod runs as a process with its "
                 "container's exact command, not in a container from its image",
     "kubelet": "a stand-in (tests/support/kubelet.py) runs the static pods, serves /healthz, does TLS bootstrap and "
-               "registers the Node; kwok keeps Node status and leases fresh",
+               "registers the Node, and creates each static pod's mirror Pod (its status from the pod's processes); "
+               "kwok keeps Node status and leases fresh",
     "host setup": "bootstrap.sh's host steps (modules, sysctls but the network namespace's own, swap, downloads, "
                   "containerd, the etcd disk, systemd units) do not run; the harness runs its other steps as they "
                   "are (fetch_all_secrets, render_configs, trust_ca_bundle, forget_join_credentials, the bootstrapped "
@@ -65,7 +66,9 @@ DIFFERENCES: dict[str, str] = {
                   "tests run the timers' scripts themselves",
     "cloud": "the AWS APIs the nodes call (Secrets Manager, EC2 profile associations), the instance metadata "
              "service and the API load balancer are local stand-ins; the AWS one judges every call with the render's "
-             "own IAM policies for the instance profile the VM holds at that moment (KMS is not evaluated)",
+             "own IAM policies for the instance profile the VM holds at that moment (KMS is not evaluated); the load "
+             "balancer's stand-in takes its targets when it starts, so a change of targets (set_lb_backends) "
+             "restarts it and it refuses connections until they pass their health check",
     "preflight": "kubeadm's preflight also ignores the checks this machine cannot pass (ENVIRONMENT_PREFLIGHT), "
                  "never the ones cfcr's design decides",
     "crictl": "a stand-in script (tests/support/kubelet.py CRICTL) serves exactly what the node's scripts call, "
@@ -192,6 +195,8 @@ class ControlPlane:
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors per role after boot, with the rendered config: what a retry meets."""
     _aws: AwsIdentities | None = None
+    _cloud_render: RenderedCluster | None = None
+    """The render the cloud's secrets were last updated from (:meth:`update_cloud`); None: :attr:`render`."""
 
     @property
     def _identities(self) -> AwsIdentities:
@@ -265,15 +270,23 @@ class ControlPlane:
         name = f"cp-{member.index}" if member is not None else f"w{len(self.nodes)}"
         host = self.net.add_host(name, [address])
         run(*host.command("ip", "route", "add", "169.254.169.254/32", "dev", "eth0"))
-        root = NodeRoot.create(self.workdir / "nodes" / host.name, host, hostname, (render or self.render).user_data(role),
-                               self._node_programs(binaries), self.net.hosts_file())
+        root = self._new_root(self.workdir / "nodes" / host.name, host, hostname, (render or self.render).user_data(role),
+                              binaries)
+        node = Node(role, root, instance_id, zone, member, binaries=dict(binaries or {}))
+        self.nodes[host.name] = node
+        self.register_instance(node, *self._launch(role, member, render))
+        return node
+
+    def _new_root(self, path: Path, host: Host, hostname: str, user_data: str,
+                  binaries: Mapping[str, Path] | None) -> NodeRoot:
+        """A VM's fresh root disk from ``user_data``, with the programs a node binds and the
+        stand-ins of the programs the harness cannot run (DIFFERENCES)."""
+        assert self.net is not None
+        root = NodeRoot.create(path, host, hostname, user_data, self._node_programs(binaries), self.net.hosts_file())
         root.write("/usr/local/bin/aws", AWS_CLI, 0o755)  # the AWS CLI: a client of tests/support/awsapi.py
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
         root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
-        node = Node(role, root, instance_id, zone, member, binaries=dict(binaries or {}))
-        self.nodes[host.name] = node
-        self.register_instance(node, *self._launch(role, member))
-        return node
+        return root
 
     def _node_programs(self, binaries: Mapping[str, Path] | None) -> dict[str, Path]:
         """The programs a node root binds at /usr/local/bin: the harness's, or ``binaries``'
@@ -281,10 +294,12 @@ class ControlPlane:
         programs = {**self.binaries, **(binaries or {})}
         return {k: v for k, v in programs.items() if k in ("kubeadm", "kubectl", "etcdctl")}
 
-    def _launch(self, role: str, member: Member | None) -> tuple[str, dict[str, str]]:
-        """(launch template id, instance tags) a VM of ``role`` is launched with in the render."""
+    def _launch(self, role: str, member: Member | None,
+                render: RenderedCluster | None = None) -> tuple[str, dict[str, str]]:
+        """(launch template id, instance tags) a VM of ``role`` is launched with in the render
+        (a member's: in ``render`` when given)."""
         if member is not None:
-            instance = next(r for r in self.render.rows("aws:ec2/instance:Instance")
+            instance = next(r for r in (render or self.render).rows("aws:ec2/instance:Instance")
                             if unwrap(r.inputs)["privateIp"] == member.address)
             args = unwrap(instance.inputs)
             return str(args["launchTemplate"]["id"]), dict(args["tags"])
@@ -325,13 +340,7 @@ class ControlPlane:
 
     def start_services(self) -> None:
         assert self.net is not None
-        lb = self.net.hosts["lb"]
-        backends = [f"{m.address}:6443" for m in self.render.members]
-        listen = [f"{a}:6443" for a in self.lb_addresses.values()]
-        self.spawn("lb", lb.command(sys.executable, "-m", "tests.support.lb",
-                                    *sum((["--listen", a] for a in listen), []),
-                                    *sum((["--backend", b] for b in backends), []),
-                                    "--status", str(self.workdir / "lb-status.json")))
+        self._spawn_lb(self.render.members)
         self.write_imds()
         imds = self.net.hosts["imds"]
         self.spawn("imds", imds.command(sys.executable, "-m", "tests.support.imds", str(self.workdir / "imds.json")))
@@ -475,12 +484,16 @@ class ControlPlane:
         """The node of control-plane member ``index``."""
         return next(n for n in self.nodes.values() if n.member is not None and n.member.index == index)
 
-    def lose_member(self, index: int) -> Path:
+    def lose_member(self, index: int, *, graceful: bool = True) -> Path:
         """Member ``index``'s VM is gone: its kubelet and static pods stop, every process in its
         namespace ends, its root disk is dropped. Its etcd disk is returned (detached, as the
-        cloud keeps the volume); the host (its fixed address) stays for the replacement."""
+        cloud keeps the volume); the host (its fixed address) stays for the replacement.
+        ``graceful=False``: every process is killed at once, as when a VM's power goes (no etcd
+        leader transfer, no API server drain), without the up to 20 s the kubelet stand-in takes
+        to stop its static pods one by one; it returns once the load balancer has taken the
+        member out (a replacement VM boots long after a cloud load balancer has noticed)."""
         node = self.member(index)
-        if node.kubelet is not None:
+        if node.kubelet is not None and graceful:
             node.kubelet.stop()
         for pid in run("ip", "netns", "pids", node.host.netns, check=False).stdout.split():
             try:
@@ -493,6 +506,10 @@ class ControlPlane:
         shutil.move(str(node.root.file("/var/lib/etcd")), disk)
         shutil.rmtree(node.root.path)
         shutil.rmtree(node.state, ignore_errors=True)
+        if not graceful:
+            backend, status = f"{node.host.address}:6443", self.workdir / "lb-status.json"
+            self.wait_for(f"the load balancer to take {backend} out",
+                          lambda: json.loads(status.read_text()).get(backend) is not True, timeout=30, interval=0.5)
         return disk
 
     def replace_member(self, index: int, instance_id: str, *, disk: Path | None,
@@ -504,11 +521,8 @@ class ControlPlane:
         ``kubeadm init`` and ``member_ready``."""
         old = self.member(index)
         assert self.net is not None and old.member is not None
-        root = NodeRoot.create(old.root.path, old.host, old.root.hostname, (render or self.render).user_data(old.role),
-                               self._node_programs(binaries), self.net.hosts_file())
-        root.write("/usr/local/bin/aws", AWS_CLI, 0o755)
-        root.write("/usr/local/bin/crictl", CRICTL, 0o755)
-        root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
+        root = self._new_root(old.root.path, old.host, old.root.hostname, (render or self.render).user_data(old.role),
+                              binaries)
         data = root.file("/var/lib/etcd")
         if data.exists():
             data.rmdir()
@@ -518,16 +532,119 @@ class ControlPlane:
             data.mkdir(mode=0o700)
         node = Node(old.role, root, instance_id, old.zone, old.member, binaries=dict(binaries or {}))
         self.nodes[old.host.name] = node
-        self.register_instance(node, *self._launch(old.role, old.member))
+        self.register_instance(node, *self._launch(old.role, old.member, render))
+        return self._boot_member(node, "replaced")
+
+    def _boot_member(self, node: Node, what: str) -> Node:
+        """A member's VM, in the cloud with its root and etcd disk, boots as bootstrap.sh boots it:
+        the member model's steps, ``kubeadm init``, then :meth:`finish` (``member_ready``)."""
         self.write_imds()
         self.prepare(node)
         self.start_kubelet(node)
         out = self.kubeadm(node, "init", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1")
         if out.returncode != 0:
-            raise HarnessError(f"kubeadm init on the replaced {old.role} failed (exit {out.returncode}):\n"
+            raise HarnessError(f"kubeadm init on the {what} {node.role} failed (exit {out.returncode}):\n"
                                f"{out.stdout[-4000:]}\n{out.stderr[-4000:]}\n{node.member_log[-3000:]}")
         self.finish(node)
         return node
+
+    # ------------------------------------------------------------------ growing and shrinking
+    def update_cloud(self, render: RenderedCluster, *, prune: bool = False) -> None:
+        """The cloud as `pulumi up` of ``render`` (the same stack, changed: another member count)
+        leaves what the nodes read: every instance profile of ``render`` with its role's policies;
+        its new secrets stored, and those whose rendered value changed since the render the cloud
+        was last updated from given the new value (a certificate whose names changed). Keys keep
+        theirs: Pulumi keeps a key in its state while its inputs stay, where the offline render
+        makes RSA keys afresh each time. A value a node wrote stays unless the render changed it.
+        ``prune``: what ``render`` no longer has goes (Pulumi deletes it at the end of the update;
+        remove the VMs that use it first, :meth:`remove_member`)."""
+        before = self._cloud_render or self.render
+        ids = aws_identities(render.result.resources)
+        with Cloud(self.cloud_file).update() as state:
+            for row in render.rows("aws:secretsmanager/secret:Secret"):
+                name = str(unwrap(row.inputs)["name"])
+                value = render.secret_values[name]
+                stored = state["secrets"].get(name)
+                if stored is None:
+                    state["secrets"][name] = {"arn": str(row.outputs["arn"]), "value": value}
+                elif value != before.secret_values.get(name) and not any(
+                        f"{kind} KEY-----" in value for kind in ("PRIVATE", "PUBLIC")):
+                    stored["value"] = value
+                    stored["versions"] = int(stored.get("versions", 1)) + 1
+            state["policies"].update({p: ids.policies_of_profile(p) for p in ids.profile_roles})
+            state["profile_arns"].update(ids.profile_arns)
+            state["role_arns"].update({p: ids.role_arns[r] for p, r in ids.profile_roles.items()})
+            if prune:
+                for name in set(state["secrets"]) - set(render.secret_values):
+                    del state["secrets"][name]
+                for profile in set(state["profile_arns"]) - set(ids.profile_arns):
+                    for key in ("policies", "profile_arns", "role_arns"):
+                        state[key].pop(profile, None)
+        old = self._identities
+        self._aws = ids if prune else AwsIdentities(
+            *({**getattr(old, f.name), **getattr(ids, f.name)} for f in fields(AwsIdentities)))
+        self._cloud_render = render
+
+    def add_member(self, member: Member, instance_id: str, *, render: RenderedCluster,
+                   binaries: Mapping[str, Path] | None = None) -> Node:
+        """A new member's VM (the control plane grew: ``member`` of ``render``, a render of the
+        stack with more members than the harness's; :meth:`update_cloud` with it first), at the
+        member's rendered address and zone, booted as bootstrap.sh boots it: a blank etcd disk,
+        the member model's steps, ``kubeadm init`` and ``member_ready``. The load balancer does
+        not send it requests until :meth:`set_lb_backends` names it."""
+        node = self.add_node(f"control-plane-{member.index}", member.address,
+                             aws_vm(member.address, self.render.spec.region).hostname, instance_id, member.zone,
+                             member, render=render, binaries=binaries)
+        return self._boot_member(node, "new")
+
+    def remove_member(self, index: int) -> Path:
+        """Member ``index``'s VM is deleted (the control plane shrank: `pulumi up` deletes the VMs
+        of members the render no longer names, at the end of the update): it goes as in
+        :meth:`lose_member`, then leaves the cloud (instance, metadata) and the harness, and its
+        Node is deleted as the cloud controller manager deletes the Node of a terminated
+        instance. Its host stays in the network, nothing answering at its address. Returns its
+        etcd disk (the volume is protected and stays)."""
+        node = self.member(index)
+        name = next(line.split("=", 1)[1].strip("'\"") for line in node.root.read("/etc/cfcr/node.env").splitlines()
+                    if line.startswith("CFCR_NODE_NAME="))
+        disk = self.lose_member(index, graceful=False)
+        del self.nodes[node.host.name]
+        with Cloud(self.cloud_file).update() as state:
+            state["instances"].pop(node.host.address, None)
+        self.write_imds()
+        # through the load balancer, which may still send a request to the VM just gone
+        self.wait_for(f"Node {name} deleted", lambda: self.kubectl(
+            "delete", "node", name, "--ignore-not-found", "--wait=false", check=False).returncode == 0, timeout=60)
+        return disk
+
+    def set_lb_backends(self, members: Sequence[Member], timeout: float = 60.0) -> None:
+        """The API load balancer's targets become ``members``' API servers (`pulumi up` registers
+        a new member's VM and deregisters a deleted one). The stand-in takes its backends when it
+        starts: it is started again with them, and this returns once every one passes its health
+        check. Until then it refuses connections, which no cloud load balancer does: call it
+        while no client is being measured."""
+        assert self.net is not None
+        old = next(p for p in self.processes if p.name == "lb")
+        old.stop()
+        self.processes.remove(old)
+        status = self.workdir / "lb-status.json"
+        status.unlink(missing_ok=True)
+        backends = self._spawn_lb(members)
+        self.wait_for(f"the load balancer to find {', '.join(backends)} healthy",
+                      lambda: status.exists() and json.loads(status.read_text()) == dict.fromkeys(backends, True),
+                      timeout=timeout, interval=0.5)
+
+    def _spawn_lb(self, members: Sequence[Member]) -> list[str]:
+        """The API load balancer's stand-in on its internal and public addresses, sending to
+        ``members``' API servers (its health status in lb-status.json); returns the backends."""
+        assert self.net is not None
+        backends = [f"{m.address}:6443" for m in members]
+        listen = [f"{a}:6443" for a in self.lb_addresses.values()]
+        self.spawn("lb", self.net.hosts["lb"].command(sys.executable, "-m", "tests.support.lb",
+                                                      *sum((["--listen", a] for a in listen), []),
+                                                      *sum((["--backend", b] for b in backends), []),
+                                                      "--status", str(self.workdir / "lb-status.json")))
+        return backends
 
     def preflight_errors(self, node: Node, phase: str, *, without_config_ignores: bool = False) -> list[str]:
         """The checks ``kubeadm <phase> phase preflight`` reports as errors on ``node`` with the

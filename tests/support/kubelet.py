@@ -10,6 +10,14 @@ kubeadm can see, with the node's own files and credentials:
   mounted at their mount paths; restarted with back-off when it exits, restarted when its
   manifest changes, stopped when it goes. The program comes from the tool cache, by the
   command's name;
+* **mirror Pods**: once the Node is registered, for each static pod a Pod
+  ``<name>-<node>`` in the manifest's namespace, as the kubelet makes it (with the node's own
+  credential, which the Node authorizer and NodeRestriction allow for pods bound to itself):
+  the manifest's labels, annotations and spec, bound to the node, a controller owner reference
+  to the Node, ``kubernetes.io/config.hash`` = ``kubernetes.io/config.mirror`` = a hash of the
+  manifest, the node and the file, ``kubernetes.io/config.source: file``; status ``Running``,
+  ``Ready`` while its processes run; deleted and created again when the manifest changes,
+  deleted when it goes (``kubeadm upgrade`` reads each member's endpoints and versions there);
 * ``/healthz`` on ``127.0.0.1:10248`` (what ``kubeadm`` waits for);
 * **TLS bootstrap** (a worker): with ``bootstrap-kubelet.conf`` and no ``kubelet.conf``, a
   client CSR (``system:node:<name>``, ``system:nodes``) signed by
@@ -45,6 +53,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +72,16 @@ FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 UNINITIALIZED_TAINT = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}
+CONFIG_MIRROR = "kubernetes.io/config.mirror"
+CONFIG_HASH = "kubernetes.io/config.hash"
+CONFIG_SOURCE = "kubernetes.io/config.source"
+CONFIG_SEEN = "kubernetes.io/config.seen"
+MIRROR_SYNC_PERIOD = 1.0
+"""Seconds between two reconciliations of the node's mirror Pods with its static pods."""
+MIRROR_ERROR_GRACE = 60.0
+"""Seconds a mirror Pod may keep failing before it is an error in ``status.json`` (while the API
+server starts it refuses them: ``no PriorityClass with name system-node-critical was found``;
+while a member is replaced its API server is away)."""
 
 CRICTL = r"""#!/bin/bash
 # The harness's stand-in for crictl (no container runtime runs here): exactly what the node's
@@ -132,6 +151,14 @@ def parse_flags(text: str) -> dict[str, str]:
     return flags
 
 
+def status_summary(status: dict[str, Any]) -> tuple[Any, ...]:
+    """What of a Pod status the stand-in keeps true (no time stamps): when it differs, it writes."""
+    conditions = sorted((c.get("type"), c.get("status")) for c in status.get("conditions") or [])
+    containers = sorted((c.get("name"), c.get("ready"), c.get("restartCount"), c.get("containerID"),
+                         next(iter(c.get("state") or {}), None)) for c in status.get("containerStatuses") or [])
+    return status.get("phase"), tuple(conditions), tuple(containers), status.get("hostIP"), status.get("podIP")
+
+
 def parse_taint(text: str) -> dict[str, str]:
     """``key=value:Effect`` (or ``key:Effect``) -> a taint object."""
     body, _, effect = text.rpartition(":")
@@ -142,21 +169,76 @@ def parse_taint(text: str) -> dict[str, str]:
     return taint
 
 
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def config_hash(manifest: bytes, node_name: str, source: str) -> str:
+    """The static pod's ``kubernetes.io/config.hash`` (also its mirror's ``config.mirror``). The
+    kubelet hashes the decoded pod, its host name and its file (FNV-128a, 32 hex digits); here
+    the manifest's bytes stand for the pod: the same manifest on the same node gives the same
+    hash, any change of it a new one."""
+    digest = hashlib.sha256(manifest + f"host:{node_name}file:{source}".encode()).hexdigest()
+    return digest[:32]
+
+
+def mirror_pod(doc: dict[str, Any], node_name: str, node_uid: str, pod_hash: str, seen: str) -> dict[str, Any]:
+    """The mirror Pod of the static pod ``doc`` on ``node_name``, as the kubelet creates it
+    (pkg/kubelet/config/common.go applyDefaults, pkg/kubelet/pod/mirror_client.go)."""
+    meta = doc.get("metadata") or {}
+    spec = dict(doc["spec"])
+    spec["nodeName"] = node_name
+    # the kubelet adds this toleration to every static pod from a file, so that node problems
+    # do not evict it
+    tolerations = [t for t in spec.get("tolerations") or [] if t != {"operator": "Exists", "effect": "NoExecute"}]
+    spec["tolerations"] = [*tolerations, {"operator": "Exists", "effect": "NoExecute"}]
+    annotations = {**(meta.get("annotations") or {}), CONFIG_HASH: pod_hash, CONFIG_SEEN: seen,
+                   CONFIG_SOURCE: "file", CONFIG_MIRROR: pod_hash}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": f"{meta['name']}-{node_name.lower()}",
+            "namespace": meta.get("namespace") or "default",
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": annotations,
+            # a controller reference to the Node, without blockOwnerDeletion (NodeRestriction
+            # refuses any other): the garbage collector removes the Pod with its Node
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid,
+                                 "controller": True}],
+        },
+        "spec": spec,
+    }
+
+
+@dataclass
+class Manifest:
+    """One file of ``/etc/kubernetes/manifests`` as the stand-in last read it."""
+
+    raw: bytes
+    doc: dict[str, Any]
+    seen: str
+    """When the stand-in first saw this content (``kubernetes.io/config.seen``)."""
+
+
 class StaticPod:
     """One container of one static pod, run as a process with restarts."""
 
-    def __init__(self, kubelet: StandIn, manifest: Path, pod: dict[str, Any], container: dict[str, Any]) -> None:
+    def __init__(self, kubelet: StandIn, manifest: Path, pod: dict[str, Any], container: dict[str, Any],
+                 digest: str) -> None:
         self.kubelet = kubelet
         self.manifest = manifest
         self.pod_name = str(pod["metadata"]["name"])
         self.container = container
-        self.digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        self.digest = digest
+        """SHA-256 of the manifest this container was started from."""
         self.volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
         self.process: subprocess.Popen[bytes] | None = None
         self.container_id = ""
         """A new id per start, as a container runtime gives each container it starts."""
         self.restarts = 0
         self.next_start = 0.0
+        self.started_at = ""
+        """When the current (or last) process started (RFC 3339), empty before the first start."""
         self.log = Path(kubelet.cfg.state) / "logs" / f"{self.pod_name}.log"
 
     def argv(self) -> list[str]:
@@ -197,6 +279,7 @@ class StaticPod:
         env = {**os.environ, **{e["name"]: str(e.get("value", "")) for e in self.container.get("env", [])}}
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.container_id = os.urandom(32).hex()
+        self.started_at = now_rfc3339()
         with self.log.open("ab") as log:
             log.write(f"\n--- start {time.strftime('%H:%M:%S')} (restart {self.restarts})\n".encode())
             log.flush()
@@ -212,6 +295,23 @@ class StaticPod:
             self.process = None
         if time.monotonic() >= self.next_start:
             self.start()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def container_status(self) -> dict[str, Any]:
+        """The container's entry in its mirror Pod's ``status.containerStatuses``."""
+        status: dict[str, Any] = {"name": self.container["name"], "image": self.container.get("image", ""),
+                                  "imageID": "", "restartCount": self.restarts, "ready": self.running(),
+                                  "started": self.running()}
+        if self.running():
+            status["containerID"] = f"containerd://{self.container_id}"
+            status["state"] = {"running": {"startedAt": self.started_at}}
+        elif self.started_at:
+            status["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+        else:
+            status["state"] = {"waiting": {"reason": "ContainerCreating"}}
+        return status
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -235,6 +335,11 @@ class StandIn:
         self.root = Path(cfg.root)
         self.state = Path(cfg.state)
         self.pods: dict[Path, list[StaticPod]] = {}
+        self.manifests: dict[Path, Manifest] = {}
+        """The manifest each entry of :attr:`pods` runs."""
+        self.next_mirror_sync = 0.0
+        self.mirror_failures: dict[str, tuple[float, str]] = {}
+        """Mirror Pod (or the node's look-up) -> (since when it fails, the last failure)."""
         self.status: dict[str, Any] = {"errors": [], "registered": False, "node": None, "servingCsr": None,
                                        "clientBootstrapped": False, "started": False}
         self.stopping = threading.Event()
@@ -262,15 +367,18 @@ class StandIn:
         for gone in [p for p in self.pods if p not in present]:
             for pod in self.pods.pop(gone):
                 pod.stop()
+            self.manifests.pop(gone, None)
         for manifest in sorted(present):
-            digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+            raw = manifest.read_bytes()
+            digest = hashlib.sha256(raw).hexdigest()
             current = self.pods.get(manifest)
             if current and current[0].digest == digest:
                 continue
             for pod in current or []:
                 pod.stop()
-            doc = yaml.safe_load(manifest.read_text())
-            self.pods[manifest] = [StaticPod(self, manifest, doc, c) for c in doc["spec"]["containers"]]
+            doc = yaml.safe_load(raw)
+            self.manifests[manifest] = Manifest(raw, doc, now_rfc3339())
+            self.pods[manifest] = [StaticPod(self, manifest, doc, c, digest) for c in doc["spec"]["containers"]]
         for pods in self.pods.values():
             for pod in pods:
                 pod.tick()
@@ -426,6 +534,134 @@ class StandIn:
         if not all(a in have for a in wanted):
             self.patch_addresses(client, name, wanted)
 
+    # --------------------------------------------------------------- mirror pods
+    def sync_mirror_pods(self) -> None:
+        """As the kubelet's pod workers and its orphaned-mirror-pod cleanup: every static pod has
+        one mirror Pod carrying its current hash (a mirror of another hash, or one being deleted,
+        is deleted and created again), mirror Pods of static pods that are gone are deleted, and
+        each mirror's status follows its processes. Each Pod is retried on its own next round,
+        as the kubelet retries; a failure that lasts :data:`MIRROR_ERROR_GRACE` is an error."""
+        if not self.status["registered"] or time.monotonic() < self.next_mirror_sync:
+            return
+        self.next_mirror_sync = time.monotonic() + MIRROR_SYNC_PERIOD
+        if not self.manifests and not self.status.get("mirrorPods"):
+            return  # no static pod (a worker), and no mirror Pod of one left to delete
+        client = KubeClient.from_kubeconfig(self.path("/etc/kubernetes/kubelet.conf"), self.root)
+        name = str(self.status["node"])
+        try:
+            node = client.get(f"/api/v1/nodes/{name}")
+            # the Node authorizer lets a node list only the pods bound to it
+            selector = urllib.parse.quote(f"spec.nodeName={name}")
+            listed = client.get(f"/api/v1/pods?fieldSelector={selector}")["items"]
+        except (ApiError, OSError) as exc:
+            self.mirror_failed(f"node {name}", exc)
+            return
+        self.mirror_failures.pop(f"node {name}", None)
+        node_uid = str(node["metadata"]["uid"])
+        addresses = {a["type"]: a["address"] for a in node.get("status", {}).get("addresses") or []}
+        host_ip = addresses.get("InternalIP") or self.cfg.node_ip
+        have = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in listed
+                if CONFIG_MIRROR in (p["metadata"].get("annotations") or {})}
+        wanted: dict[str, tuple[dict[str, Any], list[StaticPod], Manifest]] = {}
+        for path, manifest in list(self.manifests.items()):
+            pod = mirror_pod(manifest.doc, name, node_uid, config_hash(manifest.raw, name, str(path)), manifest.seen)
+            wanted[f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"] = (
+                pod, self.pods.get(path, []), manifest)
+        mirrors: dict[str, Any] = {}
+        for key in sorted({*have, *wanted}):
+            want = wanted.get(key)
+            try:
+                current = self.sync_mirror_pod(client, have.get(key), want, host_ip)
+            except (ApiError, OSError) as exc:
+                mirrors[key] = {"error": self.mirror_failed(f"mirror Pod {key}", exc)}
+                continue
+            self.mirror_failures.pop(key, None)
+            if want is not None and current is not None:
+                mirrors[key] = {"uid": current["metadata"]["uid"],
+                                "hash": want[0]["metadata"]["annotations"][CONFIG_HASH],
+                                "phase": (current.get("status") or {}).get("phase")}
+        self.status["mirrorPods"] = mirrors
+
+    def mirror_failed(self, what: str, exc: Exception) -> str:
+        """Note that ``what`` failed; an error of ``status.json`` once it has failed for
+        :data:`MIRROR_ERROR_GRACE` (the kubelet retries the same way, logging each failure)."""
+        first, _ = self.mirror_failures.get(what, (time.monotonic(), ""))
+        message = f"{what}: {type(exc).__name__}: {exc}"
+        self.mirror_failures[what] = (first, message)
+        if time.monotonic() - first >= MIRROR_ERROR_GRACE:
+            self.note_error(message)
+        return message
+
+    def sync_mirror_pod(self, client: KubeClient, current: dict[str, Any] | None,
+                        want: tuple[dict[str, Any], list[StaticPod], Manifest] | None,
+                        host_ip: str) -> dict[str, Any] | None:
+        """One mirror Pod brought in line with its static pod (``want``; None: the static pod
+        is gone); the Pod as it now is, None when there is none (yet)."""
+        if current is not None:
+            annotations = current["metadata"].get("annotations") or {}
+            if (want is None or current["metadata"].get("deletionTimestamp")
+                    or annotations.get(CONFIG_MIRROR) != want[0]["metadata"]["annotations"][CONFIG_MIRROR]):
+                self.delete_mirror_pod(client, current)
+                current = None
+        if want is None:
+            return None
+        pod, containers, manifest = want
+        meta = pod["metadata"]
+        if current is None:
+            try:
+                current = client.post(f"/api/v1/namespaces/{meta['namespace']}/pods", pod)
+            except ApiError as exc:
+                if exc.status == 409:  # AlreadyExists: the old one is still going; next round
+                    return None
+                raise
+        assert current is not None
+        status = self.mirror_status(containers, manifest, current.get("status") or {}, host_ip,
+                                    bool(pod["spec"].get("hostNetwork")))
+        if status_summary(status) != status_summary(current.get("status") or {}):
+            current = client.request("PATCH", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+                                     {"status": status}, content_type="application/strategic-merge-patch+json")
+        return current
+
+    @staticmethod
+    def delete_mirror_pod(client: KubeClient, pod: dict[str, Any]) -> None:
+        """Delete ``pod`` at once, only if it is still the object seen (the kubelet's UID precondition)."""
+        meta = pod["metadata"]
+        try:
+            client.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                           {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                            "preconditions": {"uid": meta["uid"]}})
+        except ApiError as exc:
+            if exc.status not in (404, 409):  # gone already, or another object by now
+                raise
+
+    @staticmethod
+    def mirror_status(containers: list[StaticPod], manifest: Manifest, previous: dict[str, Any], host_ip: str,
+                      host_network: bool) -> dict[str, Any]:
+        """The mirror Pod's status from its processes: ``Running`` once started (a container that
+        exited is restarted, as with ``restartPolicy: Always``), ``Ready`` while all run."""
+        started = any(c.started_at for c in containers)
+        ready = bool(containers) and all(c.running() for c in containers)
+        before = {c["type"]: c for c in previous.get("conditions") or []}
+        now = now_rfc3339()
+        conditions = []
+        for kind, value in (("PodReadyToStartContainers", started), ("Initialized", True), ("Ready", ready),
+                            ("ContainersReady", ready), ("PodScheduled", True)):
+            text = "True" if value else "False"
+            old = before.get(kind)
+            kept = old is not None and old.get("status") == text and old.get("lastTransitionTime")
+            since = old["lastTransitionTime"] if old is not None and kept else now
+            conditions.append({"type": kind, "status": text, "lastTransitionTime": since, "lastProbeTime": None})
+        status: dict[str, Any] = {
+            "phase": "Running" if started else "Pending",
+            "conditions": conditions,
+            "containerStatuses": [c.container_status() for c in containers],
+            "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+            "startTime": manifest.seen,
+        }
+        if host_network:
+            status |= {"podIP": host_ip, "podIPs": [{"ip": host_ip}]}
+        return status
+
     def request_serving_certificate(self, client: KubeClient, name: str, addresses: list[dict[str, str]]) -> None:
         """The kubelet's serving CSR: DNS names from the Hostname/…DNS addresses, IPs from the …IP ones."""
         import base64
@@ -505,6 +741,7 @@ class StandIn:
                     self.tls_bootstrap()
                     self.register()
                     self.sync_node_status()
+                    self.sync_mirror_pods()
                 self.save()
             except Exception as exc:  # noqa: BLE001 - a kubelet keeps going; the harness reads the errors
                 self.note_error(f"{type(exc).__name__}: {exc}")

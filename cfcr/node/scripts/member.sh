@@ -29,6 +29,8 @@ ETCD_MEMBERS_FILE=$CFCR_STATE/etcd-members.json
 ETCD_PEER_TRIES=${ETCD_PEER_TRIES:-3}
 MEMBER_READY_TIMEOUT=${MEMBER_READY_TIMEOUT:-900}
 ETCD_ADDED_ID=""
+# 1 when etcd_membership found no cluster that ran before (this member bootstraps a new one)
+ETCD_NEW_CLUSTER=0
 
 # etcd_api URL PATH JSON: one POST to etcd's gateway; the response on stdout.
 etcd_api() {
@@ -104,12 +106,14 @@ etcd_membership() {
       die "etcd: $CFCR_MEMBER's disk is blank and no etcd peer answers, but the API at $CFCR_API_SERVER does: the cluster exists and this member cannot reach its peers (ports 2379/2380); it will not start a second cluster"
     fi
     log "etcd: no peer answers and no member has run: a new cluster of the rendered members"
+    ETCD_NEW_CLUSTER=1
     return 0
   fi
   mine=$(jq -c --arg url "$CFCR_ETCD_PEER_URL" '[.members[]? | select(.peerURLs | index($url))][0] // empty' "$ETCD_MEMBERS_FILE")
   if [ -n "$mine" ] && [ "$(jq -r '(.clientURLs // []) | length' <<<"$mine")" = 0 ]; then
     if [ "$(jq -r '.isLearner // false' <<<"$mine")" = false ]; then
       log "etcd: $CFCR_MEMBER is a member of the new cluster that never started: joining its bootstrap"
+      ETCD_NEW_CLUSTER=1
       return 0
     fi
     log "etcd: $CFCR_MEMBER was added as a learner before (id $(jq -r .ID <<<"$mine")): starting it"
@@ -132,17 +136,29 @@ etcd_membership() {
 }
 
 # forget_stale_node: a member replaced by a new VM finds its Node still carrying the old VM's
-# provider ID, which cannot change: the Node goes, the kubelet registers it again.
+# provider ID, which cannot change: the Node goes, the kubelet registers it again. In a cluster
+# that ran before, the API may be away for a moment (another member restarting): asked again
+# for a minute, then the boot goes on (the cloud controller manager deletes a Node whose
+# instance is gone, and the kubelet registers it again). A new cluster has no API yet.
 forget_stale_node() {
-  local kubeconfig=/etc/kubernetes/admin.conf mine current
+  local kubeconfig=/etc/kubernetes/admin.conf mine current n tries=1
   mine=$(provider_id 2>/dev/null) || return 0
   kubeadm init phase kubeconfig admin --config "$CFCR_KUBEADM_CONFIG" >/dev/null 2>&1 || return 0
-  current=$(kubectl --kubeconfig "$kubeconfig" --request-timeout=10s get node "$CFCR_NODE_NAME" \
-    -o 'jsonpath={.spec.providerID}' 2>/dev/null) || return 0
-  if [ -n "$current" ] && [ "$current" != "$mine" ]; then
-    log "Node $CFCR_NODE_NAME belongs to the replaced VM ($current): deleting it for this one ($mine)"
-    kubectl --kubeconfig "$kubeconfig" --request-timeout=30s delete node "$CFCR_NODE_NAME" --wait=false >/dev/null
-  fi
+  [ "$ETCD_NEW_CLUSTER" = 1 ] || tries=12
+  for ((n = 1; n <= tries; n++)); do
+    if current=$(kubectl --kubeconfig "$kubeconfig" --request-timeout=10s get node "$CFCR_NODE_NAME"       --ignore-not-found -o 'jsonpath={.spec.providerID}' 2>/dev/null); then
+      if [ -z "$current" ] || [ "$current" = "$mine" ]; then
+        return 0
+      fi
+      log "Node $CFCR_NODE_NAME belongs to the replaced VM ($current): deleting it for this one ($mine)"
+      if kubectl --kubeconfig "$kubeconfig" --request-timeout=30s delete node "$CFCR_NODE_NAME"         --ignore-not-found --wait=false >/dev/null; then
+        return 0
+      fi
+    fi
+    [ "$n" -lt "$tries" ] && sleep 5
+  done
+  [ "$tries" = 1 ] || log "WARNING: the API did not answer about Node $CFCR_NODE_NAME in a minute: booting on (a stale Node goes with its instance)"
+  return 0
 }
 
 # member_state: one look at the membership; prints what is missing, or nothing when etcd has
