@@ -63,10 +63,14 @@ def api_versions(cp: ControlPlane) -> dict[str, str]:
 def apply_coredns(cp: ControlPlane, render: RenderedCluster) -> None:
     """cfcr's CoreDNS addon of ``render``'s release, applied server-side as the addons step of
     `pulumi up` applies it (what kubeadm's CoreDNS checks read: the Deployment's image, the
-    Corefile)."""
+    Corefile). The session's earlier tests may have applied the render's objects under their own
+    field manager (tests/test_controlplane_real.py, as a first `pulumi up` would have): the
+    addons step owns these objects, so it takes their fields over (``--force-conflicts``)
+    instead of failing on the image the next release changes."""
     rewriter = ImageRewriter.from_spec(render.spec.registry_mirrors, render.spec.addons.rewrite_images)
     for obj in coredns_objects(render.spec, render.release, rewriter):
-        cp.kubectl("apply", "--server-side", "--field-manager=cfcr-addons", "-f", "-", input=json.dumps(obj))
+        cp.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=cfcr-addons", "-f", "-",
+                   input=json.dumps(obj))
 
 
 def initialise_nodes(cp: ControlPlane) -> None:
