@@ -1,8 +1,8 @@
 """Typed view of ``releases.yaml``: channels, releases and their pinned artifacts.
 
-Pure data, no Pulumi. The YAML is parsed once, validated strictly (a typo or
-a malformed checksum fails at import time, not on a node at boot), and
-exposed as frozen dataclasses.
+Pure data, no Pulumi. The YAML is parsed once, validated strictly by pydantic
+models of the document (an unknown key, a typo or a malformed checksum fails at
+import time, not on a node at boot), and exposed as frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -13,10 +13,21 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Literal, cast
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -27,7 +38,7 @@ __all__ = [
     "ChecksumAlgorithm",
     "ChartRef",
     "CloudComponent",
-    "CloudIntegration",
+    "CloudComponents",
     "CniChart",
     "HelmChart",
     "ADDON_NAMES",
@@ -256,8 +267,8 @@ class CloudComponent:
 
 
 @dataclass(frozen=True)
-class CloudIntegration:
-    """Out-of-tree cloud integrations for one cloud."""
+class CloudComponents:
+    """The out-of-tree cloud components cfcr pins for one cloud: its CCM and CSI driver."""
 
     cloud: str
     """aws, gcp or azure."""
@@ -283,8 +294,8 @@ class Release:
     """Pause (sandbox) image tag."""
     cnis: Mapping[str, CniChart]
     """CNI charts by name."""
-    clouds: Mapping[str, CloudIntegration]
-    """Cloud integrations by cloud."""
+    clouds: Mapping[str, CloudComponents]
+    """Cloud components (CCM + CSI pins) by cloud."""
     addons: Mapping[str, HelmChart]
     """Addon charts by name (see ``ADDON_NAMES``)."""
     registries: tuple[str, ...]
@@ -337,8 +348,8 @@ class Release:
             raise KeyError(f"unknown addon {name!r}; the channels pin: {', '.join(ADDON_NAMES)}")
         return self.addons[name]
 
-    def cloud(self, name: str) -> CloudIntegration:
-        """Cloud integrations (CCM + CSI) for aws, gcp or azure."""
+    def cloud(self, name: str) -> CloudComponents:
+        """Cloud components (CCM + CSI pins) for aws, gcp or azure."""
         try:
             return self.clouds[name]
         except KeyError:
@@ -347,29 +358,62 @@ class Release:
             ) from None
 
 
-# --- parsing ---------------------------------------------------------------
+# --- parsing ----------------------------------------------------------------
+#
+# The pydantic models below describe the YAML document as written (keys as in the file,
+# unknown keys refused); each ``build`` turns a validated document into the frozen objects
+# above. A check that spans fields raises ``_Problem`` naming the key below the model it
+# failed at, so every ``ReleaseDataError`` names the YAML path of the bad value.
 
 
-def _map(value: object, where: str) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise ReleaseDataError(f"{where}: expected a mapping")
-    return cast(Mapping[str, object], value)
+class _Problem(ValueError):
+    """A validation failure at ``sub``, a path below the value being validated."""
+
+    def __init__(self, sub: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.sub = sub
 
 
-def _str(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ReleaseDataError(f"{where}: expected a non-empty string")
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError("expected a non-empty string")
     return value
 
 
-def _opt_str(value: object, where: str) -> str | None:
-    return None if value is None else _str(value, where)
-
-
-def _algorithm(value: object, where: str) -> ChecksumAlgorithm:
-    if value not in ("sha256", "sha512"):
-        raise ReleaseDataError(f"{where}: algorithm must be sha256 or sha512")
+def _unprefixed(value: str) -> str:
+    if value.startswith("v"):
+        raise ValueError("write versions without a leading v")
     return value
+
+
+def _helm_repo(value: str) -> str:
+    if not value.startswith(("https://", "oci://")):
+        raise ValueError("expected an https:// Helm repository or an oci:// registry path")
+    return value
+
+
+def _tagged(value: str) -> str:
+    if ":" not in value.rsplit("/", 1)[-1]:
+        raise ValueError("needs an explicit tag")
+    return value
+
+
+_T = TypeVar("_T")
+
+
+def _exactly(names: tuple[str, ...]) -> AfterValidator:
+    """The mapping's keys must be exactly ``names`` (no more, no fewer)."""
+
+    def check(value: dict[str, _T]) -> dict[str, _T]:
+        if set(value) != set(names):
+            raise ValueError(f"need exactly {names}")
+        return value
+
+    return AfterValidator(check)
+
+
+_Text = Annotated[str, AfterValidator(_non_empty)]
+_Version = Annotated[str, AfterValidator(_non_empty), AfterValidator(_unprefixed)]
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -377,156 +421,241 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
-def _check_same_origin(url: str, file_url: str, where: str) -> None:
+def _check_same_origin(url: str, file_url: str) -> None:
     """A digest fetched at boot is only as good as its channel: the publisher's checksum
     file must come over TLS from the artifact's own origin (kOps does the same for
     hashes it does not know), never from a third host."""
     scheme, host = _origin(file_url)
     if scheme != "https":
-        raise ReleaseDataError(f"{where}.file_url: the publisher's checksum file must be fetched over https")
+        raise _Problem(("file_url",), "the publisher's checksum file must be fetched over https")
     if (scheme, host) != _origin(url):
-        raise ReleaseDataError(f"{where}.file_url: the checksum file must come from the artifact's own origin "
-                               f"({_origin(url)[1]}), not {host}")
+        raise _Problem(("file_url",), "the checksum file must come from the artifact's own origin "
+                                      f"({_origin(url)[1]}), not {host}")
+
+
+class _Doc(BaseModel):
+    """A block of ``releases.yaml``: keys as written there, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ArtifactDoc(_Doc):
+    version: _Version
+    url: _Text
+    algorithm: ChecksumAlgorithm
+    checksum_source: ChecksumSource
+    checksums: dict[str, _Text] | None = None
+    file_url: _Text | None = None
+    source: _Text
+
+    @model_validator(mode="after")
+    def _verification(self) -> _ArtifactDoc:
+        if self.checksum_source == "pinned":
+            if self.checksums is None:
+                raise _Problem(("checksums",), "pinned artifacts need a digest per architecture")
+            if set(self.checksums) != set(ARCHITECTURES):
+                raise _Problem(("checksums",), f"need exactly {ARCHITECTURES}")
+            for arch, digest in self.checksums.items():
+                if not re.fullmatch(rf"[0-9a-f]{{{_HEX_LEN[self.algorithm]}}}", digest):
+                    raise _Problem(("checksums", arch), f"not a {self.algorithm} hex digest")
+            if self.file_url is not None:
+                raise _Problem(("file_url",), "only publisher-file artifacts have a checksum file")
+        else:
+            if self.checksums is not None:
+                raise _Problem((), "publisher-file artifacts must have checksums: null")
+            if self.file_url is None:
+                raise _Problem(("file_url",), "expected a non-empty string")
+            _check_same_origin(self.url, self.file_url)
+        return self
+
+    def build(self, name: str) -> Artifact:
+        return Artifact(
+            name=name,
+            version=self.version,
+            url_template=self.url,
+            algorithm=self.algorithm,
+            checksum_source=self.checksum_source,
+            checksums=None if self.checksums is None else MappingProxyType(dict(self.checksums)),
+            file_url_template=self.file_url,
+            source=self.source,
+        )
+
+
+class _ImageVersionDoc(_Doc):
+    version: _Text
+    source: _Text
+
+    def build(self) -> ImageVersion:
+        return ImageVersion(version=self.version, source=self.source)
+
+
+class _ChartDoc(_Doc):
+    repo: Annotated[str, AfterValidator(_helm_repo)]
+    chart: _Text
+    version: _Text
+    images: list[_Text]
+    source: _Text
+
+    def build(self, name: str) -> HelmChart:
+        return HelmChart(name=name, repo=self.repo, chart=self.chart, version=self.version,
+                         images=tuple(self.images), source=self.source)
+
+
+class _ChartRefDoc(_Doc):
+    repo: _Text
+    chart: _Text
+    version: _Text | None = None
+
+
+class _CloudComponentDoc(_Doc):
+    image: Annotated[str, AfterValidator(_non_empty), AfterValidator(_tagged)]
+    chart: _ChartRefDoc | None = None
+    confirmed: StrictBool
+    source: _Text
+
+    def build(self) -> CloudComponent:
+        chart = None if self.chart is None else ChartRef(self.chart.repo, self.chart.chart, self.chart.version)
+        return CloudComponent(image=self.image, chart=chart, confirmed=self.confirmed, source=self.source)
+
+
+class _CloudDoc(_Doc):
+    ccm: _CloudComponentDoc
+    csi: _CloudComponentDoc
+
+    def build(self, cloud: str) -> CloudComponents:
+        return CloudComponents(cloud=cloud, ccm=self.ccm.build(), csi=self.csi.build())
+
+
+class _ReleaseDoc(_Doc):
+    kubernetes: _ArtifactDoc
+    etcd: _ImageVersionDoc
+    coredns: _ImageVersionDoc
+    pause: _ImageVersionDoc
+    components: Annotated[dict[str, _ArtifactDoc], _exactly(COMPONENT_NAMES)]
+    cni: Annotated[dict[str, _ChartDoc], _exactly(CNI_NAMES)]
+    cloud: Annotated[dict[str, _CloudDoc], _exactly(CLOUD_NAMES)]
+    addons: Annotated[dict[str, _ChartDoc], _exactly(ADDON_NAMES)]
+
+    @field_validator("etcd")
+    @classmethod
+    def _etcd_revision(cls, etcd: _ImageVersionDoc) -> _ImageVersionDoc:
+        if not re.fullmatch(r"\d+\.\d+\.\d+-\d+", etcd.version):
+            raise _Problem(("version",), "expected <etcd version>-<revision>")
+        return etcd
+
+    def build(self, key: str, regs: tuple[str, ...]) -> Release:
+        # Mappings follow the canonical name order, not the file's.
+        return Release(
+            kubernetes=KubernetesRelease(version=key, tarball=self.kubernetes.build("kubernetes-node")),
+            components=MappingProxyType({n: self.components[n].build(n) for n in COMPONENT_NAMES}),
+            etcd=self.etcd.build(),
+            coredns=self.coredns.build(),
+            pause=self.pause.build(),
+            cnis=MappingProxyType({n: self.cni[n].build(n) for n in CNI_NAMES}),
+            clouds=MappingProxyType({n: self.cloud[n].build(n) for n in CLOUD_NAMES}),
+            addons=MappingProxyType({n: self.addons[n].build(n) for n in ADDON_NAMES}),
+            registries=regs,
+        )
+
+
+class _ReleasesFile(_Doc):
+    schema_: StrictInt = Field(alias="schema")
+    architectures: list[str]
+    channels: dict[str, _Text]
+    registries: list[_Text]
+    releases: dict[str, _ReleaseDoc]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_building_blocks(cls, data: object) -> object:
+        """Top-level keys starting with ``_`` hold the YAML anchors the releases share."""
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("_"))}
+        return data
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, schema: int) -> int:
+        if schema != 1:
+            raise ValueError("unsupported schema (cfcr reads schema 1)")
+        return schema
+
+    @field_validator("architectures")
+    @classmethod
+    def _architectures(cls, archs: list[str]) -> list[str]:
+        if archs != list(ARCHITECTURES):
+            raise ValueError(f"must be {list(ARCHITECTURES)}")
+        return archs
+
+    @field_validator("releases")
+    @classmethod
+    def _keys(cls, releases: dict[str, _ReleaseDoc]) -> dict[str, _ReleaseDoc]:
+        for key, release in releases.items():
+            if release.kubernetes.version != key:
+                raise _Problem((key,), f"kubernetes.version {release.kubernetes.version} != key {key}")
+            try:
+                parse_version(key)
+            except ValueError as exc:
+                raise _Problem((key,), str(exc)) from None
+        return releases
+
+    @model_validator(mode="after")
+    def _channels_point_at_releases(self) -> _ReleasesFile:
+        for name, version in self.channels.items():
+            if version not in self.releases:
+                raise _Problem(("channels", name), f"{version} has no release entry")
+        return self
+
+    def build(self) -> _Data:
+        regs = tuple(self.registries)
+        releases = {k: r.build(k, regs) for k, r in self.releases.items()}
+        return _Data(MappingProxyType(dict(self.channels)), MappingProxyType(releases), regs)
+
+
+_FRIENDLIER: dict[str, str] = {
+    "missing": "required key missing",
+    "extra_forbidden": "unknown key",
+    "model_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+    "list_type": "expected a list",
+    "string_type": "expected a non-empty string",
+    "bool_type": "expected true or false",
+}
+"""Pydantic error types reworded as the messages of the hand-written parser that came before."""
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """Every error of ``exc``, each as ``<YAML path>: <what is wrong>``."""
+    out: list[str] = []
+    for err in exc.errors():
+        loc: list[str | int] = [*err["loc"]]
+        message = _FRIENDLIER.get(err["type"], err["msg"])
+        cause = err.get("ctx", {}).get("error")
+        if err["type"] == "value_error" and isinstance(cause, ValueError):
+            message = str(cause)
+            if isinstance(cause, _Problem):
+                loc += cause.sub
+        path = where
+        for part in loc:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        out.append(f"{path or 'releases.yaml'}: {message}")
+    return "; ".join(out)
+
+
+_D = TypeVar("_D", bound=_Doc)
+
+
+def _validate(doc: type[_D], raw: object, where: str = "") -> _D:
+    """``raw`` (YAML data) as a ``doc``, or ``ReleaseDataError`` naming the path of each bad value."""
+    try:
+        return doc.model_validate(raw)
+    except ValidationError as exc:
+        raise ReleaseDataError(_describe(exc, where)) from None
 
 
 def _artifact(name: str, raw: object, where: str) -> Artifact:
-    d = _map(raw, where)
-    algorithm = _algorithm(d.get("algorithm"), where)
-    source_kind = d.get("checksum_source")
-    raw_sums = d.get("checksums")
-    checksums: Mapping[str, str] | None
-    file_url: str | None = None
-    if source_kind == "pinned":
-        sums = _map(raw_sums, f"{where}.checksums")
-        if set(sums) != set(ARCHITECTURES):
-            raise ReleaseDataError(f"{where}.checksums: need exactly {ARCHITECTURES}")
-        parsed: dict[str, str] = {}
-        for arch, hexval in sums.items():
-            h = _str(hexval, f"{where}.checksums.{arch}")
-            if not re.fullmatch(rf"[0-9a-f]{{{_HEX_LEN[algorithm]}}}", h):
-                raise ReleaseDataError(f"{where}.checksums.{arch}: not a {algorithm} hex digest")
-            parsed[arch] = h
-        checksums = MappingProxyType(parsed)
-    elif source_kind == "publisher-file":
-        if raw_sums is not None:
-            raise ReleaseDataError(f"{where}: publisher-file artifacts must have checksums: null")
-        checksums = None
-        file_url = _str(d.get("file_url"), f"{where}.file_url")
-        _check_same_origin(_str(d.get("url"), f"{where}.url"), file_url, where)
-    else:
-        raise ReleaseDataError(f"{where}: checksum_source must be pinned or publisher-file")
-    version = _str(d.get("version"), f"{where}.version")
-    if version.startswith("v"):
-        raise ReleaseDataError(f"{where}.version: write versions without a leading v")
-    return Artifact(
-        name=name,
-        version=version,
-        url_template=_str(d.get("url"), f"{where}.url"),
-        algorithm=algorithm,
-        checksum_source=source_kind,
-        checksums=checksums,
-        file_url_template=file_url,
-        source=_str(d.get("source"), f"{where}.source"),
-    )
-
-
-def _image_version(raw: object, where: str) -> ImageVersion:
-    d = _map(raw, where)
-    return ImageVersion(
-        version=_str(d.get("version"), f"{where}.version"),
-        source=_str(d.get("source"), f"{where}.source"),
-    )
-
-
-def _cloud_component(raw: object, where: str) -> CloudComponent:
-    d = _map(raw, where)
-    chart_raw = d.get("chart")
-    chart: ChartRef | None = None
-    if chart_raw is not None:
-        c = _map(chart_raw, f"{where}.chart")
-        chart = ChartRef(
-            repo=_str(c.get("repo"), f"{where}.chart.repo"),
-            chart=_str(c.get("chart"), f"{where}.chart.chart"),
-            version=_opt_str(c.get("version"), f"{where}.chart.version"),
-        )
-    confirmed = d.get("confirmed")
-    if not isinstance(confirmed, bool):
-        raise ReleaseDataError(f"{where}.confirmed: expected true or false")
-    image = _str(d.get("image"), f"{where}.image")
-    if ":" not in image.rsplit("/", 1)[-1]:
-        raise ReleaseDataError(f"{where}.image: needs an explicit tag")
-    return CloudComponent(
-        image=image,
-        chart=chart,
-        confirmed=confirmed,
-        source=_str(d.get("source"), f"{where}.source"),
-    )
-
-
-def _chart(name: str, raw: object, where: str) -> HelmChart:
-    c = _map(raw, where)
-    images_raw = c.get("images")
-    if not isinstance(images_raw, list):
-        raise ReleaseDataError(f"{where}.images: expected a list")
-    repo = _str(c.get("repo"), f"{where}.repo")
-    if not repo.startswith(("https://", "oci://")):
-        raise ReleaseDataError(f"{where}.repo: expected an https:// Helm repository or an oci:// registry path")
-    return HelmChart(
-        name=name,
-        repo=repo,
-        chart=_str(c.get("chart"), f"{where}.chart"),
-        version=_str(c.get("version"), f"{where}.version"),
-        images=tuple(_str(i, f"{where}.images[]") for i in images_raw),
-        source=_str(c.get("source"), f"{where}.source"),
-    )
-
-
-def _release(key: str, raw: object, regs: tuple[str, ...]) -> Release:
-    where = f"releases.{key}"
-    d = _map(raw, where)
-    kube = _artifact("kubernetes-node", d.get("kubernetes"), f"{where}.kubernetes")
-    if kube.version != key:
-        raise ReleaseDataError(f"{where}: kubernetes.version {kube.version} != key {key}")
-    parse_version(key)
-    comps_raw = _map(d.get("components"), f"{where}.components")
-    if set(comps_raw) != set(COMPONENT_NAMES):
-        raise ReleaseDataError(f"{where}.components: need exactly {COMPONENT_NAMES}")
-    components = {
-        n: _artifact(n, comps_raw[n], f"{where}.components.{n}") for n in COMPONENT_NAMES
-    }
-    cni_raw = _map(d.get("cni"), f"{where}.cni")
-    if set(cni_raw) != set(CNI_NAMES):
-        raise ReleaseDataError(f"{where}.cni: need exactly {CNI_NAMES}")
-    cnis = {n: _chart(n, cni_raw[n], f"{where}.cni.{n}") for n in CNI_NAMES}
-    addon_raw = _map(d.get("addons"), f"{where}.addons")
-    if set(addon_raw) != set(ADDON_NAMES):
-        raise ReleaseDataError(f"{where}.addons: need exactly {ADDON_NAMES}")
-    addons = {n: _chart(n, addon_raw[n], f"{where}.addons.{n}") for n in ADDON_NAMES}
-    cloud_raw = _map(d.get("cloud"), f"{where}.cloud")
-    if set(cloud_raw) != set(CLOUD_NAMES):
-        raise ReleaseDataError(f"{where}.cloud: need exactly {CLOUD_NAMES}")
-    clouds: dict[str, CloudIntegration] = {}
-    for n in CLOUD_NAMES:
-        c = _map(cloud_raw[n], f"{where}.cloud.{n}")
-        clouds[n] = CloudIntegration(
-            cloud=n,
-            ccm=_cloud_component(c.get("ccm"), f"{where}.cloud.{n}.ccm"),
-            csi=_cloud_component(c.get("csi"), f"{where}.cloud.{n}.csi"),
-        )
-    etcd = _image_version(d.get("etcd"), f"{where}.etcd")
-    if not re.fullmatch(r"\d+\.\d+\.\d+-\d+", etcd.version):
-        raise ReleaseDataError(f"{where}.etcd.version: expected <etcd version>-<revision>")
-    return Release(
-        kubernetes=KubernetesRelease(version=key, tarball=kube),
-        components=MappingProxyType(components),
-        etcd=etcd,
-        coredns=_image_version(d.get("coredns"), f"{where}.coredns"),
-        pause=_image_version(d.get("pause"), f"{where}.pause"),
-        cnis=MappingProxyType(cnis),
-        clouds=MappingProxyType(clouds),
-        addons=MappingProxyType(addons),
-        registries=regs,
-    )
+    """One artifact block (``where`` is its YAML path, for the error messages)."""
+    return _validate(_ArtifactDoc, raw, where).build(name)
 
 
 @dataclass(frozen=True)
@@ -537,26 +666,7 @@ class _Data:
 
 
 def _parse(raw: object) -> _Data:
-    top = _map(raw, "releases.yaml")
-    if top.get("schema") != 1:
-        raise ReleaseDataError("releases.yaml: unsupported schema")
-    archs = top.get("architectures")
-    if archs != list(ARCHITECTURES):
-        raise ReleaseDataError(f"releases.yaml: architectures must be {list(ARCHITECTURES)}")
-    regs_raw = top.get("registries")
-    if not isinstance(regs_raw, list):
-        raise ReleaseDataError("registries: expected a list")
-    regs = tuple(_str(r, "registries[]") for r in regs_raw)
-    rel_raw = _map(top.get("releases"), "releases")
-    releases = {str(k): _release(str(k), v, regs) for k, v in rel_raw.items()}
-    chans_raw = _map(top.get("channels"), "channels")
-    channels: dict[str, str] = {}
-    for name, version in chans_raw.items():
-        v = _str(version, f"channels.{name}")
-        if v not in releases:
-            raise ReleaseDataError(f"channels.{name}: {v} has no release entry")
-        channels[str(name)] = v
-    return _Data(MappingProxyType(channels), MappingProxyType(releases), regs)
+    return _validate(_ReleasesFile, raw).build()
 
 
 @cache
