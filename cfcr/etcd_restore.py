@@ -35,7 +35,7 @@ from cfcr.config.topology import control_plane_members
 from cfcr.node.etcd import CLIENT_PORT, etcd_flag_map
 from cfcr.node.packages import mirror_url
 from cfcr.node.paths import ETCD_DATA_DIR, ETCD_PKI_DIR, MANIFESTS_DIR
-from cfcr.pki.specs import ControlPlaneMember
+from cfcr.config.topology import ControlPlaneMember
 
 BUMP_REVISION = 1_000_000_000
 """Revisions added on restore (etcd's recommendation for Kubernetes: far more than the writes

@@ -29,7 +29,7 @@ from cfcr.aws.backups import (
     bucket_name,
     writer_role_name,
 )
-from cfcr.aws.bootstrap_hook import ACCOUNT_PLACEHOLDER, S3SnapshotTarget, SecretsManagerFetcher
+from cfcr.aws.node_hook import ACCOUNT_PLACEHOLDER, S3SnapshotTarget, AwsNodeHook
 from cfcr.cli import main as cli
 from cfcr.config import ConfigError, load_spec, read_stack_config
 from cfcr.config.backups import calendar_ok
@@ -43,7 +43,8 @@ from cfcr.etcd_restore import (
     start_script,
 )
 from cfcr.node import Role
-from cfcr.node import userdata as node_userdata
+from cfcr.aws import node_hook as aws_node_hook
+from cfcr.node import UserDataLimit
 from cfcr.node.backup import BACKUP_HOOK_PATH, BACKUP_SCRIPT, backup_files, snapshot_prefix
 from cfcr.render import RenderResult, render_stack, unwrap
 from cfcr.render.mocks import RecordingMonitor
@@ -86,7 +87,7 @@ def _render(config: dict[str, Any], options: dict[tuple[str, str], tuple[bool, b
         return original(self, request)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(node_userdata._LIMITS, "aws", 10**6)
+        patch.setattr(aws_node_hook, "USER_DATA_LIMIT", UserDataLimit(10**6, gzip=True))
         patch.setattr(RecordingMonitor, "RegisterResource", spy)
         return render_stack(STACK, None, config=config)
 
@@ -389,11 +390,11 @@ def test_the_backup_files_pass_shellcheck(render: RenderResult, tmp_path: Path) 
 def test_a_hook_without_object_storage_gets_no_timer() -> None:
     spec = load_spec(stack_config(), STACK)
     target = S3SnapshotTarget(bucket="b", writer_role="r")
-    assert backup_files(spec, Role.control_plane(0), SecretsManagerFetcher(region="us-east-1", backups=target))
-    assert not backup_files(spec, Role.control_plane(0), SecretsManagerFetcher(region="us-east-1"))
-    assert not backup_files(spec, Role.worker("general"), SecretsManagerFetcher(region="us-east-1", backups=target))
+    assert backup_files(spec, Role.control_plane(0), AwsNodeHook(region="us-east-1", backups=target))
+    assert not backup_files(spec, Role.control_plane(0), AwsNodeHook(region="us-east-1"))
+    assert not backup_files(spec, Role.worker("general"), AwsNodeHook(region="us-east-1", backups=target))
     off = load_spec({**read_stack_config(STACK), "cfcr:etcdBackups": {"enabled": False}}, STACK)
-    assert not backup_files(off, Role.control_plane(0), SecretsManagerFetcher(region="us-east-1", backups=target))
+    assert not backup_files(off, Role.control_plane(0), AwsNodeHook(region="us-east-1", backups=target))
 
 
 def test_backups_are_on_by_default_and_fit_the_aws_user_data_limit() -> None:
@@ -429,7 +430,7 @@ def fake_aws(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def _run_upload(env: dict[str, str], file: Path, key: str) -> subprocess.CompletedProcess[str]:
-    hook = SecretsManagerFetcher(region="eu-west-1", backups=S3SnapshotTarget(
+    hook = AwsNodeHook(region="eu-west-1", backups=S3SnapshotTarget(
         bucket=bucket_name("c1", "eu-west-1"), writer_role=writer_role_name("c1", "eu-west-1")))
     body = hook.snapshot_upload_command()
     assert body is not None

@@ -29,7 +29,8 @@ from cfcr.etcd_restore import BUMP_REVISION, member_plans, restore_args
 from cfcr.node import Role
 from cfcr.node.backup import snapshot_prefix
 from cfcr.node.delivered import delivered_scripts, script_text
-from cfcr.pki.specs import ControlPlaneMember, PkiInputs
+from cfcr.config.topology import ControlPlaneMember
+from cfcr.pki.specs import PkiInputs
 from tests.support.etcd_cluster import EtcdCluster, Member
 from tests.support.tools import needs
 from tests.support.x509 import IssuedPki, issue_all
@@ -182,9 +183,9 @@ def shipped_user_data(spec: ClusterSpec, index: int) -> bytes:
 
 def _hook(spec: ClusterSpec) -> object:
     from cfcr.aws.backups import snapshot_target
-    from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+    from cfcr.aws.node_hook import AwsNodeHook
 
-    return SecretsManagerFetcher(region="us-east-1", cluster="bkp", backups=snapshot_target(spec))
+    return AwsNodeHook(region="us-east-1", cluster="bkp", backups=snapshot_target(spec))
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,

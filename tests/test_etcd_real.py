@@ -20,7 +20,8 @@ import pytest
 from cfcr.channels import parse_version, resolve
 from cfcr.config import ClusterSpec, load_spec
 from cfcr.node.etcd import etcd_args
-from cfcr.pki.specs import ControlPlaneMember, PkiInputs
+from cfcr.config.topology import ControlPlaneMember
+from cfcr.pki.specs import PkiInputs
 from tests.support.etcd_cluster import (
     EtcdCluster,
     EtcdTestError,

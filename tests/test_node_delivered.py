@@ -71,7 +71,7 @@ def test_user_data_lists_them_for_the_fetch_and_does_not_carry_them(render: Rend
 
 def _aws_hook(spec: Any) -> object:
     from cfcr.aws.backups import snapshot_target
-    from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+    from cfcr.aws.node_hook import AwsNodeHook
 
-    return SecretsManagerFetcher(region=spec.region, cluster=spec.name, joined_profiles={"x": "y"},
+    return AwsNodeHook(region=spec.region, cluster=spec.name, joined_profiles={"x": "y"},
                                  backups=snapshot_target(spec))

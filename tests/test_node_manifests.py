@@ -37,7 +37,7 @@ from cfcr.node.etcd import (
     etcd_static_pod,
     initial_cluster,
 )
-from cfcr.pki.specs import ControlPlaneMember
+from cfcr.config.topology import ControlPlaneMember
 
 BASE = {"cfcr:cloud": "aws", "cfcr:region": "us-east-1"}
 

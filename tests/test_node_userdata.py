@@ -16,24 +16,25 @@ from typing import Any
 import pytest
 import yaml
 
-from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
-from cfcr.azure.bootstrap_hook import KeyVaultFetcher
+from cfcr.aws.node_hook import AwsNodeHook
+from cfcr.clouds import cloud_user_data_limit
+from cfcr.azure.node_hook import AzureNodeHook
 from cfcr.channels import CHANNELS, Release, resolve
 from cfcr.config import ClusterSpec, load_spec
-from cfcr.gcp.bootstrap_hook import SecretManagerFetcher
+from cfcr.gcp.node_hook import GcpNodeHook
 from cfcr.node import (
     NodeContext,
+    NodeHook,
     Role,
-    SecretFetcher,
+    UserDataLimit,
     UserDataTooLargeError,
-    cloud_user_data_limit,
     render_user_data,
     roles_for,
 )
 from cfcr.node.delivered import delivered_scripts
 from cfcr.node.secrets import pki_path, secret_files_for
+from cfcr.config.topology import ControlPlaneMember
 from cfcr.pki.specs import (
-    ControlPlaneMember,
     PkiInputs,
     credentials_for_role,
     materials_for_role,
@@ -78,12 +79,12 @@ def make_spec(cloud: str = "aws", count: int = 3, mirrors: bool = False, **extra
     return load_spec(config, "test")
 
 
-def make_hook(cloud: str) -> SecretFetcher:
+def make_hook(cloud: str) -> NodeHook:
     if cloud == "aws":
-        return SecretsManagerFetcher(region="us-east-1")
+        return AwsNodeHook(region="us-east-1")
     if cloud == "gcp":
-        return SecretManagerFetcher(project="cfcr-test-project")
-    return KeyVaultFetcher(vault_name="cfcr-test-kv", client_id="00000000-0000-0000-0000-000000000001")
+        return GcpNodeHook(project="cfcr-test-project")
+    return AzureNodeHook(vault_name="cfcr-test-kv", client_id="00000000-0000-0000-0000-000000000001")
 
 
 def secret_id(cloud: str, key: str) -> str:
@@ -223,10 +224,10 @@ def test_too_large_names_role_and_sizes() -> None:
     release = resolve(spec.kubernetes.version)
     ctx = make_ctx(spec)
     with pytest.raises(UserDataTooLargeError, match=r"control-plane-1: user-data is \d+ bytes \(\d+ gzipped\), over the aws limit of 2000"):
-        render_user_data(spec, release, ctx, Role.control_plane(1), make_hook("aws"), {"aws": 2000})
+        render_user_data(spec, release, ctx, Role.control_plane(1), make_hook("aws"), UserDataLimit(2000, gzip=True))
     gcp = make_spec("gcp", 1)
     with pytest.raises(UserDataTooLargeError, match="worker-gpu.*cannot carry gzip"):
-        render_user_data(gcp, release, make_ctx(gcp), Role.worker("gpu"), make_hook("gcp"), {"gcp": 5000})
+        render_user_data(gcp, release, make_ctx(gcp), Role.worker("gpu"), make_hook("gcp"), UserDataLimit(5000, gzip=False))
 
 
 # --------------------------------------------------------------------------- secrets
@@ -295,13 +296,13 @@ def test_secret_ids_reach_the_fetch_script_quoted() -> None:
 
 
 def test_hooks() -> None:
-    aws = SecretsManagerFetcher(region="eu-west-1")
+    aws = AwsNodeHook(region="eu-west-1")
     assert "snap install aws-cli --classic" in aws.setup_commands()[0]
     cmd = aws.fetch_command("arn:aws:secretsmanager:eu-west-1:1:secret:a b")
     assert "--region eu-west-1" in cmd and "'arn:aws:secretsmanager:eu-west-1:1:secret:a b'" in cmd
-    gcp = SecretManagerFetcher(project="p1").fetch_command("s1")
+    gcp = GcpNodeHook(project="p1").fetch_command("s1")
     assert "projects/p1/secrets/s1/versions/latest:access" in gcp and "Metadata-Flavor: Google" in gcp
-    az = KeyVaultFetcher(vault_name="kv1").fetch_command("s1")
+    az = AzureNodeHook(vault_name="kv1").fetch_command("s1")
     assert "https://kv1.vault.azure.net/secrets/s1?api-version=7.4" in az
     assert "resource=https%3A%2F%2Fvault.azure.net" in az and "client_id" not in az
 
@@ -665,7 +666,7 @@ def test_aws_provider_id_comes_from_imdsv2(tmp_path: Path) -> None:
     imds = _FakeImds()
     try:
         (tmp_path / "identity.sh").write_text(
-            _identity_function(SecretsManagerFetcher(region="eu-west-1"), "http://169.254.169.254", imds.url))
+            _identity_function(AwsNodeHook(region="eu-west-1"), "http://169.254.169.254", imds.url))
         result = _bash(f". {tmp_path}/identity.sh; cfcr_provider_id", tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout == "aws:///eu-west-1b/i-0123456789abcdef0\n"
@@ -678,7 +679,7 @@ def test_aws_provider_id_comes_from_imdsv2(tmp_path: Path) -> None:
 @needs("curl")
 def test_aws_provider_id_fails_without_imds(tmp_path: Path) -> None:
     (tmp_path / "identity.sh").write_text(
-        _identity_function(SecretsManagerFetcher(region="eu-west-1"), "http://169.254.169.254", "http://127.0.0.1:9"))
+        _identity_function(AwsNodeHook(region="eu-west-1"), "http://169.254.169.254", "http://127.0.0.1:9"))
     result = _bash(f". {tmp_path}/identity.sh; cfcr_provider_id", tmp_path)
     assert result.returncode != 0
     assert result.stdout == ""
@@ -725,9 +726,9 @@ def test_join_credentials_are_short_lived_where_the_cloud_can_rotate_them(render
             assert ("cfcr_secret_store()" in secrets) == rotating, case
         else:
             assert "cfcr_secret_store()" not in files["/etc/cfcr/secrets.sh"]["content"], "workers store nothing"
-    from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+    from cfcr.aws.node_hook import AwsNodeHook
 
-    assert join_access(SecretsManagerFetcher("us-east-1")) is not None
+    assert join_access(AwsNodeHook("us-east-1")) is not None
 
 
 def test_scripts_travel_without_comments_but_whole(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ its own that installs on any conformant cluster with a ``kubernetes`` provider p
 from cfcr.addons.autoscaler import ClusterAutoscaler
 from cfcr.addons.base import AddonArgs, ChartSpec
 from cfcr.addons.cloud import CloudFacts, CloudIntegration, CloudIntegrationArgs, NodeGroup
-from cfcr.addons.cni import Cni, CniArgs, CniLock, NodePort, node_ports
+from cfcr.addons.cni import Cni, CniArgs, CniLock
 from cfcr.addons.component import ClusterAddons, ClusterAddonsArgs
 from cfcr.addons.coredns import CoreDns, CoreDnsArgs
 from cfcr.addons.csr_approver import CsrApprover
@@ -22,6 +22,7 @@ from cfcr.addons.provider import cluster_provider
 from cfcr.addons.rbac import RbacArgs, RbacPersonas
 from cfcr.addons.termination import TerminationHandler
 from cfcr.addons.vpa import Vpa
+from cfcr.cni_ports import NodePort, node_ports
 
 __all__ = [
     "AddonArgs",

@@ -1,4 +1,4 @@
-"""cluster-autoscaler, wired to the node pools (AWS now).
+"""cluster-autoscaler, wired to the node pools of the clouds whose addon profile gives its values (AWS now).
 
 Discovery by the ASG tags ``k8s.io/cluster-autoscaler/enabled`` and
 ``k8s.io/cluster-autoscaler/<cluster>`` (the AWS layer puts them on every pool's ASG, with
@@ -25,21 +25,18 @@ from cfcr.addons.images import ImageRewriter
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
 
-SUPPORTED_CLOUDS = ("aws",)
-
-
 def discovery_tags(cluster_name: str) -> list[str]:
     return ["k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{cluster_name}"]
 
 
 def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rewriter: ImageRewriter) -> ChartSpec:
-    if facts.cloud not in SUPPORTED_CLOUDS:
-        raise ValueError(f"cluster-autoscaler is wired for {', '.join(SUPPORTED_CLOUDS)} only so far, not {facts.cloud}")
+    cloud_values = facts.profile.autoscaler_values
+    if cloud_values is None:
+        raise ValueError(f"cluster-autoscaler is not wired for {facts.cloud} yet (its addon profile gives no values)")
     pin = release.addon("cluster-autoscaler")
     repository, tag = pin.images[0].rsplit(":", 1)
     values: dict[str, Any] = {
-        "cloudProvider": "aws",
-        "awsRegion": facts.region,
+        **cloud_values(facts),
         "image": {"repository": rewriter.repository(repository), "tag": tag},
         "priorityClassName": "system-cluster-critical",
         "nodeSelector": {CONTROL_PLANE_LABEL: ""},

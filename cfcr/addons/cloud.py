@@ -1,30 +1,29 @@
 """The cloud's integrations: the out-of-tree cloud controller manager, the block-storage CSI
 driver and a default StorageClass, selected from the channel's data per cloud.
 
+What differs between clouds is not here: each cloud package supplies a
+:class:`CloudAddonProfile` (its contract, :mod:`cfcr.clouds`) with the CCM's provider name,
+the CSI provisioner, its chart values and transforms, the StorageClass parameters, the cloud
+config's format and the autoscaler's values. This module builds the objects from it.
+
 * CCM: authored here (ServiceAccount, RBAC, the cloud config Secret, a DaemonSet on the
   control-plane nodes with host networking, so it reaches the instance metadata for its
   credentials) for every cloud, because the channel confirms images but not chart
-  versions. ``spec.cloud_config`` reaches it untouched: rendered as INI sections for AWS and
-  GCP (``{Global: {Zone: x}}`` -> ``[Global]\\nZone = x``), as JSON for Azure.
-* CSI: AWS's EBS driver chart and Azure's disk driver chart from the channel. The EBS
-  controller needs the instance profile's credentials, and the IMDSv2 hop limit of 1 (which
-  cfcr keeps, and the policy pack enforces) lets only host-network processes reach them: it
-  runs on the control-plane nodes with host networking, told the region explicitly. The
-  chart has no value for the controller's host networking (its values schema forbids
-  unknown keys), so a Pulumi transform sets it on the chart's controller Deployment
-  (:func:`ebs_controller_transform`, an instance of :func:`host_network_transform`). GCP's
-  persistent-disk driver has no chart in the channel: cfcr installs only its StorageClass
-  and says so (see docs/addons.md).
-* StorageClass: the default class, encrypted (gp3 with ``encrypted: "true"`` on AWS; GCP
-  and Azure encrypt every disk at rest), bound when the first consumer is scheduled, so
-  volumes land in the pod's zone.
+  versions. ``spec.cloud_config`` reaches it untouched: rendered as INI sections
+  (``{Global: {Zone: x}}`` -> ``[Global]\\nZone = x``) or as JSON, as the profile says.
+* CSI: the cloud's driver chart from the channel, with the profile's values and transforms
+  (AWS's EBS controller goes onto the host network by a transform: :mod:`cfcr.aws.addon_profile`).
+  A cloud whose driver has no chart in the channel (GCP) gets only its StorageClass, and a
+  warning (see docs/addons.md).
+* StorageClass: the default class, encrypted (the profile's parameters), bound when the first
+  consumer is scheduled, so volumes land in the pod's zone.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,39 +40,13 @@ from cfcr.addons.base import (
     sa_subject,
     service_account,
 )
-from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
+from cfcr.addons.images import ImageRewriter
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
-from cfcr.node.kubelet import deep_merge
 
 NAMESPACE = "kube-system"
 CLOUD_CONFIG_DIR = "/etc/kubernetes/cloud-config"
 CCM_NAME = "cloud-controller-manager"
-CCM_PROVIDER = {"aws": "aws", "gcp": "gce", "azure": "azure"}
-CSI_PROVISIONER = {"aws": "ebs.csi.aws.com", "gcp": "pd.csi.storage.gke.io", "azure": "disk.csi.azure.com"}
-STORAGE_PARAMETERS: dict[str, dict[str, str]] = {
-    "aws": {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
-    "gcp": {"type": "pd-balanced"},
-    "azure": {"skuName": "Premium_LRS"},
-}
-EBS_SLOTS = (
-    ImageSlot(("image", "repository"), "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver"),
-    ImageSlot(("sidecars", "provisioner", "image", "repository"), "public.ecr.aws/csi-components/csi-provisioner"),
-    ImageSlot(("sidecars", "attacher", "image", "repository"), "public.ecr.aws/csi-components/csi-attacher"),
-    ImageSlot(("sidecars", "snapshotter", "image", "repository"), "public.ecr.aws/csi-components/csi-snapshotter"),
-    ImageSlot(("sidecars", "livenessProbe", "image", "repository"), "public.ecr.aws/csi-components/livenessprobe"),
-    ImageSlot(("sidecars", "resizer", "image", "repository"), "public.ecr.aws/csi-components/csi-resizer"),
-    ImageSlot(("sidecars", "nodeDriverRegistrar", "image", "repository"), "public.ecr.aws/csi-components/csi-node-driver-registrar"),
-    ImageSlot(("sidecars", "volumemodifier", "image", "repository"), "public.ecr.aws/ebs-csi-driver/volume-modifier-for-k8s"),
-)
-"""The EBS chart's images. The sidecar defaults are NOT confirmed for the pinned chart
-version (they moved between public.ecr.aws paths over time); only mirrored slots are set."""
-
-EBS_CONTROLLER = "ebs-csi-controller"
-"""Name (and ``app`` label) of the EBS chart's controller Deployment."""
-EBS_CONTROLLER_MAX_REPLICAS = 2
-"""The chart's default; with host networking two replicas never share a node (their
-health port is a host port), so a cluster gets at most one per control-plane node."""
 HOST_NETWORK_DNS_POLICY = "Default"
 """DNS of the host-network controllers: the node's resolver. They reach the API server by
 the in-cluster service address (an IP, from the environment) and AWS by public names, so
@@ -95,10 +68,6 @@ def is_controller(props: Mapping[str, Any], name: str) -> bool:
     return name in (labels.get("app"), labels.get("k8s-app"))
 
 
-def is_ebs_controller(props: Mapping[str, Any]) -> bool:
-    """True for the EBS chart's controller Deployment (by name or by its ``app`` label)."""
-    return is_controller(props, EBS_CONTROLLER)
-
 
 def host_network_transform(deployment: str) -> pulumi.ResourceTransform:
     """A Pulumi transform putting a chart's controller Deployment ``deployment`` on the host
@@ -116,10 +85,45 @@ def host_network_transform(deployment: str) -> pulumi.ResourceTransform:
     return transform
 
 
-def ebs_controller_transform() -> pulumi.ResourceTransform:
-    """:func:`host_network_transform` for the EBS chart's controller (the chart has no value
-    for its host networking)."""
-    return host_network_transform(EBS_CONTROLLER)
+
+CsiValues = Callable[["CloudFacts", ImageRewriter, str, str, int], dict[str, Any]]
+"""(facts, rewriter, image repository, image tag, control-plane count) -> the CSI chart's values."""
+
+
+@dataclass(frozen=True)
+class CloudAddonProfile:
+    """What the addons need to know about one cloud. Each cloud package supplies one
+    (``cfcr/<cloud>/addon_profile.py``, named by its contract in :mod:`cfcr.clouds`)."""
+
+    ccm_provider: str
+    """The cloud controller manager's ``--cloud-provider``."""
+    csi_provisioner: str
+    """The CSI driver's name: the default StorageClass's provisioner."""
+    storage_parameters: Mapping[str, str]
+    """Parameters of the default StorageClass (encrypted disks)."""
+    cloud_config_format: Literal["ini", "json"]
+    """How ``spec.cloud_config`` is written for the CCM: INI sections or JSON."""
+    csi_values: CsiValues | None = None
+    """The CSI chart's values; None when the channel has no chart for the cloud's driver."""
+    csi_transforms: Callable[[], list[pulumi.ResourceTransform]] = list
+    """Transforms on the CSI chart's objects (for what its values cannot set)."""
+    autoscaler_values: Callable[["CloudFacts"], dict[str, Any]] | None = None
+    """cluster-autoscaler's cloud values (provider, region); None: the autoscaler is not wired
+    for this cloud yet."""
+    termination_handler: bool = False
+    """Whether aws-node-termination-handler applies (given a termination queue)."""
+
+    @property
+    def cloud_config_file(self) -> str:
+        """The cloud config's file name in its Secret and on the CCM's disk."""
+        return "cloud.json" if self.cloud_config_format == "json" else "cloud.conf"
+
+
+def addon_profile(cloud: str) -> CloudAddonProfile:
+    """The :class:`CloudAddonProfile` of ``cloud``, from its package's contract."""
+    from cfcr import clouds
+
+    return clouds.package(cloud).addon_profile
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,11 @@ class CloudFacts:
     """URL of the SQS queue of node termination events (AWS); with it, aws-node-termination-handler
     drains nodes before they go. None: no handler."""
 
+    @property
+    def profile(self) -> CloudAddonProfile:
+        """What the addons need to know about :attr:`cloud` (its package's contract)."""
+        return addon_profile(self.cloud)
+
     @classmethod
     def from_spec(cls, spec: ClusterSpec, node_groups: Mapping[str, NodeGroup] | None = None, *,
                   termination_queue_url: pulumi.Input[str] | None = None) -> CloudFacts:
@@ -167,8 +176,8 @@ class CloudFacts:
 
 
 def render_cloud_config(cloud: str, config: Mapping[str, Any]) -> str:
-    """The cloud config file: INI sections (AWS, GCP) or JSON (Azure), values as given."""
-    if cloud == "azure":
+    """The cloud config file: INI sections or JSON (as ``cloud``'s profile says), values as given."""
+    if addon_profile(cloud).cloud_config_format == "json":
         return json.dumps(dict(config), indent=2, sort_keys=True) + "\n"
     lines: list[str] = []
     for section, body in config.items():
@@ -205,7 +214,7 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
     pin = release.cloud(facts.cloud).ccm
     labels = {"k8s-app": CCM_NAME}
     args = [
-        f"--cloud-provider={CCM_PROVIDER[facts.cloud]}",
+        f"--cloud-provider={facts.profile.ccm_provider}",
         f"--cluster-name={facts.cluster_name}",
         "--leader-elect=true",
         "--use-service-account-credentials=false",
@@ -227,7 +236,7 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
          "subjects": [sa_subject(CCM_NAME, NAMESPACE)]},
     ]
     if facts.cloud_config:
-        name = "cloud.json" if facts.cloud == "azure" else "cloud.conf"
+        name = facts.profile.cloud_config_file
         objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta("cloud-config", NAMESPACE),
                         "type": "Opaque", "stringData": {name: render_cloud_config(facts.cloud, facts.cloud_config)}})
         args.append(f"--cloud-config={CLOUD_CONFIG_DIR}/{name}")
@@ -266,12 +275,13 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
 
 def storage_class(cloud: str) -> dict[str, Any]:
     """The default StorageClass of the cloud's CSI driver."""
+    profile = addon_profile(cloud)
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": meta("cfcr-default", annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-        "provisioner": CSI_PROVISIONER[cloud],
-        "parameters": dict(STORAGE_PARAMETERS[cloud]),
+        "provisioner": profile.csi_provisioner,
+        "parameters": dict(profile.storage_parameters),
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "WaitForFirstConsumer",
         "allowVolumeExpansion": True,
@@ -279,37 +289,18 @@ def storage_class(cloud: str) -> dict[str, Any]:
 
 
 def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
-              extra: Mapping[str, Any] | None = None, *, control_plane_count: int = EBS_CONTROLLER_MAX_REPLICAS,
+              extra: Mapping[str, Any] | None = None, *, control_plane_count: int = 2,
               ) -> ChartSpec | None:
-    """The CSI driver chart of the cloud, or None when the channel has none (GCP).
-
-    AWS: the EBS controller runs on the control-plane nodes (host networking comes from
-    :func:`ebs_controller_transform`), one replica per control-plane node up to two."""
+    """The CSI driver chart of the cloud with its profile's values, or None when the channel
+    has none (GCP)."""
     pin = release.cloud(facts.cloud).csi
     if pin.chart is None:
         return None
+    build_values = facts.profile.csi_values
+    if build_values is None:
+        raise ValueError(f"the channel pins a CSI chart for {facts.cloud}, and its addon profile gives no values")
     repository, _, tag = pin.image.rpartition(":")
-    if facts.cloud == "aws":
-        values: dict[str, Any] = {
-            "image": {"repository": rewriter.repository(repository), "tag": tag},
-            "controller": {
-                "region": facts.region,
-                # the driver then tags what it creates kubernetes.io/cluster/<cluster>=owned besides
-                # ebs.csi.aws.com/cluster=true; cfcr.aws.identity.ebs_csi_policy requires both
-                "k8sTagClusterId": facts.cluster_name,
-                "nodeSelector": {CONTROL_PLANE_LABEL: ""},
-                "tolerations": CONTROL_PLANE_TOLERATIONS,
-                "replicaCount": max(1, min(EBS_CONTROLLER_MAX_REPLICAS, control_plane_count)),
-            },
-            "node": {"tolerateAllTaints": True},
-            "storageClasses": [],
-        }
-        values = deep_merge(values, slot_values(EBS_SLOTS[1:], rewriter))
-    else:
-        values = {"image": {"azuredisk": {"repository": rewriter.repository(repository.rsplit("/", 1)[0]) + "/",
-                                          "tag": tag}}} if rewriter.active else {}
-        values = deep_merge(values, {"controller": {"cloudConfigSecretName": "cloud-config",
-                                                    "cloudConfigSecretNamespace": NAMESPACE}})
+    values = build_values(facts, rewriter, repository, tag, control_plane_count)
     if not pin.chart.version:
         raise ValueError(f"the channel pins no chart version for {facts.cloud}'s CSI driver")
     chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, pin.chart.version, NAMESPACE, values, pin.source)
@@ -317,8 +308,8 @@ def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
 
 
 def csi_transforms(cloud: str) -> list[pulumi.ResourceTransform]:
-    """Transforms on the cloud's CSI chart: AWS's EBS controller onto the host network."""
-    return [ebs_controller_transform()] if cloud == "aws" else []
+    """Transforms on the cloud's CSI chart (its profile's)."""
+    return addon_profile(cloud).csi_transforms()
 
 
 @dataclass

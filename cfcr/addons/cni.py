@@ -2,9 +2,9 @@
 
 Every overlay is VXLAN on each project's own default port, written out explicitly so the
 render shows it: UDP 8472 (the Linux kernel's) for flannel, canal and Cilium, UDP 4789 (the
-IANA port) for Calico. :func:`node_ports` lists what the nodes must let in from each other;
-the AWS security groups (``cfcr.aws.security.CNI_PORTS``) open the same; tests/test_cni_ports.py
-holds the rendered security groups against the ports the rendered chart values configure.
+IANA port) for Calico. The ports come from :mod:`cfcr.cni_ports`, which every cloud's firewall
+also reads; tests/test_cni_ports.py holds the rendered security groups against the ports the
+rendered chart values configure.
 
 * **flannel**: the flannel chart, VXLAN backend, the spec's pod network.
 * **canal**: flannel for the network with Calico's policy engine, from the manifest Calico
@@ -42,43 +42,12 @@ from pulumi_kubernetes.yaml import v2 as yaml_v2
 from cfcr.addons.base import Addon, ChartSpec, namespace
 from cfcr.addons.images import ImageRewriter, ImageSlot, rewrite_pod_images, slot_values
 from cfcr.channels import Release
+from cfcr.cni_ports import CILIUM_HEALTH_PORT, HUBBLE_PORT, VXLAN_PORTS
 from cfcr.config import ClusterSpec
+from cfcr.constants import API_PORT
 from cfcr.node.kubelet import deep_merge
 
-VXLAN_PORTS: dict[str, int] = {"flannel": 8472, "canal": 8472, "cilium": 8472, "calico": 4789}
-"""UDP port of each CNI's VXLAN overlay (the projects' defaults)."""
-CILIUM_HEALTH_PORT = 4240
-"""Cilium's cluster health port (the agent's default, ``pkg/defaults`` ``ClusterHealthPort``)."""
-HUBBLE_PORT = 4244
-"""Hubble server port on every node (the chart's default ``hubble.listenAddress`` ``:4244``)."""
-API_SERVER_PORT = 6443
 CHANGING_THE_CNI = "docs/addons.md#changing-the-cni"
-
-
-@dataclass(frozen=True)
-class NodePort:
-    """A port the nodes must accept from each other for the CNI."""
-
-    protocol: str
-    """tcp, udp or icmp."""
-    port: int
-    """Port number (ICMP type for icmp)."""
-    purpose: str
-    """What uses it."""
-
-
-def node_ports(cni: str) -> list[NodePort]:
-    """Node-to-node ports the CNI needs (for the cloud firewalls)."""
-    if cni == "none":
-        return []
-    vxlan = NodePort("udp", VXLAN_PORTS[cni], "VXLAN overlay")
-    return {
-        "flannel": [vxlan],
-        "canal": [vxlan],
-        "calico": [vxlan, NodePort("tcp", 5473, "Calico Typha")],
-        "cilium": [vxlan, NodePort("tcp", CILIUM_HEALTH_PORT, "Cilium health checks"),
-                   NodePort("tcp", HUBBLE_PORT, "Hubble server"), NodePort("icmp", 8, "Cilium health (echo request)")],
-    }[cni]
 
 
 def api_host(api_server_url: str) -> str:
@@ -173,7 +142,7 @@ def cilium_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, a
         "hubble": {"enabled": True, "listenAddress": f":{HUBBLE_PORT}"},
         "kubeProxyReplacement": spec.cilium_kube_proxy_replacement,
         "k8sServiceHost": api_host(api_server_url),
-        "k8sServicePort": API_SERVER_PORT,
+        "k8sServicePort": API_PORT,
         "operator": {"replicas": 2},
     }
     values = deep_merge(values, slot_values(CILIUM_SLOTS, rewriter))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 
 from cfcr import channels
-from cfcr.addons.autoscaler import SUPPORTED_CLOUDS, ClusterAutoscaler
+from cfcr.addons.autoscaler import ClusterAutoscaler
 from cfcr.addons.base import AddonArgs
 from cfcr.addons.cloud import CloudFacts, CloudIntegration, CloudIntegrationArgs
 from cfcr.addons.cni import Cni, CniArgs
@@ -26,7 +26,6 @@ from cfcr.addons.logging import Logging
 from cfcr.addons.metrics_server import MetricsServer
 from cfcr.addons.provider import cluster_provider
 from cfcr.addons.rbac import RbacArgs, RbacPersonas
-from cfcr.addons.termination import SUPPORTED_CLOUDS as TERMINATION_CLOUDS
 from cfcr.addons.termination import TerminationHandler
 from cfcr.addons.vpa import Vpa
 from cfcr.config import ClusterSpec
@@ -86,12 +85,12 @@ class ClusterAddons(pulumi.ComponentResource):
         if spec.addons.metrics_server:
             self.metrics_server = MetricsServer(f"{name}-metrics-server", AddonArgs(spec, networked), child)
         self.autoscaler: ClusterAutoscaler | None = None
-        if spec.addons.autoscaler and args.cloud.cloud in SUPPORTED_CLOUDS:
+        if spec.addons.autoscaler and args.cloud.profile.autoscaler_values is not None:
             self.autoscaler = ClusterAutoscaler(f"{name}-autoscaler", spec, args.cloud, release, child, networked)
         elif spec.addons.autoscaler:
             pulumi.log.warn(f"cfcr: cluster-autoscaler is not wired for {args.cloud.cloud} yet; skipped", self)
         self.termination_handler: TerminationHandler | None = None
-        if args.cloud.cloud in TERMINATION_CLOUDS and args.cloud.termination_queue_url is not None:
+        if args.cloud.profile.termination_handler and args.cloud.termination_queue_url is not None:
             self.termination_handler = TerminationHandler(f"{name}-termination-handler", spec, args.cloud, release,
                                                           child, networked)
         self.logging: Logging | None = None

@@ -36,7 +36,6 @@ from cfcr.channels import Release
 from cfcr.config import ClusterSpec
 from cfcr.node.kubelet import deep_merge
 
-SUPPORTED_CLOUDS = ("aws",)
 RELEASE = "aws-node-termination-handler"
 """Release name; the chart names its queue-mode Deployment after it."""
 NAMESPACE = "kube-system"
@@ -49,8 +48,8 @@ def termination_handler_chart(spec: ClusterSpec, release: Release, facts: CloudF
                               rewriter: ImageRewriter) -> ChartSpec:
     """The NTH chart in queue-processor mode. ``facts.termination_queue_url`` (which may be an
     Output) is set last, unless ``extraValues["termination-handler"]`` names another queue."""
-    if facts.cloud not in SUPPORTED_CLOUDS:
-        raise ValueError(f"aws-node-termination-handler runs on {', '.join(SUPPORTED_CLOUDS)} only, not {facts.cloud}")
+    if not facts.profile.termination_handler:
+        raise ValueError(f"aws-node-termination-handler runs on aws only, not {facts.cloud}")
     if facts.termination_queue_url is None:
         raise ValueError("aws-node-termination-handler needs the termination queue's URL (CloudFacts.termination_queue_url)")
     pin = release.addon("aws-node-termination-handler")

@@ -39,7 +39,7 @@ from typing import Any
 import pulumi
 from pulumi_aws import iam, kms, s3
 
-from cfcr.aws.bootstrap_hook import ACCOUNT_PLACEHOLDER, S3SnapshotTarget
+from cfcr.aws.node_hook import ACCOUNT_PLACEHOLDER, S3SnapshotTarget
 from cfcr.aws.names import NAME_LIMITS, check_name, fit, replace_first
 from cfcr.aws.tags import base_tags, partition_of
 from cfcr.config import ClusterSpec

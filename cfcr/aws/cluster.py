@@ -16,7 +16,7 @@ import pulumi
 
 from cfcr import channels
 from cfcr.aws.backups import build_etcd_backups, snapshot_target
-from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+from cfcr.aws.node_hook import AwsNodeHook
 from cfcr.aws.control_plane import build_control_plane_instances, build_etcd_volumes, etcd_disk_path
 from cfcr.aws.identity import build_identities, pool_profile_names
 from cfcr.aws.image import Images
@@ -24,11 +24,12 @@ from cfcr.aws.nlb import build_api_load_balancer
 from cfcr.aws.network import build_network
 from cfcr.aws.node_pool import NodePool, NodePoolArgs
 from cfcr.aws.secrets import build_secret_store
-from cfcr.aws.security import API_PORT, build_security_groups
+from cfcr.aws.security import build_security_groups
 from cfcr.aws.termination import build_termination_queue
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from cfcr.bootstrap.component import default_secret_id
 from cfcr.bootstrap.version import KubernetesVersion
+from cfcr.constants import API_PORT
 from cfcr.node.secrets import BOOTSTRAP_TOKEN_KEY
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.config.topology import control_plane_members, zones
@@ -136,7 +137,7 @@ class Cluster(pulumi.ComponentResource):
                 spec=spec,
                 api_endpoint=api.private_name,
                 members=control_plane_members(spec),
-                hook=SecretsManagerFetcher(region=spec.region, cluster=spec.name, joined_profiles=dict(
+                hook=AwsNodeHook(region=spec.region, cluster=spec.name, joined_profiles=dict(
                     pool_profile_names(name, pool.name) for pool in spec.node_pools), backups=backup_target),
                 etcd_disk_devices=[m.volume.id.apply(etcd_disk_path) for m in volumes],
                 extra_api_names=api.dns_name.apply(lambda dns: [dns] if dns else []),

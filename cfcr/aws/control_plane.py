@@ -31,11 +31,11 @@ from pulumi_aws import ebs, ec2, lb
 from cfcr.aws.identity import NodeIdentity
 from cfcr.aws.launch import encode_user_data, metadata_options, root_volume, tag_specifications
 from cfcr.aws.names import physical_name, replace_first
-from cfcr.aws.security import API_PORT
 from cfcr.aws.tags import ETCD_MEMBER_TAG, base_tags
 from cfcr.bootstrap.rollout import MemberGate
 from cfcr.config import DEFAULT_CONTROL_PLANE_SIZE, ClusterSpec
 from cfcr.config.topology import control_plane_members, zones
+from cfcr.constants import API_PORT
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 

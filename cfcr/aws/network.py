@@ -12,7 +12,7 @@ from pulumi_aws import ec2, get_availability_zones_output
 from cfcr.aws.tags import base_tags
 from cfcr.config import ClusterSpec
 from cfcr.config.topology import ZonePlan, control_plane_members, zones
-from cfcr.pki.specs import ControlPlaneMember
+from cfcr.config.topology import ControlPlaneMember
 
 INTERNAL_ELB_TAG = "kubernetes.io/role/internal-elb"
 PUBLIC_ELB_TAG = "kubernetes.io/role/elb"

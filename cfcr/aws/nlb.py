@@ -18,24 +18,12 @@ import pulumi
 from pulumi_aws import lb, route53
 
 from cfcr.aws.names import physical_name, replace_first
-from cfcr.aws.security import API_PORT
 from cfcr.aws.tags import base_tags
 from cfcr.config import ClusterSpec
+from cfcr.constants import API_PORT, INTERNAL_API_DOMAIN, private_api_name, private_zone_name
 
 LB_TYPE = "aws:lb/loadBalancer:LoadBalancer"
 TG_TYPE = "aws:lb/targetGroup:TargetGroup"
-INTERNAL_API_DOMAIN = "cfcr.internal"
-"""Parent domain of each cluster's private hosted zone (``<cluster>.cfcr.internal``)."""
-
-
-def private_zone_name(cluster: str) -> str:
-    """The cluster's private hosted zone: one per cluster, so clusters can share a VPC."""
-    return f"{cluster}.{INTERNAL_API_DOMAIN}"
-
-
-def private_api_name(cluster: str) -> str:
-    """``api.<cluster>.cfcr.internal``: the stable API name nodes use (and the kubeadm endpoint)."""
-    return f"api.{private_zone_name(cluster)}"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Secret delivery: one Secrets Manager secret per ClusterBootstrap secret, encrypted with the
 cluster's own KMS key (rotation on). Nodes read them with their instance role at boot
-(``cfcr.aws.bootstrap_hook``); IAM (``identity.py``) decides who reads which."""
+(``cfcr.aws.node_hook``); IAM (``identity.py``) decides who reads which."""
 
 from __future__ import annotations
 

@@ -28,9 +28,9 @@ import pulumi
 from pulumi_aws import ec2, vpc
 
 from cfcr.aws.tags import base_tags
+from cfcr.cni_ports import node_ports
 from cfcr.config import ClusterSpec
-
-API_PORT = 6443
+from cfcr.constants import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT
 
 
 @dataclass(frozen=True)
@@ -47,20 +47,17 @@ class PortRule:
     """Last port (ICMP code for icmp)."""
 
 
-CNI_PORTS: dict[str, tuple[PortRule, ...]] = {
-    "flannel": (PortRule("vxlan", "udp", 8472, 8472),),
-    "canal": (PortRule("vxlan", "udp", 8472, 8472),),
-    # cfcr's calico runs VXLAN encapsulation (no BGP, no IP-in-IP); typha when it scales out
-    "calico": (PortRule("vxlan", "udp", 4789, 4789), PortRule("typha", "tcp", 5473, 5473)),
-    "cilium": (
-        PortRule("vxlan", "udp", 8472, 8472),
-        PortRule("health", "tcp", 4240, 4240),
-        PortRule("hubble", "tcp", 4244, 4244),
-        PortRule("icmp-echo", "icmp", 8, 0),
-    ),
-    "none": (),
-}
-"""Ports each CNI needs between nodes, as the addons layer configures it."""
+def cni_port_rules(cni: str) -> tuple[PortRule, ...]:
+    """The ingress rules between nodes for ``cni``, from :func:`cfcr.cni_ports.node_ports` (the
+    one table the chart values read too): a port is a one-port range; ICMP is its type with
+    code 0."""
+    return tuple(
+        PortRule(p.name, p.protocol, p.port, 0 if p.protocol == "icmp" else p.port) for p in node_ports(cni)
+    )
+
+
+CNI_PORTS: dict[str, tuple[PortRule, ...]] = {cni: cni_port_rules(cni) for cni in ("flannel", "canal", "calico", "cilium")}
+"""The rules of each CNI (``none`` opens nothing)."""
 
 
 @dataclass(frozen=True)
@@ -156,17 +153,17 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
     ingress("cp-api-from-cp", cp, "tcp", API_PORT, API_PORT, source=cp, description="API from the control plane")
     ingress("cp-api-from-worker", cp, "tcp", API_PORT, API_PORT, source=worker, description="API from workers")
     # etcd: client and peer, control plane only.
-    ingress("cp-etcd-from-cp", cp, "tcp", 2379, 2380, source=cp, description="etcd client and peer")
+    ingress("cp-etcd-from-cp", cp, "tcp", ETCD_CLIENT_PORT, ETCD_PEER_PORT, source=cp, description="etcd client and peer")
     # kubelet API: the API server (exec, logs, port-forward) on the control plane, and metrics-server,
     # a Deployment on workers whose scrapes of node addresses leave masqueraded as its worker's.
-    ingress("cp-kubelet-from-cp", cp, "tcp", 10250, 10250, source=cp, description="kubelet from the control plane")
-    ingress("worker-kubelet-from-cp", worker, "tcp", 10250, 10250, source=cp, description="kubelet from the control plane")
-    ingress("cp-kubelet-from-worker", cp, "tcp", 10250, 10250, source=worker,
+    ingress("cp-kubelet-from-cp", cp, "tcp", KUBELET_PORT, KUBELET_PORT, source=cp, description="kubelet from the control plane")
+    ingress("worker-kubelet-from-cp", worker, "tcp", KUBELET_PORT, KUBELET_PORT, source=cp, description="kubelet from the control plane")
+    ingress("cp-kubelet-from-worker", cp, "tcp", KUBELET_PORT, KUBELET_PORT, source=worker,
             description="kubelet from metrics-server on workers")
-    ingress("worker-kubelet-from-worker", worker, "tcp", 10250, 10250, source=worker,
+    ingress("worker-kubelet-from-worker", worker, "tcp", KUBELET_PORT, KUBELET_PORT, source=worker,
             description="kubelet from metrics-server on workers")
     # CNI: between every pair of nodes.
-    for port in CNI_PORTS[spec.cni]:
+    for port in cni_port_rules(spec.cni):
         for target_name, target in (("cp", cp), ("worker", worker)):
             for source_name, source in (("cp", cp), ("worker", worker)):
                 ingress(f"{target_name}-{spec.cni}-{port.name}-from-{source_name}", target, port.protocol,

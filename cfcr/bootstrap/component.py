@@ -14,7 +14,8 @@ import pulumi
 
 from cfcr import channels
 from cfcr.config import ClusterSpec
-from cfcr.node import NodeContext, Role, SecretFetcher, render_user_data, roles_for
+from cfcr.constants import API_PORT
+from cfcr.node import NodeContext, Role, NodeHook, render_user_data, roles_for
 from cfcr.node.context import with_node_names
 from cfcr.node.delivered import DeliveredScript, delivered_scripts, script_text
 from cfcr.pki.component import ByoCa, ClusterPki, ClusterPkiArgs
@@ -74,7 +75,7 @@ class ClusterBootstrapArgs:
     """Host name the API load balancer answers on (a stable name; it is in the serving certificate)."""
     members: Sequence[ControlPlaneMember]
     """Control-plane members with their fixed addresses (static etcd membership)."""
-    hook: SecretFetcher
+    hook: NodeHook
     """How a node of this cloud reads a secret with its instance identity."""
     etcd_disk_devices: Sequence[pulumi.Input[str]]
     """Block device of each control-plane member's etcd disk, in member order (clouds that
@@ -142,7 +143,7 @@ class ClusterBootstrap(pulumi.ComponentResource):
             names.append(spec.networking.api_dns_name)
         extra_names: pulumi.Output[list[str]] = pulumi.Output.from_input(args.extra_api_names).apply(
             lambda extra: [n for n in dict.fromkeys(extra or ()) if n and n not in names])
-        self.api_server_url = f"https://{args.api_endpoint}:6443"
+        self.api_server_url = f"https://{args.api_endpoint}:{API_PORT}"
         self.pki = ClusterPki(
             f"{name}-pki",
             ClusterPkiArgs(

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from cfcr import channels
 from cfcr.config.errors import NAMESPACE, Problem
 from cfcr.config.schema import ClusterSpec
+from cfcr.constants import RESERVED_USER_NAMES
 
-RESERVED_USERS = frozenset({"admin", "super-admin", "kubernetes-admin", "kubeadm"})
 MIN_SERVICE_ADDRESSES = 256
 MAX_SERVICE_PREFIX = 12  # kube-apiserver refuses IPv4 service ranges larger than a /12
 
@@ -160,9 +160,9 @@ def _pki(spec: ClusterSpec) -> Iterator[Problem]:
         )
     seen: set[str] = set()
     for i, user in enumerate(pki.users):
-        if user.name in RESERVED_USERS:
+        if user.name in RESERVED_USER_NAMES:
             yield Problem(
-                _key(f"pki.users[{i}].name"), user.name, f"reserved; not one of {', '.join(sorted(RESERVED_USERS))}"
+                _key(f"pki.users[{i}].name"), user.name, f"reserved; not one of {', '.join(sorted(RESERVED_USER_NAMES))}"
             )
         elif user.name in seen:
             yield Problem(_key(f"pki.users[{i}].name"), user.name, "user names must be unique")

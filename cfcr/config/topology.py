@@ -17,16 +17,35 @@ import ipaddress
 from dataclasses import dataclass
 
 from cfcr.config.schema import ClusterSpec
+from cfcr.constants import private_api_name
 from cfcr.names import fit_name
-from cfcr.pki.specs import ControlPlaneMember
 
-__all__ = ["DNS_LABEL_MAX", "ZonePlan", "control_plane_members", "fit_name", "zones"]
+__all__ = ["DNS_LABEL_MAX", "ControlPlaneMember", "ZonePlan", "api_endpoint", "control_plane_members", "fit_name", "zones"]
 
 DEFAULT_ZONE_COUNT = 3
 MAX_ZONES = 4
 FIRST_MEMBER_OFFSET = 10  # clouds reserve the first few addresses of a subnet (AWS 4, Azure 4, GCP 2)
 DNS_LABEL_MAX = 63
 """Longest DNS label (RFC 1035 2.3.4): a Kubernetes node name's label, an etcd member name, a SAN label."""
+
+
+@dataclass(frozen=True)
+class ControlPlaneMember:
+    """One control-plane node, which is also one static etcd member."""
+
+    name: str
+    """The etcd member name, e.g. ``prod-cp-0`` (also the Node's name unless ``node_name`` is set)."""
+    address: str
+    """The address peers and clients use to reach it: an IP address or a DNS name."""
+    node_name: str | None = None
+    """The Kubernetes Node name its kubelet registers: the host name its cloud gives the VM
+    (on AWS ``ip-10-0-0-10``), so that kubelet serving certificates name what the network
+    resolves. None: the member name."""
+
+    @property
+    def kubelet_name(self) -> str:
+        """The Node name (``node_name`` or the member name)."""
+        return self.node_name or self.name
 
 
 @dataclass(frozen=True)
@@ -81,3 +100,10 @@ def member_zone(spec: ClusterSpec, index: int) -> ZonePlan:
     """The zone control-plane member ``index`` lives in."""
     plan = zones(spec)
     return plan[index % len(plan)]
+
+
+def api_endpoint(spec: ClusterSpec) -> str:
+    """The API host name every node and kubeconfig uses: ``networking.apiDnsName``, or
+    ``api.<cluster>.cfcr.internal`` in the cluster's private zone."""
+    assert spec.name is not None, "load_spec names every cluster"
+    return spec.networking.api_dns_name or private_api_name(spec.name)

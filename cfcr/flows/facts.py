@@ -17,8 +17,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from cfcr.cni_ports import node_ports
 from cfcr.config import ClusterSpec
-from cfcr.flows.model import API_PORT, Ports
+from cfcr.config.topology import api_endpoint
+from cfcr.constants import API_PORT
+from cfcr.flows.model import Ports
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 """kubeadm's default for a control-plane node that names no taints."""
@@ -274,15 +277,11 @@ def _hosts(files_by_role: Mapping[str, Mapping[str, str]]) -> tuple[tuple[str, .
 
 def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: Mapping[str, bytes | str]) -> ClusterFacts:
     """The facts of a render: ``rows`` as in resources.json, ``user_data`` by role."""
-    from cfcr.addons.cni import node_ports
-
     assert spec.name is not None
     files = {role: _files(data) for role, data in user_data.items()}  # each user-data parsed once
     roles = tuple(node_role(role, files[role]) for role in sorted(files, key=_order))
     endpoints = [r.api_endpoint for r in roles if r.api_endpoint]
     if not endpoints:
-        from cfcr.program import api_endpoint
-
         endpoints = [f"{api_endpoint(spec)}:{API_PORT}"]
     endpoint = endpoints[0]
     host, _, port = endpoint.rpartition(":")

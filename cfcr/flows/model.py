@@ -17,13 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from cfcr.constants import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT
+
 if TYPE_CHECKING:
     from cfcr.flows.facts import ClusterFacts
-
-API_PORT = 6443
-KUBELET_PORT = 10250
-ETCD_CLIENT_PORT = 2379
-ETCD_PEER_PORT = 2380
 
 
 @dataclass(frozen=True)

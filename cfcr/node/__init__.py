@@ -5,11 +5,10 @@ secret ids) into a :class:`NodeContext` and call :func:`render_user_data` per
 :class:`Role` from :func:`roles_for`.
 """
 
-from cfcr.node.context import NodeContext, Role, SecretFetcher
+from cfcr.node.context import NodeContext, NodeHook, Role, SecretFetcher, UserDataLimit
 from cfcr.node.userdata import (
     UserDataTooLargeError,
     cloud_config,
-    cloud_user_data_limit,
     render_user_data,
     roles_for,
 )
@@ -17,10 +16,11 @@ from cfcr.node.userdata import (
 __all__ = [
     "NodeContext",
     "Role",
+    "NodeHook",
     "SecretFetcher",
+    "UserDataLimit",
     "UserDataTooLargeError",
     "cloud_config",
-    "cloud_user_data_limit",
     "render_user_data",
     "roles_for",
 ]

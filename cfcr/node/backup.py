@@ -7,7 +7,7 @@ leads etcd at that moment, so a period yields one snapshot, and a member that is
 off takes none. The script saves a snapshot of its own etcd, checks it, and hands it to
 ``cfcr_backup_upload FILE KEY``, defined in ``/etc/cfcr/backup.sh`` by the cloud's hook: where
 the snapshot goes, with which identity, is the cloud's business (on AWS: S3, through a role
-that may write snapshots and nothing else; ``cfcr.aws.bootstrap_hook``). A hook that cannot
+that may write snapshots and nothing else; ``cfcr.aws.node_hook``). A hook that cannot
 store snapshots (GCP and Azure so far) gets no timer.
 
 Pure functions, no Pulumi.

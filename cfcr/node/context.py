@@ -11,13 +11,32 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal, Protocol, runtime_checkable
 
-from cfcr.pki.specs import ControlPlaneMember
+from cfcr.config.topology import ControlPlaneMember
+from cfcr.constants import API_PORT
 
 RoleKind = Literal["control-plane", "worker"]
 
 
-class SecretFetcher(Protocol):
-    """A cloud's way for a node to read one secret with nothing but its instance identity."""
+@dataclass(frozen=True)
+class UserDataLimit:
+    """How much user-data a cloud's machines take."""
+
+    max_bytes: int
+    """Largest user-data, in bytes before any base64 the API applies."""
+    gzip: bool
+    """Whether a gzip stream may ride in it (cloud-init unpacks it); GCP's metadata values are text."""
+
+
+class NodeHook(Protocol):
+    """A cloud's node-side adaptor: how a node reads one secret with nothing but its instance
+    identity (and, through the optional capabilities below, learns its provider ID and Node
+    name), and how much user-data the cloud's machines take. Each cloud package has one
+    (``cfcr/<cloud>/node_hook.py``)."""
+
+    @property
+    def user_data_limit(self) -> UserDataLimit:
+        """The cloud's user-data limit (:func:`cfcr.node.render_user_data` fits within it)."""
+        ...
 
     def packages(self) -> list[str]:
         """apt packages the fetch command needs (installed by cloud-init before the boot script)."""
@@ -30,6 +49,10 @@ class SecretFetcher(Protocol):
     def fetch_command(self, secret_id: str) -> str:
         """A shell command that prints the secret's value on stdout and fails loudly otherwise."""
         ...
+
+
+SecretFetcher = NodeHook
+"""Former name of :class:`NodeHook`."""
 
 
 @runtime_checkable
@@ -113,7 +136,7 @@ class NodeContext:
     """Every control-plane member (static etcd membership), in member-index order."""
     secret_ids: Mapping[str, str]
     """Material key (``ca.crt``, ``etcd/members/<m>/server.key``, ``bootstrap-token``...) -> cloud secret id."""
-    api_port: int = 6443
+    api_port: int = API_PORT
     """Port of the API load balancer and of every API server."""
     etcd_disk_device: str = "/dev/sdc"
     """Block device of a control-plane node's persistent etcd disk (a stable /dev/disk/by-* path is best)."""

@@ -29,8 +29,9 @@ from typing import Any
 
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
+from cfcr.constants import ETCD_CLIENT_PORT, ETCD_PEER_PORT
 from cfcr.node.paths import ETCD_DATA_DIR, ETCD_PKI_DIR
-from cfcr.pki.specs import ControlPlaneMember
+from cfcr.config.topology import ControlPlaneMember
 
 __all__ = [
     "CLIENT_PORT",
@@ -48,9 +49,9 @@ __all__ = [
     "member_peer_url",
 ]
 
-CLIENT_PORT = 2379
+CLIENT_PORT = ETCD_CLIENT_PORT
 """etcd client port (TLS, client-certificate auth)."""
-PEER_PORT = 2380
+PEER_PORT = ETCD_PEER_PORT
 """etcd peer port (TLS, client-certificate auth)."""
 METRICS_PORT = 2381
 """Plain-HTTP metrics and health endpoints, bound to loopback only."""

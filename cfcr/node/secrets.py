@@ -2,7 +2,7 @@
 
 Nothing secret is rendered here: only material keys, destination paths, modes and the
 cloud's secret *ids*. The node fetches values at boot with its instance identity
-(:class:`cfcr.node.context.SecretFetcher`) and writes each file atomically.
+(:class:`cfcr.node.context.NodeHook`) and writes each file atomically.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cfcr.node.context import NodeContext, Role, SecretFetcher, join_access
+from cfcr.node.context import NodeContext, Role, NodeHook, join_access
 from cfcr.node.delivered import delivered_by_key, is_script_key
 from cfcr.node.paths import JOIN_CA_PATH, PKI_DIR, SECRETS_DIR
 from cfcr.pki.specs import credentials_for_role, materials_for_role
@@ -81,7 +81,7 @@ def secret_files_for(role: Role, ctx: NodeContext) -> list[SecretFile]:
     return out
 
 
-def render_secrets_script(files: list[SecretFile], hook: SecretFetcher,
+def render_secrets_script(files: list[SecretFile], hook: NodeHook,
                           writable: Mapping[str, str] | None = None) -> str:
     """``/etc/cfcr/secrets.sh``: sourced by the boot and maintenance scripts. Defines
     ``cfcr_secret_fetch KEY`` (value on stdout, via the cloud hook) and ``CFCR_SECRETS``

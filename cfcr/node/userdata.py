@@ -21,7 +21,7 @@ from cfcr.channels import Release
 from cfcr.config import ClusterSpec
 from cfcr.node.backup import backup_files
 from cfcr.node.containerd import CRI_SOCKET, containerd_files
-from cfcr.node.context import NodeContext, Role, SecretFetcher, join_access, provider_id_command
+from cfcr.node.context import NodeContext, NodeHook, Role, UserDataLimit, join_access, provider_id_command
 from cfcr.node.host import host_files
 from cfcr.node.kubeadm import (
     AUTHN_CONFIG_PATH,
@@ -71,9 +71,6 @@ KUBEADM_TEMPLATE_PATH = "/etc/cfcr/kubeadm.yaml.tmpl"
 ENCRYPTION_TEMPLATE_PATH = "/etc/cfcr/encryption.yaml.tmpl"
 SYSTEMD_DIR = "/etc/systemd/system"
 
-_LIMITS: dict[str, int] = {"aws": 16384, "azure": 65536, "gcp": 262144}
-# GCP metadata values are text: a gzip stream cannot ride in one.
-_GZIP_OK: dict[str, bool] = {"aws": True, "azure": True, "gcp": False}
 
 
 class _LiteralDumper(yaml.SafeDumper):
@@ -90,15 +87,6 @@ _LiteralDumper.add_representer(str, _str_representer)
 
 class UserDataTooLargeError(ValueError):
     """A role's user-data does not fit the cloud's limit, even compressed."""
-
-
-def cloud_user_data_limit(cloud: str) -> int:
-    """Maximum user-data size in bytes (before any base64): AWS 16384 (user data),
-    Azure 65536 (custom data), GCP 262144 (one metadata value)."""
-    try:
-        return _LIMITS[cloud]
-    except KeyError:
-        raise ValueError(f"unknown cloud {cloud!r}; known: {', '.join(sorted(_LIMITS))}") from None
 
 
 def roles_for(spec: ClusterSpec) -> list[Role]:
@@ -301,7 +289,7 @@ WantedBy=timers.target
 
 
 def node_files(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
-               hook: SecretFetcher) -> dict[str, tuple[str, str]]:
+               hook: NodeHook) -> dict[str, tuple[str, str]]:
     """Every file the role's user-data writes: path -> (content, octal mode)."""
     arch: str
     if role.is_control_plane:
@@ -357,7 +345,7 @@ def node_files(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role
 
 
 def cloud_config(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
-                 hook: SecretFetcher) -> dict[str, Any]:
+                 hook: NodeHook) -> dict[str, Any]:
     """The ``#cloud-config`` document (as a mapping) of ``role``."""
     files = node_files(spec, release, ctx, role, hook)
     packages = list(dict.fromkeys([*APT_PACKAGES, *hook.packages()]))
@@ -377,29 +365,29 @@ def cloud_config(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Ro
 
 
 def render_user_data(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
-                     hook: SecretFetcher, cloud_limits: Mapping[str, int] | None = None) -> bytes:
+                     hook: NodeHook, limit: UserDataLimit | None = None) -> bytes:
     """The user-data bytes of ``role`` on ``spec.cloud``.
 
-    Plain ``#cloud-config`` when it fits the cloud's limit (``cloud_limits`` overrides
-    :func:`cloud_user_data_limit`), else gzip (AWS, Azure). Raises
-    :class:`UserDataTooLargeError` naming the role and the sizes when it cannot fit.
+    Plain ``#cloud-config`` when it fits the cloud's limit (the hook's
+    :attr:`~NodeHook.user_data_limit`, or ``limit``), else gzip where the cloud takes it.
+    Raises :class:`UserDataTooLargeError` naming the role and the sizes when it cannot fit.
     """
-    limits = {**_LIMITS, **(cloud_limits or {})}
-    limit = limits[spec.cloud]
+    fit = limit or hook.user_data_limit
+    limit_bytes = fit.max_bytes
     doc = cloud_config(spec, release, ctx, role, hook)
     plain = ("#cloud-config\n" + yaml.dump(doc, Dumper=_LiteralDumper, sort_keys=False,
                                             default_flow_style=False, width=4096)).encode()
-    if len(plain) <= limit:
+    if len(plain) <= limit_bytes:
         return plain
-    if not _GZIP_OK[spec.cloud]:
+    if not fit.gzip:
         raise UserDataTooLargeError(
-            f"{role.slug}: user-data is {len(plain)} bytes, over the {spec.cloud} limit of {limit} "
+            f"{role.slug}: user-data is {len(plain)} bytes, over the {spec.cloud} limit of {limit_bytes} "
             "bytes, and metadata values cannot carry gzip"
         )
     packed = gzip.compress(plain, compresslevel=9, mtime=0)
-    if len(packed) > limit:
+    if len(packed) > limit_bytes:
         raise UserDataTooLargeError(
             f"{role.slug}: user-data is {len(plain)} bytes ({len(packed)} gzipped), over the "
-            f"{spec.cloud} limit of {limit} bytes"
+            f"{spec.cloud} limit of {limit_bytes} bytes"
         )
     return packed

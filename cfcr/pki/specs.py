@@ -33,6 +33,14 @@ from typing import Literal, get_args
 
 import yaml
 
+from cfcr.config.topology import ControlPlaneMember
+from cfcr.constants import (
+    ADMIN_COMMON_NAME,
+    ADMIN_USER,
+    RESERVED_USER_NAMES,
+    SUPER_ADMIN_COMMON_NAME,
+    SUPER_ADMIN_USER,
+)
 from cfcr.names import fit_name
 
 Family = Literal["cluster", "etcd", "front-proxy"]
@@ -55,10 +63,6 @@ CLUSTER_ADMINS_GROUP = "kubeadm:cluster-admins"
 """kubeadm binds this group to ``cluster-admin`` with an ordinary, deletable binding."""
 MASTERS_GROUP = "system:masters"
 """Hard-wired superuser group: bypasses RBAC, so only the break-glass credential has it."""
-ADMIN_USER = "admin"
-SUPER_ADMIN_USER = "super-admin"
-ADMIN_COMMON_NAME = "kubernetes-admin"
-SUPER_ADMIN_COMMON_NAME = "kubernetes-super-admin"
 
 CA_USAGES: tuple[str, ...] = ("cert_signing", "crl_signing", "digital_signature")
 """pulumi-tls ``allowed_uses`` of every CA certificate."""
@@ -91,25 +95,6 @@ shortened with a hash when a long cluster name would pass it."""
 
 SA_KEY = "sa.key"
 SA_PUB = "sa.pub"
-
-
-@dataclass(frozen=True)
-class ControlPlaneMember:
-    """One control-plane node, which is also one static etcd member."""
-
-    name: str
-    """The etcd member name, e.g. ``prod-cp-0`` (also the Node's name unless ``node_name`` is set)."""
-    address: str
-    """The address peers and clients use to reach it: an IP address or a DNS name."""
-    node_name: str | None = None
-    """The Kubernetes Node name its kubelet registers: the host name its cloud gives the VM
-    (on AWS ``ip-10-0-0-10``), so that kubelet serving certificates name what the network
-    resolves. None: the member name."""
-
-    @property
-    def kubelet_name(self) -> str:
-        """The Node name (``node_name`` or the member name)."""
-        return self.node_name or self.name
 
 
 @dataclass(frozen=True)
@@ -280,8 +265,8 @@ def validate_inputs(inputs: PkiInputs) -> None:
     for u in inputs.users:
         if not _DNS_LABEL.match(u.name):
             _fail(f"user name {u.name!r} must be a lowercase DNS label")
-        if u.name in (ADMIN_USER, SUPER_ADMIN_USER):
-            _fail(f"user name {u.name!r} is reserved for the built-in credential")
+        if u.name in RESERVED_USER_NAMES:
+            _fail(f"user name {u.name!r} is reserved (built-in credentials and kubeadm's own names)")
         if u.name in seen_users:
             _fail(f"duplicate user name {u.name!r}")
         seen_users.add(u.name)

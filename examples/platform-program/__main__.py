@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pulumi
 
-from cfcr.aws.bootstrap_hook import SecretsManagerFetcher
+from cfcr.aws.node_hook import AwsNodeHook
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from cfcr.config import load_spec
 from cfcr.config.topology import control_plane_members
@@ -34,7 +34,7 @@ def build() -> ClusterBootstrap:
             spec=spec,
             api_endpoint="api.payments.example.internal",
             members=control_plane_members(spec),
-            hook=SecretsManagerFetcher(region=spec.region),
+            hook=AwsNodeHook(region=spec.region),
             etcd_disk_devices=["/dev/nvme1n1"] * spec.control_plane.count,
         ),
     )

@@ -34,7 +34,7 @@ from cfcr.channels import Release, resolve
 from cfcr.config import ClusterSpec
 from cfcr.node.etcd import CLIENT_PORT, METRICS_PORT, PEER_PORT, etcd_args
 from cfcr.node.paths import ETCD_DATA_DIR, PKI_DIR
-from cfcr.pki.specs import ControlPlaneMember
+from cfcr.config.topology import ControlPlaneMember
 from tests.support.tools import tool_path
 from tests.support.x509 import IssuedPki
 

@@ -2,7 +2,8 @@
 
 Quick use::
 
-    from cfcr.pki.specs import ControlPlaneMember, PkiInputs
+    from cfcr.config.topology import ControlPlaneMember
+    from cfcr.pki.specs import PkiInputs
     from tests.support.x509 import issue_all
 
     inputs = PkiInputs(

@@ -1,0 +1,106 @@
+"""AWS's side of the cloud contract (:class:`cfcr.clouds.CloudPackage`): the registry finds
+``CLOUD`` here for ``cfcr:cloud: aws``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cfcr.addons.cloud import CloudAddonProfile, NodeGroup
+from cfcr.aws.addon_profile import PROFILE
+from cfcr.aws.node_hook import USER_DATA_LIMIT, AwsNodeHook
+from cfcr.clouds import AddonInputs, BuiltCluster
+from cfcr.config import ClusterSpec
+from cfcr.node.context import UserDataLimit
+
+EXPORTS: tuple[str, ...] = (
+    "apiServerUrl",
+    "privateApiServerUrl",
+    "apiLoadBalancerDnsName",
+    "internalApiLoadBalancerDnsName",
+    "adminKubeconfig",
+    "vpcId",
+    "privateSubnetIds",
+    "publicSubnetIds",
+    "nodePoolAsgNames",
+    "securityGroupIds",
+    "controlPlaneInstanceIds",
+    "etcdVolumeIds",
+    "terminationQueueUrl",
+)
+"""The outputs an AWS cluster adds to the common ones (``terminationQueueUrl`` only with the
+termination queue)."""
+
+
+@dataclass(frozen=True)
+class AwsCloud:
+    """``cfcr.aws`` behind the cloud contract."""
+
+    name: str = "aws"
+    """``cfcr:cloud``."""
+    user_data_limit: UserDataLimit = USER_DATA_LIMIT
+    """16 KB of user data (gzip allowed)."""
+    etcd_disk_device: str | None = None
+    """Derived per volume (``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol...``) by ``cfcr.aws.Cluster``."""
+    addon_profile: CloudAddonProfile = PROFILE
+    """EBS CSI, the AWS CCM, cluster-autoscaler's aws provider, the termination handler."""
+    exports: Sequence[str] = EXPORTS
+    """:data:`EXPORTS`."""
+
+    def node_hook(self, spec: ClusterSpec) -> AwsNodeHook:
+        """Secrets Manager with the instance profile, provider ID from IMDSv2 (a standalone hook:
+        ``cfcr.aws.Cluster`` builds its own with the pools' joined profiles and the backups)."""
+        return AwsNodeHook(region=spec.region)
+
+    def build(self, spec: ClusterSpec) -> BuiltCluster:
+        """``cfcr.aws.Cluster`` from the spec and its ``cfcr:aws`` settings."""
+        from cfcr.aws.cluster import Cluster, ClusterArgs
+
+        assert spec.name is not None, "load_spec names every cluster"
+        cluster = Cluster(
+            spec.name,
+            ClusterArgs(
+                spec=spec,
+                api_dns_zone_id=spec.aws.api_dns_zone_id,
+                ebs_kms_key_id=spec.aws.ebs_kms_key_id,
+                protect_etcd_volumes=spec.aws.protect_etcd_volumes,
+                termination_queue=spec.aws.termination_queue,
+            ),
+        )
+        outputs: dict[str, Any] = {
+            "apiServerUrl": cluster.api_server_url,
+            "privateApiServerUrl": cluster.private_api_server_url,
+            "apiLoadBalancerDnsName": cluster.api_load_balancer_dns_name,
+            "internalApiLoadBalancerDnsName": cluster.internal_api_load_balancer_dns_name,
+            "adminKubeconfig": cluster.admin_kubeconfig,
+            "vpcId": cluster.vpc_id,
+            "privateSubnetIds": cluster.private_subnet_ids,
+            "publicSubnetIds": cluster.public_subnet_ids,
+            "nodePoolAsgNames": cluster.node_pool_asg_names,
+            "securityGroupIds": cluster.security_group_ids,
+            "controlPlaneInstanceIds": cluster.control_plane_instance_ids,
+            "etcdVolumeIds": cluster.etcd_volume_ids,
+        }
+        if cluster.termination_queue_url is not None:
+            outputs["terminationQueueUrl"] = cluster.termination_queue_url
+        groups = {p.name: NodeGroup(cluster.node_pools[p.name].asg_name, p.min_size, p.max_size)
+                  for p in spec.node_pools}
+        return BuiltCluster(
+            bootstrap=cluster.bootstrap,
+            exports=outputs,
+            addons=AddonInputs(
+                kubeconfig=cluster.admin_kubeconfig,
+                api_server_url=cluster.private_api_server_url,
+                gate_url=cluster.api_server_url,
+                gate_after=cluster.control_plane_machines,
+                node_groups=groups,
+                parent=cluster,
+                termination_queue_url=cluster.termination_queue_url,
+            ),
+            extra={"cluster": cluster},
+        )
+
+
+CLOUD = AwsCloud()
+"""The contract's entry point for ``cfcr:cloud: aws``."""

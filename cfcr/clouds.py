@@ -1,0 +1,147 @@
+"""The cloud contract: what a cloud package provides, and the registry that maps ``cfcr:cloud``
+to it (Cluster API's provider contract plays the same part).
+
+A cloud package ``cfcr/<cloud>/`` is found by its ``contract.py``, whose ``CLOUD`` object
+implements :class:`CloudPackage`:
+
+==========================  ==================================================================
+member                      what it is
+==========================  ==================================================================
+``name``                    the ``cfcr:cloud`` value (``aws``)
+``node_hook(spec)``         the node-side adaptor (:class:`cfcr.node.NodeHook`, in
+                            ``node_hook.py``): how a node reads its role's secrets with its
+                            instance identity, its provider ID and Node name, and the cloud's
+                            user-data limit
+``user_data_limit``         the same limit, without a spec (checks, docs)
+``etcd_disk_device``        where a member's etcd disk appears on the cloud's images, for a
+                            fixed path; a cloud that derives it per disk (AWS: from the volume
+                            id) builds it inside ``build``
+``addon_profile``           what the addons need to know (:class:`cfcr.addons.cloud.CloudAddonProfile`,
+                            in ``addon_profile.py``): CCM provider, CSI provisioner and chart
+                            values, StorageClass parameters, cloud config format, autoscaler
+                            values
+``exports``                 the stack outputs the cloud adds to the common ones, in order
+``build(spec)``             every resource of the cluster (its ``Cluster`` component, which
+                            wraps :class:`cfcr.bootstrap.ClusterBootstrap`), returned as a
+                            :class:`BuiltCluster`
+==========================  ==================================================================
+
+The program (:mod:`cfcr.program`) asks :func:`package` for the spec's cloud, calls ``build``,
+applies the addons where the cloud gives :class:`AddonInputs`, and exports. Adding a cloud is
+adding a package with ``contract.py``, ``node_hook.py``, ``addon_profile.py`` and its
+components, and one line in :data:`CLOUD_PACKAGES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pulumi
+
+if TYPE_CHECKING:
+    from cfcr.addons.cloud import CloudAddonProfile, NodeGroup
+    from cfcr.bootstrap import ClusterBootstrap
+    from cfcr.config import ClusterSpec
+    from cfcr.node.context import NodeHook, UserDataLimit
+
+CLOUD_PACKAGES: Mapping[str, str] = {
+    "aws": "cfcr.aws.contract",
+    "gcp": "cfcr.gcp.contract",
+    "azure": "cfcr.azure.contract",
+}
+"""``cfcr:cloud`` -> the module whose ``CLOUD`` implements :class:`CloudPackage` (imported
+on first use, so a program pays only for its own cloud's SDK)."""
+
+
+@dataclass
+class AddonInputs:
+    """What the addons need from a built cluster (:class:`cfcr.addons.ClusterAddonsArgs`)."""
+
+    kubeconfig: pulumi.Input[str]
+    """The admin kubeconfig (a secret)."""
+    api_server_url: str
+    """``https://<api endpoint>:<port>`` as the nodes reach it."""
+    gate_url: pulumi.Input[str]
+    """Where this program reaches the API (the readiness gate polls it)."""
+    gate_after: Sequence[pulumi.Resource]
+    """What the readiness gate waits for: the control-plane machines."""
+    node_groups: Mapping[str, NodeGroup]
+    """Pool name -> its autoscaling group as the cloud names it."""
+    parent: pulumi.Resource
+    """The addons' parent (the cloud's ``Cluster``)."""
+    termination_queue_url: pulumi.Input[str] | None = None
+    """The termination queue's URL, where the cloud has one."""
+
+
+@dataclass
+class BuiltCluster:
+    """What a cloud package's ``build`` returns."""
+
+    bootstrap: ClusterBootstrap
+    """The cluster's bootstrap (PKI, secrets, user-data of every role)."""
+    exports: dict[str, Any]
+    """The cloud's own stack outputs (after the common ones), in :attr:`CloudPackage.exports` order."""
+    addons: AddonInputs | None = None
+    """Inputs of the addons; None when the cloud builds no machines yet (bootstrap only)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else the caller may want (the cloud's ``Cluster`` component, ...)."""
+
+
+class CloudPackage(Protocol):
+    """The contract every cloud package implements (see the module docstring's table)."""
+
+    @property
+    def name(self) -> str:
+        """The ``cfcr:cloud`` value."""
+        ...
+
+    @property
+    def user_data_limit(self) -> UserDataLimit:
+        """How much user-data the cloud's machines take."""
+        ...
+
+    @property
+    def etcd_disk_device(self) -> str | None:
+        """The etcd disk's stable path on the cloud's images, when it is fixed."""
+        ...
+
+    @property
+    def addon_profile(self) -> CloudAddonProfile:
+        """What the addons need to know about the cloud."""
+        ...
+
+    @property
+    def exports(self) -> Sequence[str]:
+        """The stack outputs the cloud adds to the common ones."""
+        ...
+
+    def node_hook(self, spec: ClusterSpec) -> NodeHook:
+        """The node-side adaptor for ``spec``'s nodes."""
+        ...
+
+    def build(self, spec: ClusterSpec) -> BuiltCluster:
+        """Every resource of ``spec``'s cluster."""
+        ...
+
+
+def package(cloud: str) -> CloudPackage:
+    """The cloud package of ``cfcr:cloud`` = ``cloud``; ValueError naming the known ones otherwise."""
+    try:
+        module = CLOUD_PACKAGES[cloud]
+    except KeyError:
+        raise ValueError(f"unknown cloud {cloud!r}; known: {', '.join(sorted(CLOUD_PACKAGES))}") from None
+    contract: CloudPackage = importlib.import_module(module).CLOUD
+    return contract
+
+
+def user_data_limit(cloud: str) -> UserDataLimit:
+    """The user-data limit of ``cloud`` (ValueError for an unknown cloud)."""
+    return package(cloud).user_data_limit
+
+
+def cloud_user_data_limit(cloud: str) -> int:
+    """Maximum user-data size of ``cloud`` in bytes (before any base64)."""
+    return user_data_limit(cloud).max_bytes
