@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import os
 import string
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,7 +29,23 @@ _CURVES: dict[str, ec.EllipticCurve] = {"P224": ec.SECP224R1(), "P256": ec.SECP2
 _EPOCH = dt.datetime.now(dt.timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 """Every certificate of a render starts on the first day of the current month: renders of one
 month are identical (they diff cleanly), and a one-year leaf is never inside its renewal window
-or expired on the day it is rendered (a fixed date would expire every offline render a year on)."""
+or expired on the day it is rendered (a fixed date would expire every offline render a year on).
+``CFCR_RENDER_EPOCH`` pins it (see :func:`epoch`)."""
+EPOCH_ENV = "CFCR_RENDER_EPOCH"
+
+
+def epoch() -> dt.datetime:
+    """When every certificate of a render starts: ``_EPOCH``, or the date ``CFCR_RENDER_EPOCH``
+    names (``2026-01-01``, midnight UTC), read at each certificate, so a render whose output is
+    kept (the golden render of tests/golden/) does not change from one month to the next."""
+    pinned = os.environ.get(EPOCH_ENV)
+    if not pinned:
+        return _EPOCH
+    try:
+        day = dt.date.fromisoformat(pinned)
+    except ValueError:
+        raise ValueError(f"{EPOCH_ENV}={pinned!r}: expected a date, YYYY-MM-DD") from None
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -141,7 +158,7 @@ def _issue(
     if unknown:
         raise ValueError(f"tls: allowed_uses {unknown} are not supported by the offline render")
     hours = int(inputs["validityPeriodHours"])
-    start = _EPOCH
+    start = epoch()
     end = start + dt.timedelta(hours=hours)
     serial = int.from_bytes(_seed(urn, "serial")[:16], "big") >> 1
     builder = (
