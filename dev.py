@@ -2,10 +2,11 @@
 """Developer entry point; needs only Python 3.11+ to start.
 
     python3 dev.py render [--stack aws-stable] [--out render]   # offline render of a stack
+    python3 dev.py golden                                       # refresh tests/golden/ (the golden render)
     python3 dev.py tools [--only TOOL ...]                      # build the real binaries the tests run
     python3 dev.py test [pytest args...]                        # the whole test suite (CI runs this)
 
-``render`` and ``test`` create ./.venv and install cfcr with the pinned versions of
+``render``, ``golden`` and ``test`` create ./.venv and install cfcr with the pinned versions of
 constraints.txt. ``test`` also installs the Debian tools the tests use (cloud-init,
 shellcheck, iproute2, curl, openssl, git), builds the real Kubernetes, etcd and kwok binaries with Go
 (``tools``: see tests/tools/versions.toml; cached in $CFCR_TOOLS_DIR, default
@@ -82,6 +83,7 @@ def main() -> None:
     render.add_argument("--stack", default="aws-stable")
     render.add_argument("--out", default="render")
     render.add_argument("--show-secrets", action="store_true")
+    sub.add_parser("golden", help="refresh tests/golden/aws-stable (the golden render; docs/testing.md)")
     tools = sub.add_parser("tools", help="build the real binaries the tests run (Go)")
     tools.add_argument("--only", nargs="+", default=[], metavar="TOOL",
                        help="kubernetes, etcd, kwok (or TOOL/VERSION); default: every recipe")
@@ -97,6 +99,9 @@ def main() -> None:
         ensure_venv("")
         extra = ["--show-secrets"] if args.show_secrets else []
         run(PY, "-m", "cfcr", "render", "--stack", args.stack, "--out", args.out, *extra, cwd=ROOT)
+    elif args.command == "golden":
+        ensure_venv("")
+        run(PY, "-m", "tests.support.golden", "--update", cwd=ROOT)
     else:
         ensure_venv("test")
         ensure_apt_tools()

@@ -19,7 +19,7 @@ from cfcr.aws.node_pool import MIN_HEALTHY_PERCENTAGE
 from cfcr.config import load_stack
 from cfcr.config.topology import control_plane_members
 from cfcr.render import RecordedResource, RenderResult, render_stack, unwrap
-from cfcr.render.providers import ubuntu_ami
+from cfcr.render.aws import ubuntu_ami
 from tests.support.tools import needs
 from tests.support.validators import cloud_init_failures, plain, shellcheck_failures
 

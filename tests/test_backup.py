@@ -48,7 +48,7 @@ from cfcr.node import UserDataLimit
 from cfcr.node.backup import BACKUP_HOOK_PATH, BACKUP_SCRIPT, backup_files, snapshot_prefix
 from cfcr.render import RenderResult, render_stack, unwrap
 from cfcr.render.mocks import RecordingMonitor
-from cfcr.render.providers import ACCOUNT
+from cfcr.render.aws import ACCOUNT
 from tests.support.aws_render import aws_identities
 from tests.support.iam import Decision, Request, evaluate
 from tests.support.tools import needs

@@ -8,7 +8,7 @@ everywhere, so a renderer can mask them (:func:`is_secret`, :func:`unwrap`).
 
 Resources whose providers can run locally (pulumi-tls, pulumi-random) get real outputs from
 :mod:`cfcr.render.providers`; AWS resources and data sources get small deterministic
-stand-ins (AWS-shaped ids, ARNs, DNS names) from the same module; other cloud resources
+stand-ins (AWS-shaped ids, ARNs, DNS names) from :mod:`cfcr.render.aws`; other cloud resources
 echo their inputs with an id. As the engine
 does, an output is secret when the resource listed it in ``additional_secret_outputs`` or
 when the input of the same name was secret.
@@ -26,7 +26,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
-from cfcr.render.providers import AWS_PREFIX, ID_KEY, PROVIDERS, aws_invoke, aws_resource
+from cfcr.render.aws import AWS_PREFIX, ID_KEY, aws_invoke, aws_resource
+from cfcr.render.providers import PROVIDERS
 
 
 @dataclass
