@@ -95,11 +95,6 @@ def is_controller(props: Mapping[str, Any], name: str) -> bool:
     return name in (labels.get("app"), labels.get("k8s-app"))
 
 
-def is_ebs_controller(props: Mapping[str, Any]) -> bool:
-    """True for the EBS chart's controller Deployment (by name or by its ``app`` label)."""
-    return is_controller(props, EBS_CONTROLLER)
-
-
 def host_network_transform(deployment: str) -> pulumi.ResourceTransform:
     """A Pulumi transform putting a chart's controller Deployment ``deployment`` on the host
     network with the node's resolver, for charts that have no value for it; every other

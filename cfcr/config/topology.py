@@ -75,9 +75,3 @@ def control_plane_members(spec: ClusterSpec) -> list[ControlPlaneMember]:
         address = subnet.network_address + FIRST_MEMBER_OFFSET + i // len(plan)
         members.append(ControlPlaneMember(name=member_name(spec, i), address=str(address)))
     return members
-
-
-def member_zone(spec: ClusterSpec, index: int) -> ZonePlan:
-    """The zone control-plane member ``index`` lives in."""
-    plan = zones(spec)
-    return plan[index % len(plan)]

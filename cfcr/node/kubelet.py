@@ -12,7 +12,6 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from cfcr.config.values import kubelet_may_set
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.node.containerd import CRI_SOCKET
 from cfcr.node.paths import MANIFESTS_DIR, PKI_DIR
@@ -92,11 +91,6 @@ def kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
     """The KubeletConfiguration: secure defaults with ``spec.components.kubelet.config``
     merged on top (the user wins, key by key)."""
     return deep_merge(secure_kubelet_config(spec), spec.components.kubelet.config)
-
-
-def kubelet_settable(key: str) -> bool:
-    """Whether a kubelet may put label ``key`` on its own Node (the config refuses others)."""
-    return kubelet_may_set(key)
 
 
 def node_labels(pool: NodePoolConfig) -> dict[str, str]:

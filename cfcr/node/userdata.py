@@ -57,7 +57,6 @@ from cfcr.node.secrets import (
 
 LIB_DIR = "/usr/local/lib/cfcr"
 BOOTSTRAP_SCRIPT = f"{LIB_DIR}/bootstrap.sh"
-MAINTAIN_SCRIPT = f"{LIB_DIR}/maintain.sh"
 MEMBER_SCRIPT = f"{LIB_DIR}/member.sh"
 """The control-plane member model (etcd membership, stale Node, readiness report), sourced by
 bootstrap.sh. It, maintain.sh and join-credentials.sh travel through the secret store
@@ -66,7 +65,6 @@ NODE_ENV_PATH = "/etc/cfcr/node.env"
 SECRETS_SCRIPT_PATH = "/etc/cfcr/secrets.sh"
 IDENTITY_SCRIPT_PATH = "/etc/cfcr/identity.sh"
 JOIN_ACCESS_SCRIPT_PATH = "/etc/cfcr/join-access.sh"
-JOIN_CREDENTIALS_SCRIPT = f"{LIB_DIR}/join-credentials.sh"
 KUBEADM_TEMPLATE_PATH = "/etc/cfcr/kubeadm.yaml.tmpl"
 ENCRYPTION_TEMPLATE_PATH = "/etc/cfcr/encryption.yaml.tmpl"
 SYSTEMD_DIR = "/etc/systemd/system"
