@@ -32,7 +32,6 @@ from cfcr.node.kubeadm import (
     authentication_config,
     dump_documents,
     kubeadm_documents,
-    pool_named,
     uses_authentication_config,
 )
 from cfcr.node.packages import APT_PACKAGES, package_files
@@ -305,8 +304,7 @@ def node_files(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role
     if role.is_control_plane:
         arch = spec.control_plane.architecture
     else:
-        assert role.pool is not None
-        arch = pool_named(spec, role.pool).architecture
+        arch = role.node_pool(spec).architecture
     arch = ctx.architecture_override or arch
 
     from cfcr.node.admission import admission_config
