@@ -11,6 +11,7 @@ from cfcr.addons.csr_approver import csr_approver_chart
 from cfcr.addons.images import ImageRewriter
 from cfcr.channels import resolve
 from cfcr.config import ClusterSpec
+from cfcr.config.values import kubelet_may_set
 from cfcr.node import Role, render_user_data
 from cfcr.node.kubeadm import (
     ANONYMOUS_PATHS,
@@ -20,7 +21,7 @@ from cfcr.node.kubeadm import (
     PROVIDER_ID_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
 )
-from cfcr.node.kubelet import cluster_dns_ip, kubelet_settable
+from cfcr.node.kubelet import cluster_dns_ip
 
 from tests.support.csr_approver import ServingRequest, decide
 from test_node_userdata import load, make_ctx, make_hook, make_spec, write_files
@@ -166,11 +167,11 @@ def test_join_configuration_for_a_pool() -> None:
 
 
 def test_kubelet_label_rules() -> None:
-    assert kubelet_settable("example.com/x")
-    assert kubelet_settable("node.kubernetes.io/pool")
-    assert kubelet_settable("topology.kubernetes.io/zone")
-    assert not kubelet_settable("node-role.kubernetes.io/worker")
-    assert not kubelet_settable("team.node-restriction.kubernetes.io/a")
+    assert kubelet_may_set("example.com/x")
+    assert kubelet_may_set("node.kubernetes.io/pool")
+    assert kubelet_may_set("topology.kubernetes.io/zone")
+    assert not kubelet_may_set("node-role.kubernetes.io/worker")
+    assert not kubelet_may_set("team.node-restriction.kubernetes.io/a")
 
 
 def test_kubelet_configuration_basics() -> None:

@@ -424,7 +424,6 @@ def test_shared_paths() -> None:
     assert paths.ETCD_PKI_DIR == "/etc/kubernetes/pki/etcd"
     assert paths.MANIFESTS_DIR == "/etc/kubernetes/manifests"
     assert paths.ETCD_DATA_DIR == "/var/lib/etcd"
-    assert paths.CFCR_STATE_DIR == "/var/lib/cfcr"
     assert paths.SECRETS_DIR == "/etc/cfcr/secrets"
     for name in ("AUDIT_POLICY_PATH", "AUDIT_LOG_PATH", "ENCRYPTION_CONFIG_PATH",
                  "ADMISSION_CONFIG_PATH", "KUBEADM_CONFIG_PATH"):

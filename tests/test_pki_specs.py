@@ -20,12 +20,10 @@ from cfcr.pki.specs import (
     certificate_specs,
     credentials_for_role,
     is_bootstrap_token,
-    kubeconfig_users,
     materials_for_role,
     is_secret_material,
     render_kubeconfig,
     secret_files,
-    split_bootstrap_token,
     validate_encryption_key,
 )
 
@@ -124,7 +122,6 @@ def test_admin_is_not_system_masters_and_super_admin_is_separate() -> None:
     assert holders == ["super-admin"]
     # client-only credentials never land on nodes
     assert admin.files == () and sa.files == ()
-    assert kubeconfig_users(make()) == ["admin", "super-admin", "alice"]
 
 
 def test_named_user_cert() -> None:
@@ -276,12 +273,9 @@ def test_render_kubeconfig() -> None:
 
 def test_bootstrap_token_format() -> None:
     assert is_bootstrap_token("abcdef.0123456789abcdef")
-    assert split_bootstrap_token("abcdef.0123456789abcdef") == ("abcdef", "0123456789abcdef")
     for bad in ("ABCDEF.0123456789abcdef", "abcde.0123456789abcdef", "abcdef0123456789abcdef",
                 "abcdef.0123456789abcde_", ""):
         assert not is_bootstrap_token(bad)
-    with pytest.raises(ValueError):
-        split_bootstrap_token("nope")
 
 
 def test_encryption_key_expectations() -> None:

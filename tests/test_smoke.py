@@ -108,9 +108,6 @@ class FakeCluster:
     def wait_pod_running(self, namespace: str, name: str, timeout: float) -> PodInfo:
         return self._pod(namespace, name)
 
-    def service_ip(self, namespace: str, name: str) -> str:
-        return "10.96.0.50"
-
     def _policy_blocks(self, namespace: str, pod: str) -> bool:
         """An ingress policy with no rules denies the pods its selector names, and only those."""
         if not self.enforces_policy:

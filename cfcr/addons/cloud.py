@@ -68,7 +68,6 @@ def is_controller(props: Mapping[str, Any], name: str) -> bool:
     return name in (labels.get("app"), labels.get("k8s-app"))
 
 
-
 def host_network_transform(deployment: str) -> pulumi.ResourceTransform:
     """A Pulumi transform putting a chart's controller Deployment ``deployment`` on the host
     network with the node's resolver, for charts that have no value for it; every other

@@ -147,14 +147,3 @@ def rewrite_pod_images(obj: Mapping[str, Any], rewriter: ImageRewriter) -> dict[
             if isinstance(container, dict) and isinstance(container.get("image"), str):
                 container["image"] = rewriter.image(container["image"])
     return out
-
-
-def pod_images(obj: Mapping[str, Any]) -> list[str]:
-    """Every container image in an object's pod spec (empty for other kinds)."""
-    path = _POD_TEMPLATE_PATHS.get(str(obj.get("kind", "")))
-    node: Any = obj
-    for key in path or ():
-        node = node.get(key) if isinstance(node, dict) else None
-    if path is None or not isinstance(node, dict):
-        return []
-    return [c["image"] for f in ("initContainers", "containers") for c in node.get(f) or [] if "image" in c]

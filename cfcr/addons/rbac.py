@@ -26,7 +26,6 @@ import pulumi
 from cfcr.addons.base import Addon, cluster_role_binding, meta
 from cfcr.config import ClusterSpec
 
-PERSONAS = ("cluster-admin", "platform-operator", "viewer")
 PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default", "kube-flannel",
                         "tigera-operator", "calico-system", "cfcr-logging", "cfcr-vpa")
 

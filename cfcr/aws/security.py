@@ -21,7 +21,6 @@ The flow check (``cfcr flows``, :mod:`cfcr.flows`) proves every needed flow gets
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -178,8 +177,3 @@ def build_security_groups(name: str, spec: ClusterSpec, vpc_id: pulumi.Input[str
             ))
     return SecurityGroups(load_balancer=lb, control_plane=cp, worker=worker, internal_load_balancer=internal_lb,
                           rules=rules)
-
-
-def open_to_world(cidrs: Sequence[str]) -> bool:
-    """True if any CIDR is the whole IPv4 or IPv6 internet."""
-    return any(ipaddress.ip_network(c, strict=False).prefixlen == 0 for c in cidrs)

@@ -96,12 +96,6 @@ def control_plane_members(spec: ClusterSpec) -> list[ControlPlaneMember]:
     return members
 
 
-def member_zone(spec: ClusterSpec, index: int) -> ZonePlan:
-    """The zone control-plane member ``index`` lives in."""
-    plan = zones(spec)
-    return plan[index % len(plan)]
-
-
 def api_endpoint(spec: ClusterSpec) -> str:
     """The API host name every node and kubeconfig uses: ``networking.apiDnsName``, or
     ``api.<cluster>.cfcr.internal`` in the cluster's private zone."""

@@ -36,12 +36,6 @@ def snapshot_prefix(cluster: str) -> str:
     return f"{SNAPSHOT_ROOT}/{cluster}"
 
 
-def snapshot_key(cluster: str, stamp: str, member: str) -> str:
-    """``etcd/<cluster>/<UTC time>-<member>.db``, as the script names each snapshot
-    (``stamp`` like ``20260101T120000Z``)."""
-    return f"{snapshot_prefix(cluster)}/{stamp}-{member}.db"
-
-
 @runtime_checkable
 class SnapshotStore(Protocol):
     """Optional capability of a cloud hook: how a control-plane member stores an etcd snapshot

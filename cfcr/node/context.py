@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal, Protocol, runtime_checkable
 
+from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.config.topology import ControlPlaneMember
 from cfcr.constants import API_PORT
 
@@ -222,3 +223,13 @@ class Role:
                 f"{self.slug}: the context names only {len(ctx.control_plane_members)} control-plane members"
             )
         return ctx.control_plane_members[self.index]
+
+    def node_pool(self, spec: ClusterSpec) -> NodePoolConfig:
+        """This worker role's node pool in ``spec`` (``ValueError`` for control-plane roles, or
+        naming the pools when ``spec`` has none of that name)."""
+        if self.pool is None:
+            raise ValueError(f"{self.slug} is not a worker pool")
+        for pool in spec.node_pools:
+            if pool.name == self.pool:
+                return pool
+        raise ValueError(f"no node pool {self.pool!r}; pools: {', '.join(p.name for p in spec.node_pools)}")

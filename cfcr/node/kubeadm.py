@@ -51,7 +51,7 @@ from cfcr.pki.specs import is_ip_address
 from cfcr.node.kubelet import (
     STRONG_CIPHER_SUITES,
     kubelet_config,
-    node_labels,
+    kubelet_extra_args,
     register_taints,
 )
 from cfcr.node.paths import (
@@ -149,6 +149,12 @@ def merge_args(defaults: Mapping[str, str], user: Mapping[str, str]) -> dict[str
     return out
 
 
+def _provider_id(placeholder: bool) -> str | None:
+    """The kubelet's ``--provider-id``: the placeholder the boot script fills, when the cloud
+    hook can (``placeholder``); None leaves the flag out."""
+    return PROVIDER_ID_PLACEHOLDER if placeholder else None
+
+
 def _dedupe(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
@@ -228,18 +234,6 @@ def controller_manager_args(spec: ClusterSpec) -> dict[str, str]:
 def scheduler_args(spec: ClusterSpec) -> dict[str, str]:
     """kube-scheduler flags, user wins."""
     return merge_args(scheduler_defaults(), spec.components.scheduler.extra_args)
-
-
-def kubelet_extra_args(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig | None,
-                       *, provider_id: bool = False) -> dict[str, str]:
-    """Per-node kubelet flags: cloud provider, the provider ID placeholder (when the cloud
-    hook can fill it), the pool's labels; the user's flags win."""
-    args = {"cloud-provider": ctx.cloud_provider} if ctx.cloud_provider else {}
-    if provider_id:
-        args["provider-id"] = PROVIDER_ID_PLACEHOLDER
-    if pool is not None:
-        args["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(node_labels(pool).items()))
-    return merge_args(args, spec.components.kubelet.extra_args)
 
 
 def _volume(name: str, path: str, *, read_only: bool) -> dict[str, Any]:
@@ -333,7 +327,7 @@ def init_configuration(spec: ClusterSpec, ctx: NodeContext, role: Role,
             "name": member.kubelet_name,
             "criSocket": CRI_SOCKET,
             "imagePullPolicy": "IfNotPresent",
-            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, None, provider_id=provider_id)),
+            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, None, provider_id=_provider_id(provider_id))),
             "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
             "ignorePreflightErrors": list(CONTROL_PLANE_IGNORED_PREFLIGHT),
         },
@@ -360,19 +354,11 @@ def join_configuration(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig
         "nodeRegistration": {
             "criSocket": CRI_SOCKET,
             "imagePullPolicy": "IfNotPresent",
-            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, pool, provider_id=provider_id)),
+            "kubeletExtraArgs": arg_list(kubelet_extra_args(spec, ctx, pool, provider_id=_provider_id(provider_id))),
             "taints": register_taints(pool),
         },
         "timeouts": _timeouts(control_plane=False),
     }
-
-
-def pool_named(spec: ClusterSpec, name: str) -> NodePoolConfig:
-    """The node pool ``name`` (``ValueError`` naming the pools otherwise)."""
-    for pool in spec.node_pools:
-        if pool.name == name:
-            return pool
-    raise ValueError(f"no node pool {name!r}; pools: {', '.join(p.name for p in spec.node_pools)}")
 
 
 def kubeadm_documents(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
@@ -386,8 +372,7 @@ def kubeadm_documents(spec: ClusterSpec, release: Release, ctx: NodeContext, rol
             cluster_configuration(spec, release, ctx, admission_configured=admission_configured),
             kubelet_config(spec),
         ]
-    assert role.pool is not None
-    return [join_configuration(spec, ctx, pool_named(spec, role.pool), provider_id=provider_id)]
+    return [join_configuration(spec, ctx, role.node_pool(spec), provider_id=provider_id)]
 
 
 def dump_documents(docs: Sequence[Mapping[str, Any]]) -> str:

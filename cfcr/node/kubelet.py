@@ -1,8 +1,10 @@
-"""The KubeletConfiguration every node runs, and per-pool registration (labels, taints).
+"""The KubeletConfiguration every node runs, its per-node flags, and per-pool registration
+(labels, taints).
 
 ``kubeadm init`` uploads this configuration to the ``kubelet-config`` ConfigMap and every
-joining node downloads it, so the secure settings below hold on workers too; per-pool
-differences travel as kubelet flags (``--node-labels``) and ``registerWithTaints``.
+joining node downloads it, so the secure settings below hold on workers too; per-node and
+per-pool differences travel as kubelet flags (kubeadm's ``kubeletExtraArgs``:
+``--cloud-provider``, ``--provider-id``, ``--node-labels``) and ``registerWithTaints``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from cfcr.config.values import kubelet_may_set
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.node.containerd import CRI_SOCKET
+from cfcr.node.context import NodeContext
 from cfcr.node.paths import MANIFESTS_DIR, PKI_DIR
 
 KUBELET_API_VERSION = "kubelet.config.k8s.io/v1beta1"
@@ -94,15 +96,23 @@ def kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
     return deep_merge(secure_kubelet_config(spec), spec.components.kubelet.config)
 
 
-def kubelet_settable(key: str) -> bool:
-    """Whether a kubelet may put label ``key`` on its own Node (the config refuses others)."""
-    return kubelet_may_set(key)
-
-
 def node_labels(pool: NodePoolConfig) -> dict[str, str]:
     """Labels the pool's kubelets register with (``--node-labels``): ``cfcr.io/pool`` and
     the pool's own labels, which the config has already checked a kubelet may set."""
     return {"cfcr.io/pool": pool.name, **pool.labels}
+
+
+def kubelet_extra_args(spec: ClusterSpec, ctx: NodeContext, pool: NodePoolConfig | None,
+                       *, provider_id: str | None = None) -> dict[str, str]:
+    """Per-node kubelet flags: cloud provider, ``--provider-id`` (``provider_id``, when the
+    cloud hook can fill it at boot), the pool's labels; the user's
+    ``components.kubelet.extraArgs`` win on a shared name."""
+    args = {"cloud-provider": ctx.cloud_provider} if ctx.cloud_provider else {}
+    if provider_id is not None:
+        args["provider-id"] = provider_id
+    if pool is not None:
+        args["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(node_labels(pool).items()))
+    return {**args, **spec.components.kubelet.extra_args}
 
 
 def register_taints(pool: NodePoolConfig) -> list[dict[str, str]]:

@@ -39,8 +39,6 @@ ADMISSION_CONFIG_PATH: Final = f"{ADMISSION_DIR}/config.yaml"
 #: etcd's data directory; the boot script mounts the member's own persistent disk here.
 ETCD_DATA_DIR: Final = "/var/lib/etcd"
 
-#: cfcr's own state on the node (boot markers, rendered inputs).
-CFCR_STATE_DIR: Final = "/var/lib/cfcr"
 #: A worker's copy of the cluster CA certificate (for its discovery pin), outside kubeadm's
 #: directory: ``kubeadm join`` refuses to run when ``/etc/kubernetes/pki/ca.crt`` exists, and
 #: writes that file itself from the discovery it verified against the pin.

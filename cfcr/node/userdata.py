@@ -32,7 +32,6 @@ from cfcr.node.kubeadm import (
     authentication_config,
     dump_documents,
     kubeadm_documents,
-    pool_named,
     uses_authentication_config,
 )
 from cfcr.node.packages import APT_PACKAGES, package_files
@@ -57,7 +56,6 @@ from cfcr.node.secrets import (
 
 LIB_DIR = "/usr/local/lib/cfcr"
 BOOTSTRAP_SCRIPT = f"{LIB_DIR}/bootstrap.sh"
-MAINTAIN_SCRIPT = f"{LIB_DIR}/maintain.sh"
 MEMBER_SCRIPT = f"{LIB_DIR}/member.sh"
 """The control-plane member model (etcd membership, stale Node, readiness report), sourced by
 bootstrap.sh. It, maintain.sh and join-credentials.sh travel through the secret store
@@ -66,7 +64,6 @@ NODE_ENV_PATH = "/etc/cfcr/node.env"
 SECRETS_SCRIPT_PATH = "/etc/cfcr/secrets.sh"
 IDENTITY_SCRIPT_PATH = "/etc/cfcr/identity.sh"
 JOIN_ACCESS_SCRIPT_PATH = "/etc/cfcr/join-access.sh"
-JOIN_CREDENTIALS_SCRIPT = f"{LIB_DIR}/join-credentials.sh"
 KUBEADM_TEMPLATE_PATH = "/etc/cfcr/kubeadm.yaml.tmpl"
 ENCRYPTION_TEMPLATE_PATH = "/etc/cfcr/encryption.yaml.tmpl"
 SYSTEMD_DIR = "/etc/systemd/system"
@@ -295,8 +292,7 @@ def node_files(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role
     if role.is_control_plane:
         arch = spec.control_plane.architecture
     else:
-        assert role.pool is not None
-        arch = pool_named(spec, role.pool).architecture
+        arch = role.node_pool(spec).architecture
     arch = ctx.architecture_override or arch
 
     from cfcr.node.admission import admission_config

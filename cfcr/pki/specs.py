@@ -433,11 +433,6 @@ def certificate_specs(inputs: PkiInputs) -> list[CertSpec]:
     return specs
 
 
-def kubeconfig_users(inputs: PkiInputs) -> list[str]:
-    """Users that ``ClusterPki.kubeconfig`` can render: admin, super-admin, named users."""
-    return [s.kubeconfig_user for s in certificate_specs(inputs) if s.kubeconfig_user]
-
-
 def ca_files(family: Family) -> tuple[str, str]:
     """kubeadm-relative (cert, key) paths of a CA family."""
     return _CA_FILES[family]
@@ -563,14 +558,6 @@ def render_kubeconfig(cluster_name: str, server_url: str, ca_pem: str, client_ce
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
 
-def split_bootstrap_token(token: str) -> tuple[str, str]:
-    """(token id, token secret) of a kubeadm bootstrap token; ``ValueError`` if malformed."""
-    m = BOOTSTRAP_TOKEN_PATTERN.match(token)
-    if not m:
-        raise ValueError("a bootstrap token must match [a-z0-9]{6}.[a-z0-9]{16}")
-    return m.group(1), m.group(2)
-
-
 def is_bootstrap_token(token: str) -> bool:
     """Whether ``token`` has kubeadm's bootstrap token format."""
     return BOOTSTRAP_TOKEN_PATTERN.match(token) is not None
@@ -592,7 +579,7 @@ __all__ = [
     "CaSpec", "CertSpec", "ControlPlaneMember", "Family", "KeyAlgorithm", "PkiInputs", "Role",
     "UserCredential", "bundle_generations", "ca_files", "ca_specs", "certificate_specs",
     "credentials_for_role", "first_service_ip", "is_bootstrap_token", "join_pem",
-    "kubeadm_ca_cert_hash", "kubeconfig_users", "leaf_key_usages", "materials_for_role",
-    "is_secret_material", "render_kubeconfig", "secret_files", "split_bootstrap_token",
+    "kubeadm_ca_cert_hash", "leaf_key_usages", "materials_for_role",
+    "is_secret_material", "render_kubeconfig", "secret_files",
     "validate_encryption_key", "validate_inputs",
 ]

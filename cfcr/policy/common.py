@@ -17,9 +17,6 @@ from typing import Any
 
 import yaml
 
-WORLD_V4 = ipaddress.ip_network("0.0.0.0/0")
-WORLD_V6 = ipaddress.ip_network("::/0")
-
 AZURE_WORLD_TAGS = frozenset({"*", "internet", "any"})
 """Azure NSG source prefixes that mean "anyone on the internet"."""
 
@@ -115,11 +112,6 @@ def within_any(source: str, cidrs: Sequence[str]) -> bool:
         if outer is not None and outer.version == net.version and net.subnet_of(outer):  # type: ignore[arg-type]
             return True
     return False
-
-
-def is_private(source: str) -> bool:
-    """True for a network entirely inside private / loopback space."""
-    return within_any(source, PRIVATE_RANGES)
 
 
 # ----------------------------------------------------------------------------- user-data

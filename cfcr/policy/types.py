@@ -48,13 +48,3 @@ TLS_LOCALLY_SIGNED = "tls:index/locallySignedCert:LocallySignedCert"
 FIREWALLS = (AWS_SECURITY_GROUP, AWS_SG_RULE, AWS_SG_INGRESS_RULE, GCP_FIREWALL, AZ_NSG, AZ_SECURITY_RULE)
 MACHINES = (AWS_INSTANCE, AWS_LAUNCH_TEMPLATE, GCP_INSTANCE, GCP_INSTANCE_TEMPLATE, GCP_REGION_INSTANCE_TEMPLATE,
             AZ_VM, AZ_VMSS)
-
-CLOUD_OF_PREFIX = {"aws:": "aws", "gcp:": "gcp", "azure-native:": "azure"}
-
-
-def cloud_of(type_token: str) -> str | None:
-    """aws, gcp or azure for a provider token; None for cfcr, tls and others."""
-    for prefix, cloud in CLOUD_OF_PREFIX.items():
-        if type_token.startswith(prefix):
-            return cloud
-    return None

@@ -165,10 +165,6 @@ class KubeApi:
             time.sleep(2)
         raise TimeoutError(f"pod {namespace}/{name} not running after {timeout:.0f}s: {seen}")
 
-    @_explained
-    def service_ip(self, namespace: str, name: str) -> str:
-        return str(self._core.read_namespaced_service(name, namespace).spec.cluster_ip)
-
     def exec(self, namespace: str, pod: str, command: list[str], timeout: float) -> ExecResult:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import stream
