@@ -82,7 +82,7 @@ def backup_shell(c: EtcdCluster, member: Member, script: str, *, uploads: Path |
     program = "\n".join([
         f". {shlex.quote(str(SCRIPTS / 'lib.sh'))}",
         f". {shlex.quote(str(SCRIPTS / 'etcd-backup.sh'))}",
-        f"PKI={shlex.quote(str(member.pki_dir))}",
+        f"CFCR_ETCD_PKI_DIR={shlex.quote(str(member.pki_dir / 'etcd'))}",
         f"CFCR_BACKUP_ETCD_URL={shlex.quote(member.endpoint)}",
         f"CFCR_ETCD_DATA_DIR={shlex.quote(str(member.data_dir))}",
         f"CFCR_MEMBER={shlex.quote(member.spec.name)}",

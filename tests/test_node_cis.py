@@ -368,7 +368,7 @@ def _anonymous_everywhere(r: Rendered) -> None:
     r.authn["anonymous"]["conditions"] = []
 
 
-CHMOD_CONFS = "chmod 0600 /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml"
+CHMOD_CONFS = 'chmod 0600 "$CFCR_KUBERNETES_DIR"/*.conf "$CFCR_KUBELET_DIR/config.yaml"'
 VIOLATIONS: list[Violation] = [
     Violation("1.1.7", "etcd pod spec world-readable", mutate=_set("/etc/kubernetes/manifests/etcd.yaml", "permissions", "0644")),
     Violation("1.1.8", "etcd pod spec owned by a user", mutate=_set("/etc/kubernetes/manifests/etcd.yaml", "owner", "ubuntu:ubuntu")),
@@ -378,7 +378,7 @@ VIOLATIONS: list[Violation] = [
         "bootstrap", 'chmod 0700 "$CFCR_ETCD_DATA_DIR"', '# chmod 0700 "$CFCR_ETCD_DATA_DIR"')),
     Violation("1.1.13", "kubeconfig chmod gone", mutate=_edit("bootstrap", CHMOD_CONFS, "true")),
     Violation("1.1.13", "kubeconfig chmod 0644", mutate=_edit(
-        "bootstrap", CHMOD_CONFS, "chmod 0644 /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml")),
+        "bootstrap", CHMOD_CONFS, 'chmod 0644 "$CFCR_KUBERNETES_DIR"/*.conf "$CFCR_KUBELET_DIR/config.yaml"')),
     Violation("1.1.21", "a key 0640", mutate=_edit_file("/etc/cfcr/secrets.sh", "'ca.key|/etc/kubernetes/pki/ca.key|0600'",
                                                         "'ca.key|/etc/kubernetes/pki/ca.key|0640'")),
     Violation("1.1.20", "a certificate 0666", mutate=_edit_file("/etc/cfcr/secrets.sh", "'ca.crt|/etc/kubernetes/pki/ca.crt|0644'",
@@ -418,11 +418,11 @@ VIOLATIONS: list[Violation] = [
     Violation("4.1.2", "kubelet drop-in owned by a user", mutate=_set(
         "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", "owner", "ubuntu:ubuntu", "worker")),
     Violation("4.1.5", "kubelet.conf left out of the chmod", mutate=_edit(
-        "worker_bootstrap", CHMOD_CONFS, "chmod 0600 /etc/kubernetes/admin.conf /var/lib/kubelet/config.yaml")),
+        "worker_bootstrap", CHMOD_CONFS, 'chmod 0600 "$CFCR_KUBERNETES_DIR/admin.conf" "$CFCR_KUBELET_DIR/config.yaml"')),
     Violation("4.1.5", "the chmod commented out", mutate=_edit("worker_bootstrap", CHMOD_CONFS, "# " + CHMOD_CONFS),
               also=frozenset({"4.1.9"})),
     Violation("4.1.9", "config.yaml left out of the chmod", mutate=_edit(
-        "worker_bootstrap", CHMOD_CONFS, "chmod 0600 /etc/kubernetes/*.conf")),
+        "worker_bootstrap", CHMOD_CONFS, 'chmod 0600 "$CFCR_KUBERNETES_DIR"/*.conf')),
     Violation("4.1.9", "the chmod before kubeadm writes the file", mutate=_edit(
         "worker_bootstrap", "  run_kubeadm\n  " + CHMOD_CONFS, "  " + CHMOD_CONFS + "\n  run_kubeadm"),
         also=frozenset({"4.1.5"})),

@@ -539,7 +539,7 @@ def _forget_stale_node(tmp_path: Path, *, new_cluster: bool, answers: list[str],
     script = f"""
 CFCR_STATE={tmp_path}
 . {shlex.quote(str(MEMBER_SH))}
-CFCR_NODE_NAME=ip-10-0-1-10.ec2.internal CFCR_KUBEADM_CONFIG={tmp_path}/kubeadm.yaml
+CFCR_NODE_NAME=ip-10-0-1-10.ec2.internal CFCR_KUBEADM_CONFIG={tmp_path}/kubeadm.yaml CFCR_KUBERNETES_DIR={tmp_path}
 ETCD_NEW_CLUSTER={1 if new_cluster else 0}
 answers=({" ".join(answers)}) deletes=({" ".join(map(str, deletes))})
 provider_id() {{ echo aws:///us-east-1a/i-new; }}
@@ -597,7 +597,8 @@ def test_every_role_gets_the_identity_script_of_its_cloud(renders: dict[str, lis
         assert prefixes[case.split("-")[0]] in script["content"], (case, role.slug)
         assert "@PROVIDER_ID@" in files["/etc/cfcr/kubeadm.yaml.tmpl"]["content"], (case, role.slug)
         # the scripts load it through lib.sh's load_node_facts
-        assert '. "$CFCR_ETC/identity.sh"' in files["/usr/local/lib/cfcr/lib.sh"]["content"]
+        assert '. "$CFCR_IDENTITY_SCRIPT"' in files["/usr/local/lib/cfcr/lib.sh"]["content"]
+        assert "CFCR_IDENTITY_SCRIPT=/etc/cfcr/identity.sh\n" in files["/etc/cfcr/node.env"]["content"]
         assert "CFCR_ETC=/etc/cfcr" in files["/usr/local/lib/cfcr/lib.sh"]["content"]
         for name in ("/usr/local/lib/cfcr/bootstrap.sh", "/usr/local/lib/cfcr/maintain.sh"):
             if name in files:

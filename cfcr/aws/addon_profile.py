@@ -44,10 +44,6 @@ EBS_CONTROLLER_MAX_REPLICAS = 2
 health port is a host port), so a cluster gets at most one per control-plane node."""
 
 
-def is_ebs_controller(props: Mapping[str, Any]) -> bool:
-    """True for the EBS chart's controller Deployment (by name or by its ``app`` label)."""
-    return is_controller(props, EBS_CONTROLLER)
-
 
 def ebs_controller_transform() -> pulumi.ResourceTransform:
     """:func:`~cfcr.addons.cloud.host_network_transform` for the EBS chart's controller (the

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from cfcr.channels import Release
+from cfcr.node.paths import RUNC_PATH
 
 CONFIG_PATH = "/etc/containerd/config.toml"
 CERTS_D = "/etc/containerd/certs.d"
@@ -57,7 +58,7 @@ def config_toml(release: Release) -> str:
         "  runtime_type = 'io.containerd.runc.v2'",
         "",
         f"[{runtime}.containerd.runtimes.runc.options]",
-        "  BinaryName = '/usr/local/sbin/runc'",
+        f"  BinaryName = '{RUNC_PATH}'",
         "  SystemdCgroup = true",
         "",
     ])

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cfcr.channels import Release
+from cfcr.node.paths import KUBELET_DIR, KUBERNETES_DIR
 
 BIN_DIR = "/usr/local/bin"
 KUBELET_BIN = f"{BIN_DIR}/kubelet"
@@ -157,9 +158,9 @@ def kubelet_dropin() -> str:
     """kubeadm's drop-in semantics: bootstrap/kubeconfig, the config file kubeadm writes,
     and ``KUBELET_KUBEADM_ARGS`` from ``/var/lib/kubelet/kubeadm-flags.env``."""
     return f"""[Service]
-Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
-Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
-EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig={KUBERNETES_DIR}/bootstrap-kubelet.conf --kubeconfig={KUBERNETES_DIR}/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config={KUBELET_DIR}/config.yaml"
+EnvironmentFile=-{KUBELET_DIR}/kubeadm-flags.env
 EnvironmentFile=-/etc/default/kubelet
 ExecStart=
 ExecStart={KUBELET_BIN} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS

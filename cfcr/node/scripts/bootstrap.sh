@@ -1,8 +1,8 @@
 #!/bin/bash
 # cfcr boot script: turns a fresh Ubuntu VM into a control-plane member or a worker.
 # Idempotent: every step checks before it acts, so running it again (after a reboot,
-# or after a failed attempt) does no harm. Reads /etc/cfcr/node.env (role facts),
-# /etc/cfcr/artifacts.list (pinned downloads) and /etc/cfcr/secrets.sh (secret ids).
+# or after a failed attempt) does no harm. Reads node.env (role facts and paths), the
+# artifacts list (pinned downloads) and secrets.sh (secret ids), all under /etc/cfcr.
 set -euo pipefail
 umask 077
 
@@ -17,7 +17,7 @@ setup_host() {
   local module
   while read -r module; do
     [ -n "$module" ] && modprobe "$module"
-  done </etc/modules-load.d/cfcr.conf
+  done <"$CFCR_MODULES_LOAD"
   sysctl --quiet --system >/dev/null
   swapoff -a
   sed -i -E '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#cfcr: /' /etc/fstab
@@ -44,16 +44,16 @@ install_artifact() {
       tmp=$(mktemp -d)
       tar -xzf "$file" -C "$tmp" kubernetes/node/bin/kubelet kubernetes/node/bin/kubeadm kubernetes/node/bin/kubectl
       install -m 0755 "$tmp/kubernetes/node/bin/kubelet" "$tmp/kubernetes/node/bin/kubeadm" \
-        "$tmp/kubernetes/node/bin/kubectl" /usr/local/bin/
+        "$tmp/kubernetes/node/bin/kubectl" "$CFCR_BIN_DIR/"
       rm -rf "$tmp"
       ;;
     containerd) tar -xzf "$file" -C /usr/local bin ;;
-    runc) install -D -m 0755 "$file" /usr/local/sbin/runc ;;
+    runc) install -D -m 0755 "$file" "$CFCR_RUNC" ;;
     cni_plugins)
       install -d -m 0755 /opt/cni/bin
       tar -xzf "$file" -C /opt/cni/bin
       ;;
-    crictl) tar -xzf "$file" -C /usr/local/bin crictl ;;
+    crictl) tar -xzf "$file" -C "$CFCR_BIN_DIR" crictl ;;
     *) die "unknown artifact $name" ;;
   esac
 }
@@ -77,7 +77,7 @@ install_artifacts() {
     install_artifact "$name" "$file"
     printf '%s\n' "$version $digest $url" >"$stamp"
     log "installed $name $version"
-  done <"$CFCR_ETC/artifacts.list"
+  done <"$CFCR_ARTIFACTS_LIST"
 }
 
 start_runtime() {
@@ -130,7 +130,7 @@ render_configs() {
 #    in a parallel boot), join on workers.
 run_kubeadm() {
   local attempt=1 extra=()
-  if [ -f /etc/kubernetes/kubelet.conf ]; then
+  if [ -f "$CFCR_KUBERNETES_DIR/kubelet.conf" ]; then
     log "kubelet.conf exists: this node is a member already"
     return 0
   fi
@@ -165,7 +165,7 @@ trust_ca_bundle() {
       '') ;;
       */controller-manager.conf) restart_static_pod kube-controller-manager ;;
       */scheduler.conf) restart_static_pod kube-scheduler ;;
-      */kubelet.conf | "$PKI/ca.crt") kubelet_restart=1 ;;
+      */kubelet.conf | "$CFCR_PKI_DIR/ca.crt") kubelet_restart=1 ;;
     esac
   done <<<"$changed"
   if [ "$kubelet_restart" = 1 ]; then restart_kubelet; fi
@@ -185,7 +185,7 @@ forget_join_credentials() {
 main() {
   install -d -m 0755 /var/log/cfcr
   exec > >(tee -a /var/log/cfcr/bootstrap.log) 2>&1
-  exec 9>/run/cfcr-bootstrap.lock
+  exec 9>"$CFCR_BOOT_LOCK"
   flock 9
   log "bootstrapping a $CFCR_ROLE node (Kubernetes $CFCR_KUBERNETES_VERSION, $CFCR_ARCH)"
   setup_host
@@ -204,13 +204,13 @@ main() {
   render_configs
   if [ "$CFCR_ROLE" = control-plane ]; then
     # shellcheck source=/dev/null
-    . /usr/local/lib/cfcr/member.sh
+    . "$CFCR_LIB_DIR/member.sh"
     etcd_membership
     forget_stale_node
   fi
   run_kubeadm
   # CIS 1.1.13-1.1.18, 4.1.5, 4.1.9: kubeconfigs and the kubelet's config file 0600.
-  chmod 0600 /etc/kubernetes/*.conf /var/lib/kubelet/config.yaml
+  chmod 0600 "$CFCR_KUBERNETES_DIR"/*.conf "$CFCR_KUBELET_DIR/config.yaml"
   trust_ca_bundle # rewrites kubeconfigs 0600 too
   forget_join_credentials
   if [ "$CFCR_ROLE" = control-plane ]; then
@@ -218,7 +218,7 @@ main() {
     if [ -n "$CFCR_JOIN_ROTATION" ]; then
       systemctl enable --now cfcr-join-credentials.timer
     fi
-    if [ -f /etc/systemd/system/cfcr-etcd-backup.timer ]; then
+    if [ -f "$CFCR_BACKUP_TIMER_FILE" ]; then
       systemctl enable --now cfcr-etcd-backup.timer # etcd-backup.sh came with the secrets
     fi
     # member.sh's member_ready, retried by systemd until this member has reported ready

@@ -13,16 +13,16 @@ etcd_url() { printf '%s\n' "${CFCR_BACKUP_ETCD_URL:-https://127.0.0.1:2379}"; }
 
 # etcd_tls: the client TLS options of etcdctl, with the health-check client certificate.
 etcd_tls() {
-  printf '%s\n' "--cacert=$PKI/etcd/ca.crt" "--cert=$PKI/etcd/healthcheck-client.crt" \
-    "--key=$PKI/etcd/healthcheck-client.key"
+  printf '%s\n' "--cacert=$CFCR_ETCD_PKI_DIR/ca.crt" "--cert=$CFCR_ETCD_PKI_DIR/healthcheck-client.crt" \
+    "--key=$CFCR_ETCD_PKI_DIR/healthcheck-client.key"
 }
 
 # leader_status: 0 when this member leads etcd, 1 when another does, 2 when etcd does not answer.
 # One call to etcd's JSON gateway (maintenance/status of this member).
 leader_status() {
   local status me leader
-  status=$(curl -fsS --max-time 10 --cacert "$PKI/etcd/ca.crt" --cert "$PKI/etcd/healthcheck-client.crt" \
-    --key "$PKI/etcd/healthcheck-client.key" -H 'Content-Type: application/json' -d '{}' \
+  status=$(curl -fsS --max-time 10 --cacert "$CFCR_ETCD_PKI_DIR/ca.crt" --cert "$CFCR_ETCD_PKI_DIR/healthcheck-client.crt" \
+    --key "$CFCR_ETCD_PKI_DIR/healthcheck-client.key" -H 'Content-Type: application/json' -d '{}' \
     "$(etcd_url)/v3/maintenance/status" 2>/dev/null) || return 2
   me=$(sed -n 's/.*"member_id":"\{0,1\}\([0-9]*\).*/\1/p' <<<"$status")
   leader=$(sed -n 's/.*"leader":"\{0,1\}\([0-9]*\).*/\1/p' <<<"$status")
@@ -99,7 +99,7 @@ main() {
   . /usr/local/lib/cfcr/lib.sh
   load_node_facts
   # shellcheck source=/dev/null
-  . "$CFCR_ETC/backup.sh"
+  . "$CFCR_BACKUP_HOOK"
   require_bootstrapped "no etcd to back up"
   local status=0
   leader_status || status=$?

@@ -23,7 +23,7 @@ load_node_facts
 require_bootstrapped "no join credentials to look after"
 exec 8>/run/cfcr-join-credentials.lock
 flock -n 8 || exit 0
-export KUBECONFIG=/etc/kubernetes/admin.conf
+export KUBECONFIG=$CFCR_KUBERNETES_DIR/admin.conf
 TOKEN_GROUP=system:bootstrappers:kubeadm:default-node-token
 
 # token_expiry ID: the expiration of bootstrap token ID in seconds since the epoch; nothing

@@ -2,32 +2,34 @@
 # cfcr node library, sourced by bootstrap.sh and maintain.sh.
 # Rule: no function here ever prints a secret value or passes one on a command line.
 
-# shellcheck disable=SC2034  # used by the scripts that source this library
+# The one path the scripts cannot take from node.env: where node.env is (cfcr/node/paths.py
+# CFCR_ETC_DIR; the scripts source this library at paths.py LIB_SCRIPT_PATH, a literal too).
+# Every other path that Python defines comes from node.env as a CFCR_* variable.
 CFCR_ETC=/etc/cfcr
-# shellcheck disable=SC2034
-CFCR_STATE=/var/lib/cfcr
-# shellcheck disable=SC2034
+# shellcheck disable=SC2034  # used by the scripts that source this library
 CFCR_CACHE=/var/cache/cfcr
-PKI=/etc/kubernetes/pki
+# bootstrap.sh and maintain.sh hold this lock while they run: never both at once
+# shellcheck disable=SC2034
+CFCR_BOOT_LOCK=/run/cfcr-bootstrap.lock
 
-# load_node_facts: the role facts (node.env), the secret ids (secrets.sh), the cloud's
-# identity hook when it has one (identity.sh), the control plane's join-access hook
+# load_node_facts: the role facts and paths (node.env), the secret ids (secrets.sh), the
+# cloud's identity hook when it has one (identity.sh), the control plane's join-access hook
 # (join-access.sh), and a PATH that finds snaps and /usr/local.
 # Sourced files define variables and functions for the calling script.
 load_node_facts() {
   # shellcheck source=/dev/null
   . "$CFCR_ETC/node.env"
   # shellcheck source=/dev/null
-  . "$CFCR_ETC/secrets.sh"
-  if [ -f "$CFCR_ETC/identity.sh" ]; then
+  . "$CFCR_SECRETS_SCRIPT"
+  if [ -f "$CFCR_IDENTITY_SCRIPT" ]; then
     # shellcheck source=/dev/null
-    . "$CFCR_ETC/identity.sh"
+    . "$CFCR_IDENTITY_SCRIPT"
   fi
-  if [ -f "$CFCR_ETC/join-access.sh" ]; then
+  if [ -f "$CFCR_JOIN_ACCESS_SCRIPT" ]; then
     # shellcheck source=/dev/null
-    . "$CFCR_ETC/join-access.sh"
+    . "$CFCR_JOIN_ACCESS_SCRIPT"
   fi
-  export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin
+  export PATH="/usr/local/sbin:$CFCR_BIN_DIR:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"
 }
 
 log() { printf '%s cfcr: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
@@ -162,7 +164,7 @@ provider_id() {
 # ca_cert_hash: kubeadm's discovery pin of the (first) cluster CA certificate
 # ($CFCR_CA_CERT), which came from the secret store over TLS with the instance identity.
 ca_cert_hash() {
-  openssl x509 -in "${CFCR_CA_CERT:-$PKI/ca.crt}" -noout -pubkey \
+  openssl x509 -in "${CFCR_CA_CERT:-$CFCR_PKI_DIR/ca.crt}" -noout -pubkey \
     | openssl pkey -pubin -outform DER \
     | sha256sum | awk '{ print "sha256:" $1 }'
 }
@@ -183,8 +185,8 @@ restart_static_pod() {
 # certificate. True when the file changed.
 write_signing_ca() {
   local first
-  first=$(awk '{ print } /^-+END CERT/ { exit }' "$PKI/ca.crt")
-  [ -n "$first" ] || die "$PKI/ca.crt holds no certificate"
+  first=$(awk '{ print } /^-+END CERT/ { exit }' "$CFCR_PKI_DIR/ca.crt")
+  [ -n "$first" ] || die "$CFCR_PKI_DIR/ca.crt holds no certificate"
   if [ -f "$CFCR_SIGNING_CA" ] && [ "$first" = "$(<"$CFCR_SIGNING_CA")" ]; then
     return 1
   fi
@@ -219,16 +221,16 @@ restart_kubelet() {
 # kube-public/cluster-info carried when the node joined), and a worker's kubelet takes the
 # bundle as its client CA too. Prints the files it changed, one per line.
 refresh_ca_trust() {
-  local conf bundle=$PKI/ca.crt
+  local conf bundle=$CFCR_PKI_DIR/ca.crt
   if [ "$CFCR_ROLE" != control-plane ]; then
     bundle=$CFCR_CA_CERT # a worker's copy from the store; kubeadm join wrote cluster-info's CA
-    if ! cmp -s "$bundle" "$PKI/ca.crt"; then
-      write_atomic "$PKI/ca.crt" 0644 <"$bundle"
-      echo "$PKI/ca.crt"
+    if ! cmp -s "$bundle" "$CFCR_PKI_DIR/ca.crt"; then
+      write_atomic "$CFCR_PKI_DIR/ca.crt" 0644 <"$bundle"
+      echo "$CFCR_PKI_DIR/ca.crt"
     fi
   fi
   for conf in admin.conf super-admin.conf controller-manager.conf scheduler.conf kubelet.conf; do
-    if embed_ca_bundle "/etc/kubernetes/$conf" "$bundle"; then echo "/etc/kubernetes/$conf"; fi
+    if embed_ca_bundle "$CFCR_KUBERNETES_DIR/$conf" "$bundle"; then echo "$CFCR_KUBERNETES_DIR/$conf"; fi
   done
 }
 
@@ -237,7 +239,7 @@ refresh_ca_trust() {
 # signer of kube-controller-manager signs the new content for every join token.
 refresh_cluster_info() {
   local current server want stage n
-  export KUBECONFIG=/etc/kubernetes/admin.conf
+  export KUBECONFIG=$CFCR_KUBERNETES_DIR/admin.conf
   for n in 1 2 3 4 5 6 7 8 9 10 11 12; do # the API servers may be restarting onto new files
     if current=$(kubectl -n kube-public get configmap cluster-info -o jsonpath='{.data.kubeconfig}' 2>/dev/null); then
       break
@@ -247,7 +249,7 @@ refresh_cluster_info() {
   done
   server=$(awk '$1 == "server:" { print $2; exit }' <<<"$current")
   [ -n "$server" ] || { log "kube-public/cluster-info names no server"; return 1; }
-  want=$(base64 -w0 <"$PKI/ca.crt")
+  want=$(base64 -w0 <"$CFCR_PKI_DIR/ca.crt")
   if grep -qF "certificate-authority-data: $want" <<<"$current"; then
     return 0
   fi
@@ -258,5 +260,5 @@ refresh_cluster_info() {
   jq -n --rawfile k "$stage" '{data: {kubeconfig: $k}}' \
     | kubectl -n kube-public patch configmap cluster-info --type merge --patch-file /dev/stdin >/dev/null
   rm -f "$stage"
-  log "kube-public/cluster-info carries the CA bundle ($(grep -c -e '-BEGIN CERT' "$PKI/ca.crt") certificates)"
+  log "kube-public/cluster-info carries the CA bundle ($(grep -c -e '-BEGIN CERT' "$CFCR_PKI_DIR/ca.crt") certificates)"
 }

@@ -15,35 +15,31 @@ umask 077
 
 # shellcheck source=/dev/null
 . /usr/local/lib/cfcr/lib.sh
-load_node_facts
 
-require_bootstrapped "nothing to maintain"
-
-exec 9>/run/cfcr-bootstrap.lock
-flock 9
-
-stage=$(mktemp -d)
-trap 'rm -rf "$stage"' EXIT
-window=$((CFCR_RENEW_BEFORE_DAYS * 86400))
-declare -A restart=()
+# The run's state, shared by its steps (main sets the first two):
+stage=""  # scratch directory of this run, removed when the script exits
+window=0  # CFCR_RENEW_BEFORE_DAYS in seconds: a certificate expiring within it is renewed
+declare -A restart=() # what must restart to read changed files: static pod names, "kubelet"
+declare -A staged=()  # the secret store's files: destination path -> "staged copy|mode"
 
 expiring() { ! openssl x509 -checkend "$window" -noout -in "$1" >/dev/null 2>&1; }
 # signed by the cluster CA that signs now (the first of ca.crt), and still valid
 signed_now() { openssl verify -CAfile "$CFCR_SIGNING_CA" "$1" >/dev/null 2>&1; }
 cert_end() { date -d "$(openssl x509 -enddate -noout -in "$1" | cut -d= -f2)" +%s; }
 
+# affects FILE: record what reads FILE (a changed file) in restart.
 affects() {
   case "$1" in
-    /etc/kubernetes/controller-manager.conf) restart[kube-controller-manager]=1 ;;
-    /etc/kubernetes/scheduler.conf) restart[kube-scheduler]=1 ;;
-    /etc/kubernetes/kubelet.conf | /var/lib/kubelet/pki/*) restart[kubelet]=1 ;;
-    /etc/kubernetes/*.conf) ;; # admin.conf, super-admin.conf: read by each command
-    "$PKI"/etcd/ca.*) restart[etcd]=1 restart[kube-apiserver]=1 ;;
-    "$PKI"/etcd/*) restart[etcd]=1 ;;
-    "$PKI"/apiserver-etcd-client.*) restart[kube-apiserver]=1 ;;
-    "$PKI"/ca.* | "$PKI"/sa.*) restart[kube-apiserver]=1 restart[kube-controller-manager]=1 ;;
+    "$CFCR_KUBERNETES_DIR"/controller-manager.conf) restart[kube-controller-manager]=1 ;;
+    "$CFCR_KUBERNETES_DIR"/scheduler.conf) restart[kube-scheduler]=1 ;;
+    "$CFCR_KUBERNETES_DIR"/kubelet.conf | "$CFCR_KUBELET_DIR"/pki/*) restart[kubelet]=1 ;;
+    "$CFCR_KUBERNETES_DIR"/*.conf) ;; # admin.conf, super-admin.conf: read by each command
+    "$CFCR_ETCD_PKI_DIR"/ca.*) restart[etcd]=1 restart[kube-apiserver]=1 ;;
+    "$CFCR_ETCD_PKI_DIR"/*) restart[etcd]=1 ;;
+    "$CFCR_PKI_DIR"/apiserver-etcd-client.*) restart[kube-apiserver]=1 ;;
+    "$CFCR_PKI_DIR"/ca.* | "$CFCR_PKI_DIR"/sa.*) restart[kube-apiserver]=1 restart[kube-controller-manager]=1 ;;
     "$CFCR_ENCRYPTION_KEY_FILE") restart[kube-apiserver]=1 ;;
-    "$PKI"/*) restart[kube-apiserver]=1 ;;
+    "$CFCR_PKI_DIR"/*) restart[kube-apiserver]=1 ;;
   esac
 }
 
@@ -70,7 +66,7 @@ resign() {
 # rotates it through a CSR only near its expiry) re-signed by the signing CA, same key and
 # subject, when another CA generation signed it (ROTATION.md step 3).
 renew_kubelet_client() {
-  local conf=/etc/kubernetes/kubelet.conf file keyfile user copy new
+  local conf=$CFCR_KUBERNETES_DIR/kubelet.conf file keyfile user copy new
   local crt=$stage/kubelet-client.crt key=$stage/kubelet-client.key
   [ -f "$conf" ] || return 0
   file=$(kubectl config view --kubeconfig "$conf" --raw -o jsonpath='{.users[0].user.client-certificate}')
@@ -84,7 +80,7 @@ renew_kubelet_client() {
   fi
   if signed_now "$crt"; then return 0; fi
   log "re-signing the kubelet's client certificate with the signing CA (another generation signed it)"
-  resign "$crt" "$key" "$CFCR_SIGNING_CA" "$PKI/ca.key" clientAuth "$stage/kubelet-client-new"
+  resign "$crt" "$key" "$CFCR_SIGNING_CA" "$CFCR_PKI_DIR/ca.key" clientAuth "$stage/kubelet-client-new"
   if [ -n "$file" ] && [ "${keyfile:-$file}" = "$file" ]; then
     # the kubelet's own layout: certificate and key in one file, "current" a link to it
     new=$(dirname "$file")/kubelet-client-$(date -u +%Y-%m-%d-%H-%M-%S).pem
@@ -106,19 +102,21 @@ renew_kubelet_client() {
 }
 
 # --- 1. the secret store's versions ----------------------------------------------
-declare -A staged=()
-fetched=1
-if ! fetch_all_secrets "$stage"; then
-  log "the secret store did not answer: keeping the installed files, renewing locally"
-  fetched=0
-fi
-n=0
-for entry in "${CFCR_SECRETS[@]}"; do
-  [ "$fetched" = 1 ] || break
-  IFS='|' read -r _ path mode <<<"$entry"
-  n=$((n + 1))
-  staged[$path]="$stage/$n|$mode"
-done
+# stage_store: every secret of this role into the stage, listed in staged; nothing staged
+# when the store does not answer (the installed files stay, local renewal goes on).
+stage_store() {
+  local fetched=1 n=0 entry path mode
+  if ! fetch_all_secrets "$stage"; then
+    log "the secret store did not answer: keeping the installed files, renewing locally"
+    fetched=0
+  fi
+  for entry in "${CFCR_SECRETS[@]}"; do
+    [ "$fetched" = 1 ] || break
+    IFS='|' read -r _ path mode <<<"$entry"
+    n=$((n + 1))
+    staged[$path]="$stage/$n|$mode"
+  done
+}
 
 install_staged() {
   local src mode
@@ -127,90 +125,130 @@ install_staged() {
   affects "$1"
 }
 
-for path in "${!staged[@]}"; do
-  src=${staged[$path]%%|*}
-  if [ -f "$path" ] && cmp -s "$src" "$path"; then
-    continue
-  fi
-  case "$path" in
-    *.crt)
-      if [[ $path != *ca.crt ]] && [ -f "$path" ] && [ "$(cert_end "$src")" -le "$(cert_end "$path")" ]; then
-        continue # the certificate here is as new or newer (renewed on this node)
-      fi
-      log "installing $path from the secret store"
-      install_staged "$path"
-      if [ -n "${staged[${path%.crt}.key]:-}" ]; then install_staged "${path%.crt}.key"; fi
-      ;;
-    *.key)
-      # keys travel with their certificate; a key without one (sa.key) stands alone
-      if [ -z "${staged[${path%.key}.crt]:-}" ]; then
+# install_from_store: each staged file that differs from the installed one, a certificate only
+# when it is newer (with its key), a key alone only when no certificate goes with it.
+install_from_store() {
+  local path src
+  stage_store
+  for path in "${!staged[@]}"; do
+    src=${staged[$path]%%|*}
+    if [ -f "$path" ] && cmp -s "$src" "$path"; then
+      continue
+    fi
+    case "$path" in
+      *.crt)
+        if [[ $path != *ca.crt ]] && [ -f "$path" ] && [ "$(cert_end "$src")" -le "$(cert_end "$path")" ]; then
+          continue # the certificate here is as new or newer (renewed on this node)
+        fi
         log "installing $path from the secret store"
         install_staged "$path"
-      fi
-      ;;
-    *)
-      log "installing $path from the secret store"
-      install_staged "$path"
-      ;;
-  esac
-done
+        if [ -n "${staged[${path%.crt}.key]:-}" ]; then install_staged "${path%.crt}.key"; fi
+        ;;
+      *.key)
+        # keys travel with their certificate; a key without one (sa.key) stands alone
+        if [ -z "${staged[${path%.key}.crt]:-}" ]; then
+          log "installing $path from the secret store"
+          install_staged "$path"
+        fi
+        ;;
+      *)
+        log "installing $path from the secret store"
+        install_staged "$path"
+        ;;
+    esac
+  done
+}
 
 # --- 2. kubeadm-managed leaves and kubeconfigs -------------------------------------
-render_template "$CFCR_KUBEADM_TEMPLATE" "$CFCR_KUBEADM_CONFIG"
-for name in apiserver apiserver-kubelet-client front-proxy-client; do
-  if expiring "$PKI/$name.crt"; then
-    log "renewing $name (expires within ${CFCR_RENEW_BEFORE_DAYS}d)"
-    kubeadm certs renew "$name" --config "$CFCR_KUBEADM_CONFIG"
-    restart[kube-apiserver]=1
-  fi
-done
-if write_signing_ca; then restart[kube-controller-manager]=1; fi # its CSR signer's CA
-for conf in admin.conf super-admin.conf controller-manager.conf scheduler.conf; do
-  [ -f "/etc/kubernetes/$conf" ] || continue
-  awk '/client-certificate-data:/ { print $2 }' "/etc/kubernetes/$conf" | base64 -d >"$stage/kubeconfig.crt"
-  if expiring "$stage/kubeconfig.crt" || ! signed_now "$stage/kubeconfig.crt"; then
-    log "renewing $conf (expires within ${CFCR_RENEW_BEFORE_DAYS}d, or another CA generation signed it)"
-    kubeadm certs renew "$conf" --config "$CFCR_KUBEADM_CONFIG"
-    affects "/etc/kubernetes/$conf"
-  fi
-done
-renew_kubelet_client
-trust_changed=$(refresh_ca_trust)
-while read -r changed; do
-  if [ -n "$changed" ]; then affects "$changed"; fi
-done <<<"$trust_changed"
+renew_kubeadm_managed() {
+  local name conf trust_changed changed
+  render_template "$CFCR_KUBEADM_TEMPLATE" "$CFCR_KUBEADM_CONFIG"
+  for name in apiserver apiserver-kubelet-client front-proxy-client; do
+    if expiring "$CFCR_PKI_DIR/$name.crt"; then
+      log "renewing $name (expires within ${CFCR_RENEW_BEFORE_DAYS}d)"
+      kubeadm certs renew "$name" --config "$CFCR_KUBEADM_CONFIG"
+      restart[kube-apiserver]=1
+    fi
+  done
+  if write_signing_ca; then restart[kube-controller-manager]=1; fi # its CSR signer's CA
+  for conf in admin.conf super-admin.conf controller-manager.conf scheduler.conf; do
+    [ -f "$CFCR_KUBERNETES_DIR/$conf" ] || continue
+    awk '/client-certificate-data:/ { print $2 }' "$CFCR_KUBERNETES_DIR/$conf" | base64 -d >"$stage/kubeconfig.crt"
+    if expiring "$stage/kubeconfig.crt" || ! signed_now "$stage/kubeconfig.crt"; then
+      log "renewing $conf (expires within ${CFCR_RENEW_BEFORE_DAYS}d, or another CA generation signed it)"
+      kubeadm certs renew "$conf" --config "$CFCR_KUBEADM_CONFIG"
+      affects "$CFCR_KUBERNETES_DIR/$conf"
+    fi
+  done
+  renew_kubelet_client
+  trust_changed=$(refresh_ca_trust)
+  while read -r changed; do
+    if [ -n "$changed" ]; then affects "$changed"; fi
+  done <<<"$trust_changed"
+}
 
 # --- 3. etcd leaves, re-signed with the etcd CA keeping key, subject and SANs -------
+# resign_etcd_leaf NAME EKU: NAME (relative to the PKI directory, without .crt) when it expires
+# within the window.
 resign_etcd_leaf() {
-  local name=$1 eku=$2 crt="$PKI/$1.crt"
+  local name=$1 eku=$2 crt="$CFCR_PKI_DIR/$1.crt"
   expiring "$crt" || return 0
   log "re-signing $name with the etcd CA (expires within ${CFCR_RENEW_BEFORE_DAYS}d)"
-  resign "$crt" "$PKI/$1.key" "$PKI/etcd/ca.crt" "$PKI/etcd/ca.key" "$eku" "$stage/${name//\//-}"
+  resign "$crt" "$CFCR_PKI_DIR/$1.key" "$CFCR_ETCD_PKI_DIR/ca.crt" "$CFCR_ETCD_PKI_DIR/ca.key" "$eku" "$stage/${name//\//-}"
   write_atomic "$crt" 0644 <"$stage/${name//\//-}.crt"
   affects "$crt"
 }
-resign_etcd_leaf etcd/server serverAuth,clientAuth
-resign_etcd_leaf etcd/peer serverAuth,clientAuth
-resign_etcd_leaf etcd/healthcheck-client clientAuth
-resign_etcd_leaf apiserver-etcd-client clientAuth
+
+resign_etcd_leaves() {
+  resign_etcd_leaf etcd/server serverAuth,clientAuth
+  resign_etcd_leaf etcd/peer serverAuth,clientAuth
+  resign_etcd_leaf etcd/healthcheck-client clientAuth
+  resign_etcd_leaf apiserver-etcd-client clientAuth
+}
 
 # --- 4. encryption config (a rotated key) and static pods ---------------------------
-render_template "$CFCR_ENCRYPTION_TEMPLATE" "$stage/encryption.yaml"
-if ! cmp -s "$stage/encryption.yaml" "$CFCR_ENCRYPTION_CONFIG"; then
-  write_atomic "$CFCR_ENCRYPTION_CONFIG" 0600 <"$stage/encryption.yaml"
-  restart[kube-apiserver]=1
-fi
-for component in etcd kube-apiserver kube-controller-manager kube-scheduler; do
-  if [ -n "${restart[$component]:-}" ]; then restart_static_pod "$component"; fi
-done
-if [ -n "${restart[kubelet]:-}" ]; then restart_kubelet; fi
-# what `kubeadm join` discovers trusts the whole bundle (kubeadm init writes the first CA only)
-refresh_cluster_info || log "could not refresh kube-public/cluster-info; the next run tries again"
+restart_changed() {
+  local component
+  render_template "$CFCR_ENCRYPTION_TEMPLATE" "$stage/encryption.yaml"
+  if ! cmp -s "$stage/encryption.yaml" "$CFCR_ENCRYPTION_CONFIG"; then
+    write_atomic "$CFCR_ENCRYPTION_CONFIG" 0600 <"$stage/encryption.yaml"
+    restart[kube-apiserver]=1
+  fi
+  for component in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    if [ -n "${restart[$component]:-}" ]; then restart_static_pod "$component"; fi
+  done
+  if [ -n "${restart[kubelet]:-}" ]; then restart_kubelet; fi
+  # what `kubeadm join` discovers trusts the whole bundle (kubeadm init writes the first CA only)
+  refresh_cluster_info || log "could not refresh kube-public/cluster-info; the next run tries again"
+}
 
 # --- 5. bootstrap token: where the cloud cannot rotate it (no join-credentials timer), the
 #        stored token is re-applied and its expiry pushed out; elsewhere the
 #        join-credentials timer keeps short-lived tokens and this must not revive one.
-if [ -z "$CFCR_JOIN_ROTATION" ]; then
-  kubeadm init phase bootstrap-token --config "$CFCR_KUBEADM_CONFIG" --kubeconfig /etc/kubernetes/admin.conf >/dev/null
+refresh_join_token() {
+  if [ -z "$CFCR_JOIN_ROTATION" ]; then
+    kubeadm init phase bootstrap-token --config "$CFCR_KUBEADM_CONFIG" --kubeconfig "$CFCR_KUBERNETES_DIR/admin.conf" >/dev/null
+  fi
+}
+
+main() {
+  load_node_facts
+  require_bootstrapped "nothing to maintain"
+  # held until the script exits: the boot (bootstrap.sh) and this run never overlap
+  exec 9>"$CFCR_BOOT_LOCK"
+  flock 9
+  stage=$(mktemp -d)
+  trap 'rm -rf "$stage"' EXIT
+  window=$((CFCR_RENEW_BEFORE_DAYS * 86400))
+  install_from_store
+  renew_kubeadm_managed
+  resign_etcd_leaves
+  restart_changed
+  refresh_join_token
+  log "maintenance done"
+}
+
+# Run when executed; sourcing defines the steps only.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
 fi
-log "maintenance done"

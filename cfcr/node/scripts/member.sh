@@ -24,7 +24,6 @@
 # `pulumi up` waits for it before it replaces the next member (cfcr/bootstrap/rollout.py).
 # Calls go to etcd's JSON gateway (/v3/...) with curl and the health-check client certificate.
 
-ETCD_MANIFEST=/etc/kubernetes/manifests/etcd.yaml
 ETCD_MEMBERS_FILE=$CFCR_STATE/etcd-members.json
 ETCD_PEER_TRIES=${ETCD_PEER_TRIES:-3}
 MEMBER_READY_TIMEOUT=${MEMBER_READY_TIMEOUT:-900}
@@ -34,15 +33,15 @@ ETCD_NEW_CLUSTER=0
 
 # etcd_api URL PATH JSON: one POST to etcd's gateway; the response on stdout.
 etcd_api() {
-  curl -fsS --max-time 5 --cacert "$PKI/etcd/ca.crt" \
-    --cert "$PKI/etcd/healthcheck-client.crt" --key "$PKI/etcd/healthcheck-client.key" \
+  curl -fsS --max-time 5 --cacert "$CFCR_ETCD_PKI_DIR/ca.crt" \
+    --cert "$CFCR_ETCD_PKI_DIR/healthcheck-client.crt" --key "$CFCR_ETCD_PKI_DIR/healthcheck-client.key" \
     -H 'Content-Type: application/json' -d "$3" "$1/v3/$2"
 }
 
 # etcd_healthy URL: etcd's /health of one member says true.
 etcd_healthy() {
-  curl -fsS --max-time 5 --cacert "$PKI/etcd/ca.crt" \
-    --cert "$PKI/etcd/healthcheck-client.crt" --key "$PKI/etcd/healthcheck-client.key" "$1/health" 2>/dev/null \
+  curl -fsS --max-time 5 --cacert "$CFCR_ETCD_PKI_DIR/ca.crt" \
+    --cert "$CFCR_ETCD_PKI_DIR/healthcheck-client.crt" --key "$CFCR_ETCD_PKI_DIR/healthcheck-client.key" "$1/health" 2>/dev/null \
     | jq -e '.health == "true"' >/dev/null
 }
 
@@ -72,8 +71,9 @@ etcd_members() {
 
 # set_etcd_flag NAME VALUE: rewrite one flag of the etcd static pod before it first starts.
 set_etcd_flag() {
-  grep -q -- "^ *- --$1=" "$ETCD_MANIFEST" || die "the etcd manifest has no --$1 flag"
-  sed -i "s|^\( *- --$1=\).*\$|\1$2|" "$ETCD_MANIFEST"
+  local manifest=$CFCR_MANIFESTS_DIR/etcd.yaml
+  grep -q -- "^ *- --$1=" "$manifest" || die "the etcd manifest has no --$1 flag"
+  sed -i "s|^\( *- --$1=\).*\$|\1$2|" "$manifest"
 }
 
 # initial_cluster_from FILE: name=peerURL of every member etcd listed, names of members that
@@ -102,7 +102,7 @@ etcd_membership() {
       && jq -e '[.members[]? | select((.clientURLs // []) | length > 0)] | length > 0' "$ETCD_MEMBERS_FILE" >/dev/null; then
       die "etcd: $CFCR_MEMBER's disk is blank and its peers ($ETCD_ANSWERED) answer without quorum, though members have run before: it will not start a second cluster. Bring the other members back, or restore a snapshot (docs/backups.md)"
     fi
-    if [ "$(curl -sS --max-time 5 --cacert "$PKI/ca.crt" -o /dev/null -w '%{http_code}' "$CFCR_API_SERVER/readyz" 2>/dev/null)" != 000 ]; then
+    if [ "$(curl -sS --max-time 5 --cacert "$CFCR_PKI_DIR/ca.crt" -o /dev/null -w '%{http_code}' "$CFCR_API_SERVER/readyz" 2>/dev/null)" != 000 ]; then
       die "etcd: $CFCR_MEMBER's disk is blank and no etcd peer answers, but the API at $CFCR_API_SERVER does: the cluster exists and this member cannot reach its peers (ports 2379/2380); it will not start a second cluster"
     fi
     log "etcd: no peer answers and no member has run: a new cluster of the rendered members"
@@ -141,7 +141,7 @@ etcd_membership() {
 # for a minute, then the boot goes on (the cloud controller manager deletes a Node whose
 # instance is gone, and the kubelet registers it again). A new cluster has no API yet.
 forget_stale_node() {
-  local kubeconfig=/etc/kubernetes/admin.conf mine current n tries=1
+  local kubeconfig=$CFCR_KUBERNETES_DIR/admin.conf mine current n tries=1
   mine=$(provider_id 2>/dev/null) || return 0
   kubeadm init phase kubeconfig admin --config "$CFCR_KUBEADM_CONFIG" >/dev/null 2>&1 || return 0
   [ "$ETCD_NEW_CLUSTER" = 1 ] || tries=12
@@ -206,9 +206,9 @@ member_ready() {
     sleep 5
   done
   mark=$(provider_id 2>/dev/null || printf '%s' "$CFCR_NODE_NAME")
-  kubectl --kubeconfig /etc/kubernetes/admin.conf --request-timeout=30s create configmap "cfcr-member-$CFCR_MEMBER" \
+  kubectl --kubeconfig "$CFCR_KUBERNETES_DIR/admin.conf" --request-timeout=30s create configmap "cfcr-member-$CFCR_MEMBER" \
     -n kube-system --from-literal=providerID="$mark" --from-literal=node="$CFCR_NODE_NAME" --dry-run=client -o yaml \
-    | kubectl --kubeconfig /etc/kubernetes/admin.conf --request-timeout=30s apply --server-side --force-conflicts \
+    | kubectl --kubeconfig "$CFCR_KUBERNETES_DIR/admin.conf" --request-timeout=30s apply --server-side --force-conflicts \
       --field-manager=cfcr-member -f - >/dev/null \
     || die "could not record $CFCR_MEMBER as ready in kube-system/cfcr-member-$CFCR_MEMBER"
   log "etcd: $CFCR_MEMBER is a healthy voter of a healthy cluster; recorded in kube-system/cfcr-member-$CFCR_MEMBER"
