@@ -14,7 +14,6 @@ from cfcr.addons.cloud import (
     ccm_objects,
     csi_chart,
     csi_transforms,
-    ebs_controller_transform,
     host_network_transform,
     render_cloud_config,
     storage_class,
@@ -26,6 +25,7 @@ from cfcr.addons.kube_proxy import kube_proxy_objects
 from cfcr.addons.logging import logging_objects
 from cfcr.addons.rbac import rbac_objects
 from cfcr.addons.vpa import vpa_objects
+from cfcr.aws.addon_profile import ebs_controller_transform
 from cfcr.config import ClusterSpec, load_spec
 from cfcr.node.admission import admission_config
 from cfcr.node.kubelet import kubelet_config

@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 
 from cfcr.addons.base import CONTROL_PLANE_LABEL, CONTROL_PLANE_TOLERATIONS
-from cfcr.addons.cloud import CloudAddonProfile, CloudFacts, host_network_transform, is_controller
+from cfcr.addons.cloud import CloudAddonProfile, CloudFacts, host_network_transform
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.node.kubelet import deep_merge
 
@@ -42,7 +42,6 @@ EBS_CONTROLLER = "ebs-csi-controller"
 EBS_CONTROLLER_MAX_REPLICAS = 2
 """The chart's default; with host networking two replicas never share a node (their
 health port is a host port), so a cluster gets at most one per control-plane node."""
-
 
 
 def ebs_controller_transform() -> pulumi.ResourceTransform:
