@@ -21,6 +21,9 @@ member                      what it is
                             values, StorageClass parameters, cloud config format, autoscaler
                             values
 ``exports``                 the stack outputs the cloud adds to the common ones, in order
+``restore_commands(spec)``  the operator's commands of the etcd restore runbook
+                            (:class:`RestoreCommands`), or None where the cloud stores no
+                            snapshots yet
 ``build(spec)``             every resource of the cluster (its ``Cluster`` component, which
                             wraps :class:`cfcr.bootstrap.ClusterBootstrap`), returned as a
                             :class:`BuiltCluster`
@@ -37,6 +40,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pulumi
@@ -90,6 +94,23 @@ class BuiltCluster:
     """Anything else the caller may want (the cloud's ``Cluster`` component, ...)."""
 
 
+class RestoreCommands(Protocol):
+    """A cloud's commands of the etcd restore runbook (:mod:`cfcr.etcd_restore`)."""
+
+    @property
+    def list_and_presign(self) -> list[str]:
+        """List the snapshots, then make a short-lived download URL for the chosen one (``URL=``)."""
+        ...
+
+    def member_step_file(self, script: str) -> tuple[str, str] | None:
+        """A file the cloud runs a step's script from (file suffix, content), or None."""
+        ...
+
+    def run_on_member(self, member: str, parameters: Path) -> list[str]:
+        """Run a step on ``member``'s machine, given the step's file."""
+        ...
+
+
 class CloudPackage(Protocol):
     """The contract every cloud package implements (see the module docstring's table)."""
 
@@ -120,6 +141,10 @@ class CloudPackage(Protocol):
 
     def node_hook(self, spec: ClusterSpec) -> NodeHook:
         """The node-side adaptor for ``spec``'s nodes."""
+        ...
+
+    def restore_commands(self, spec: ClusterSpec) -> RestoreCommands | None:
+        """The etcd restore runbook's commands for ``spec``'s cluster, or None."""
         ...
 
     def build(self, spec: ClusterSpec) -> BuiltCluster:

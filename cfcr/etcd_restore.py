@@ -23,14 +23,14 @@ node) comes from the cloud package (``cfcr.aws.backups``).
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfcr import channels
+from cfcr import channels, clouds
 from cfcr.config import ClusterSpec
+from cfcr.clouds import RestoreCommands
 from cfcr.config.topology import control_plane_members
 from cfcr.node.etcd import CLIENT_PORT, etcd_flag_map
 from cfcr.node.packages import mirror_url
@@ -199,15 +199,26 @@ def start_script(spec: ClusterSpec, index: int) -> str:
     ])
 
 
-def ssm_parameters(script: str, timeout_seconds: int = 1800) -> str:
-    """The script as ``AWS-RunShellScript`` parameters (``--parameters file://...``)."""
-    return json.dumps({"commands": script.rstrip("\n").split("\n"), "executionTimeout": [str(timeout_seconds)]},
-                      indent=2) + "\n"
+def restore_commands(spec: ClusterSpec) -> RestoreCommands:
+    """The cloud's commands of the restore procedure (its contract's ``restore_commands``), or
+    :class:`RestoreError` where the cloud stores no etcd snapshots yet."""
+    commands = clouds.package(spec.cloud).restore_commands(spec)
+    if commands is None:
+        raise RestoreError(f"cfcr:cloud is {spec.cloud}: etcd snapshots are stored on aws only so far")
+    return commands
+
+
+def _step_path(commands: RestoreCommands, out: Path, step: str, member: str) -> Path:
+    """The file ``commands.run_on_member`` runs a step from: the cloud's own step file, else the script."""
+    step_file = commands.member_step_file("")
+    return out / f"{step}-{member}{step_file[0] if step_file is not None else '.sh'}"
 
 
 def write_kit(spec: ClusterSpec, snapshot_url: str, out: Path) -> list[Path]:
-    """Every member's step 1 and step 2 scripts (and, on AWS, their Run Command parameter
-    files) under ``out``, mode 0600: the download URL in them is a credential while it lasts."""
+    """Every member's step 1 and step 2 scripts (and, where the cloud runs them from a file of
+    its own, such as AWS Run Command's parameters, that file) under ``out``, mode 0600: the
+    download URL in them is a credential while it lasts."""
+    commands = restore_commands(spec)
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
     written: list[Path] = []
@@ -215,8 +226,9 @@ def write_kit(spec: ClusterSpec, snapshot_url: str, out: Path) -> list[Path]:
         for step, text in (("restore", restore_script(spec, plan.index, snapshot_url)),
                            ("start", start_script(spec, plan.index))):
             files = {out / f"{step}-{plan.name}.sh": text}
-            if spec.cloud == "aws":
-                files[out / f"{step}-{plan.name}.json"] = ssm_parameters(text)
+            step_file = commands.member_step_file(text)
+            if step_file is not None:
+                files[out / f"{step}-{plan.name}{step_file[0]}"] = step_file[1]
             for path, content in files.items():
                 path.write_text(content)
                 path.chmod(0o600)
@@ -229,12 +241,8 @@ def runbook(spec: ClusterSpec, snapshot_url: str | None = None, out: Path | None
     """The procedure for ``spec``'s stack, in order: find a snapshot and a download URL, then (with
     ``snapshot_url`` and the kit written to ``out``) run step 1 on every member, step 2 on every
     member, and the checks after."""
-    if spec.cloud != "aws":
-        raise RestoreError(f"cfcr:cloud is {spec.cloud}: etcd snapshots are stored on aws only so far")
-    from cfcr.aws.backups import operator_commands
-
+    ops = restore_commands(spec)
     assert spec.name is not None
-    ops = operator_commands(spec)
     plans = member_plans(spec)
     lines = [
         f"etcd restore for cluster {spec.name} ({len(plans)} members: "
@@ -261,14 +269,14 @@ def runbook(spec: ClusterSpec, snapshot_url: str | None = None, out: Path | None
         "",
         "3. Step 1 on EVERY member (stops its API server and etcd, restores; the cluster is down from here):",
         "",
-        *[f"   {line}" for p in plans for line in ops.run_on_member(p.name, out / f"restore-{p.name}.json")],
+        *[f"   {line}" for p in plans for line in ops.run_on_member(p.name, _step_path(ops, out, "restore", p.name))],
         "",
         "   Wait until each says `snapshot restored` (aws ssm list-command-invocations --details, or the",
         "   output in the Session Manager console); stop if one fails: nothing has started yet.",
         "",
         "4. Step 2 on EVERY member, all at about the same time (etcd needs a quorum to become healthy):",
         "",
-        *[f"   {line}" for p in plans for line in ops.run_on_member(p.name, out / f"start-{p.name}.json")],
+        *[f"   {line}" for p in plans for line in ops.run_on_member(p.name, _step_path(ops, out, "start", p.name))],
         "",
         "5. Check, with the admin kubeconfig:",
         "",

@@ -300,6 +300,10 @@ class OperatorCommands:
             "--expires-in 3600)",
         ]
 
+    def member_step_file(self, script: str) -> tuple[str, str] | None:
+        """The step's script as ``AWS-RunShellScript`` parameters: (file suffix, content)."""
+        return ".json", run_command_parameters(script)
+
     def run_on_member(self, member: str, parameters: Path) -> list[str]:
         """Run a step's script on ``member``'s instance (found by its ``cfcr.io/member`` tag) with
         Run Command (Session Manager's agent; no SSH)."""
@@ -312,6 +316,12 @@ class OperatorCommands:
         ]
 
 
+def run_command_parameters(script: str, timeout_seconds: int = 1800) -> str:
+    """A script as ``AWS-RunShellScript`` parameters (``--parameters file://...``)."""
+    return json.dumps({"commands": script.rstrip("\n").split("\n"), "executionTimeout": [str(timeout_seconds)]},
+                      indent=2) + "\n"
+
+
 def operator_commands(spec: ClusterSpec) -> OperatorCommands:
     """The restore procedure's AWS commands for ``spec``'s cluster."""
     assert spec.name is not None
@@ -322,7 +332,7 @@ def operator_commands(spec: ClusterSpec) -> OperatorCommands:
 
 
 __all__ = [
-    "OperatorCommands", "operator_commands",
+    "OperatorCommands", "operator_commands", "run_command_parameters",
     "EtcdBackups", "NONCURRENT_DAYS", "RETAINED_TAG", "SNAPSHOT_ROOT", "account_regional", "bucket_arn",
     "bucket_name", "bucket_policy", "build_etcd_backups", "lifecycle_rules", "snapshot_target", "writer_policy",
     "writer_role_name", "writer_trust_policy",

@@ -9,7 +9,9 @@ from typing import Any
 
 from cfcr.addons.cloud import CloudAddonProfile, NodeGroup
 from cfcr.aws.addon_profile import PROFILE
-from cfcr.aws.node_hook import USER_DATA_LIMIT, AwsNodeHook
+from cfcr.aws.backups import OperatorCommands, operator_commands
+from cfcr.aws import node_hook as hook_module
+from cfcr.aws.node_hook import AwsNodeHook
 from cfcr.clouds import AddonInputs, BuiltCluster
 from cfcr.config import ClusterSpec
 from cfcr.node.context import UserDataLimit
@@ -39,8 +41,6 @@ class AwsCloud:
 
     name: str = "aws"
     """``cfcr:cloud``."""
-    user_data_limit: UserDataLimit = USER_DATA_LIMIT
-    """16 KB of user data (gzip allowed)."""
     etcd_disk_device: str | None = None
     """Derived per volume (``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol...``) by ``cfcr.aws.Cluster``."""
     addon_profile: CloudAddonProfile = PROFILE
@@ -48,10 +48,19 @@ class AwsCloud:
     exports: Sequence[str] = EXPORTS
     """:data:`EXPORTS`."""
 
+    @property
+    def user_data_limit(self) -> UserDataLimit:
+        """16 KB of user data (gzip allowed). (the node hook's, read when asked)"""
+        return hook_module.USER_DATA_LIMIT
+
     def node_hook(self, spec: ClusterSpec) -> AwsNodeHook:
         """Secrets Manager with the instance profile, provider ID from IMDSv2 (a standalone hook:
         ``cfcr.aws.Cluster`` builds its own with the pools' joined profiles and the backups)."""
         return AwsNodeHook(region=spec.region)
+
+    def restore_commands(self, spec: ClusterSpec) -> OperatorCommands:
+        """S3 for the snapshots, Run Command on the members (:func:`cfcr.aws.backups.operator_commands`)."""
+        return operator_commands(spec)
 
     def build(self, spec: ClusterSpec) -> BuiltCluster:
         """``cfcr.aws.Cluster`` from the spec and its ``cfcr:aws`` settings."""

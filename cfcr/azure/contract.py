@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from cfcr.addons.cloud import CloudAddonProfile
 from cfcr.azure.addon_profile import PROFILE
 from cfcr.azure.names import key_vault_name
-from cfcr.azure.node_hook import USER_DATA_LIMIT, AzureNodeHook
+from cfcr.azure import node_hook as hook_module
+from cfcr.azure.node_hook import AzureNodeHook
 from cfcr.bootstrap.standalone import EXPORTS, build_bootstrap_only
 from cfcr.clouds import BuiltCluster
 from cfcr.config import ClusterSpec
@@ -26,8 +27,6 @@ class AzureCloud:
 
     name: str = "azure"
     """``cfcr:cloud``."""
-    user_data_limit: UserDataLimit = USER_DATA_LIMIT
-    """64 KB of custom data (gzip allowed)."""
     etcd_disk_device: str | None = ETCD_DISK_DEVICE
     """:data:`ETCD_DISK_DEVICE`."""
     addon_profile: CloudAddonProfile = PROFILE
@@ -35,10 +34,19 @@ class AzureCloud:
     exports: Sequence[str] = EXPORTS
     """The bootstrap's outputs."""
 
+    @property
+    def user_data_limit(self) -> UserDataLimit:
+        """64 KB of custom data (gzip allowed). (the node hook's, read when asked)"""
+        return hook_module.USER_DATA_LIMIT
+
     def node_hook(self, spec: ClusterSpec) -> AzureNodeHook:
         """Key Vault with the VM's managed identity."""
         assert spec.name is not None, "load_spec names every cluster"
         return AzureNodeHook(vault_name=key_vault_name(spec.name))
+
+    def restore_commands(self, spec: ClusterSpec) -> None:
+        """No etcd snapshots on this cloud yet."""
+        return None
 
     def build(self, spec: ClusterSpec) -> BuiltCluster:
         """The bootstrap alone (no machines yet)."""

@@ -14,7 +14,8 @@ from cfcr.bootstrap.standalone import EXPORTS, build_bootstrap_only
 from cfcr.clouds import BuiltCluster
 from cfcr.config import ClusterSpec
 from cfcr.gcp.addon_profile import PROFILE
-from cfcr.gcp.node_hook import USER_DATA_LIMIT, GcpNodeHook
+from cfcr.gcp import node_hook as hook_module
+from cfcr.gcp.node_hook import GcpNodeHook
 from cfcr.node.context import UserDataLimit
 
 ETCD_DISK_DEVICE = "/dev/disk/by-id/google-etcd"
@@ -32,8 +33,6 @@ class GcpCloud:
 
     name: str = "gcp"
     """``cfcr:cloud``."""
-    user_data_limit: UserDataLimit = USER_DATA_LIMIT
-    """256 KB in one metadata value (no gzip)."""
     etcd_disk_device: str | None = ETCD_DISK_DEVICE
     """:data:`ETCD_DISK_DEVICE`."""
     addon_profile: CloudAddonProfile = PROFILE
@@ -41,9 +40,18 @@ class GcpCloud:
     exports: Sequence[str] = EXPORTS
     """The bootstrap's outputs."""
 
+    @property
+    def user_data_limit(self) -> UserDataLimit:
+        """256 KB in one metadata value (no gzip). (the node hook's, read when asked)"""
+        return hook_module.USER_DATA_LIMIT
+
     def node_hook(self, spec: ClusterSpec) -> GcpNodeHook:
         """Secret Manager with the VM's service account."""
         return GcpNodeHook(project=project(spec))
+
+    def restore_commands(self, spec: ClusterSpec) -> None:
+        """No etcd snapshots on this cloud yet."""
+        return None
 
     def build(self, spec: ClusterSpec) -> BuiltCluster:
         """The bootstrap alone (no machines yet)."""
