@@ -41,7 +41,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 import pulumi
 
@@ -150,6 +150,59 @@ class CloudPackage(Protocol):
     def build(self, spec: ClusterSpec) -> BuiltCluster:
         """Every resource of ``spec``'s cluster."""
         ...
+
+
+class _HasUserDataLimit(Protocol):
+    user_data_limit: ClassVar[UserDataLimit]
+
+
+@dataclass(frozen=True)
+class CloudPackageData:
+    """The contract's data members, which every package states the same way; a package's
+    ``CLOUD`` is an instance of a subclass that adds ``node_hook``, ``restore_commands`` and
+    ``build``."""
+
+    name: str
+    """The ``cfcr:cloud`` value."""
+    hook_type: type[_HasUserDataLimit]
+    """The node hook's class; its ``user_data_limit`` is the cloud's (read when asked)."""
+    addon_profile: CloudAddonProfile
+    """What the addons need to know."""
+    exports: Sequence[str]
+    """The outputs the cloud adds to the common ones."""
+    etcd_disk_device: str | None = None
+    """The etcd disk's stable path when it is fixed."""
+
+    @property
+    def user_data_limit(self) -> UserDataLimit:
+        """The node hook's limit."""
+        return self.hook_type.user_data_limit
+
+
+@dataclass(frozen=True)
+class BootstrapOnlyCloud(CloudPackageData):
+    """A cloud whose package builds no machines yet: the cluster's bootstrap alone
+    (:mod:`cfcr.bootstrap.standalone`), no addons, no etcd snapshots."""
+
+    hook_for: Callable[[ClusterSpec], NodeHook] | None = None
+    """The node hook of a spec."""
+
+    def node_hook(self, spec: ClusterSpec) -> NodeHook:
+        """The node hook of ``spec``'s nodes."""
+        assert self.hook_for is not None, f"{self.name}: no hook_for"
+        return self.hook_for(spec)
+
+    def restore_commands(self, spec: ClusterSpec) -> None:
+        """No etcd snapshots on this cloud yet."""
+        return None
+
+    def build(self, spec: ClusterSpec) -> BuiltCluster:
+        """The bootstrap alone."""
+        from cfcr.bootstrap.standalone import build_bootstrap_only
+
+        assert self.etcd_disk_device is not None, f"{self.name}: no etcd_disk_device"
+        bootstrap, outputs = build_bootstrap_only(spec, self.node_hook(spec), self.etcd_disk_device)
+        return BuiltCluster(bootstrap=bootstrap, exports=outputs)
 
 
 def package(cloud: str) -> CloudPackage:

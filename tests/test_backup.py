@@ -43,7 +43,6 @@ from cfcr.etcd_restore import (
     start_script,
 )
 from cfcr.node import Role
-from cfcr.aws import node_hook as aws_node_hook
 from cfcr.node import UserDataLimit
 from cfcr.node.backup import BACKUP_HOOK_PATH, BACKUP_SCRIPT, backup_files, snapshot_prefix
 from cfcr.render import RenderResult, render_stack, unwrap
@@ -87,7 +86,7 @@ def _render(config: dict[str, Any], options: dict[tuple[str, str], tuple[bool, b
         return original(self, request)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(aws_node_hook, "USER_DATA_LIMIT", UserDataLimit(10**6, gzip=True))
+        patch.setattr(AwsNodeHook, "user_data_limit", UserDataLimit(10**6, gzip=True))
         patch.setattr(RecordingMonitor, "RegisterResource", spy)
         return render_stack(STACK, None, config=config)
 

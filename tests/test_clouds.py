@@ -97,3 +97,17 @@ def test_contract_protocol_and_table_agree() -> None:
 def test_built_cluster_is_what_the_program_reads() -> None:
     fields = {f.name for f in dataclasses.fields(clouds.BuiltCluster)}
     assert {"bootstrap", "exports", "addons"} <= fields
+
+
+@pytest.mark.parametrize("stack", ["aws-stable", "gcp-stable"])
+def test_a_render_exports_the_common_outputs_then_the_clouds_own(stack: str) -> None:
+    from cfcr.config import read_stack_config
+    from cfcr.render import render_stack
+
+    raw = read_stack_config(stack)
+    result = render_stack(stack, None, config=raw)
+    package = clouds.package(str(raw.get("cloud", raw.get("cfcr:cloud"))))
+    common = ["kubernetesVersion", "caBundle", "controlPlaneMembers", "secretReaders"]
+    assert list(result.exports) == common + [e for e in package.exports if e in result.exports]
+    assert set(result.exports) - set(common) <= set(package.exports)
+    assert "adminKubeconfig" in result.exports and "apiServerUrl" in result.exports

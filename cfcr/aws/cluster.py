@@ -101,6 +101,8 @@ class Cluster(pulumi.ComponentResource):
     """URL of the termination handler's queue (for the addons layer)."""
     etcd_backup_bucket: pulumi.Output[str] | None
     """The S3 bucket of the etcd snapshots (retained after destroy; docs/backups.md), None without backups."""
+    outputs: dict[str, Any]
+    """The component's outputs by name (the stack exports those of ``cfcr.aws.contract.EXPORTS``)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
@@ -247,6 +249,7 @@ class Cluster(pulumi.ComponentResource):
             outputs["terminationQueueUrl"] = self.termination_queue_url
         if self.etcd_backup_bucket is not None:
             outputs["etcdBackupBucket"] = self.etcd_backup_bucket
+        self.outputs = outputs
         self.register_outputs(outputs)
 
 

@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from cfcr.addons.cloud import CloudAddonProfile, NodeGroup
+from cfcr.addons.cloud import NodeGroup
 from cfcr.aws.addon_profile import PROFILE
 from cfcr.aws.backups import OperatorCommands, operator_commands
-from cfcr.aws import node_hook as hook_module
 from cfcr.aws.node_hook import AwsNodeHook
-from cfcr.clouds import AddonInputs, BuiltCluster
+from cfcr.clouds import AddonInputs, BuiltCluster, CloudPackageData
 from cfcr.config import ClusterSpec
-from cfcr.node.context import UserDataLimit
 
 EXPORTS: tuple[str, ...] = (
     "apiServerUrl",
@@ -36,22 +32,9 @@ termination queue)."""
 
 
 @dataclass(frozen=True)
-class AwsCloud:
-    """``cfcr.aws`` behind the cloud contract."""
-
-    name: str = "aws"
-    """``cfcr:cloud``."""
-    etcd_disk_device: str | None = None
-    """Derived per volume (``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol...``) by ``cfcr.aws.Cluster``."""
-    addon_profile: CloudAddonProfile = PROFILE
-    """EBS CSI, the AWS CCM, cluster-autoscaler's aws provider, the termination handler."""
-    exports: Sequence[str] = EXPORTS
-    """:data:`EXPORTS`."""
-
-    @property
-    def user_data_limit(self) -> UserDataLimit:
-        """16 KB of user data (gzip allowed). (the node hook's, read when asked)"""
-        return hook_module.USER_DATA_LIMIT
+class AwsCloud(CloudPackageData):
+    """``cfcr.aws`` behind the cloud contract; the etcd disk's path is derived per volume
+    (``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol...``) by ``cfcr.aws.Cluster``."""
 
     def node_hook(self, spec: ClusterSpec) -> AwsNodeHook:
         """Secrets Manager with the instance profile, provider ID from IMDSv2 (a standalone hook:
@@ -77,27 +60,11 @@ class AwsCloud:
                 termination_queue=spec.aws.termination_queue,
             ),
         )
-        outputs: dict[str, Any] = {
-            "apiServerUrl": cluster.api_server_url,
-            "privateApiServerUrl": cluster.private_api_server_url,
-            "apiLoadBalancerDnsName": cluster.api_load_balancer_dns_name,
-            "internalApiLoadBalancerDnsName": cluster.internal_api_load_balancer_dns_name,
-            "adminKubeconfig": cluster.admin_kubeconfig,
-            "vpcId": cluster.vpc_id,
-            "privateSubnetIds": cluster.private_subnet_ids,
-            "publicSubnetIds": cluster.public_subnet_ids,
-            "nodePoolAsgNames": cluster.node_pool_asg_names,
-            "securityGroupIds": cluster.security_group_ids,
-            "controlPlaneInstanceIds": cluster.control_plane_instance_ids,
-            "etcdVolumeIds": cluster.etcd_volume_ids,
-        }
-        if cluster.termination_queue_url is not None:
-            outputs["terminationQueueUrl"] = cluster.termination_queue_url
         groups = {p.name: NodeGroup(cluster.node_pools[p.name].asg_name, p.min_size, p.max_size)
                   for p in spec.node_pools}
         return BuiltCluster(
             bootstrap=cluster.bootstrap,
-            exports=outputs,
+            exports={key: cluster.outputs[key] for key in EXPORTS if key in cluster.outputs},
             addons=AddonInputs(
                 kubeconfig=cluster.admin_kubeconfig,
                 api_server_url=cluster.private_api_server_url,
@@ -111,5 +78,5 @@ class AwsCloud:
         )
 
 
-CLOUD = AwsCloud()
+CLOUD = AwsCloud(name="aws", hook_type=AwsNodeHook, addon_profile=PROFILE, exports=EXPORTS)
 """The contract's entry point for ``cfcr:cloud: aws``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from cfcr.aws.tags import partition_of
 from cfcr.config.topology import ControlPlaneMember
@@ -32,13 +33,13 @@ class S3SnapshotTarget:
     writer_role: str
     """Name of the role that may write snapshots and nothing else; assumed for each upload."""
 
-USER_DATA_LIMIT = UserDataLimit(max_bytes=16384, gzip=True)
-"""AWS: 16384 bytes of user data (EC2 User Guide, "Instance user data"); cloud-init unpacks gzip."""
-
 
 @dataclass(frozen=True)
 class AwsNodeHook:
     """Fetch secrets with the AWS CLI (snap on Ubuntu 24.04); credentials come from IMDSv2."""
+
+    user_data_limit: ClassVar[UserDataLimit] = UserDataLimit(max_bytes=16384, gzip=True)
+    """AWS: 16384 bytes of user data (EC2 User Guide, "Instance user data"); cloud-init unpacks gzip."""
 
     region: str
     """Region of the secrets (passed explicitly: the hop limit keeps IMDS region lookups honest)."""
@@ -48,11 +49,6 @@ class AwsNodeHook:
     """The cluster name (its ``kubernetes.io/cluster/<name>`` tag marks its instances)."""
     backups: S3SnapshotTarget | None = None
     """Where etcd snapshots go; None: this cluster takes none."""
-
-    @property
-    def user_data_limit(self) -> UserDataLimit:
-        """:data:`USER_DATA_LIMIT`."""
-        return USER_DATA_LIMIT
 
     def packages(self) -> list[str]:
         """Nothing from apt: the CLI is a snap."""

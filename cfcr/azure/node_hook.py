@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import quote
 
 from cfcr.node.context import UserDataLimit
 
 _IMDS_RESOURCE_ID = "http://169.254.169.254/metadata/instance/compute/resourceId?api-version=2021-02-01&format=text"
 _IMDS_TOKEN = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net"
-
-USER_DATA_LIMIT = UserDataLimit(max_bytes=65536, gzip=True)
-"""Azure: 64 KB of custom data; cloud-init unpacks gzip."""
 
 
 @dataclass(frozen=True)
@@ -23,15 +21,13 @@ class AzureNodeHook:
     The token travels to curl on stdin (``-H @-``), never on a command line.
     """
 
+    user_data_limit: ClassVar[UserDataLimit] = UserDataLimit(max_bytes=65536, gzip=True)
+    """Azure: 64 KB of custom data; cloud-init unpacks gzip."""
+
     vault_name: str
     """Key Vault name (``https://<name>.vault.azure.net``)."""
     client_id: str | None = None
     """Client id of a user-assigned identity; None uses the system-assigned one."""
-
-    @property
-    def user_data_limit(self) -> UserDataLimit:
-        """:data:`USER_DATA_LIMIT`."""
-        return USER_DATA_LIMIT
 
     def packages(self) -> list[str]:
         """curl (python3 ships with the image)."""

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cfcr.node.context import UserDataLimit
 
 _TOKEN_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
 _API = "https://secretmanager.googleapis.com/v1"
 _METADATA = "http://metadata.google.internal/computeMetadata/v1"
-
-USER_DATA_LIMIT = UserDataLimit(max_bytes=262144, gzip=False)
-"""GCP: 256 KB in one metadata value, which is text: no gzip stream."""
 
 
 @dataclass(frozen=True)
@@ -23,13 +21,11 @@ class GcpNodeHook:
     The token travels to curl on stdin (``-H @-``), never on a command line.
     """
 
+    user_data_limit: ClassVar[UserDataLimit] = UserDataLimit(max_bytes=262144, gzip=False)
+    """GCP: 256 KB in one metadata value, which is text: no gzip stream."""
+
     project: str
     """Project that owns the secrets."""
-
-    @property
-    def user_data_limit(self) -> UserDataLimit:
-        """:data:`USER_DATA_LIMIT`."""
-        return USER_DATA_LIMIT
 
     def packages(self) -> list[str]:
         """curl (python3 ships with the image)."""
