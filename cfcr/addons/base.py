@@ -27,7 +27,7 @@ from pulumi_kubernetes.scheduling import v1 as scheduling_v1
 from pulumi_kubernetes.storage import v1 as storage_v1
 
 from cfcr.addons.pod_security import namespace_labels
-from cfcr.node.kubelet import deep_merge
+from cfcr.util import deep_merge
 
 KINDS: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): core_v1.Namespace,

@@ -45,7 +45,7 @@ from cfcr.channels import Release
 from cfcr.cni_ports import CILIUM_HEALTH_PORT, HUBBLE_PORT, VXLAN_PORTS
 from cfcr.config import ClusterSpec
 from cfcr.constants import API_PORT
-from cfcr.node.kubelet import deep_merge
+from cfcr.util import deep_merge
 
 CHANGING_THE_CNI = "docs/addons.md#changing-the-cni"
 

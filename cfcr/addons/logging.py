@@ -15,7 +15,7 @@ from cfcr import channels
 from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec, namespace
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
-from cfcr.node.kubelet import deep_merge
+from cfcr.util import deep_merge
 
 NAMESPACE = "cfcr-logging"
 SLOTS = (ImageSlot(("image", "repository"), "cr.fluentbit.io/fluent/fluent-bit"),)

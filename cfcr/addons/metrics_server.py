@@ -14,7 +14,7 @@ from cfcr import channels
 from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
-from cfcr.node.kubelet import deep_merge
+from cfcr.util import deep_merge
 
 SLOTS = (ImageSlot(("image", "repository"), "registry.k8s.io/metrics-server/metrics-server"),)
 

@@ -34,7 +34,7 @@ from cfcr.addons.cloud import CloudFacts, host_network_transform
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
-from cfcr.node.kubelet import deep_merge
+from cfcr.util import deep_merge
 
 RELEASE = "aws-node-termination-handler"
 """Release name; the chart names its queue-mode Deployment after it."""

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -22,7 +21,7 @@ import pulumi
 from cfcr.addons.base import CONTROL_PLANE_LABEL, CONTROL_PLANE_TOLERATIONS
 from cfcr.addons.cloud import CloudAddonProfile, CloudFacts, host_network_transform
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
-from cfcr.node.kubelet import deep_merge
+from cfcr.util import deep_merge
 
 EBS_SLOTS = (
     ImageSlot(("image", "repository"), "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver"),

@@ -20,7 +20,7 @@ from pulumi_aws import lb, route53
 from cfcr.aws.names import physical_name, replace_first
 from cfcr.aws.tags import base_tags
 from cfcr.config import ClusterSpec
-from cfcr.constants import API_PORT, INTERNAL_API_DOMAIN, private_api_name, private_zone_name
+from cfcr.constants import API_PORT, private_api_name, private_zone_name
 
 LB_TYPE = "aws:lb/loadBalancer:LoadBalancer"
 TG_TYPE = "aws:lb/targetGroup:TargetGroup"

@@ -11,7 +11,7 @@ from typing import Any
 
 from cfcr.addons.cloud import NAMESPACE, CloudAddonProfile, CloudFacts
 from cfcr.addons.images import ImageRewriter
-from cfcr.node.kubelet import deep_merge
+from cfcr.util import deep_merge
 
 
 def azure_disk_values(facts: CloudFacts, rewriter: ImageRewriter, repository: str, tag: str,

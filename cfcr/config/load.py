@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from cfcr.config.checks import check
 from cfcr.config.errors import NAMESPACE, ConfigError, Problem
 from cfcr.config.schema import ClusterSpec
+from cfcr.util import inner_model
 
 PREFIX = NAMESPACE + ":"
 
@@ -121,20 +122,10 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
         field = fields.get(part)
         if field is None:
             return None
-        model = _inner_model(field.annotation)
+        model = inner_model(field.annotation)
         if model is None:
             return None
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _problem(error: ErrorDetails) -> Problem:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from cfcr.channels import Release
+from cfcr.node.packages import BINARY_MIRROR_HOSTS
 from cfcr.node.paths import RUNC_PATH
 
 CONFIG_PATH = "/etc/containerd/config.toml"
@@ -18,8 +19,6 @@ CERTS_D = "/etc/containerd/certs.d"
 SOCKET = "/run/containerd/containerd.sock"
 CRI_SOCKET = f"unix://{SOCKET}"
 
-BINARY_MIRROR_HOSTS: frozenset[str] = frozenset({"dl.k8s.io", "github.com"})
-"""``registry_mirrors`` keys that mirror binary downloads rather than image registries."""
 
 # Where a registry host really serves its API when it differs from the host name.
 _UPSTREAM_SERVER: dict[str, str] = {"docker.io": "https://registry-1.docker.io"}

@@ -66,6 +66,7 @@ from cfcr.node.paths import (
     PKI_DIR,
     SIGNING_CA_PATH,
 )
+from cfcr.util import dedupe
 
 KUBEADM_API_VERSION = "kubeadm.k8s.io/v1beta4"
 TOKEN_PLACEHOLDER = "@BOOTSTRAP_TOKEN@"
@@ -155,10 +156,6 @@ def _provider_id(placeholder: bool) -> str | None:
     return PROVIDER_ID_PLACEHOLDER if placeholder else None
 
 
-def _dedupe(items: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(i for i in items if i))
-
-
 def uses_authentication_config(spec: ClusterSpec) -> bool:
     """False when the user drives anonymous auth / structured authn with their own flags."""
     user = spec.components.api_server.extra_args
@@ -178,7 +175,7 @@ def api_server_defaults(spec: ClusterSpec, *, admission_configured: bool) -> dic
     """cfcr's secure kube-apiserver flags (before the user's)."""
     args: dict[str, str] = {
         "authorization-mode": "Node,RBAC",
-        "enable-admission-plugins": ",".join(_dedupe([*_ADMISSION_DEFAULTS, *spec.admission.plugins])),
+        "enable-admission-plugins": ",".join(dedupe([*_ADMISSION_DEFAULTS, *spec.admission.plugins])),
         "profiling": "false",
         "audit-log-path": AUDIT_LOG_PATH,
         "audit-policy-file": AUDIT_POLICY_PATH,
@@ -269,7 +266,7 @@ def cluster_configuration(spec: ClusterSpec, release: Release, ctx: NodeContext,
         volumes.append(_volume("admission-config", ADMISSION_DIR, read_only=True))
     if uses_authentication_config(spec):
         volumes.append(_volume("authn-config", AUTHN_DIR, read_only=True))
-    sans = _dedupe([ctx.api_endpoint, spec.networking.api_dns_name or "", *ctx.api_sans])
+    sans = dedupe([ctx.api_endpoint, spec.networking.api_dns_name or "", *ctx.api_sans])
     return {
         "apiVersion": KUBEADM_API_VERSION,
         "kind": "ClusterConfiguration",

@@ -9,15 +9,14 @@ per-pool differences travel as kubelet flags (kubeadm's ``kubeletExtraArgs``:
 
 from __future__ import annotations
 
-import copy
 import ipaddress
-from collections.abc import Mapping
 from typing import Any
 
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.node.containerd import CRI_SOCKET
 from cfcr.node.context import NodeContext
 from cfcr.node.paths import MANIFESTS_DIR, PKI_DIR
+from cfcr.util import deep_merge
 
 KUBELET_API_VERSION = "kubelet.config.k8s.io/v1beta1"
 
@@ -37,17 +36,6 @@ def cluster_dns_ip(service_cidr: str) -> str:
     """The cluster DNS Service IP: the 10th address of the Service CIDR (kubeadm's choice)."""
     net = ipaddress.ip_network(service_cidr.split(",")[0].strip(), strict=True)
     return str(net.network_address + 10)
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` into a copy of ``base``: mappings recursively, anything else replaced."""
-    out = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def secure_kubelet_config(spec: ClusterSpec) -> dict[str, Any]:

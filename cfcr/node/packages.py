@@ -30,6 +30,8 @@ CONTAINERD_UNIT_PATH = "/etc/systemd/system/containerd.service"
 CRICTL_CONFIG_PATH = "/etc/crictl.yaml"
 
 BINARY_MIRROR_HOSTS = ("dl.k8s.io", "github.com")
+"""``registry_mirrors`` keys that mirror binary downloads rather than image registries
+(containerd leaves them out of its registry hosts)."""
 
 APT_PACKAGES: tuple[str, ...] = ("conntrack", "socat", "ethtool", "iptables", "curl", "openssl", "jq")
 """Distribution packages kubeadm's preflight and the boot scripts use (not version-pinned:

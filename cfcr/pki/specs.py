@@ -42,6 +42,7 @@ from cfcr.constants import (
     SUPER_ADMIN_USER,
 )
 from cfcr.names import fit_name
+from cfcr.util import dedupe
 
 Family = Literal["cluster", "etcd", "front-proxy"]
 """A CA family: each has its own CA per generation and its own trust bundle."""
@@ -332,7 +333,7 @@ def first_service_ip(service_cidr: str) -> str:
 
 
 def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
+    return tuple(dedupe(items))
 
 
 def _split_addresses(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
