@@ -15,15 +15,19 @@ kubelet), so the security groups open nothing for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from cfcr import channels
 from cfcr.addons.base import CONTROL_PLANE_LABEL, CONTROL_PLANE_TOLERATIONS, ChartAddon, ChartSpec
 from cfcr.addons.cloud import HOST_NETWORK_DNS_POLICY, CloudFacts
 from cfcr.addons.images import ImageRewriter
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
+
 
 def discovery_tags(cluster_name: str) -> list[str]:
     return ["k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{cluster_name}"]
@@ -56,13 +60,28 @@ def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rew
     return chart.with_values(spec.addons.extra_values.get("autoscaler", {}))
 
 
+@dataclass
+class ClusterAutoscalerArgs:
+    """Inputs of :class:`ClusterAutoscaler`."""
+
+    spec: ClusterSpec
+    """The cluster spec (mirrors, ``addons.extraValues["autoscaler"]``)."""
+    facts: CloudFacts
+    """The cloud (its addon profile gives the autoscaler's cloud values), the cluster name and
+    the node groups."""
+    release: Release | None = None
+    """The channel release (the autoscaler's chart and image); default: the spec's."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What every object waits for (the readiness gate, the CNI)."""
+
+
 class ClusterAutoscaler(ChartAddon):
     """cluster-autoscaler (``cfcr:addons:ClusterAutoscaler``)."""
 
     TYPE = "cfcr:addons:ClusterAutoscaler"
 
-    def __init__(self, name: str, spec: ClusterSpec, facts: CloudFacts, release: Release,
-                 opts: pulumi.ResourceOptions | None = None,
-                 depends_on: list[pulumi.Resource] | None = None) -> None:
+    def __init__(self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec = args.spec
+        release = args.release or channels.resolve(spec.kubernetes.version)
         rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
-        super().__init__(name, [], [autoscaler_chart(spec, release, facts, rewriter)], opts, depends_on or [])
+        super().__init__(name, [], [autoscaler_chart(spec, release, args.facts, rewriter)], opts, args.depends_on)

@@ -209,7 +209,9 @@ def sa_subject(name: str, namespace: str) -> dict[str, str]:
 
 @dataclass
 class AddonArgs:
-    """Inputs shared by the chart-based addons."""
+    """The inputs the chart addons used to share; each addon now takes its own Args
+    (``CsrApproverArgs``, ``MetricsServerArgs``, ``LoggingArgs``, ``VpaArgs``: the same fields),
+    and this one is kept for programs written against it."""
 
     spec: Any
     """The cluster spec (:class:`cfcr.config.ClusterSpec`)."""

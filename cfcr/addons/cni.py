@@ -39,6 +39,7 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider,
 from pulumi_kubernetes.core import v1 as core_v1
 from pulumi_kubernetes.yaml import v2 as yaml_v2
 
+from cfcr.addon_registry import kube_proxy_replaced
 from cfcr.addons.base import Addon, ChartSpec, namespace
 from cfcr.addons.images import ImageRewriter, ImageSlot, rewrite_pod_images, slot_values
 from cfcr.channels import Release
@@ -190,7 +191,7 @@ def cni_plan(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, api_s
                        [calico_chart(spec, release, rewriter).with_values(extra)])
     if spec.cni == "cilium":
         return CniPlan("cilium", [], [cilium_chart(spec, release, rewriter, api_server_url).with_values(extra)],
-                       replaces_kube_proxy=spec.cilium_kube_proxy_replacement)
+                       replaces_kube_proxy=kube_proxy_replaced(spec))
     if spec.cni == "canal":
         return CniPlan("canal", manifests=[canal_manifest_url(release)], patches=[canal_config_patch(spec)])
     return CniPlan("none")

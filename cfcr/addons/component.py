@@ -1,8 +1,10 @@
 """``ClusterAddons`` (``cfcr:addons:ClusterAddons``): every addon of a cfcr cluster, in order.
 
-readiness gate -> provider -> CNI -> kube-proxy (unless Cilium replaces it), CoreDNS,
-CSR approver, cloud integration, metrics-server, autoscaler, termination handler (AWS, with a
-queue), RBAC personas, logging, VPA.
+readiness gate -> provider -> then the rows of the addon registry (:data:`cfcr.addon_registry.ADDONS`)
+in order: CNI, kube-proxy (unless Cilium replaces it), CoreDNS, CSR approver, cloud integration,
+RBAC personas, metrics-server, autoscaler, termination handler (AWS, with a queue), logging, VPA;
+each one whose rule says it runs, built by its component (:data:`cfcr.addons.registry.COMPONENTS`)
+and named ``<name>-<row name>``.
 Every object depends on the gate; everything that needs pods to run also waits for the CNI.
 """
 
@@ -10,25 +12,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pulumi
 
 from cfcr import channels
+from cfcr.addon_registry import ADDONS, NETWORK
 from cfcr.addons.autoscaler import ClusterAutoscaler
-from cfcr.addons.base import AddonArgs
-from cfcr.addons.cloud import CloudFacts, CloudIntegration, CloudIntegrationArgs
-from cfcr.addons.cni import Cni, CniArgs
-from cfcr.addons.coredns import CoreDns, CoreDnsArgs
+from cfcr.addons.base import Addon
+from cfcr.addons.cloud import CloudFacts, CloudIntegration
+from cfcr.addons.cni import Cni
+from cfcr.addons.coredns import CoreDns
 from cfcr.addons.csr_approver import CsrApprover
 from cfcr.addons.gate import ReadinessGate
-from cfcr.addons.kube_proxy import KubeProxy, KubeProxyArgs
+from cfcr.addons.kube_proxy import KubeProxy
 from cfcr.addons.logging import Logging
 from cfcr.addons.metrics_server import MetricsServer
 from cfcr.addons.provider import cluster_provider
-from cfcr.addons.rbac import RbacArgs, RbacPersonas
+from cfcr.addons.rbac import RbacPersonas
+from cfcr.addons.registry import COMPONENTS, AddonInputs
 from cfcr.addons.termination import TerminationHandler
 from cfcr.addons.vpa import Vpa
 from cfcr.config import ClusterSpec
+
+T = TypeVar("T", bound=Addon)
 
 
 @dataclass
@@ -72,32 +79,39 @@ class ClusterAddons(pulumi.ComponentResource):
         self.provider = cluster_provider(f"{name}-k8s", args.kubeconfig, args.cloud.cluster_name,
                                          parent=self, depends_on=gated)
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        self.cni = Cni(f"{name}-cni", CniArgs(spec, args.api_server_url, release, gated), child)
-        networked = [*gated, self.cni]
-        self.kube_proxy: KubeProxy | None = None
-        if not self.cni.plan.replaces_kube_proxy:
-            self.kube_proxy = KubeProxy(f"{name}-kube-proxy", KubeProxyArgs(spec, args.api_server_url, release, gated), child)
-        self.coredns = CoreDns(f"{name}-coredns", CoreDnsArgs(spec, release, networked), child)
-        self.csr_approver = CsrApprover(f"{name}-csr-approver", AddonArgs(spec, networked), child)
-        self.cloud = CloudIntegration(f"{name}-cloud", CloudIntegrationArgs(spec, args.cloud, release, networked), child)
-        self.rbac = RbacPersonas(f"{name}-rbac", RbacArgs(spec, gated), child)
-        self.metrics_server: MetricsServer | None = None
-        if spec.addons.metrics_server:
-            self.metrics_server = MetricsServer(f"{name}-metrics-server", AddonArgs(spec, networked), child)
-        self.autoscaler: ClusterAutoscaler | None = None
-        if spec.addons.autoscaler and args.cloud.profile.autoscaler_values is not None:
-            self.autoscaler = ClusterAutoscaler(f"{name}-autoscaler", spec, args.cloud, release, child, networked)
-        elif spec.addons.autoscaler:
-            pulumi.log.warn(f"cfcr: cluster-autoscaler is not wired for {args.cloud.cloud} yet; skipped", self)
-        self.termination_handler: TerminationHandler | None = None
-        if args.cloud.profile.termination_handler and args.cloud.termination_queue_url is not None:
-            self.termination_handler = TerminationHandler(f"{name}-termination-handler", spec, args.cloud, release,
-                                                          child, networked)
-        self.logging: Logging | None = None
-        if spec.addons.logging.enabled:
-            self.logging = Logging(f"{name}-logging", AddonArgs(spec, networked), child)
-        self.vpa: Vpa | None = None
-        if spec.addons.vpa:
-            self.vpa = Vpa(f"{name}-vpa", AddonArgs(spec, networked), child)
+        self.addons: dict[str, Addon] = {}  # row name -> its component, in build order
+        for row in ADDONS:
+            if not row.wanted(spec):
+                continue
+            if not row.supported(args.cloud):
+                if row.unsupported_warning is not None:
+                    pulumi.log.warn(row.unsupported_warning.format(cloud=args.cloud.cloud), self)
+                continue
+            after = gated if row.after == "gate" else [*gated, self.addons[NETWORK]]
+            inputs = AddonInputs(spec, args.api_server_url, release, args.cloud, after)
+            self.addons[row.name] = COMPONENTS[row.name].build(f"{name}-{row.name}", inputs, child)
+        self.cni = self._addon("cni", Cni)
+        self.kube_proxy = self._optional("kube-proxy", KubeProxy)
+        self.coredns = self._addon("coredns", CoreDns)
+        self.csr_approver = self._addon("csr-approver", CsrApprover)
+        self.cloud = self._addon("cloud", CloudIntegration)
+        self.rbac = self._addon("rbac", RbacPersonas)
+        self.metrics_server = self._optional("metrics-server", MetricsServer)
+        self.autoscaler = self._optional("autoscaler", ClusterAutoscaler)
+        self.termination_handler = self._optional("termination-handler", TerminationHandler)
+        self.logging = self._optional("logging", Logging)
+        self.vpa = self._optional("vpa", Vpa)
         self.register_outputs({"cni": spec.cni, "kubeProxy": self.kube_proxy is not None,
                                "terminationHandler": self.termination_handler is not None})
+
+    def _optional(self, name: str, kind: type[T]) -> T | None:
+        addon = self.addons.get(name)
+        if addon is not None and not isinstance(addon, kind):
+            raise TypeError(f"addon {name} is a {type(addon).__name__}, not a {kind.__name__}")
+        return addon
+
+    def _addon(self, name: str, kind: type[T]) -> T:
+        addon = self._optional(name, kind)
+        if addon is None:
+            raise KeyError(f"addon {name} was not installed")
+        return addon

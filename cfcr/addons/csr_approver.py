@@ -10,12 +10,14 @@ network and its DNS name resolves to them (one DNS name allowed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from cfcr import channels
-from cfcr.addons.base import CONTROL_PLANE_TOLERATIONS, AddonArgs, ChartAddon, ChartSpec
+from cfcr.addons.base import CONTROL_PLANE_TOLERATIONS, ChartAddon, ChartSpec
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
 from cfcr.util import deep_merge
@@ -52,11 +54,22 @@ def csr_approver_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
     return chart.with_values(spec.addons.extra_values.get("csr-approver", {}))
 
 
+@dataclass
+class CsrApproverArgs:
+    """Inputs of :class:`CsrApprover`."""
+
+    spec: ClusterSpec
+    """The cluster spec (cloud, node network, leaf validity, ``addons.nodeNamePattern``, mirrors,
+    ``addons.extraValues["csr-approver"]``)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What every object waits for (the readiness gate, the CNI)."""
+
+
 class CsrApprover(ChartAddon):
     """kubelet-csr-approver (``cfcr:addons:CsrApprover``)."""
 
     TYPE = "cfcr:addons:CsrApprover"
 
-    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: CsrApproverArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
         super().__init__(name, [], [csr_approver_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -7,12 +7,14 @@ fluent-bit runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from cfcr import channels
-from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec, namespace
+from cfcr.addons.base import ChartAddon, ChartSpec, namespace
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
 from cfcr.util import deep_merge
@@ -45,11 +47,21 @@ def logging_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
     return chart.with_values(spec.addons.extra_values.get("logging", {}))
 
 
+@dataclass
+class LoggingArgs:
+    """Inputs of :class:`Logging`."""
+
+    spec: ClusterSpec
+    """The cluster spec (``addons.logging.output``, mirrors, ``addons.extraValues["logging"]``)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What every object waits for (the readiness gate, the CNI)."""
+
+
 class Logging(ChartAddon):
     """fluent-bit (``cfcr:addons:Logging``)."""
 
     TYPE = "cfcr:addons:Logging"
 
-    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: LoggingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
         super().__init__(name, logging_objects(args.spec), [logging_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -6,12 +6,14 @@ through CSRs that :mod:`cfcr.addons.csr_approver` approves), so no ``--kubelet-i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from cfcr import channels
-from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec
+from cfcr.addons.base import ChartAddon, ChartSpec
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
 from cfcr.util import deep_merge
@@ -32,11 +34,21 @@ def metrics_server_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpe
     return chart.with_values(spec.addons.extra_values.get("metrics-server", {}))
 
 
+@dataclass
+class MetricsServerArgs:
+    """Inputs of :class:`MetricsServer`."""
+
+    spec: ClusterSpec
+    """The cluster spec (mirrors, ``addons.extraValues["metrics-server"]``)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What every object waits for (the readiness gate, the CNI)."""
+
+
 class MetricsServer(ChartAddon):
     """metrics-server (``cfcr:addons:MetricsServer``)."""
 
     TYPE = "cfcr:addons:MetricsServer"
 
-    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: MetricsServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
         super().__init__(name, [], [metrics_server_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -25,10 +25,13 @@ event names and completes the lifecycle hook, so a leaving instance is emptied f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from cfcr import channels
 from cfcr.addons.base import CONTROL_PLANE_LABEL, CONTROL_PLANE_TOLERATIONS, ChartAddon, ChartSpec
 from cfcr.addons.cloud import CloudFacts, host_network_transform
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
@@ -79,14 +82,29 @@ def termination_transforms() -> list[pulumi.ResourceTransform]:
     return [host_network_transform(RELEASE)]
 
 
+@dataclass
+class TerminationHandlerArgs:
+    """Inputs of :class:`TerminationHandler`."""
+
+    spec: ClusterSpec
+    """The cluster spec (mirrors, ``addons.extraValues["termination-handler"]``)."""
+    facts: CloudFacts
+    """The cloud (its addon profile must allow the handler), the region and
+    ``termination_queue_url`` (required)."""
+    release: Release | None = None
+    """The channel release (the handler's chart); default: the spec's."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What every object waits for (the readiness gate, the CNI)."""
+
+
 class TerminationHandler(ChartAddon):
     """aws-node-termination-handler in queue mode (``cfcr:addons:TerminationHandler``)."""
 
     TYPE = "cfcr:addons:TerminationHandler"
 
-    def __init__(self, name: str, spec: ClusterSpec, facts: CloudFacts, release: Release,
-                 opts: pulumi.ResourceOptions | None = None,
-                 depends_on: list[pulumi.Resource] | None = None) -> None:
+    def __init__(self, name: str, args: TerminationHandlerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec = args.spec
+        release = args.release or channels.resolve(spec.kubernetes.version)
         rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
-        super().__init__(name, [], [termination_handler_chart(spec, release, facts, rewriter)], opts, depends_on or [],
-                         termination_transforms())
+        super().__init__(name, [], [termination_handler_chart(spec, release, args.facts, rewriter)], opts,
+                         args.depends_on, termination_transforms())

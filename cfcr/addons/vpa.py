@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from cfcr import channels
-from cfcr.addons.base import AddonArgs, ChartAddon, ChartSpec, namespace
+from cfcr.addons.base import ChartAddon, ChartSpec, namespace
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
 from cfcr.util import deep_merge
@@ -36,11 +38,21 @@ def vpa_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
     return chart.with_values(spec.addons.extra_values.get("vpa", {}))
 
 
+@dataclass
+class VpaArgs:
+    """Inputs of :class:`Vpa`."""
+
+    spec: ClusterSpec
+    """The cluster spec (mirrors, ``addons.extraValues["vpa"]``)."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What every object waits for (the readiness gate, the CNI)."""
+
+
 class Vpa(ChartAddon):
     """The Vertical Pod Autoscaler (``cfcr:addons:Vpa``)."""
 
     TYPE = "cfcr:addons:Vpa"
 
-    def __init__(self, name: str, args: AddonArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: VpaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
         super().__init__(name, vpa_objects(args.spec), [vpa_chart(args.spec, rewriter)], opts, args.depends_on)

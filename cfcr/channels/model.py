@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from cfcr.addon_registry import ADDON_PINS
+
 __all__ = [
     "ARCHITECTURES",
     "CHANNELS",
@@ -63,9 +65,9 @@ ARCHITECTURES: tuple[Architecture, ...] = ("amd64", "arm64")
 
 COMPONENT_NAMES: tuple[str, ...] = ("containerd", "runc", "cni_plugins", "crictl")
 CNI_NAMES: tuple[str, ...] = ("flannel", "calico", "cilium")
-ADDON_NAMES: tuple[str, ...] = (
-    "metrics-server", "kubelet-csr-approver", "cluster-autoscaler", "fluent-bit", "vpa", "aws-node-termination-handler",
-)
+ADDON_NAMES: tuple[str, ...] = ADDON_PINS
+"""The charts every release pins under ``addons``: exactly the addon registry's pins
+(:data:`cfcr.addon_registry.ADDON_PINS`)."""
 CLOUD_NAMES: tuple[str, ...] = ("aws", "gcp", "azure")
 
 _HEX_LEN: dict[str, int] = {"sha256": 64, "sha512": 128}

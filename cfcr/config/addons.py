@@ -12,7 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from cfcr.addon_registry import CHART_KEYS
 from cfcr.config.values import DnsLabel, Model
+
+__all__ = ["CHART_KEYS", "AddonsConfig", "LoggingConfig", "Persona", "PodSecurityConfig", "PodSecurityLevel"]
 
 PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
 Persona = Literal["cluster-admin", "platform-operator", "viewer"]
@@ -82,7 +85,7 @@ class AddonsConfig(Model):
     gate_timeout_minutes: int = Field(15, ge=1, le=120, description="How long the addons wait for the API server to answer.")
     extra_values: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Helm values merged over cfcr's, per chart (keys: cni, metrics-server, csr-approver, ccm, csi, autoscaler, termination-handler, logging, vpa).",
+        description=f"Helm values merged over cfcr's, per chart (keys: {', '.join(CHART_KEYS)}).",
     )
 
     @field_validator("container_log_max_size")
@@ -110,8 +113,3 @@ class AddonsConfig(Model):
             raise ValueError(f"unknown chart {', '.join(unknown)}; allowed: {', '.join(CHART_KEYS)}")
         return value
 
-
-CHART_KEYS: tuple[str, ...] = (
-    "cni", "metrics-server", "csr-approver", "ccm", "csi", "autoscaler", "termination-handler", "logging", "vpa",
-)
-"""The charts whose values ``addons.extraValues`` may extend."""
