@@ -102,6 +102,9 @@ class CloudAddonProfile:
     """Parameters of the default StorageClass (encrypted disks)."""
     cloud_config_format: Literal["ini", "json"]
     """How ``spec.cloud_config`` is written for the CCM: INI sections or JSON."""
+    node_name_pattern: str
+    """The Node names the cloud's machines register with: the kubelet serving CSRs the approver
+    signs must match it (``addons.nodeNamePattern`` overrides it)."""
     csi_values: CsiValues | None = None
     """The CSI chart's values; None when the channel has no chart for the cloud's driver."""
     csi_transforms: Callable[[], list[pulumi.ResourceTransform]] = list

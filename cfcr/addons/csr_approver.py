@@ -18,23 +18,18 @@ import pulumi
 
 from cfcr import channels
 from cfcr.addons.base import CONTROL_PLANE_TOLERATIONS, ChartAddon, ChartSpec
+from cfcr.addons.cloud import addon_profile
 from cfcr.addons.images import ImageRewriter, ImageSlot, slot_values
 from cfcr.config import ClusterSpec
 from cfcr.util import deep_merge
 
 SLOTS = (ImageSlot(("image", "repository"), "ghcr.io/postfinance/kubelet-csr-approver"),)
 
-NODE_NAME_PATTERNS: dict[str, str] = {
-    "aws": r"^(ip-[0-9]{1,3}(-[0-9]{1,3}){3}|i-[0-9a-f]{8,17})(\.[a-z0-9-]+)*$",
-    "gcp": r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9-]+)*$",
-    "azure": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-}
-"""Node names each cloud's machines register with (private DNS / resource name on AWS,
-instance name on GCP, VM or VMSS instance name on Azure)."""
 
 
 def node_name_pattern(spec: ClusterSpec) -> str:
-    return spec.addons.node_name_pattern or NODE_NAME_PATTERNS[spec.cloud]
+    """``addons.nodeNamePattern``, or the names the cloud's machines register with (its addon profile)."""
+    return spec.addons.node_name_pattern or addon_profile(spec.cloud).node_name_pattern
 
 
 def csr_approver_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:

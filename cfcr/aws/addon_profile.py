@@ -80,6 +80,8 @@ PROFILE = CloudAddonProfile(
     csi_provisioner="ebs.csi.aws.com",
     storage_parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
     cloud_config_format="ini",
+    # private DNS names (ip-10-0-0-1) or resource names (i-0123...), with the region's domain
+    node_name_pattern=r"^(ip-[0-9]{1,3}(-[0-9]{1,3}){3}|i-[0-9a-f]{8,17})(\.[a-z0-9-]+)*$",
     csi_values=ebs_csi_values,
     csi_transforms=lambda: [ebs_controller_transform()],
     autoscaler_values=autoscaler_values,

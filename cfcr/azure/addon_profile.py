@@ -28,6 +28,7 @@ PROFILE = CloudAddonProfile(
     csi_provisioner="disk.csi.azure.com",
     storage_parameters={"skuName": "Premium_LRS"},
     cloud_config_format="json",
+    node_name_pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",  # the VM or scale set instance name
     csi_values=azure_disk_values,
 )
 """Azure's addon profile."""

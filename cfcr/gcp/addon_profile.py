@@ -14,5 +14,6 @@ PROFILE = CloudAddonProfile(
     csi_provisioner="pd.csi.storage.gke.io",
     storage_parameters={"type": "pd-balanced"},
     cloud_config_format="ini",
+    node_name_pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9-]+)*$",  # the instance name
 )
 """GCP's addon profile."""
