@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from cfcr.config import ClusterSpec, load_stack
-from cfcr.config.schema import Cni
+from cfcr.config.schema import CniName
 from cfcr.render import render_stack
 from tests.support.cni_ports import (
     CONFIG_MAP_PATCH,
@@ -217,7 +217,7 @@ def mismatches(rendered: Rendered, rows: list[Row] | None = None) -> list[str]:
 
 def test_every_cni_has_a_stack() -> None:
     """Each CNI the config allows is checked, on a stack that really uses it."""
-    assert set(STACKS) == set(get_args(Cni))
+    assert set(STACKS) == set(get_args(CniName))
     for cni in STACKS:
         assert load_stack(STACKS[cni]).cni == cni
 

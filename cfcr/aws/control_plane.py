@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import ebs, ec2, lb
 
-from cfcr.aws.identity import NodeIdentity
+from cfcr.aws.identity import InstanceIdentity
 from cfcr.aws.launch import encode_user_data, metadata_options, root_volume, tag_specifications
 from cfcr.aws.names import physical_name, replace_first
 from cfcr.aws.tags import ETCD_MEMBER_TAG, base_tags
@@ -49,8 +49,9 @@ def etcd_disk_path(volume_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class ControlPlaneMember:
-    """One member's AWS resources."""
+class MemberMachine:
+    """The machine of one control-plane member: its EC2 instance, etcd volume and rollout gate.
+    (The member itself, name and address, is :class:`cfcr.config.topology.ControlPlaneMember`.)"""
 
     name: str
     """Node and etcd member name (``<cluster>-cp-<i>``)."""
@@ -64,9 +65,14 @@ class ControlPlaneMember:
     """Waits for this member to report ready once its VM is (re)created."""
 
 
+ControlPlaneMember = MemberMachine
+"""Deprecated alias of :class:`MemberMachine` (its former name, shared with
+:class:`cfcr.config.topology.ControlPlaneMember`, the member itself); will be removed."""
+
+
 def build_etcd_volumes(name: str, spec: ClusterSpec, zone_names: Sequence[pulumi.Input[str]],
                        parent: pulumi.Resource, *, kms_key_id: pulumi.Input[str] | None = None,
-                       protect: bool = True) -> list[ControlPlaneMember]:
+                       protect: bool = True) -> list[MemberMachine]:
     """One encrypted gp3 volume per member, in the member's zone; protected by default, so
     neither a rename nor a destroy deletes etcd's data without a deliberate unprotect."""
     plan = zones(spec)
@@ -82,21 +88,21 @@ def build_etcd_volumes(name: str, spec: ClusterSpec, zone_names: Sequence[pulumi
             tags={**base_tags(spec, f"{member.name}-etcd"), ETCD_MEMBER_TAG: member.name},
             opts=pulumi.ResourceOptions(parent=parent, protect=protect),
         )
-        members.append(ControlPlaneMember(name=member.name, address=member.address, volume=volume))
+        members.append(MemberMachine(name=member.name, address=member.address, volume=volume))
     return members
 
 
 def build_control_plane_instances(
     name: str,
     spec: ClusterSpec,
-    members: Sequence[ControlPlaneMember],
+    members: Sequence[MemberMachine],
     *,
     user_data: Sequence[pulumi.Output[bytes]],
     image_id: pulumi.Input[str],
     image_floats: bool,
     subnet_ids: Sequence[pulumi.Input[str]],
     security_group_id: pulumi.Input[str],
-    identities: Sequence[NodeIdentity],
+    identities: Sequence[InstanceIdentity],
     target_groups: Sequence[lb.TargetGroup],
     depends_on: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
@@ -105,7 +111,7 @@ def build_control_plane_instances(
     api_server_url: pulumi.Input[str],
     admin_kubeconfig: pulumi.Input[str],
     kms_key_id: pulumi.Input[str] | None = None,
-) -> list[ControlPlaneMember]:
+) -> list[MemberMachine]:
     """Launch template, reserved address, instance, volume attachment, target registration and
     rollout gate per member, each member's instance after the previous member's gate.
 
@@ -115,7 +121,7 @@ def build_control_plane_instances(
     """
     plan = zones(spec)
     size = spec.control_plane.size or DEFAULT_CONTROL_PLANE_SIZE["aws"]
-    out: list[ControlPlaneMember] = []
+    out: list[MemberMachine] = []
     for i, member in enumerate(members):
         identity = identities[i]
         tags = {**base_tags(spec, member.name), "cfcr.io/role": "control-plane", "cfcr.io/member": member.name}
@@ -195,6 +201,6 @@ def build_control_plane_instances(
             kubeconfig=admin_kubeconfig,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[attachment, *registrations]),
         )
-        out.append(ControlPlaneMember(name=member.name, address=member.address, volume=member.volume,
-                                      instance=instance, gate=gate))
+        out.append(MemberMachine(name=member.name, address=member.address, volume=member.volume,
+                                 instance=instance, gate=gate))
     return out

@@ -60,8 +60,9 @@ EC2_TRUST = {
 
 
 @dataclass(frozen=True)
-class NodeIdentity:
-    """One role, its instance profile, and every policy a VM must wait for."""
+class InstanceIdentity:
+    """A node's AWS identity: one IAM role, its instance profile, and every policy a VM must wait
+    for. (Not :class:`cfcr.node.context.NodeIdentity`, a node hook's provider-ID capability.)"""
 
     slug: str
     """The ClusterBootstrap role slug (``control-plane-0``, ``worker-general``)."""
@@ -73,15 +74,20 @@ class NodeIdentity:
     """Inline policies and managed-policy attachments."""
 
 
+NodeIdentity = InstanceIdentity
+"""Deprecated alias of :class:`InstanceIdentity` (its former name, shared with
+:class:`cfcr.node.context.NodeIdentity`, which means something else); will be removed."""
+
+
 @dataclass(frozen=True)
 class Identities:
-    """Every node identity of a cluster."""
+    """Every instance identity of a cluster."""
 
-    control_plane: list[NodeIdentity]
+    control_plane: list[InstanceIdentity]
     """One per control-plane member, in member order."""
-    workers: dict[str, NodeIdentity]
+    workers: dict[str, InstanceIdentity]
     """Pool name -> the identity its VMs launch with (may read the join secrets)."""
-    joined: dict[str, NodeIdentity] = field(default_factory=dict)
+    joined: dict[str, InstanceIdentity] = field(default_factory=dict)
     """Pool name -> the identity a worker keeps once joined (reads no secret)."""
 
 
@@ -327,7 +333,7 @@ def readable_by(readers: Mapping[str, Sequence[str]], slug: str) -> list[str]:
 def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
               inline: dict[str, pulumi.Input[str]], *, keep: str = "",
               attached: Mapping[str, pulumi.Input[str]] | None = None,
-              profile_name: str | None = None) -> NodeIdentity:
+              profile_name: str | None = None) -> InstanceIdentity:
     child = pulumi.ResourceOptions(parent=parent)
     # role and profile keep Pulumi's autonamed form while it fits (IAM: role <= 64, profile <= 128)
     role_name = physical_name(ROLE, name, keep=keep)
@@ -344,7 +350,7 @@ def _identity(name: str, spec: ClusterSpec, slug: str, parent: pulumi.Resource,
     profile = iam.InstanceProfile(name, name=profile_name, role=role.name, tags=base_tags(spec, name),
                                   opts=pulumi.ResourceOptions(parent=parent,
                                                               delete_before_replace=replace_first(profile_name)))
-    return NodeIdentity(slug=slug, role=role, profile=profile, policies=policies)
+    return InstanceIdentity(slug=slug, role=role, profile=profile, policies=policies)
 
 
 def _shared_policy(name: str, spec: ClusterSpec, parent: pulumi.Resource, policy_name: str,

@@ -30,7 +30,7 @@ from cfcr.config.values import (
 )
 
 Cloud = Literal["aws", "gcp", "azure"]
-Cni = Literal["flannel", "canal", "calico", "cilium", "none"]
+CniName = Literal["flannel", "canal", "calico", "cilium", "none"]
 
 # Per-cloud default machine sizes (data only: which machine is "small" on each cloud).
 DEFAULT_CONTROL_PLANE_SIZE: dict[str, str] = {
@@ -208,7 +208,7 @@ class ClusterSpec(Model):
     name: DnsLabel | None = Field(None, description="Cluster name; default `cfcr-<stack>`.")
     production: bool = Field(False, description="Mark the stack as production (policies then require 3+ control-plane nodes).")
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig, description="Kubernetes channel or version.")
-    cni: Cni = Field("calico", description="Pod network: flannel, canal, calico, cilium, or none (bring your own).")
+    cni: CniName = Field("calico", description="Pod network: flannel, canal, calico, cilium, or none (bring your own).")
     cilium_kube_proxy_replacement: bool = Field(False, description="With cilium, replace kube-proxy.")
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig, description="Control-plane nodes.")
     node_pools: list[NodePoolConfig] = Field(

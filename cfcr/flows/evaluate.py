@@ -24,12 +24,12 @@ from cfcr.flows.model import (
     ApiLoadBalancers,
     ApiName,
     ApiServers,
-    Cidr,
     Endpoint,
+    ExternalClients,
     Flow,
     Internet,
     NetworkClients,
-    NodeGroup,
+    NodeSet,
     NodesRunning,
     Ports,
     PrivateApi,
@@ -187,7 +187,7 @@ class Evaluator:
 
     def machines(self, endpoint: Endpoint) -> tuple[list[Machine], list[Verdict]]:
         """The machines standing behind a node endpoint, and a verdict for each role with none."""
-        if isinstance(endpoint, NodeGroup):
+        if isinstance(endpoint, NodeSet):
             roles = self.facts.members if endpoint.pool is None else [
                 r for r in self.facts.roles if r.pool == endpoint.pool]
         elif isinstance(endpoint, AllNodes):
@@ -230,10 +230,10 @@ class Evaluator:
         if isinstance(src, ApiLoadBalancers):
             return self._lb_to_servers(flow)
         if isinstance(dst, PublicApi):
-            assert isinstance(src, Cidr)
+            assert isinstance(src, ExternalClients)
             return self._public_api(flow, src)
         if isinstance(dst, PrivateApi):
-            assert isinstance(src, (Cidr, NetworkClients))
+            assert isinstance(src, (ExternalClients, NetworkClients))
             return self._private_api(flow, src)
         if isinstance(dst, Internet):
             sources, missing = self.machines(src)
@@ -343,7 +343,7 @@ class Evaluator:
                 out.append(self._prefix(f"{lb.label} {how} -> {t.label}", steps))
         return out
 
-    def _public_api(self, flow: Flow, src: Cidr) -> list[Verdict]:
+    def _public_api(self, flow: Flow, src: ExternalClients) -> list[Verdict]:
         ports = flow.ports[0]
         lbs = [lb for lb in self.api_load_balancers(ports.from_port) if not lb.internal]
         if not lbs:
@@ -368,12 +368,12 @@ class Evaluator:
         return out
 
 
-    def _private_api(self, flow: Flow, src: Cidr | NetworkClients) -> list[Verdict]:
+    def _private_api(self, flow: Flow, src: ExternalClients | NetworkClients) -> list[Verdict]:
         ports = flow.ports[0]
         lbs = [lb for lb in self.api_load_balancers(ports.from_port) if lb.internal]
         if not lbs:
             return [Verdict(False, f"no internal load balancer of {self.net.label} listens on {ports.text()}")]
-        if isinstance(src, Cidr):
+        if isinstance(src, ExternalClients):
             clients = [Address(f"clients in {src.cidr}", (src.cidr,))]
         else:  # one client per address range (an address lies in one family); unknown ranges stay unknown
             clients = [Address(f"hosts in {c}", (c,)) for c in self.net.cidrs] or [

@@ -66,7 +66,7 @@ class Ports:
 
 
 @dataclass(frozen=True)
-class NodeGroup:
+class NodeSet:
     """Every control-plane member (``pool`` None) or every node of one pool."""
 
     pool: str | None = None
@@ -149,7 +149,7 @@ class ApiLoadBalancers:
 
 
 @dataclass(frozen=True)
-class Cidr:
+class ExternalClients:
     """Clients in a network outside the cluster (operators)."""
 
     cidr: str
@@ -169,8 +169,8 @@ class Internet:
         return f"{self.service} ({', '.join(self.hosts)})" if self.hosts else self.service
 
 
-Endpoint = (NodeGroup | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | PrivateApi | NetworkClients
-            | ApiLoadBalancers | Cidr | Internet)
+Endpoint = (NodeSet | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | PrivateApi | NetworkClients
+            | ApiLoadBalancers | ExternalClients | Internet)
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ CLOUD_APIS = "cloud APIs"
 
 def cluster_flows(facts: ClusterFacts) -> list[Flow]:
     """Every flow the cluster of ``facts`` needs, in a stable order."""
-    groups = [NodeGroup(None), *(NodeGroup(p) for p in facts.pools)]
+    groups = [NodeSet(None), *(NodeSet(p) for p in facts.pools)]
     flows: list[Flow] = []
     for g in groups:
         host, api_port = facts.endpoint_of(g.pool)
@@ -223,13 +223,13 @@ def cluster_flows(facts: ClusterFacts) -> list[Flow]:
                       health_check=True))
     if facts.api_public:
         for cidr in facts.api_allowed_cidrs:
-            flows.append(Flow(f"api-public:{cidr}", Cidr(cidr), PublicApi(), (Ports.tcp(API_PORT),),
+            flows.append(Flow(f"api-public:{cidr}", ExternalClients(cidr), PublicApi(), (Ports.tcp(API_PORT),),
                               "operators in networking.apiAllowedCidrs use the public API endpoint"))
     else:
         flows.append(Flow("api-private:network", NetworkClients(), PrivateApi(), (Ports.tcp(API_PORT),),
                           "with a private API, operators and `pulumi up` (the addons) reach it from inside the network"))
         for cidr in facts.api_allowed_cidrs:
-            flows.append(Flow(f"api-private:{cidr}", Cidr(cidr), PrivateApi(), (Ports.tcp(API_PORT),),
+            flows.append(Flow(f"api-private:{cidr}", ExternalClients(cidr), PrivateApi(), (Ports.tcp(API_PORT),),
                               "clients in networking.apiAllowedCidrs (peered or VPN networks) use the private API "
                               "endpoint"))
     for g in groups:
@@ -243,7 +243,7 @@ def cluster_flows(facts: ClusterFacts) -> list[Flow]:
                 f"kubelet-metrics:{g.key()}", NodesRunning("metrics-server"), g, (Ports.tcp(KUBELET_PORT),),
                 "metrics-server scrapes every kubelet's resource metrics (kubectl top, autoscalers)",
             ))
-    cp = NodeGroup(None)
+    cp = NodeSet(None)
     flows.append(Flow("etcd-client", cp, cp, (Ports.tcp(ETCD_CLIENT_PORT),),
                       "API servers reach every etcd member (--etcd-servers lists them all)"))
     flows.append(Flow("etcd-peer", cp, cp, (Ports.tcp(ETCD_PEER_PORT),),

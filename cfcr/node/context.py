@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.config.topology import ControlPlaneMember
 from cfcr.constants import API_PORT
-
-RoleKind = Literal["control-plane", "worker"]
+from cfcr.pki.specs import RoleKind
 
 
 @dataclass(frozen=True)

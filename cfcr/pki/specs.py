@@ -50,8 +50,8 @@ Family = Literal["cluster", "etcd", "front-proxy"]
 KeyAlgorithm = Literal["ECDSA", "RSA"]
 """Private key algorithms we issue (pulumi-tls ``PrivateKey.algorithm`` values)."""
 
-Role = Literal["control-plane", "worker"]
-"""Node roles that receive PKI material."""
+RoleKind = Literal["control-plane", "worker"]
+"""A node's kind: a control-plane member or a worker; it decides the PKI material the node receives."""
 
 FAMILIES: tuple[Family, ...] = get_args(Family)
 ECDSA_CURVE = "P256"
@@ -479,7 +479,7 @@ _CONTROL_PLANE_SHARED: tuple[str, ...] = (
 )
 
 
-def materials_for_role(role: Role, member: str | None = None) -> list[str]:
+def materials_for_role(role: RoleKind, member: str | None = None) -> list[str]:
     """Material keys (see ``secret_files``) a node of ``role`` may fetch.
 
     Workers get the cluster CA bundle and nothing else: they join with the bootstrap
@@ -505,7 +505,7 @@ def materials_for_role(role: Role, member: str | None = None) -> list[str]:
     raise ValueError(f"unknown role {role!r}; expected 'control-plane' or 'worker'")
 
 
-def credentials_for_role(role: Role) -> list[str]:
+def credentials_for_role(role: RoleKind) -> list[str]:
     """Non-file secrets a node of ``role`` may fetch: both roles join with the bootstrap
     token; only the control plane holds the secrets-encryption key."""
     if role == "worker":
@@ -577,7 +577,7 @@ def validate_encryption_key(key_b64: str) -> bytes:
 
 __all__ = [
     "ADMIN_USER", "CLUSTER_ADMINS_GROUP", "FAMILIES", "MASTERS_GROUP", "SUPER_ADMIN_USER",
-    "CaSpec", "CertSpec", "ControlPlaneMember", "Family", "KeyAlgorithm", "PkiInputs", "Role",
+    "CaSpec", "CertSpec", "ControlPlaneMember", "Family", "KeyAlgorithm", "PkiInputs", "RoleKind",
     "UserCredential", "bundle_generations", "ca_files", "ca_specs", "certificate_specs",
     "credentials_for_role", "first_service_ip", "is_bootstrap_token", "join_pem",
     "kubeadm_ca_cert_hash", "leaf_key_usages", "materials_for_role",

@@ -24,7 +24,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-Report = Callable[[str], None]
+Reporter = Callable[[str], None]
 """Report one violation of the resource being validated."""
 
 
@@ -54,7 +54,7 @@ class Resource:
     provider_props: Mapping[str, Any]
 
 
-ResourceCheck = Callable[[Resource, Mapping[str, Any], Report], None]
+ResourceCheck = Callable[[Resource, Mapping[str, Any], Reporter], None]
 StackCheck = Callable[[Sequence[PolicyResource], Mapping[str, Any], ReportViolation], None]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel
 
-from cfcr.policy.base import CfcrResourcePolicy, Report, Resource, Setting, string_list
+from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, string_list
 from cfcr.policy.common import (
     as_bool,
     as_list,
@@ -71,7 +71,7 @@ def boot_payloads(res: Resource) -> list[tuple[str, list[str]]]:
 # ----------------------------------------------------------------------------- key material
 
 
-def _check_key_material(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_key_material(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     import re
 
     extra = [re.compile(p) for p in as_list(cfg["extraPatterns"])]
@@ -114,7 +114,7 @@ def _flag_missing(args: Mapping[str, str], flag: str) -> bool:
     return not str(args.get(flag, "")).strip()
 
 
-def _check_encryption(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_encryption(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     if res.type == BOOTSTRAP:
         if as_bool(res.props.get("secretsEncryption")) is not True:
             report("the cluster summary says Secrets are not encrypted at rest")
@@ -146,7 +146,7 @@ secrets_encrypted = CfcrResourcePolicy(
 )
 
 
-def _check_audit(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_audit(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     if res.type == BOOTSTRAP:
         if as_bool(res.props.get("auditLogging")) is not True:
             report("the cluster summary says audit logging is off")

@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel
 
-from cfcr.policy.base import CfcrResourcePolicy, Report, Resource, Setting, integer, string_list
+from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, integer, string_list
 from cfcr.policy.common import as_bool, as_list, as_number, fmt_number
 from cfcr.policy.types import TLS_LOCALLY_SIGNED, TLS_PRIVATE_KEY, TLS_SELF_SIGNED
 
@@ -18,7 +18,7 @@ TLS_PROVIDER_DEFAULT_RSA_BITS = 2048
 """pulumi-tls's ``rsaBits`` when none is given."""
 
 
-def _check_validity(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_validity(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     hours = as_number(res.props.get("validityPeriodHours"))
     is_ca = as_bool(res.props.get("isCaCertificate")) is True
     kind = "CA" if is_ca else "leaf"
@@ -54,7 +54,7 @@ certificate_validity = CfcrResourcePolicy(
 )
 
 
-def _check_keys(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_keys(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     algorithm = str(res.props.get("algorithm") or "")
     allowed = [str(a) for a in as_list(cfg["allowedAlgorithms"])]
     if algorithm not in allowed:

@@ -9,7 +9,7 @@ from typing import Any
 from pulumi_policy import EnforcementLevel
 
 from cfcr import channels
-from cfcr.policy.base import CfcrResourcePolicy, Report, Resource, Setting, boolean, integer, string_list
+from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, boolean, integer, string_list
 from cfcr.policy.common import as_bool, as_number, fmt_number
 from cfcr.policy.types import BOOTSTRAP
 
@@ -25,7 +25,7 @@ def supported_window(minors_behind_stable: int) -> tuple[tuple[int, int], tuple[
     return (stable[0], max(0, stable[1] - minors_behind_stable)), newest
 
 
-def _check_version(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_version(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     version = res.props.get("kubernetesVersion")
     if not isinstance(version, str):
         report("the cluster summary names no kubernetesVersion")
@@ -60,7 +60,7 @@ kubernetes_version = CfcrResourcePolicy(
 )
 
 
-def _check_control_plane(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_control_plane(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     count = as_number(res.props.get("controlPlaneCount"))
     if count is None:
         report("the cluster summary names no controlPlaneCount")
@@ -86,7 +86,7 @@ control_plane_count = CfcrResourcePolicy(
 )
 
 
-def _check_cni(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_cni(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     cni = res.props.get("cni")
     if isinstance(cni, str) and cni in cfg["cnisWithoutNetworkPolicy"]:
         report(f"CNI {cni} does not enforce NetworkPolicy: pods can reach every other pod")

@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel
 
-from cfcr.policy.base import CfcrResourcePolicy, Report, Resource, Setting, boolean, integer
+from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, boolean, integer
 from cfcr.policy.common import as_bool, as_list, as_number, fmt_number, get
 from cfcr.policy.types import (
     AWS_INSTANCE,
@@ -42,7 +42,7 @@ def _from_template(res: Resource) -> bool:
 # ----------------------------------------------------------------------------- metadata
 
 
-def _check_metadata(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_metadata(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     if res.type in (AWS_INSTANCE, AWS_LAUNCH_TEMPLATE):
         options = get(res.props, "metadataOptions")
         if not isinstance(options, Mapping) and res.type == AWS_INSTANCE and _from_template(res):
@@ -104,7 +104,7 @@ instance_metadata = CfcrResourcePolicy(
 # ----------------------------------------------------------------------------- verified boot
 
 
-def _check_boot(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_boot(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     if res.type in GCP_MACHINES:
         shielded = get(res.props, "shieldedInstanceConfig")
         if not isinstance(shielded, Mapping):
@@ -189,7 +189,7 @@ def _gcp_cmek(res: Resource) -> list[str]:
             if not get(disk, "diskEncryptionKey", "kmsKeySelfLink")]
 
 
-def _check_disks(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_disks(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     problems: list[str] = []
     if res.type in (AWS_INSTANCE, AWS_LAUNCH_TEMPLATE, AWS_VOLUME):
         problems = _aws_block_devices(res, bool(cfg["awsEncryptionByDefault"]))

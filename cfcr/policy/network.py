@@ -14,7 +14,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, PolicyResource, ReportViolation
 
-from cfcr.policy.base import CfcrResourcePolicy, CfcrStackPolicy, Report, Resource, Setting, string_list
+from cfcr.policy.base import CfcrResourcePolicy, CfcrStackPolicy, Reporter, Resource, Setting, string_list
 from cfcr.policy.common import PRIVATE_RANGES, as_bool, as_list, as_number, get, is_world, within_any
 from cfcr.policy.types import (
     AWS_SECURITY_GROUP,
@@ -233,7 +233,7 @@ def _ints(values: Any) -> list[int]:
 # ----------------------------------------------------------------------------- API
 
 
-def _check_api(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_api(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     api_ports = _ints(cfg["apiPorts"])
     allowed = [str(c) for c in as_list(cfg["apiAllowedCidrs"])]
     for rule in ingress_rules(res.type, res.props):
@@ -271,7 +271,7 @@ api_allowed_cidrs = CfcrResourcePolicy(
 # ----------------------------------------------------------------------------- SSH
 
 
-def _check_ssh(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_ssh(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     ssh_ports = _ints(cfg["sshPorts"])
     allowed = [str(c) for c in as_list(cfg["sshAllowedCidrs"])]
     for rule in ingress_rules(res.type, res.props):
@@ -302,7 +302,7 @@ no_ssh_from_internet = CfcrResourcePolicy(
 # ----------------------------------------------------------------------------- anything else from 0.0.0.0/0
 
 
-def _check_world(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_world(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     exempt = {*_ints(cfg["allowedPublicPorts"]), *_ints(cfg["portsWithTheirOwnPolicy"])}
     for rule in ingress_rules(res.type, res.props):
         world = [s for s in rule.sources if is_world(s)]

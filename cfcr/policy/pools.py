@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel
 
-from cfcr.policy.base import CfcrResourcePolicy, Report, Resource, Setting, integer, string_list
+from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, integer, string_list
 from cfcr.policy.common import as_bool, as_list, as_number, fmt_number, get
 from cfcr.policy.types import (
     AWS_ASG,
@@ -22,7 +22,7 @@ from cfcr.policy.types import (
 )
 
 
-def _check_healing(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_healing(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     if res.type == AWS_ASG:
         kind = res.props.get("healthCheckType")
         allowed = [str(k) for k in as_list(cfg["awsHealthCheckTypes"])]
@@ -73,7 +73,7 @@ def _sizes(res: Resource) -> list[tuple[str, float]]:
     return [(path, n) for path, value in paths if (n := as_number(value)) is not None]
 
 
-def _check_size(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_size(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     limit = int(cfg["maxPoolSize"])
     for path, size in _sizes(res):
         if size > limit:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel
 
-from cfcr.policy.base import CfcrResourcePolicy, Report, Resource, Setting, string_list
+from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, string_list
 from cfcr.policy.common import as_list, get
 from cfcr.policy import types as t
 
@@ -71,7 +71,7 @@ def _tags_of(res: Resource) -> dict[str, str]:
     return tags
 
 
-def _check_tags(res: Resource, cfg: Mapping[str, Any], report: Report) -> None:
+def _check_tags(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     tags = _tags_of(res)
     missing = [str(k) for k in as_list(cfg["requiredTags"]) if not tags.get(str(k), "").strip()]
     if missing:

@@ -50,7 +50,7 @@ from cfcr.pki.specs import (
     CertSpec,
     Family,
     PkiInputs,
-    Role,
+    RoleKind,
     bundle_generations,
     ca_files,
     ca_specs,
@@ -161,7 +161,7 @@ class IssuedPki:
         """The cluster CA bundle (what ``ClusterPki.ca_bundle`` holds)."""
         return self.bundle("cluster")
 
-    def write_pki(self, directory: Path | str, role: Role, member: str | None = None) -> list[Path]:
+    def write_pki(self, directory: Path | str, role: RoleKind, member: str | None = None) -> list[Path]:
         """Write what ``materials_for_role(role, member)`` allows, at kubeadm paths under
         ``directory``; keys get mode 0600. Returns the written paths."""
         root = Path(directory)
