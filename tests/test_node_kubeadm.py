@@ -206,9 +206,11 @@ def test_every_role_registers_with_the_provider_id_placeholder(cloud: str) -> No
 
 def test_no_provider_id_without_the_hook_capability() -> None:
     """A third-party hook without provider_id_command still renders: no placeholder, no identity.sh."""
-    from cfcr.node.context import NodeIdentity
+    from cfcr.node.context import NodeIdentity, UserDataLimit
 
     class SecretsOnly:
+        user_data_limit = UserDataLimit(16384, gzip=True)
+
         def packages(self) -> list[str]:
             return []
 

@@ -398,7 +398,10 @@ def render_user_data(spec: ClusterSpec, release: Release, ctx: NodeContext, role
     :attr:`~NodeHook.user_data_limit`, or ``limit``), else gzip where the cloud takes it.
     Raises :class:`UserDataTooLargeError` naming the role and the sizes when it cannot fit.
     """
-    fit = limit or hook.user_data_limit
+    fit = limit or getattr(hook, "user_data_limit", None)
+    if fit is None:
+        raise TypeError(f"{type(hook).__name__} has no user_data_limit: a cfcr.node.NodeHook states its "
+                        "cloud's user-data limit (cfcr.node.UserDataLimit)")
     limit_bytes = fit.max_bytes
     doc = cloud_config(spec, release, ctx, role, hook)
     plain = ("#cloud-config\n" + yaml.dump(doc, Dumper=_LiteralDumper, sort_keys=False,
