@@ -220,3 +220,25 @@ def test_sourcing_maintain_runs_no_step(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout == "stage=[] window=0 restart=0 staged=0\n" and out.stderr == ""
     assert SOURCES["maintain.sh"].rstrip().endswith('if [[ ${BASH_SOURCE[0]} == "$0" ]]; then\n  main "$@"\nfi')
+
+
+def test_delivered_scripts_run_on_a_member_whose_node_env_predates_them(tmp_path: Path) -> None:
+    """A delivered script reaches a running member (daily maintenance) before the member is
+    replaced with new user-data: it carries every node path variable as a default, so an older
+    node.env that lacks one does not stop it under ``set -u``, and a node.env that has it wins."""
+    from cfcr.node.delivered import script_text
+    from cfcr.node.userdata import control_plane_path_variables, node_path_variables
+
+    expected = {**node_path_variables(), **control_plane_path_variables()}
+    for name in ("maintain.sh", "member.sh", "join-credentials.sh", "etcd-backup.sh"):
+        lines = script_text(name).splitlines()
+        header = [line for line in lines[1:] if line.startswith(': "${CFCR_')]
+        assert header == lines[1:1 + len(header)], name  # right after the shebang
+        probe = "\n".join(["set -eu", *header, *(f'printf "%s=%s\\n" {v} "${v}"' for v in expected)])
+        out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert out.returncode == 0, (name, out.stderr)
+        assert dict(line.split("=", 1) for line in out.stdout.splitlines()) == expected, name
+        # an existing value (node.env's) is kept
+        kept = subprocess.run(["bash", "-c", "\n".join(["set -eu", *header, 'echo "$CFCR_PKI_DIR"'])],
+                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CFCR_PKI_DIR": "/x"})
+        assert kept.stdout.strip() == "/x", name

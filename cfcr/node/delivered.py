@@ -22,8 +22,8 @@ from importlib import resources
 
 from cfcr.config import ClusterSpec
 from cfcr.node.context import Role, join_access
+from cfcr.node.paths import LIB_DIR
 
-LIB_DIR = "/usr/local/lib/cfcr"
 SCRIPT_KEY_PREFIX = "script/"
 SOURCED = frozenset({"member.sh"})
 """Scripts the boot sources (``0644``); every other delivered script runs (``0700``)."""
@@ -80,9 +80,12 @@ def delivered_scripts(spec: ClusterSpec, role: Role, hook: object) -> list[Deliv
 def script_text(name: str) -> str:
     """Script ``name`` as it travels: without comment and blank lines (the commented source is
     in ``cfcr/node/scripts``)."""
-    from cfcr.node.userdata import strip_comments
+    from cfcr.node.userdata import path_defaults, strip_comments
 
-    return strip_comments(resources.files("cfcr.node").joinpath("scripts", name).read_text("utf-8"))
+    text = strip_comments(resources.files("cfcr.node").joinpath("scripts", name).read_text("utf-8"))
+    shebang, _, body = text.partition("\n")
+    # the node paths, for a member whose node.env predates this script (path_defaults)
+    return f"{shebang}\n{path_defaults()}{body}"
 
 
 def delivered_by_key(key: str) -> DeliveredScript:

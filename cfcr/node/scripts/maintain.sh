@@ -235,7 +235,7 @@ main() {
   load_node_facts
   require_bootstrapped "nothing to maintain"
   # held until the script exits: the boot (bootstrap.sh) and this run never overlap
-  exec 9>"$CFCR_BOOT_LOCK"
+  exec 9>"${CFCR_BOOT_LOCK:-/run/cfcr-bootstrap.lock}" # an older lib.sh (a member not yet replaced) does not name it
   flock 9
   stage=$(mktemp -d)
   trap 'rm -rf "$stage"' EXIT
