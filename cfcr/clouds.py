@@ -30,7 +30,7 @@ member                      what it is
 ==========================  ==================================================================
 
 The program (:mod:`cfcr.program`) asks :func:`package` for the spec's cloud, calls ``build``,
-applies the addons where the cloud gives :class:`AddonInputs`, and exports. Adding a cloud is
+applies the addons where the cloud gives :class:`AddonWiring`, and exports. Adding a cloud is
 adding a package with ``contract.py``, ``node_hook.py``, ``addon_profile.py`` and its
 components, and one line in :data:`CLOUD_PACKAGES`.
 """
@@ -61,7 +61,7 @@ on first use, so a program pays only for its own cloud's SDK)."""
 
 
 @dataclass
-class AddonInputs:
+class AddonWiring:
     """What the addons need from a built cluster (:class:`cfcr.addons.ClusterAddonsArgs`)."""
 
     kubeconfig: pulumi.Input[str]
@@ -88,7 +88,7 @@ class BuiltCluster:
     """The cluster's bootstrap (PKI, secrets, user-data of every role)."""
     exports: dict[str, Any]
     """The cloud's own stack outputs (after the common ones), in :attr:`CloudPackage.exports` order."""
-    addons: AddonInputs | None = None
+    addons: AddonWiring | None = None
     """Inputs of the addons; None when the cloud builds no machines yet (bootstrap only)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else the caller may want (the cloud's ``Cluster`` component, ...)."""
@@ -102,8 +102,19 @@ class RestoreCommands(Protocol):
         """List the snapshots, then make a short-lived download URL for the chosen one (``URL=``)."""
         ...
 
+    @property
+    def step_file_suffix(self) -> str | None:
+        """The suffix of the file the cloud runs a step from (:meth:`member_step_file`), or None
+        when it runs the script itself."""
+        ...
+
     def member_step_file(self, script: str) -> tuple[str, str] | None:
         """A file the cloud runs a step's script from (file suffix, content), or None."""
+        ...
+
+    @property
+    def step_output_hint(self) -> str:
+        """Where the operator reads a step's output (the cloud's console or CLI)."""
         ...
 
     def run_on_member(self, member: str, parameters: Path) -> list[str]:

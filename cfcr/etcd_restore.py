@@ -210,8 +210,7 @@ def restore_commands(spec: ClusterSpec) -> RestoreCommands:
 
 def _step_path(commands: RestoreCommands, out: Path, step: str, member: str) -> Path:
     """The file ``commands.run_on_member`` runs a step from: the cloud's own step file, else the script."""
-    step_file = commands.member_step_file("")
-    return out / f"{step}-{member}{step_file[0] if step_file is not None else '.sh'}"
+    return out / f"{step}-{member}{commands.step_file_suffix or '.sh'}"
 
 
 def write_kit(spec: ClusterSpec, snapshot_url: str, out: Path) -> list[Path]:
@@ -271,8 +270,8 @@ def runbook(spec: ClusterSpec, snapshot_url: str | None = None, out: Path | None
         "",
         *[f"   {line}" for p in plans for line in ops.run_on_member(p.name, _step_path(ops, out, "restore", p.name))],
         "",
-        "   Wait until each says `snapshot restored` (aws ssm list-command-invocations --details, or the",
-        "   output in the Session Manager console); stop if one fails: nothing has started yet.",
+        f"   Wait until each says `snapshot restored` ({ops.step_output_hint});",
+        "   stop if one fails: nothing has started yet.",
         "",
         "4. Step 2 on EVERY member, all at about the same time (etcd needs a quorum to become healthy):",
         "",

@@ -169,7 +169,7 @@ esac
 def shipped_user_data(spec: ClusterSpec, index: int) -> bytes:
     """Member ``index``'s user-data as the AWS cluster renders it, with backups (AWS's 16 KB
     lifted: what this test checks is the files, tests/test_backup.py the size)."""
-    from cfcr.node import NodeContext, render_user_data
+    from cfcr.node import NodeContext, UserDataLimit, render_user_data
     from cfcr.pki.specs import credentials_for_role, materials_for_role
 
     keys = set(credentials_for_role("control-plane")) | set(materials_for_role("worker"))
@@ -178,7 +178,7 @@ def shipped_user_data(spec: ClusterSpec, index: int) -> bytes:
     ctx = NodeContext(api_endpoint="api.bkp.cfcr.internal", control_plane_members=MEMBERS,
                       secret_ids={k: "bkp-" + k.replace("/", "-") for k in keys})
     return render_user_data(spec, resolve(spec.kubernetes.version), ctx, Role.control_plane(index), _hook(spec),
-                            {"aws": 10**6})
+                            UserDataLimit(10**6, gzip=True))
 
 
 def _hook(spec: ClusterSpec) -> object:

@@ -54,7 +54,7 @@ def test_a_node_hook_carries_its_clouds_user_data_limit(cloud: str) -> None:
 
 def test_the_user_data_limits_are_the_clouds_documented_ones() -> None:
     assert clouds.user_data_limit("aws") == UserDataLimit(16384, gzip=True)
-    assert clouds.user_data_limit("azure") == UserDataLimit(65536, gzip=True)
+    assert clouds.user_data_limit("azure") == UserDataLimit(65535, gzip=True)
     assert clouds.user_data_limit("gcp") == UserDataLimit(262144, gzip=False)
 
 
@@ -111,3 +111,4 @@ def test_a_render_exports_the_common_outputs_then_the_clouds_own(stack: str) -> 
     assert list(result.exports) == common + [e for e in package.exports if e in result.exports]
     assert set(result.exports) - set(common) <= set(package.exports)
     assert "adminKubeconfig" in result.exports and "apiServerUrl" in result.exports
+

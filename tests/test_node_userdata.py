@@ -197,7 +197,7 @@ def test_every_script_passes_shellcheck(renders: dict[str, list[tuple[Role, byte
 
 def test_limits() -> None:
     assert cloud_user_data_limit("aws") == 16384
-    assert cloud_user_data_limit("azure") == 65536
+    assert cloud_user_data_limit("azure") == 65535
     assert cloud_user_data_limit("gcp") == 262144
     with pytest.raises(ValueError, match="unknown cloud"):
         cloud_user_data_limit("openstack")

@@ -43,6 +43,7 @@ from cfcr.addons.base import (
 from cfcr.addons.images import ImageRewriter
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
+from cfcr.config.schema import Cloud
 
 NAMESPACE = "kube-system"
 CLOUD_CONFIG_DIR = "/etc/kubernetes/cloud-config"
@@ -144,7 +145,7 @@ class NodeGroup:
 class CloudFacts:
     """What the addons need to know about the cloud the cluster runs in."""
 
-    cloud: Literal["aws", "gcp", "azure"]
+    cloud: Cloud
     """aws, gcp or azure."""
     region: str
     """The region (the EBS controller and the autoscaler are told it explicitly)."""
@@ -348,3 +349,17 @@ class CloudIntegration(Addon):
                             "is created (see docs/addons.md#cloud)", self)
         self.apply([storage_class(args.facts.cloud)])
         self.register_outputs({})
+
+
+_MOVED_TO_AWS = frozenset({"EBS_SLOTS", "EBS_CONTROLLER", "EBS_CONTROLLER_MAX_REPLICAS", "ebs_controller_transform"})
+
+
+def __getattr__(name: str) -> object:
+    """Deprecated names: the EBS driver's settings moved to :mod:`cfcr.aws.addon_profile`."""
+    if name in _MOVED_TO_AWS:
+        import importlib
+        import warnings
+
+        warnings.warn(f"cfcr.addons.cloud.{name} moved to cfcr.aws.addon_profile.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("cfcr.aws.addon_profile"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -300,9 +300,19 @@ class OperatorCommands:
             "--expires-in 3600)",
         ]
 
+    @property
+    def step_file_suffix(self) -> str:
+        """Run Command parameter files: ``.json``."""
+        return ".json"
+
     def member_step_file(self, script: str) -> tuple[str, str] | None:
         """The step's script as ``AWS-RunShellScript`` parameters: (file suffix, content)."""
-        return ".json", run_command_parameters(script)
+        return self.step_file_suffix, run_command_parameters(script)
+
+    @property
+    def step_output_hint(self) -> str:
+        """Run Command's invocations or the Session Manager console."""
+        return "aws ssm list-command-invocations --details, or the output in the Session Manager console"
 
     def run_on_member(self, member: str, parameters: Path) -> list[str]:
         """Run a step's script on ``member``'s instance (found by its ``cfcr.io/member`` tag) with

@@ -9,7 +9,7 @@ from cfcr.addons.cloud import NodeGroup
 from cfcr.aws.addon_profile import PROFILE
 from cfcr.aws.backups import OperatorCommands, operator_commands
 from cfcr.aws.node_hook import AwsNodeHook
-from cfcr.clouds import AddonInputs, BuiltCluster, CloudPackageData
+from cfcr.clouds import AddonWiring, BuiltCluster, CloudPackageData
 from cfcr.config import ClusterSpec
 
 EXPORTS: tuple[str, ...] = (
@@ -65,7 +65,7 @@ class AwsCloud(CloudPackageData):
         return BuiltCluster(
             bootstrap=cluster.bootstrap,
             exports={key: cluster.outputs[key] for key in EXPORTS if key in cluster.outputs},
-            addons=AddonInputs(
+            addons=AddonWiring(
                 kubeconfig=cluster.admin_kubeconfig,
                 api_server_url=cluster.private_api_server_url,
                 gate_url=cluster.api_server_url,

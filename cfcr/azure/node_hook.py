@@ -21,8 +21,8 @@ class AzureNodeHook:
     The token travels to curl on stdin (``-H @-``), never on a command line.
     """
 
-    user_data_limit: ClassVar[UserDataLimit] = UserDataLimit(max_bytes=65536, gzip=True)
-    """Azure: 64 KB of custom data; cloud-init unpacks gzip."""
+    user_data_limit: ClassVar[UserDataLimit] = UserDataLimit(max_bytes=65535, gzip=True)
+    """Azure: custom data holds at most 65,535 decoded bytes (the anchors in the project notes); cloud-init unpacks gzip."""
 
     vault_name: str
     """Key Vault name (``https://<name>.vault.azure.net``)."""

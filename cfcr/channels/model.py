@@ -280,6 +280,10 @@ class CloudComponents:
     """Block-storage CSI driver."""
 
 
+CloudIntegration = CloudComponents
+"""Deprecated: the former name of :class:`CloudComponents` (the addons' ``CloudIntegration`` is a component)."""
+
+
 @dataclass(frozen=True)
 class Release:
     """Everything pinned for one exact Kubernetes version."""

@@ -24,3 +24,17 @@ __all__ = [
     "render_user_data",
     "roles_for",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Deprecated names: ``cloud_user_data_limit`` moved to :mod:`cfcr.clouds` (each cloud's limit
+    is part of its package's contract)."""
+    if name == "cloud_user_data_limit":
+        import warnings
+
+        from cfcr import clouds
+
+        warnings.warn("cfcr.node.cloud_user_data_limit moved to cfcr.clouds.cloud_user_data_limit",
+                      DeprecationWarning, stacklevel=2)
+        return clouds.cloud_user_data_limit
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,14 +19,14 @@ from typing import Protocol, runtime_checkable
 
 from cfcr.config import ClusterSpec
 from cfcr.node.context import Role
+from cfcr.node.paths import CFCR_ETC_DIR, LIB_DIR, SYSTEMD_DIR
 
-BACKUP_SCRIPT = "/usr/local/lib/cfcr/etcd-backup.sh"
+BACKUP_SCRIPT = f"{LIB_DIR}/etcd-backup.sh"
 """The backup script on every control-plane member."""
-BACKUP_HOOK_PATH = "/etc/cfcr/backup.sh"
+BACKUP_HOOK_PATH = f"{CFCR_ETC_DIR}/backup.sh"
 """Sourced by the script: where snapshots go (``CFCR_BACKUP_PREFIX``) and ``cfcr_backup_upload``."""
 BACKUP_SERVICE = "cfcr-etcd-backup.service"
 BACKUP_TIMER = "cfcr-etcd-backup.timer"
-SYSTEMD_DIR = "/etc/systemd/system"
 SNAPSHOT_ROOT = "etcd"
 """Every cluster's snapshots live under ``etcd/<cluster>/`` of its bucket."""
 

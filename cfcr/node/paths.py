@@ -19,6 +19,8 @@ CFCR_ETC_DIR: Final = "/etc/cfcr"
 #: other path a script needs reaches it here, as a ``CFCR_*`` variable
 #: (:func:`cfcr.node.userdata.node_env`). lib.sh finds it at ``$CFCR_ETC/node.env``, a literal.
 NODE_ENV_PATH: Final = f"{CFCR_ETC_DIR}/node.env"
+#: Where cfcr writes its systemd units.
+SYSTEMD_DIR: Final = "/etc/systemd/system"
 #: cfcr's node scripts (``bootstrap.sh``, ``maintain.sh``, ``member.sh``, ...).
 LIB_DIR: Final = "/usr/local/lib/cfcr"
 #: The node scripts' shell library, which every script sources by this literal path (it is

@@ -20,7 +20,6 @@ import yaml
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
 from cfcr.node.backup import BACKUP_HOOK_PATH, BACKUP_TIMER, backup_files
-from cfcr.node.backup import SYSTEMD_DIR as BACKUP_SYSTEMD_DIR
 from cfcr.node.containerd import CRI_SOCKET, containerd_files
 from cfcr.node.context import NodeContext, NodeHook, Role, UserDataLimit, join_access, provider_id_command
 from cfcr.node.host import MODULES_LOAD_PATH, host_files
@@ -38,6 +37,8 @@ from cfcr.node.kubeadm import (
 from cfcr.node.packages import APT_PACKAGES, ARTIFACTS_LIST_PATH, BIN_DIR, package_files
 from cfcr.node.paths import (
     ADMISSION_CONFIG_PATH,
+    CFCR_ETC_DIR,
+    SYSTEMD_DIR,
     CFCR_STATE_DIR,
     ETCD_PKI_DIR,
     JOIN_CA_PATH,
@@ -67,12 +68,11 @@ MEMBER_SCRIPT = f"{LIB_DIR}/member.sh"
 """The control-plane member model (etcd membership, stale Node, readiness report), sourced by
 bootstrap.sh. It, maintain.sh and join-credentials.sh travel through the secret store
 (cfcr/node/delivered.py), not in user-data."""
-SECRETS_SCRIPT_PATH = "/etc/cfcr/secrets.sh"
-IDENTITY_SCRIPT_PATH = "/etc/cfcr/identity.sh"
-JOIN_ACCESS_SCRIPT_PATH = "/etc/cfcr/join-access.sh"
-KUBEADM_TEMPLATE_PATH = "/etc/cfcr/kubeadm.yaml.tmpl"
-ENCRYPTION_TEMPLATE_PATH = "/etc/cfcr/encryption.yaml.tmpl"
-SYSTEMD_DIR = "/etc/systemd/system"
+SECRETS_SCRIPT_PATH = f"{CFCR_ETC_DIR}/secrets.sh"
+IDENTITY_SCRIPT_PATH = f"{CFCR_ETC_DIR}/identity.sh"
+JOIN_ACCESS_SCRIPT_PATH = f"{CFCR_ETC_DIR}/join-access.sh"
+KUBEADM_TEMPLATE_PATH = f"{CFCR_ETC_DIR}/kubeadm.yaml.tmpl"
+ENCRYPTION_TEMPLATE_PATH = f"{CFCR_ETC_DIR}/encryption.yaml.tmpl"
 
 
 
@@ -166,7 +166,7 @@ def control_plane_path_variables() -> dict[str, str]:
         "CFCR_MANIFESTS_DIR": MANIFESTS_DIR,
         "CFCR_LIB_DIR": LIB_DIR,
         "CFCR_BACKUP_HOOK": BACKUP_HOOK_PATH,
-        "CFCR_BACKUP_TIMER_FILE": f"{BACKUP_SYSTEMD_DIR}/{BACKUP_TIMER}",
+        "CFCR_BACKUP_TIMER_FILE": f"{SYSTEMD_DIR}/{BACKUP_TIMER}",
     }
 
 
@@ -261,14 +261,14 @@ def identity_script(body: str) -> str:
 def _join_units() -> dict[str, tuple[str, str]]:
     """The control plane's join-credentials timer (token rotation, revoking joined workers)."""
     return {
-        f"{SYSTEMD_DIR}/cfcr-join-credentials.service": ("""[Unit]
+        f"{SYSTEMD_DIR}/cfcr-join-credentials.service": (f"""[Unit]
 Description=cfcr join credentials: rotate the join token, revoke joined workers' join identity
 Wants=network-online.target
 After=network-online.target kubelet.service
 
 [Service]
 Type=oneshot
-ExecStart=/usr/local/lib/cfcr/join-credentials.sh
+ExecStart={LIB_DIR}/join-credentials.sh
 """, "0644"),
         f"{SYSTEMD_DIR}/cfcr-join-credentials.timer": ("""[Unit]
 Description=cfcr join credentials every two minutes
@@ -286,14 +286,14 @@ WantedBy=timers.target
 
 def _units(role: Role) -> dict[str, tuple[str, str]]:
     units = {
-        f"{SYSTEMD_DIR}/cfcr-bootstrap.service": ("""[Unit]
+        f"{SYSTEMD_DIR}/cfcr-bootstrap.service": (f"""[Unit]
 Description=cfcr node bootstrap (idempotent; re-checks the host on every boot)
 Wants=network-online.target
 After=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart=/usr/local/lib/cfcr/bootstrap.sh
+ExecStart={BOOTSTRAP_SCRIPT}
 RemainAfterExit=yes
 TimeoutStartSec=0
 
@@ -302,14 +302,14 @@ WantedBy=multi-user.target
 """, "0644"),
     }
     if role.is_control_plane:
-        units[f"{SYSTEMD_DIR}/cfcr-maintain.service"] = ("""[Unit]
+        units[f"{SYSTEMD_DIR}/cfcr-maintain.service"] = (f"""[Unit]
 Description=cfcr control-plane maintenance: certificates and bootstrap token
 Wants=network-online.target
 After=network-online.target kubelet.service
 
 [Service]
 Type=oneshot
-ExecStart=/usr/local/lib/cfcr/maintain.sh
+ExecStart={LIB_DIR}/maintain.sh
 """, "0644")
         # started by bootstrap.sh once kubeadm is done; retried until the member has reported
         units[f"{SYSTEMD_DIR}/cfcr-member-ready.service"] = (f"""[Unit]
@@ -417,14 +417,18 @@ def cloud_config(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Ro
 
 
 def render_user_data(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
-                     hook: NodeHook, limit: UserDataLimit | None = None) -> bytes:
+                     hook: NodeHook, limit: UserDataLimit | Mapping[str, int] | None = None) -> bytes:
     """The user-data bytes of ``role`` on ``spec.cloud``.
 
     Plain ``#cloud-config`` when it fits the cloud's limit (the hook's
     :attr:`~NodeHook.user_data_limit`, or ``limit``), else gzip where the cloud takes it.
     Raises :class:`UserDataTooLargeError` naming the role and the sizes when it cannot fit.
     """
-    fit = limit or getattr(hook, "user_data_limit", None)
+    fit = getattr(hook, "user_data_limit", None)
+    if isinstance(limit, Mapping):  # the former cloud_limits: {cloud: bytes}, for callers of one release ago
+        fit = UserDataLimit(int(limit[spec.cloud]), fit.gzip if fit else True) if spec.cloud in limit else fit
+    elif limit is not None:
+        fit = limit
     if fit is None:
         raise TypeError(f"{type(hook).__name__} has no user_data_limit: a cfcr.node.NodeHook states its "
                         "cloud's user-data limit (cfcr.node.UserDataLimit)")
