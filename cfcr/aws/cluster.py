@@ -1,6 +1,7 @@
 """``Cluster``: a whole cfcr cluster on AWS.
 
-Built in one direction: network -> security groups -> API load balancer -> etcd volumes ->
+Built in one direction: network -> security groups -> VPC endpoints (air-gapped only) -> API
+load balancer -> etcd volumes ->
 ClusterBootstrap (PKI, secrets, user-data; it needs the load balancer's DNS name and the
 volumes' ids) -> secret store -> identities -> control-plane members, one after the other's
 rollout gate (cfcr/bootstrap/rollout.py; a new cluster's gates do not wait, so its members
@@ -18,6 +19,7 @@ from cfcr import channels
 from cfcr.aws.backups import build_etcd_backups, snapshot_target
 from cfcr.aws.node_hook import AwsNodeHook
 from cfcr.aws.control_plane import build_control_plane_instances, build_etcd_volumes, etcd_disk_path
+from cfcr.aws.endpoints import build_endpoints
 from cfcr.aws.identity import build_identities, pool_profile_names
 from cfcr.aws.image import Images
 from cfcr.aws.nlb import build_api_load_balancer
@@ -117,12 +119,14 @@ class Cluster(pulumi.ComponentResource):
             "apiPublic": spec.networking.api_public,
             "existingNetwork": spec.networking.existing_network is not None,
             "natGateways": spec.networking.nat_gateways,
+            **({"airGapped": True} if spec.networking.air_gapped else {}),
             "tags": dict(spec.tags),
         }, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         network = build_network(name, spec, self)
         groups = build_security_groups(name, spec, network.vpc_id, network.vpc_cidr, self)
+        endpoints = build_endpoints(name, spec, network, {"cp": groups.control_plane, "worker": groups.worker}, self)
         api = build_api_load_balancer(
             name, spec, network.vpc_id,
             network.public_subnet_ids if spec.networking.api_public else network.private_subnet_ids,
@@ -161,8 +165,9 @@ class Cluster(pulumi.ComponentResource):
         # a deploy the skew policy forbids stops at the version record, before any machine changes
         self.version_record = KubernetesVersion.for_spec(name, spec, opts=child)
         # what every VM waits for: never another VM
-        boot_deps: list[pulumi.Resource] = [*network.ready, *groups.rules, *store.versions, *api.ready,
-                                            self.version_record]
+        # (air-gapped: the VPC endpoints too, so the first secret fetch at boot finds them)
+        boot_deps: list[pulumi.Resource] = [*network.ready, *groups.rules, *(endpoints.ready if endpoints else []),
+                                            *store.versions, *api.ready, self.version_record]
         self.private_api_server_url = f"https://{api.private_name}:{API_PORT}"
         if api.public_name is not None:
             self.api_server_url = pulumi.Output.concat("https://", api.public_name, f":{API_PORT}")

@@ -1,5 +1,10 @@
 """The VPC: private subnets for nodes and public subnets for the API load balancer and NAT,
-one pair per zone of the topology plan; or an existing VPC and subnets, untouched."""
+one pair per zone of the topology plan; or an existing VPC and subnets, untouched.
+
+Air-gapped (``cfcr:networking.airGapped``): private subnets and their route tables only; no
+internet gateway, no public subnet or route table, no NAT, no Elastic IP. The nodes reach the
+cloud's APIs through VPC endpoints (:mod:`cfcr.aws.endpoints`, built once the security groups
+exist) and everything else from the site's mirrors, over the site's own routing."""
 
 from __future__ import annotations
 
@@ -30,12 +35,16 @@ class Network:
     """Availability zone of each zone index."""
     private_subnet_ids: list[pulumi.Output[str]]
     """Node subnet of each zone index."""
+    private_route_table_ids: list[pulumi.Output[str]]
+    """Route table of each node subnet cfcr created (a gateway endpoint's routes go there);
+    empty for an existing network, whose routes cfcr never changes."""
     public_subnet_ids: list[pulumi.Output[str]]
     """Public (load balancer / NAT) subnet of each zone index; empty when there are none."""
     created: bool
     """True when cfcr created (and owns) the network."""
     ready: list[pulumi.Resource] = field(default_factory=list)
-    """Resources a VM must wait for to have egress at boot (routes, NAT)."""
+    """Resources a VM must wait for to have egress at boot (routes, NAT); the VPC endpoints of an
+    air-gapped network are :attr:`cfcr.aws.endpoints.Endpoints.ready`."""
 
 
 def zone_names(spec: ClusterSpec, plan: list[ZonePlan], parent: pulumi.Resource) -> list[pulumi.Output[str]]:
@@ -74,51 +83,28 @@ def _create(name: str, spec: ClusterSpec, plan: list[ZonePlan], parent: pulumi.R
     vpc = ec2.Vpc(
         f"{name}-vpc",
         cidr_block=spec.networking.node_cidr,
-        enable_dns_support=True,  # the private hosted zone of the API name needs both
+        # the private hosted zone of the API name and the endpoints' private DNS names need both
+        enable_dns_support=True,
         enable_dns_hostnames=True,
         tags=base_tags(spec, f"{name}-vpc"),
         opts=child,
     )
     # CIS: the VPC's default security group allows nothing.
     ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags=base_tags(spec, f"{name}-default"), opts=child)
-    igw = ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=base_tags(spec, f"{name}-igw"), opts=child)
-    public_rt = ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=base_tags(spec, f"{name}-public"), opts=child)
-    public_default = ec2.Route(
-        f"{name}-public-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
-        gateway_id=igw.id, opts=child,
-    )
     private: list[ec2.Subnet] = []
-    public: list[ec2.Subnet] = []
-    ready: list[pulumi.Resource] = [public_default]
     for zone in plan:
         i = zone.index
-        pub = ec2.Subnet(
-            f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=zone.public_cidr, availability_zone=names[i],
-            map_public_ip_on_launch=False, tags={**base_tags(spec, f"{name}-public-{i}"), PUBLIC_ELB_TAG: "1"},
-            opts=child,
-        )
-        priv = ec2.Subnet(
+        private.append(ec2.Subnet(
             f"{name}-private-{i}", vpc_id=vpc.id, cidr_block=zone.private_cidr, availability_zone=names[i],
             map_public_ip_on_launch=False, tags={**base_tags(spec, f"{name}-private-{i}"), INTERNAL_ELB_TAG: "1"},
             opts=child,
-        )
-        ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child)
-        public.append(pub)
-        private.append(priv)
-
-    nat_mode = spec.networking.nat_gateways
-    nats: list[ec2.NatGateway] = []
-    nat_zones = [] if nat_mode == "none" else ([0] if nat_mode == "single" else [z.index for z in plan])
-    for i in nat_zones:
-        eip = ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags=base_tags(spec, f"{name}-nat-{i}"),
-                      opts=pulumi.ResourceOptions(parent=parent, depends_on=[igw]))
-        nats.append(ec2.NatGateway(
-            f"{name}-nat-{i}", allocation_id=eip.id, subnet_id=public[i].id, connectivity_type="public",
-            tags=base_tags(spec, f"{name}-nat-{i}"), opts=pulumi.ResourceOptions(parent=parent, depends_on=[igw]),
         ))
+    public, nats, ready = ([], [], []) if spec.networking.air_gapped else _internet(name, spec, plan, names, vpc, parent)
+    tables: list[ec2.RouteTable] = []
     for zone in plan:
         i = zone.index
         rt = ec2.RouteTable(f"{name}-private-{i}", vpc_id=vpc.id, tags=base_tags(spec, f"{name}-private-{i}"), opts=child)
+        tables.append(rt)
         assoc = ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=private[i].id, route_table_id=rt.id, opts=child)
         ready.append(assoc)
         if nats:
@@ -132,10 +118,46 @@ def _create(name: str, spec: ClusterSpec, plan: list[ZonePlan], parent: pulumi.R
         vpc_cidr=vpc.cidr_block,
         zone_names=names,
         private_subnet_ids=[s.id for s in private],
+        private_route_table_ids=[t.id for t in tables],
         public_subnet_ids=[s.id for s in public],
         created=True,
         ready=ready,
     )
+
+
+def _internet(name: str, spec: ClusterSpec, plan: list[ZonePlan], names: list[pulumi.Output[str]], vpc: ec2.Vpc,
+              parent: pulumi.Resource) -> tuple[list[ec2.Subnet], list[ec2.NatGateway], list[pulumi.Resource]]:
+    """The way to the internet: the internet gateway, a public subnet per zone on its route table,
+    and the NAT gateways ``natGateways`` asks for (in the public subnets, each with an Elastic IP).
+    Returns the public subnets, the NAT gateways, and what a VM waits for (the public default route)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    igw = ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=base_tags(spec, f"{name}-igw"), opts=child)
+    public_rt = ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=base_tags(spec, f"{name}-public"), opts=child)
+    public_default = ec2.Route(
+        f"{name}-public-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
+        gateway_id=igw.id, opts=child,
+    )
+    public: list[ec2.Subnet] = []
+    for zone in plan:
+        i = zone.index
+        pub = ec2.Subnet(
+            f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=zone.public_cidr, availability_zone=names[i],
+            map_public_ip_on_launch=False, tags={**base_tags(spec, f"{name}-public-{i}"), PUBLIC_ELB_TAG: "1"},
+            opts=child,
+        )
+        ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child)
+        public.append(pub)
+    nat_mode = spec.networking.nat_gateways
+    nats: list[ec2.NatGateway] = []
+    nat_zones = [] if nat_mode == "none" else ([0] if nat_mode == "single" else [z.index for z in plan])
+    for i in nat_zones:
+        eip = ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags=base_tags(spec, f"{name}-nat-{i}"),
+                      opts=pulumi.ResourceOptions(parent=parent, depends_on=[igw]))
+        nats.append(ec2.NatGateway(
+            f"{name}-nat-{i}", allocation_id=eip.id, subnet_id=public[i].id, connectivity_type="public",
+            tags=base_tags(spec, f"{name}-nat-{i}"), opts=pulumi.ResourceOptions(parent=parent, depends_on=[igw]),
+        ))
+    return public, nats, [public_default]
 
 
 def check_member_in_subnet(member: str, address: str, subnet_id: str, cidr: str | None) -> None:
@@ -176,11 +198,32 @@ def _existing(name: str, spec: ClusterSpec, plan: list[ZonePlan], parent: pulumi
 
         private.append(subnet.cidr_block.apply(checked))
         names.append(subnet.availability_zone)
+    vpc_id = pulumi.Output.from_input(existing.network_id)
+    if spec.networking.air_gapped:
+        # the endpoints' private DNS names resolve only in a VPC with DNS support and hostnames
+        vpc_id = pulumi.Output.all(vpc.enable_dns_support, vpc.enable_dns_hostnames).apply(
+            lambda flags: check_private_dns(existing.network_id, flags[0], flags[1]))
     return Network(
-        vpc_id=pulumi.Output.from_input(existing.network_id),
+        vpc_id=vpc_id,
         vpc_cidr=vpc.cidr_block,
         zone_names=names,
         private_subnet_ids=private,
+        private_route_table_ids=[],
         public_subnet_ids=[pulumi.Output.from_input(s) for s in existing.public_subnet_ids],
         created=False,
     )
+
+
+def check_private_dns(vpc_id: str, dns_support: bool | None, dns_hostnames: bool | None) -> str:
+    """``vpc_id`` when the VPC resolves the endpoints' private DNS names (DNS support and DNS
+    hostnames on; AWS PrivateLink Guide, "DNS attributes for your VPC"); a clear error otherwise.
+    A value the lookup did not give (None) is not held against the VPC."""
+    off = [attribute for attribute, value in (("enableDnsSupport", dns_support), ("enableDnsHostnames", dns_hostnames))
+           if value is False]
+    if off:
+        raise ValueError(
+            f"cfcr:networking.existingNetwork.networkId: VPC {vpc_id} has {' and '.join(off)} off; an air-gapped "
+            f"cluster (cfcr:networking.airGapped: true) reaches AWS through endpoints whose private DNS names "
+            f"resolve only with both on: turn them on (aws ec2 modify-vpc-attribute)"
+        )
+    return vpc_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cfcr.config.values import Model
@@ -23,4 +25,9 @@ class AwsConfig(Model):
     )
     termination_queue: bool = Field(
         True, description="Create the SQS queue and EventBridge rules aws-node-termination-handler drains nodes from."
+    )
+    vpc_endpoints: Literal["managed", "existing"] = Field(
+        "managed",
+        description="With networking.airGapped: `managed` creates the VPC endpoints the cluster calls; `existing`: "
+        "the existing network has them already (private DNS on), cfcr creates none.",
     )

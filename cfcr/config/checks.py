@@ -225,8 +225,37 @@ def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
                       f"etcdBackups.existingBucket ({backups.existing_bucket}) yourself, and leave this unset")
 
 
+def _air_gapped(spec: ClusterSpec) -> Iterator[Problem]:
+    """An air-gapped network has no way to the internet: no public API, no NAT, no public subnets.
+    (The lead adds ``airGapped requires cfcr:mirrors`` here once the mirrors land.)"""
+    net = spec.networking
+    if not net.air_gapped:
+        if "vpc_endpoints" in spec.aws.model_fields_set:
+            yield Problem(_key("aws.vpcEndpoints"), spec.aws.vpc_endpoints,
+                          "applies only with networking.airGapped: true (leave it unset otherwise)")
+        return
+    if spec.cloud != "aws":
+        yield Problem(_key("networking.airGapped"), True,
+                      f"air-gapped networks are built on aws only so far; cloud is {spec.cloud}")
+        return
+    if net.api_public:
+        yield Problem(_key("networking.apiPublic"), True,
+                      "must be false with networking.airGapped: true (an air-gapped API is private only)")
+    if "nat_gateways" in net.model_fields_set and net.nat_gateways != "none":
+        yield Problem(_key("networking.natGateways"), net.nat_gateways,
+                      "allowed with networking.airGapped: true: none, or leave it unset (no NAT, no way to the internet)")
+    existing = net.existing_network
+    if existing is not None and existing.public_subnet_ids:
+        yield Problem(_key("networking.existingNetwork.publicSubnetIds"), existing.public_subnet_ids,
+                      "must be empty with networking.airGapped: true (nothing of the cluster is public)")
+    if spec.aws.vpc_endpoints == "existing" and existing is None:
+        yield Problem(_key("aws.vpcEndpoints"), "existing",
+                      "needs networking.existingNetwork: a VPC cfcr creates has no endpoints but the ones cfcr "
+                      "creates (allowed here: managed)")
+
+
 CHECKS: tuple[Check, ...] = (_version, _region_and_zones, _networks, _pools, _pki, _addons, _passthrough, _cloud_only,
-                             _etcd_backups)
+                             _etcd_backups, _air_gapped)
 
 
 def check(spec: ClusterSpec) -> list[Problem]:

@@ -46,6 +46,15 @@ def load_spec(config: Mapping[str, Any], stack: str) -> ClusterSpec:
         raise ConfigError(problems)
     if spec.name is None:
         spec = spec.model_copy(update={"name": default_name(stack)})
+    return resolve_nat(spec)
+
+
+def resolve_nat(spec: ClusterSpec) -> ClusterSpec:
+    """An air-gapped network has no NAT: ``natGateways`` left unset becomes ``none`` (the check
+    refuses any other value set explicitly)."""
+    net = spec.networking
+    if net.air_gapped and net.nat_gateways != "none" and "nat_gateways" not in net.model_fields_set:
+        return spec.model_copy(update={"networking": net.model_copy(update={"nat_gateways": "none"})})
     return spec
 
 

@@ -110,7 +110,13 @@ class NetworkingConfig(Model):
         default_factory=list, description="CIDRs allowed to reach the API server besides the nodes themselves."
     )
     api_dns_name: DnsName | None = Field(None, description="A DNS name for the API endpoint (a record is created where the cloud supports it).")
-    nat_gateways: Literal["none", "single", "perZone"] = Field("single", description="NAT for private nodes: none, single or perZone.")
+    nat_gateways: Literal["none", "single", "perZone"] = Field(
+        "single", description="NAT for private nodes: none, single or perZone (none, and only none, when airGapped).")
+    air_gapped: bool = Field(
+        False,
+        description="No internet gateway and no NAT: nodes and controllers reach the cloud's APIs through private "
+        "endpoints, everything else comes from cfcr:mirrors; the API is private only (AWS).",
+    )
 
 
 class ByoCaConfig(Model):

@@ -194,6 +194,14 @@ class Flow:
 
 # --------------------------------------------------------------------------- the list
 
+NEED_SECRETS = "secrets"
+"""An air-gapped cluster's need: every node reads its secrets (the cloud names the services)."""
+NEED_CLOUD_API = "cloud-api"
+"""An air-gapped cluster's need: the controllers on the control plane call the cloud's APIs."""
+NEED_SESSIONS = "sessions"
+"""An air-gapped cluster's need: operators reach every node through the cloud's session service
+(cfcr opens no SSH)."""
+
 SECRET_STORE = "secret store"
 IMAGE_REGISTRIES = "image registries"
 PACKAGE_MIRRORS = "package and binary mirrors"

@@ -27,6 +27,7 @@ _AWS_ID_PREFIX = {
     "aws:ec2/natGateway:NatGateway": "nat",
     "aws:ec2/routeTable:RouteTable": "rtb",
     "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
 }
 
 
@@ -121,7 +122,8 @@ def aws_invoke(token: str, args: Mapping[str, Any]) -> dict[str, Any] | None:
         return {"name": name, "type": "String", "value": value, "insecureValue": value, "arn":
                 f"arn:aws:ssm:{region}::parameter{name}", "id": name, "version": 1, "region": region}
     if token == "aws:ec2/getVpc:getVpc":
-        return {"id": args.get("id"), "cidrBlock": "10.0.0.0/16", "region": region}
+        return {"id": args.get("id"), "cidrBlock": "10.0.0.0/16", "enableDnsSupport": True,
+                "enableDnsHostnames": True, "region": region}
     if token == "aws:ec2/getSubnet:getSubnet":
         sid = str(args.get("id"))
         return {"id": sid, "availabilityZone": f"{region}{'abc'[int(_hex(sid, 2), 16) % 3]}", "region": region}
