@@ -11,6 +11,9 @@ It runs on the control-plane nodes with host networking (the chart's ``hostNetwo
 the IMDSv2 hop limit of 1 lets only host-network processes reach them. It needs nothing
 inbound from other nodes (its health and metrics port, 8085, is probed by the local
 kubelet), so the security groups open nothing for it.
+
+The cloud's values may add flags (``extraArgs``): on an air-gapped AWS network, the static
+instance type list (:func:`cfcr.aws.addon_profile.autoscaler_values`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rew
         raise ValueError(f"cluster-autoscaler is not wired for {facts.cloud} yet (its addon profile gives no values)")
     pin = release.addon("cluster-autoscaler")
     repository, tag = pin.images[0].rsplit(":", 1)
+    cloud = cloud_values(facts)
     values: dict[str, Any] = {
-        **cloud_values(facts),
+        **cloud,
         "image": {"repository": rewriter.repository(repository), "tag": tag},
         "priorityClassName": "system-cluster-critical",
         "nodeSelector": {CONTROL_PLANE_LABEL: ""},
@@ -48,7 +52,7 @@ def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rew
         "hostNetwork": True,
         "dnsPolicy": HOST_NETWORK_DNS_POLICY,
         "extraArgs": {"balance-similar-node-groups": True, "skip-nodes-with-local-storage": False,
-                      "expander": "least-waste"},
+                      "expander": "least-waste", **cloud.get("extraArgs", {})},
     }
     if facts.autoscaler_auto_discovery:
         values["autoDiscovery"] = {"clusterName": facts.cluster_name, "tags": discovery_tags(facts.cluster_name)}

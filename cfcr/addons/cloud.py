@@ -160,6 +160,9 @@ class CloudFacts:
     termination_queue_url: pulumi.Input[str] | None = None
     """URL of the SQS queue of node termination events (AWS); with it, aws-node-termination-handler
     drains nodes before they go. None: no handler."""
+    air_gapped: bool = False
+    """The network has no way to the internet (``networking.airGapped``): controllers must not
+    call anything but the cloud's private endpoints (the cloud's profile says what that takes)."""
 
     @property
     def profile(self) -> CloudAddonProfile:
@@ -175,7 +178,7 @@ class CloudFacts:
             p.name: NodeGroup(f"{spec.name}-{p.name}", p.min_size, p.max_size) for p in spec.node_pools
         }
         return cls(spec.cloud, spec.region, spec.name, groups, dict(spec.cloud_config),
-                   termination_queue_url=termination_queue_url)
+                   termination_queue_url=termination_queue_url, air_gapped=spec.networking.air_gapped)
 
 
 def render_cloud_config(cloud: str, config: Mapping[str, Any]) -> str:

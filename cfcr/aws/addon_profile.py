@@ -8,7 +8,8 @@
   schema forbids unknown keys), so a Pulumi transform sets it on the chart's controller
   Deployment (:func:`ebs_controller_transform`).
 * StorageClass: gp3, encrypted.
-* cluster-autoscaler: the ``aws`` provider, told the region.
+* cluster-autoscaler: the ``aws`` provider, told the region; on an air-gapped network with
+  the static instance type list (no instance type lookups at run time).
 * aws-node-termination-handler applies (given the termination queue).
 """
 
@@ -70,9 +71,20 @@ def ebs_csi_values(facts: CloudFacts, rewriter: ImageRewriter, repository: str, 
     return deep_merge(values, slot_values(EBS_SLOTS[1:], rewriter))
 
 
+STATIC_INSTANCE_LIST = "aws-use-static-instance-list"
+"""cluster-autoscaler's flag (``--aws-use-static-instance-list``, "Should CA fetch instance types
+in runtime or use a static list. AWS only"): with it, the instance types' shapes come from the
+list built into the release, not from AWS's APIs at run time. The EKS guide to private clusters
+asks for it where the cluster has no internet access."""
+
+
 def autoscaler_values(facts: CloudFacts) -> dict[str, Any]:
-    """cluster-autoscaler's AWS provider, told the region."""
-    return {"cloudProvider": "aws", "awsRegion": facts.region}
+    """cluster-autoscaler's AWS provider, told the region; on an air-gapped network, with the
+    static instance type list (the chart passes ``extraArgs`` as ``--key=value`` flags)."""
+    values: dict[str, Any] = {"cloudProvider": "aws", "awsRegion": facts.region}
+    if facts.air_gapped:
+        values["extraArgs"] = {STATIC_INSTANCE_LIST: True}
+    return values
 
 
 PROFILE = CloudAddonProfile(

@@ -16,14 +16,22 @@ From the render's rows (``resources.json``: type, name, ``id``, ``inputs``, ``ou
 - **load balancers**: scheme, subnets, security groups, listeners, target groups (port,
   health check, client IP preservation) and registered instances;
 - **names**: records of private hosted zones, followed through aliases and CNAMEs to a load
-  balancer (by its ``dnsName``) or an address.
+  balancer (by its ``dnsName``) or an address;
+- **air-gapped**: VPC endpoints (service, type, private DNS, subnets, security groups, route
+  tables, with their separate association resources), the internet gateways (an air-gapped
+  VPC has none), whether the VPC resolves private names (DNS support and DNS hostnames, as the
+  provider defaults them), and each subnet's route table. :func:`private_services` says which
+  services each need of an air-gapped cluster calls (:mod:`cfcr.aws.endpoints`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cfcr.config import ClusterSpec
+from cfcr.flows.facts import PrivateServices
 from cfcr.flows.network import (
     Address,
     HealthCheck,
@@ -34,6 +42,7 @@ from cfcr.flows.network import (
     Resolution,
     Route,
     Rule,
+    ServiceEndpoint,
     Subnet,
 )
 
@@ -46,6 +55,11 @@ ROUTE = "aws:ec2/route:Route"
 ASSOCIATION = "aws:ec2/routeTableAssociation:RouteTableAssociation"
 MAIN_ASSOCIATION = "aws:ec2/mainRouteTableAssociation:MainRouteTableAssociation"
 IGW = "aws:ec2/internetGateway:InternetGateway"
+EGRESS_ONLY_IGW = "aws:ec2/egressOnlyInternetGateway:EgressOnlyInternetGateway"
+VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+ENDPOINT_ROUTE_TABLE = "aws:ec2/vpcEndpointRouteTableAssociation:VpcEndpointRouteTableAssociation"
+ENDPOINT_SUBNET = "aws:ec2/vpcEndpointSubnetAssociation:VpcEndpointSubnetAssociation"
+ENDPOINT_GROUP = "aws:ec2/vpcEndpointSecurityGroupAssociation:VpcEndpointSecurityGroupAssociation"
 NAT = "aws:ec2/natGateway:NatGateway"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
@@ -196,15 +210,60 @@ class _Reader:
             if gateway and (str(gateway).startswith("igw-") or (gateway_row or {}).get("type") == IGW):
                 return Route("gateway", f"internet gateway {self.name(gateway)} (route table {table_name})")
             target = next((f"{k} {v}" for k, v in default.items()
-                           if k.endswith("Id") and k != "routeTableId" and v), "an unknown target")
-            return Route("unknown", f"route table {table_name} sends 0.0.0.0/0 to {target}; what lies beyond it "
-                                    f"is not in the render")
+                           if k.endswith("Id") and k != "routeTableId" and v), None)
+            return Route("unknown", f"route table {table_name} sends 0.0.0.0/0 to {target or 'an unknown target'}; "
+                                    f"what lies beyond it is not in the render", site=target is not None)
 
         for sid, row in rows.items():
             public_ips = bool(_bool(_get(row, "mapPublicIpOnLaunch")))
+            table = assoc.get(sid) or main
             out[sid] = Subnet(sid, str(row["name"]), str(_get(row, "cidrBlock")) if _get(row, "cidrBlock") else None,
-                              route_of(sid), public_ips=public_ips)
+                              route_of(sid), public_ips=public_ips, route_table=table if table in routes else None)
         return out
+
+    def route_table_labels(self) -> dict[str, str]:
+        return {rid: str(t["name"]) for t in self.of(ROUTE_TABLE) for rid in _ids(t)}
+
+    # ------------------------------------------------------------------ air-gapped
+
+    def service_endpoints(self) -> list[ServiceEndpoint]:
+        """Every VPC endpoint, with what its separate association resources add."""
+        extra: dict[str, dict[str, list[str]]] = {}
+        for token, key, field in ((ENDPOINT_ROUTE_TABLE, "routeTableId", "routeTableIds"),
+                                  (ENDPOINT_SUBNET, "subnetId", "subnetIds"),
+                                  (ENDPOINT_GROUP, "securityGroupId", "securityGroupIds")):
+            for a in self.of(token):
+                extra.setdefault(str(_get(a, "vpcEndpointId")), {}).setdefault(field, []).append(str(_get(a, key)))
+        out = []
+        for row in self.of(VPC_ENDPOINT):
+            added: dict[str, list[str]] = {}
+            for rid in _ids(row):
+                for field, values in extra.get(rid, {}).items():
+                    added.setdefault(field, []).extend(values)
+
+            def listed(field: str, row: Row = row, added: dict[str, list[str]] = added) -> tuple[str, ...]:
+                return tuple(dict.fromkeys([*(str(v) for v in _get(row, field) or []), *added.get(field, [])]))
+
+            # the provider's defaults: a Gateway endpoint, private DNS off
+            kind = str(_get(row, "vpcEndpointType") or "Gateway").lower()
+            if kind not in ("interface", "gateway"):
+                continue  # a Gateway Load Balancer endpoint serves no AWS API
+            out.append(ServiceEndpoint(
+                service=endpoint_service(str(_get(row, "serviceName") or "")), label=str(row["name"]),
+                kind="interface" if kind == "interface" else "gateway",
+                private_dns=bool(_bool(_get(row, "privateDnsEnabled"))), subnets=listed("subnetIds"),
+                groups=frozenset(listed("securityGroupIds")), route_tables=listed("routeTableIds"),
+            ))
+        return out
+
+    def private_dns(self) -> bool | None:
+        """DNS support and DNS hostnames of the rendered VPC (the provider's defaults: support on,
+        host names off); None when the VPC is not in the render."""
+        vpcs = self.of(VPC)
+        if not vpcs:
+            return None
+        support, hostnames = _bool(_get(vpcs[0], "enableDnsSupport")), _bool(_get(vpcs[0], "enableDnsHostnames"))
+        return support is not False and hostnames is True
 
     # ------------------------------------------------------------------ firewall
 
@@ -394,6 +453,24 @@ class _Reader:
         return {name: resolve(name) for name in records}
 
 
+_SERVICE_NAME = re.compile(r"^(?:cn\.)?com\.amazonaws\.(?:vpce\.)?[a-z]{2}(?:-[a-z]+)+-\d+\.(?P<service>.+)$")
+
+
+def endpoint_service(service_name: str) -> str:
+    """``com.amazonaws.<region>.<service>`` -> the service (``ecr.dkr``); other names as given."""
+    match = _SERVICE_NAME.match(service_name)
+    return match.group("service") if match else service_name
+
+
+def private_services(spec: ClusterSpec) -> PrivateServices:
+    """What an air-gapped cluster of ``spec`` needs of AWS's endpoints (:mod:`cfcr.aws.endpoints`)."""
+    from cfcr.aws.endpoints import private_services as needs
+
+    existing = spec.aws.vpc_endpoints == "existing"
+    return PrivateServices(needs(spec), assumed=existing,
+                           assumption="cfcr:aws.vpcEndpoints: existing" if existing else "")
+
+
 def read_network(rows: Sequence[Row]) -> Network | None:
     """The network of an AWS render; None when it has no network resources at all."""
     reader = _Reader(rows)
@@ -420,4 +497,8 @@ def read_network(rows: Sequence[Row]) -> Network | None:
         private_names=reader.private_names(lbs),
         group_noun="security group",
         cidrs=cidrs,
+        service_endpoints=reader.service_endpoints(),
+        internet_gateways=[str(r["name"]) for r in reader.of(IGW, EGRESS_ONLY_IGW)],
+        private_dns=reader.private_dns(),
+        route_table_labels=reader.route_table_labels(),
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cfcr.config import ClusterSpec, load_spec, read_stack_config
 from cfcr.flows.evaluate import Evaluator, FlowResult
 from cfcr.flows.exposure import Exposure, exposures
-from cfcr.flows.facts import ClusterFacts, read_facts
+from cfcr.flows.facts import ClusterFacts, PrivateServices, read_facts
 from cfcr.flows.model import cluster_flows
 from cfcr.flows.network import Network
 
@@ -31,7 +31,8 @@ Reader = Callable[[Sequence[Row]], Network | None]
 
 NETWORK_TYPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "aws": ("aws:ec2/vpc:", "aws:ec2/subnet:", "aws:ec2/securityGroup", "aws:ec2/route", "aws:ec2/natGateway:",
-            "aws:ec2/internetGateway:", "aws:vpc/", "aws:lb/", "aws:route53/"),
+            "aws:ec2/internetGateway:", "aws:ec2/egressOnlyInternetGateway:", "aws:ec2/vpcEndpoint", "aws:vpc/",
+            "aws:lb/", "aws:route53/"),
     "gcp": ("gcp:compute/network:", "gcp:compute/subnetwork:", "gcp:compute/firewall", "gcp:compute/router",
             "gcp:compute/route:", "gcp:compute/forwardingRule:", "gcp:compute/globalForwardingRule:",
             "gcp:compute/backendService:", "gcp:compute/regionBackendService:", "gcp:compute/address:",
@@ -107,18 +108,36 @@ def network_types(cloud: str, rows: Sequence[Row]) -> list[str]:
     return sorted({str(r.get("type")) for r in rows if str(r.get("type", "")).startswith(prefixes)})
 
 
-def reader_for(cloud: str) -> Reader | None:
-    """``cfcr.<cloud>.flows.read_network``, if that module exists."""
+def _flows_module(cloud: str) -> Any:
+    """``cfcr.<cloud>.flows``, or None when the cloud has none."""
     name = f"cfcr.{cloud}.flows"
     try:
         found = importlib.util.find_spec(name)
     except ModuleNotFoundError:
         found = None
-    if found is None:
+    return importlib.import_module(name) if found is not None else None
+
+
+def reader_for(cloud: str) -> Reader | None:
+    """``cfcr.<cloud>.flows.read_network``, if that module exists."""
+    module = _flows_module(cloud)
+    if module is None:
         return None
-    module = importlib.import_module(name)
     read: Reader = module.read_network
     return read
+
+
+def private_services_of(spec: ClusterSpec) -> PrivateServices | None:
+    """What an air-gapped cluster needs of its cloud's private endpoints
+    (``cfcr.<cloud>.flows.private_services``); None when ``spec``'s network is not air-gapped."""
+    if not spec.networking.air_gapped:
+        return None
+    module = _flows_module(spec.cloud)
+    if module is None or not hasattr(module, "private_services"):
+        raise ValueError(f"cfcr:networking.airGapped: cfcr/{spec.cloud}/flows.py says nothing of the private "
+                         f"endpoints an air-gapped {spec.cloud} cluster needs (private_services)")
+    services: PrivateServices = module.private_services(spec)
+    return services
 
 
 def check_rows(
@@ -132,7 +151,7 @@ def check_rows(
     """Check every flow of ``spec``'s cluster against the render ``rows`` (resources.json rows)
     and its ``user_data`` (by role). ``reader`` overrides the cloud's own."""
     stack = stack or str(spec.name)
-    facts = read_facts(spec, rows, user_data)
+    facts = read_facts(spec, rows, user_data, private_services_of(spec))
     flows = cluster_flows(facts)
     read = reader or reader_for(spec.cloud)
     if read is None:
@@ -154,7 +173,7 @@ def check_rows(
 
 def facts_of(spec: ClusterSpec, rows: Sequence[Row], user_data: Mapping[str, bytes | str]) -> ClusterFacts:
     """The facts :func:`check_rows` builds its flow list from (for tests and tools)."""
-    return read_facts(spec, rows, user_data)
+    return read_facts(spec, rows, user_data, private_services_of(spec))
 
 
 def rows_of(records: Sequence[RecordedResource]) -> list[dict[str, Any]]:

@@ -8,6 +8,14 @@ after a NAT. A name is followed to what it resolves to inside the network; a loa
 needs a listener on the port, the API servers registered as targets, and, when it preserves
 client addresses, targets that admit the clients.
 
+An air-gapped network (:attr:`ClusterFacts.private`) must have no way to the internet: no
+internet gateway, no default route to one or to a NAT. Its nodes reach the cloud's services
+through private endpoints (an interface endpoint with private DNS, admitting them on 443, or a
+gateway endpoint on their subnet's route table) and the site's mirrors over the site's own
+network. The mirrors are known by name only and the routes to them are the site's, so those
+flows pass on what the render shows (no internet, egress allowed) and say "assumed:" for the
+rest; endpoints an existing network already has are taken as present the same way.
+
 Every verdict is PASS, BLOCKED (with the reason) or UNVERIFIED (the render cannot tell, e.g.
 an existing subnet's routes).
 """
@@ -21,6 +29,8 @@ from typing import Literal
 from cfcr.flows.facts import ClusterFacts
 from cfcr.flows.model import (
     AllNodes,
+    CloudService,
+    SiteMirrors,
     ApiLoadBalancers,
     ApiName,
     ApiServers,
@@ -35,7 +45,7 @@ from cfcr.flows.model import (
     PrivateApi,
     PublicApi,
 )
-from cfcr.flows.network import Address, LoadBalancer, Machine, Network, Rule, Ternary
+from cfcr.flows.network import Address, LoadBalancer, Machine, Network, Rule, ServiceEndpoint, Ternary
 
 Status = Literal["PASS", "BLOCKED", "UNVERIFIED"]
 
@@ -183,6 +193,108 @@ class Evaluator:
             path = self._prefix(f"{m.label} -> internet", [egress, path])
         return path, arrival
 
+    # ------------------------------------------------------------------ air-gapped
+
+    def no_internet(self, m: Machine, subnet: str) -> list[Verdict]:
+        """An air-gapped network's promise, for ``m`` in ``subnet``: no internet gateway in the
+        network, and no default route to one or to a NAT."""
+        out = [Verdict(False, f"air-gapped, but {self.net.label} has internet gateway {gw}")
+               for gw in self.net.internet_gateways]
+        route = self.net.subnet(subnet).internet
+        if route.kind in ("nat", "gateway"):
+            out.append(Verdict(False, f"air-gapped, but 0.0.0.0/0 goes to the internet: {route.detail}"))
+        elif route.kind == "unknown" and not route.site:
+            out.append(Verdict(None, f"cannot tell that nothing leaves for the internet: {route.detail}"))
+        elif not out:
+            how = f"0.0.0.0/0 stays in the site's network ({route.detail})" if route.site else (
+                f"nothing leaves for the internet ({route.detail})")
+            out.append(Verdict(True, how))
+        return out
+
+    def to_service(self, m: Machine, subnet: str, service: str, ports: Ports) -> Verdict:
+        """``m`` (in ``subnet``) reaches ``service`` through its private endpoint, with no way to
+        the internet: the endpoint exists, the service's name resolves to it (interface) or the
+        subnet's route table is routed to it (gateway), and the firewall groups on both sides
+        let ``ports`` through."""
+        sub = self.net.subnet(subnet)
+        steps = self.no_internet(m, subnet)
+        private = self.facts.private
+        if private is not None and private.assumed:
+            inside = Address(f"the {service} endpoint of {self.net.label}", tuple(self.net.cidrs))
+            steps.append(self.allows(m.groups, "egress", ports, inside, m.label))
+            steps.append(Verdict(True, f"assumed: the network's own {service} endpoint, with private DNS "
+                                       f"({private.assumption})"))
+            return self._prefix(f"{m.label} in {sub.label} -> {service}", steps)
+        endpoints = [e for e in self.net.service_endpoints if e.service == service]
+        if not endpoints and subnet not in self.net.subnets:
+            steps.append(Verdict(None, f"the render has no private endpoint for {service}, and {sub.label} is not in "
+                                       f"it: an existing network's own endpoints and routes are not known"))
+        elif not endpoints:
+            steps.append(Verdict(False, f"{self.net.label} has no private endpoint for {service}: without the "
+                                        f"internet, nothing answers its name"))
+        else:
+            e = endpoints[0]
+            steps += self._interface(m, subnet, e, ports) if e.kind == "interface" else self._gateway(m, subnet, e, ports)
+        return self._prefix(f"{m.label} in {sub.label} -> {service}", steps)
+
+    def _interface(self, m: Machine, subnet: str, e: ServiceEndpoint, ports: Ports) -> list[Verdict]:
+        steps: list[Verdict] = []
+        if e.private_dns is False:
+            steps.append(Verdict(False, f"endpoint {e.label} has private DNS off: {e.service}'s name resolves to "
+                                        f"its public addresses, which nothing routes"))
+        elif e.private_dns is None:
+            steps.append(Verdict(None, f"cannot tell from the render whether endpoint {e.label} has private DNS"))
+        if self.net.private_dns is False:
+            steps.append(Verdict(False, f"{self.net.label} does not resolve private names (DNS support and DNS "
+                                        f"hostnames must be on): {e.service}'s name does not reach endpoint {e.label}"))
+        elif self.net.private_dns is None:
+            steps.append(Verdict(None, f"cannot tell from the render whether {self.net.label} resolves private "
+                                       f"names (DNS support and DNS hostnames)"))
+        if not e.subnets:
+            steps.append(Verdict(False, f"endpoint {e.label} has no address in any subnet"))
+            return steps
+        cidrs = [self.net.subnet(s).cidr for s in e.subnets]
+        target = Address(f"endpoint {e.label}", tuple(c for c in cidrs if c) if all(cidrs) else (), e.groups)
+        steps.append(self.allows(m.groups, "egress", ports, target, m.label))
+        if not e.groups:
+            steps.append(Verdict(None, f"endpoint {e.label} names no {self.noun}: it gets the network's default "
+                                       f"one, whose rules the check does not read"))
+        else:
+            steps.append(self.allows(e.groups, "ingress", ports, self.address(m, subnet), f"endpoint {e.label}"))
+        return steps
+
+    def _gateway(self, m: Machine, subnet: str, e: ServiceEndpoint, ports: Ports) -> list[Verdict]:
+        sub = self.net.subnet(subnet)
+        service = Address(f"{e.service}'s addresses (routed to endpoint {e.label})", public=True)
+        steps = [self.allows(m.groups, "egress", ports, service, m.label)]
+        if sub.route_table is None:
+            steps.append(Verdict(None, f"the route table of {sub.label} is not in the render: cannot tell whether "
+                                       f"it routes {e.service} to endpoint {e.label}"))
+        elif sub.route_table in e.route_tables:
+            steps.append(Verdict(True, f"route table {self.net.route_table_label(sub.route_table)} of {sub.label} "
+                                       f"routes {e.service} to gateway endpoint {e.label}"))
+        else:
+            steps.append(Verdict(False, f"route table {self.net.route_table_label(sub.route_table)} of {sub.label} "
+                                        f"is not routed to gateway endpoint {e.label}, so {e.service} is out of reach"))
+        return steps
+
+    def to_site(self, m: Machine, subnet: str, dst: SiteMirrors, ports: Ports) -> Verdict:
+        """``m`` (in ``subnet``) reaches the site's mirrors over the site's own network: nothing
+        leaves for the internet, and ``m``'s groups let ``ports`` out to them. Their addresses
+        are not known (only their names), and the routes to them are the site's: what the render
+        cannot show is said as an assumption ("assumed:")."""
+        sub = self.net.subnet(subnet)
+        hosts = ", ".join(dst.hosts) or "the hosts the nodes are given"
+        steps = self.no_internet(m, subnet)
+        steps.append(self.allows(m.groups, "egress", ports, Address(f"the site's mirrors ({hosts})"), m.label))
+        route = sub.internet
+        if route.kind == "none":
+            steps.append(Verdict(True, f"assumed: the site routes its mirrors ({hosts}) to {sub.label}; the render "
+                                       f"shows no route beyond the network"))
+        elif route.site:
+            steps.append(Verdict(True, f"{hosts} over the site's network: {route.detail}"))
+        return self._prefix(f"{m.label} in {sub.label} -> {dst.what}", steps)
+
     # ------------------------------------------------------------------ endpoints
 
     def machines(self, endpoint: Endpoint) -> tuple[list[Machine], list[Verdict]]:
@@ -235,6 +347,17 @@ class Evaluator:
         if isinstance(dst, PrivateApi):
             assert isinstance(src, (ExternalClients, NetworkClients))
             return self._private_api(flow, src)
+        if isinstance(dst, (CloudService, SiteMirrors)):
+            sources, missing = self.machines(src)
+            out = list(missing)
+            for m in sources:
+                for sid in m.subnets:
+                    if isinstance(dst, CloudService):
+                        out += [self.to_service(m, sid, service, ports) for service in dst.services
+                                for ports in flow.ports]
+                    else:
+                        out += [self.to_site(m, sid, dst, ports) for ports in flow.ports]
+            return out
         if isinstance(dst, Internet):
             sources, missing = self.machines(src)
             out = list(missing)

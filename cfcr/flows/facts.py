@@ -103,6 +103,21 @@ def _term_matches(term: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 
 @dataclass(frozen=True)
+class PrivateServices:
+    """What an air-gapped cluster needs of the cloud's private endpoints (the cloud says which
+    services serve each need: ``cfcr.<cloud>.flows.private_services``)."""
+
+    needs: Mapping[str, tuple[str, ...]]
+    """A need (:data:`~cfcr.flows.model.NEED_SECRETS`, ``NEED_CLOUD_API``, ``NEED_SESSIONS``) ->
+    the services that serve it."""
+    assumed: bool = False
+    """The network's owner provides the endpoints (AWS: ``cfcr:aws.vpcEndpoints: existing``):
+    the check takes them as present, saying so."""
+    assumption: str = ""
+    """The setting that makes the assumption, for messages."""
+
+
+@dataclass(frozen=True)
 class ClusterFacts:
     """The cloud-neutral facts :func:`cfcr.flows.model.cluster_flows` builds the flow list from."""
 
@@ -122,6 +137,13 @@ class ClusterFacts:
     """Registries the nodes' containerd config names (for messages)."""
     mirror_hosts: tuple[str, ...] = ()
     """Hosts the nodes download binaries from (for messages)."""
+    private: PrivateServices | None = None
+    """An air-gapped cluster's needs of the cloud's private endpoints; None when the network has
+    a way to the internet (``networking.airGapped`` off)."""
+
+    @property
+    def air_gapped(self) -> bool:
+        return self.private is not None
 
     @property
     def members(self) -> list[NodeRole]:
@@ -275,8 +297,10 @@ def _hosts(files_by_role: Mapping[str, Mapping[str, str]]) -> tuple[tuple[str, .
     return tuple(sorted(registries)), tuple(sorted(mirrors))
 
 
-def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: Mapping[str, bytes | str]) -> ClusterFacts:
-    """The facts of a render: ``rows`` as in resources.json, ``user_data`` by role."""
+def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: Mapping[str, bytes | str],
+               private: PrivateServices | None = None) -> ClusterFacts:
+    """The facts of a render: ``rows`` as in resources.json, ``user_data`` by role; ``private``:
+    what an air-gapped cluster needs of the cloud's endpoints (None when it is not air-gapped)."""
     assert spec.name is not None
     files = {role: _files(data) for role, data in user_data.items()}  # each user-data parsed once
     roles = tuple(node_role(role, files[role]) for role in sorted(files, key=_order))
@@ -300,6 +324,7 @@ def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: 
         metrics_server=chart_placement(rows, "metrics-server"),
         registry_hosts=registries,
         mirror_hosts=mirrors,
+        private=private,
     )
 
 

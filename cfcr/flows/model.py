@@ -169,8 +169,33 @@ class Internet:
         return f"{self.service} ({', '.join(self.hosts)})" if self.hosts else self.service
 
 
+@dataclass(frozen=True)
+class CloudService:
+    """Services of the cloud reached through the network's private endpoints (an air-gapped
+    network), by what they are for and which services they are."""
+
+    what: str
+    services: tuple[str, ...]
+
+    def text(self) -> str:
+        return f"{self.what} through private endpoints ({', '.join(self.services)})"
+
+
+@dataclass(frozen=True)
+class SiteMirrors:
+    """The site's mirrors, reached over the site's own network, never the internet (an
+    air-gapped network); the hosts come from the render."""
+
+    what: str
+    hosts: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        hosts = f" ({', '.join(self.hosts)})" if self.hosts else ""
+        return f"{self.what} on the site's network{hosts}"
+
+
 Endpoint = (NodeSet | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | PrivateApi | NetworkClients
-            | ApiLoadBalancers | ExternalClients | Internet)
+            | ApiLoadBalancers | ExternalClients | Internet | CloudService | SiteMirrors)
 
 
 @dataclass(frozen=True)
@@ -206,6 +231,7 @@ SECRET_STORE = "secret store"
 IMAGE_REGISTRIES = "image registries"
 PACKAGE_MIRRORS = "package and binary mirrors"
 CLOUD_APIS = "cloud APIs"
+SESSIONS = "session service"
 
 
 def cluster_flows(facts: ClusterFacts) -> list[Flow]:
@@ -259,6 +285,9 @@ def cluster_flows(facts: ClusterFacts) -> list[Flow]:
     for port, purpose in facts.cni_ports:
         flows.append(Flow(f"cni:{port.protocol}/{port.from_port}", AllNodes(), AllNodes(), (port,),
                           f"{facts.cni}: {purpose}, between every pair of nodes"))
+    if facts.private is not None:
+        flows += _air_gapped_egress(facts, groups)
+        return flows
     egress = [
         ("egress-secrets", Internet(SECRET_STORE), (Ports.tcp(443),),
          "a node fetches its role's keys and tokens at boot and on renewal"),
@@ -273,4 +302,35 @@ def cluster_flows(facts: ClusterFacts) -> list[Flow]:
     flows.append(Flow("egress-cloud-api:control-plane", cp, Internet(CLOUD_APIS), (Ports.tcp(443),),
                       "the cloud controller manager, CSI controller, cluster-autoscaler and termination "
                       "handler run on the control plane and call the cloud's APIs"))
+    return flows
+
+
+def _air_gapped_egress(facts: ClusterFacts, groups: list[NodeSet]) -> list[Flow]:
+    """An air-gapped cluster's egress: the same ids, to the cloud's private endpoints and the
+    site's mirrors instead of the internet, and every node to the cloud's session service."""
+    assert facts.private is not None
+    needs = facts.private.needs
+    flows: list[Flow] = []
+    egress: list[tuple[str, Endpoint, tuple[Ports, ...], str]] = []
+    if needs.get(NEED_SECRETS):
+        egress.append(("egress-secrets", CloudService(SECRET_STORE, needs[NEED_SECRETS]), (Ports.tcp(443),),
+                       "a node fetches its role's keys and tokens at boot and on renewal"))
+    egress += [
+        ("egress-images", SiteMirrors(IMAGE_REGISTRIES, facts.registry_hosts), (Ports.tcp(443),),
+         "containerd pulls the pause, control-plane, CNI and addon images from the site's mirrors"),
+        ("egress-packages", SiteMirrors(PACKAGE_MIRRORS, facts.mirror_hosts), (Ports.tcp(443), Ports.tcp(80)),
+         "cloud-init installs packages (apt over http) and the pinned, checksummed binaries from the site's mirrors"),
+    ]
+    if needs.get(NEED_SESSIONS):
+        egress.append(("egress-sessions", CloudService(SESSIONS, needs[NEED_SESSIONS]), (Ports.tcp(443),),
+                       "operators reach every node through the cloud's session service (cfcr opens no SSH), "
+                       "and the restore runbook runs its commands through it"))
+    for kind, dest, ports, reason in egress:
+        for g in groups:
+            flows.append(Flow(f"{kind}:{g.key()}", g, dest, ports, reason))
+    if needs.get(NEED_CLOUD_API):
+        flows.append(Flow("egress-cloud-api:control-plane", NodeSet(None), CloudService(CLOUD_APIS, needs[NEED_CLOUD_API]),
+                          (Ports.tcp(443),),
+                          "the cloud controller manager, CSI controller, cluster-autoscaler, termination handler "
+                          "and etcd backups run on the control plane and call the cloud's APIs"))
     return flows

@@ -8,8 +8,14 @@ model is cloud-neutral: a *group* is an AWS security group, a GCP network tag or
 account, an Azure application security group; a rule allows traffic in or out of a group,
 from or to CIDRs or other groups; firewalls are stateful.
 
+An air-gapped network adds the private endpoints of the cloud's services
+(:class:`ServiceEndpoint`), whether the network resolves their private names, and its
+internet gateways (there must be none).
+
 Whatever a render cannot tell (an existing subnet's routes, an address the cloud assigns)
-stays unknown: the evaluator then says UNVERIFIED, never PASS.
+stays unknown: the evaluator then says UNVERIFIED, never PASS. (Two things the cluster's config
+states to be the site's are taken as given, and the verdict says "assumed:": the routes to an
+air-gapped site's mirrors, and endpoints an existing network already has.)
 """
 
 from __future__ import annotations
@@ -130,6 +136,9 @@ class Route:
     """What the route is, or why there is none."""
     source: Address | None = None
     """For ``nat``: the address packets arrive with on the internet."""
+    site: bool = False
+    """For ``unknown``: the default route goes to a target of the site's own network (a transit
+    gateway, a virtual private gateway, a peering), not to an internet gateway or a NAT."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,8 @@ class Subnet:
     internet: Route
     public_ips: bool = False
     """Machines launched here get a public address unless they say otherwise."""
+    route_table: str | None = None
+    """The route table the subnet uses, when the render shows it."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,29 @@ class Resolution:
     address: str | None = None
 
 
+@dataclass(frozen=True)
+class ServiceEndpoint:
+    """A private endpoint of one of the cloud's services inside the network (AWS: a VPC endpoint).
+
+    An *interface* endpoint has addresses in subnets, behind firewall groups; with private DNS,
+    the service's usual name resolves to those addresses inside the network. A *gateway*
+    endpoint is a route: the route tables it is attached to send the service's addresses to it."""
+
+    service: str
+    """The service (``secretsmanager``, ``s3``)."""
+    label: str
+    """The endpoint's name in the render."""
+    kind: Literal["interface", "gateway"]
+    private_dns: Ternary = None
+    """Interface: the service's name resolves to the endpoint inside the network."""
+    subnets: tuple[str, ...] = ()
+    """Interface: the subnets of its addresses."""
+    groups: frozenset[str] = frozenset()
+    """Interface: its firewall groups."""
+    route_tables: tuple[str, ...] = ()
+    """Gateway: the route tables routed to it."""
+
+
 @dataclass
 class Network:
     """A cloud's rendered network, in the terms the evaluator needs."""
@@ -230,9 +264,21 @@ class Network:
     cidrs: tuple[str, ...] = ()
     """The network's own address ranges; empty when the render does not show them (an existing network)."""
     notes: list[str] = field(default_factory=list)
+    service_endpoints: list[ServiceEndpoint] = field(default_factory=list)
+    """The private endpoints of the cloud's services in the network."""
+    internet_gateways: list[str] = field(default_factory=list)
+    """Labels of the network's internet gateways in the render (an air-gapped network has none)."""
+    private_dns: Ternary = None
+    """The network resolves private names of endpoints (AWS: the VPC's DNS support and DNS
+    hostnames); None when the render does not show it (an existing network)."""
+    route_table_labels: dict[str, str] = field(default_factory=dict)
+    """Route table id -> its name in the render."""
 
     def group(self, gid: str) -> str:
         return self.group_labels.get(gid, gid)
+
+    def route_table_label(self, rid: str) -> str:
+        return self.route_table_labels.get(rid, rid)
 
     def rules_of(self, groups: frozenset[str], direction: str) -> list[Rule]:
         return [r for r in self.rules if r.group in groups and r.direction == direction]
