@@ -139,7 +139,39 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "cfcr:components.apiServer.extraArgs.Profiling", "command-line flag name"),
     ("byo-ca-key-not-pem", {"pki": {"byoCa": {"certificate": "-----BEGIN CERTIFICATE-----", "privateKey": "hello"}}},
      "cfcr:pki.byoCa.privateKey", "PEM private key"),
+    ("air-gapped-public-api", {"networking": {"airGapped": True, "apiPublic": True, "apiAllowedCidrs": ["198.51.100.0/24"]}},
+     "cfcr:networking.apiPublic", "must be false with networking.airGapped: true"),
+    ("air-gapped-single-nat", {"networking": {"airGapped": True, "natGateways": "single"}},
+     "cfcr:networking.natGateways", "none, or leave it unset"),
+    ("air-gapped-nat-per-zone", {"networking": {"airGapped": True, "natGateways": "perZone"}},
+     "cfcr:networking.natGateways", "none, or leave it unset"),
+    ("air-gapped-public-subnets", {"networking": {"airGapped": True, "existingNetwork": {
+        "networkId": "vpc-1", "subnetIds": ["subnet-a"], "publicSubnetIds": ["subnet-p"]}}},
+     "cfcr:networking.existingNetwork.publicSubnetIds", "must be empty"),
+    ("air-gapped-on-gcp", {"cloud": "gcp", "region": "europe-west4", "networking": {"airGapped": True}},
+     "cfcr:networking.airGapped", "aws only"),
+    ("vpc-endpoints-without-air-gap", {"aws": {"vpcEndpoints": "managed"}}, "cfcr:aws.vpcEndpoints",
+     "only with networking.airGapped: true"),
+    ("existing-vpc-endpoints-in-a-created-vpc", {"networking": {"airGapped": True}, "aws": {"vpcEndpoints": "existing"}},
+     "cfcr:aws.vpcEndpoints", "needs networking.existingNetwork"),
+    ("bad-vpc-endpoints", {"networking": {"airGapped": True}, "aws": {"vpcEndpoints": "byo"}}, "cfcr:aws.vpcEndpoints",
+     "'managed' or 'existing'"),
 ]
+
+
+def test_an_air_gapped_network_has_no_nat_and_a_private_api() -> None:
+    """The other way round: what airGapped accepts. natGateways left unset becomes none (the
+    default stays single elsewhere); none said explicitly, an existing network without public
+    subnets, and the site's own endpoints on it, all pass."""
+    spec = load_spec(spec_with(networking={"airGapped": True}), "dev")
+    assert spec.networking.air_gapped and spec.networking.nat_gateways == "none" and not spec.networking.api_public
+    assert spec.aws.vpc_endpoints == "managed"
+    assert load_spec(BASE, "dev").networking.nat_gateways == "single"
+    assert load_spec(spec_with(networking={"airGapped": True, "natGateways": "none"}), "dev").networking.nat_gateways == "none"
+    existing = {"networkId": "vpc-1", "subnetIds": ["subnet-a"], "publicSubnetIds": []}
+    spec = load_spec(spec_with(networking={"airGapped": True, "existingNetwork": existing},
+                               aws={"vpcEndpoints": "existing"}), "dev")
+    assert spec.aws.vpc_endpoints == "existing" and spec.networking.existing_network is not None
 
 
 @pytest.mark.parametrize(("overrides", "key", "allowed"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])

@@ -204,6 +204,25 @@ def test_world_ingress_on_the_api_port_is_left_to_the_api_policy() -> None:
     assert check("api-allowed-cidrs", t.AWS_SECURITY_GROUP, AWS_SG_API_WORLD) != []
 
 
+ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+
+
+@pytest.mark.parametrize(("props", "found"), [
+    ({"vpcEndpointType": "Interface", "serviceName": "com.amazonaws.eu-west-1.ec2", "privateDnsEnabled": True}, None),
+    ({"vpcEndpointType": "Gateway", "serviceName": "com.amazonaws.eu-west-1.s3"}, None),
+    ({"serviceName": "com.amazonaws.eu-west-1.s3"}, None),  # the provider's default type: Gateway
+    ({"vpcEndpointType": "Interface", "serviceName": "com.amazonaws.eu-west-1.ec2", "privateDnsEnabled": False},
+     "interface endpoint for com.amazonaws.eu-west-1.ec2 has privateDnsEnabled false"),
+    ({"vpcEndpointType": "Interface", "serviceName": "com.amazonaws.eu-west-1.sts"},
+     "interface endpoint for com.amazonaws.eu-west-1.sts has privateDnsEnabled unset"),
+])
+def test_interface_endpoints_have_private_dns(props: dict[str, Any], found: str | None) -> None:
+    """An interface endpoint without private DNS leaves the service's usual name on its public
+    addresses: the check says so; a gateway endpoint has no DNS of its own."""
+    messages = check("private-endpoints-private-dns", ENDPOINT, props)
+    assert messages == ([] if found is None else [messages[0]]) and (found is None or found in messages[0])
+
+
 def test_etcd_only_from_the_control_planes_own_group_aws() -> None:
     cp_sg = res(t.AWS_SECURITY_GROUP, "cp", {"ingress": [
         {"protocol": "tcp", "fromPort": 2379, "toPort": 2380, "self": True}]})

@@ -18,10 +18,11 @@ From the render's rows (``resources.json``: type, name, ``id``, ``inputs``, ``ou
 - **names**: records of private hosted zones, followed through aliases and CNAMEs to a load
   balancer (by its ``dnsName``) or an address;
 - **air-gapped**: VPC endpoints (service, type, private DNS, subnets, security groups, route
-  tables, with their separate association resources), the internet gateways (an air-gapped
-  VPC has none), whether the VPC resolves private names (DNS support and DNS hostnames, as the
-  provider defaults them), and each subnet's route table. :func:`private_services` says which
-  services each need of an air-gapped cluster calls (:mod:`cfcr.aws.endpoints`).
+  tables, with their separate association resources), the internet gateways and public NAT
+  gateways (an air-gapped VPC has none), whether the VPC resolves private names (DNS support
+  and DNS hostnames, as the provider defaults them), and each subnet's route table.
+  :func:`private_services` says which services each need of an air-gapped cluster calls
+  (:mod:`cfcr.aws.endpoints`).
 """
 
 from __future__ import annotations
@@ -498,7 +499,9 @@ def read_network(rows: Sequence[Row]) -> Network | None:
         group_noun="security group",
         cidrs=cidrs,
         service_endpoints=reader.service_endpoints(),
-        internet_gateways=[str(r["name"]) for r in reader.of(IGW, EGRESS_ONLY_IGW)],
+        internet_gateways=[f"internet gateway {r['name']}" for r in reader.of(IGW, EGRESS_ONLY_IGW)] + [
+            f"NAT gateway {r['name']}" for r in reader.of(NAT)
+            if str(_get(r, "connectivityType") or "public") != "private"],
         private_dns=reader.private_dns(),
         route_table_labels=reader.route_table_labels(),
     )

@@ -196,10 +196,9 @@ class Evaluator:
     # ------------------------------------------------------------------ air-gapped
 
     def no_internet(self, m: Machine, subnet: str) -> list[Verdict]:
-        """An air-gapped network's promise, for ``m`` in ``subnet``: no internet gateway in the
-        network, and no default route to one or to a NAT."""
-        out = [Verdict(False, f"air-gapped, but {self.net.label} has internet gateway {gw}")
-               for gw in self.net.internet_gateways]
+        """An air-gapped network's promise, for ``m`` in ``subnet``: no internet gateway or public
+        NAT gateway in the network, and no default route to one."""
+        out = [Verdict(False, f"air-gapped, but {self.net.label} has {gw}") for gw in self.net.internet_gateways]
         route = self.net.subnet(subnet).internet
         if route.kind in ("nat", "gateway"):
             out.append(Verdict(False, f"air-gapped, but 0.0.0.0/0 goes to the internet: {route.detail}"))

@@ -267,7 +267,8 @@ class Network:
     service_endpoints: list[ServiceEndpoint] = field(default_factory=list)
     """The private endpoints of the cloud's services in the network."""
     internet_gateways: list[str] = field(default_factory=list)
-    """Labels of the network's internet gateways in the render (an air-gapped network has none)."""
+    """The network's ways to the internet in the render, labelled (``internet gateway x``,
+    ``NAT gateway y``): an air-gapped network has none."""
     private_dns: Ternary = None
     """The network resolves private names of endpoints (AWS: the VPC's DNS support and DNS
     hostnames); None when the render does not show it (an existing network)."""

@@ -1,5 +1,6 @@
 """Network policies: etcd only from the control plane, the API only from allowed CIDRs, no SSH
-from the internet, and no other ingress from the whole internet.
+from the internet, no other ingress from the whole internet, and private DNS on every AWS
+interface endpoint (so calls to an AWS service never leave by its public addresses).
 
 Every cloud's firewall shape is first normalised into :class:`IngressRule` (ports, CIDR-like
 sources, identity-based peers), so each policy is written once for AWS security groups and
@@ -375,4 +376,32 @@ etcd_control_plane_only = CfcrStackPolicy(
     remediation="Open etcd ports only from the control plane's own group (AWS self / same security group, "
                 "GCP source tags or service accounts equal to the targets, Azure the same application security "
                 "group) or from etcdAllowedCidrs.",
+)
+
+
+# ----------------------------------------------------------------------------- private endpoints
+
+AWS_VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+
+
+def _check_private_dns(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    # the provider's default type is Gateway (no DNS of its own); an Interface endpoint's private
+    # DNS is off unless set
+    if str(res.props.get("vpcEndpointType") or "Gateway").lower() != "interface":
+        return
+    enabled = as_bool(res.props.get("privateDnsEnabled"))
+    if enabled is not True:
+        report(f"interface endpoint for {res.props.get('serviceName') or 'a service'} has privateDnsEnabled "
+               f"{'unset' if enabled is None else 'false'}: clients calling the service's usual name reach its "
+               f"public addresses instead (through a NAT, or not at all)")
+
+
+private_endpoints_private_dns = CfcrResourcePolicy(
+    "private-endpoints-private-dns",
+    "Every AWS interface VPC endpoint has private DNS on, so the service's usual name resolves to it inside the VPC.",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=(AWS_VPC_ENDPOINT,),
+    clouds=("aws",),
+    check=_check_private_dns,
+    remediation="Set privateDnsEnabled: true on the endpoint (the VPC needs DNS support and DNS hostnames on).",
 )

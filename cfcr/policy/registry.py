@@ -12,7 +12,13 @@ from cfcr.policy.bootstrap import audit_logging, no_key_material, secrets_encryp
 from cfcr.policy.certificates import certificate_keys, certificate_validity
 from cfcr.policy.cluster import cni_network_policy, control_plane_count, kubernetes_version
 from cfcr.policy.hosts import disks_encrypted, instance_metadata, verified_boot
-from cfcr.policy.network import api_allowed_cidrs, etcd_control_plane_only, no_ssh_from_internet, no_world_ingress
+from cfcr.policy.network import (
+    api_allowed_cidrs,
+    etcd_control_plane_only,
+    no_ssh_from_internet,
+    no_world_ingress,
+    private_endpoints_private_dns,
+)
 from cfcr.policy.pools import node_pool_max_size, node_pools_self_heal
 from cfcr.policy.storage import object_storage_private
 from cfcr.policy.tags import required_tags
@@ -27,6 +33,7 @@ POLICIES: tuple[CfcrPolicy, ...] = (
     api_allowed_cidrs,
     no_world_ingress,
     no_ssh_from_internet,
+    private_endpoints_private_dns,
     instance_metadata,
     verified_boot,
     disks_encrypted,

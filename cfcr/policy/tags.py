@@ -27,6 +27,7 @@ TAGGABLE: dict[str, str] = {
     "aws:ec2/eip:Eip": "tags",
     "aws:ec2/internetGateway:InternetGateway": "tags",
     "aws:ec2/routeTable:RouteTable": "tags",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "tags",
     "aws:lb/targetGroup:TargetGroup": "tags",
     "aws:secretsmanager/secret:Secret": "tags",
     "aws:iam/role:Role": "tags",
