@@ -14,7 +14,8 @@ What is open, and to whom:
 | CNI ports | per CNI | control plane, workers | control plane, workers |
 
 No port 22 anywhere (Session Manager instead). Node egress is open: nodes pull images and
-packages and call AWS APIs. A load balancer's group lets out only 6443 to the control plane.
+packages and call AWS APIs; on an air-gapped network too, where the route tables (no internet
+gateway, no NAT) are the boundary and the mirrors are known by name only (:mod:`cfcr.aws.endpoints`). A load balancer's group lets out only 6443 to the control plane.
 The flow check (``cfcr flows``, :mod:`cfcr.flows`) proves every needed flow gets through.
 """
 
