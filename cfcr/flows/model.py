@@ -10,6 +10,12 @@ render, and :mod:`cfcr.flows.evaluate` decides whether each flow gets through.
 :func:`cluster_flows` builds the list from :class:`~cfcr.flows.facts.ClusterFacts` (what the
 render says about the nodes: roles, the API name in kubeadm's config, taints, labels, where
 metrics-server may run) and the spec (CNI, whether the API is public and to whom).
+
+On an air-gapped network (:attr:`ClusterFacts.private`) the egress flows keep their ids but go
+to the cloud's services through private endpoints (:class:`CloudService`, the services the
+cloud names for each need) and to the site's mirrors over the site's network
+(:class:`SiteMirrors`), never to the internet; every node also reaches the cloud's session
+service (``egress-sessions:<group>``), the only way onto a node.
 """
 
 from __future__ import annotations
