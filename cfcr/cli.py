@@ -85,8 +85,12 @@ def _assets(args: argparse.Namespace) -> int:
             print(report.format(), file=sys.stderr, end="")
         return 0 if report.ok else 1
     from cfcr.assets import stack_assets
+    from cfcr.config import read_stack_config
 
-    listing = stack_assets(args.stack, project_dir)
+    config = None
+    if args.kubernetes_version:
+        config = {**read_stack_config(args.stack, project_dir), "cfcr:kubernetes": {"version": args.kubernetes_version}}
+    listing = stack_assets(args.stack, project_dir, config)
     print(json.dumps(listing.to_json(), indent=2) if args.json else listing.to_text(), end="\n" if args.json else "")
     return 0
 
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "fetches, with where its mirrors serve it (docs/airgapped.md)")
     _stack_options(assets)
     assets.add_argument("--json", action="store_true", help="print JSON (files, images, charts, packages) instead of text")
+    assets.add_argument("--kubernetes-version", metavar="VERSION|CHANNEL",
+                        help="list the assets of the stack at another version (what to mirror before an upgrade)")
     assets.add_argument("--check", action="store_true",
                         help="also render the stack and check it fetches exactly the list through its mirrors and "
                              "names no public origin (exit 1 if not)")
