@@ -165,3 +165,32 @@ def test_assets_command_prints_json_for_mirroring_tools(capsys: pytest.CaptureFi
 def test_finding_text_names_what_and_where() -> None:
     assert Finding("public origin", "https://x.example", "a, b").text() == "public origin: https://x.example  [a, b]"
     assert FileRef("u", "n", "1") < FileRef("v", "n", "1")
+
+
+def test_kubeadm_pulls_only_listed_images_from_the_mirror(airgapped, tmp_path: Path) -> None:
+    """The real kubeadm of the stack's version reads each control-plane member's rendered
+    configuration and names the images it pulls (``kubeadm config images list``, what its
+    preflight pulls): every one is on the mirror and in the asset list."""
+    import subprocess
+
+    from cfcr import channels
+    from tests.support.tools import require_tool
+    from tests.test_kubeadm_validate import fill
+
+    assets, render, _ = airgapped
+    spec = load_spec(read_stack_config(STACK), STACK)
+    kubeadm = require_tool("kubeadm", channels.resolve(spec.kubernetes.version).kubernetes.version)
+    listed = {a.fetched_as for a in assets.of_kind("image")}
+    members = sorted((render / "nodes").glob("control-plane-*/user-data.decompressed"))
+    assert len(members) == 3
+    for path in members:
+        doc = yaml.safe_load(path.read_text())
+        template = next(f["content"] for f in doc["write_files"] if f["path"] == "/etc/cfcr/kubeadm.yaml.tmpl")
+        config = tmp_path / f"{path.parent.name}.yaml"
+        config.write_text(fill(template))
+        out = subprocess.run([str(kubeadm), "config", "images", "list", "--config", str(config)],
+                             capture_output=True, text=True, timeout=60, check=True)
+        images = out.stdout.split()
+        assert len(images) >= 4, out.stdout
+        assert all(i.startswith("registry.corp.example/cfcr/registry.k8s.io/") for i in images), images
+        assert set(images) <= listed, sorted(set(images) - listed)
