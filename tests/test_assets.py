@@ -194,3 +194,16 @@ def test_kubeadm_pulls_only_listed_images_from_the_mirror(airgapped, tmp_path: P
         assert len(images) >= 4, out.stdout
         assert all(i.startswith("registry.corp.example/cfcr/registry.k8s.io/") for i in images), images
         assert set(images) <= listed, sorted(set(images) - listed)
+
+
+def test_the_restore_procedure_fetches_its_listed_files_through_the_mirror(airgapped) -> None:
+    from cfcr.assets.listing import RESTORE_NOTE
+    from cfcr.etcd_restore import etcdutl_download
+
+    assets, _, _ = airgapped
+    spec = load_spec(read_stack_config(STACK), STACK)
+    tarball, sums, _ = etcdutl_download(spec)
+    restore = {a.fetched_as: a.origin for a in assets.of_kind("file") if a.note == RESTORE_NOTE}
+    assert set(restore) == {tarball, sums}
+    assert restore[tarball].startswith("https://github.com/etcd-io/etcd/releases/download/v3.6.")
+    assert tarball == "https://mirror.corp.example/files/" + restore[tarball].removeprefix("https://")

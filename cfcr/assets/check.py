@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cfcr.assets.listing import PULLED_BY_CHART, AssetList, build_assets, origin_config, render_to, strip_sentinel
+from cfcr.assets.listing import PULLED_BY_CHART, RESTORE_NOTE, AssetList, build_assets, origin_config, render_to, strip_sentinel
 from cfcr.assets.refs import RenderRefs
 from cfcr.config import ClusterSpec, load_spec, read_stack_config
 from cfcr.mirrors import split_image
@@ -137,7 +137,7 @@ def agreement(assets: AssetList, refs: RenderRefs) -> list[Finding]:
     out: list[Finding] = []
     files = {f.url: f.name for f in refs.files}
     files.update({f.checksum_url: f"checksums of {f.name}" for f in refs.files if f.checksum_url})
-    out += _diff("file", {a.fetched_as for a in assets.of_kind("file")}, files)
+    out += _diff("file", {a.fetched_as for a in assets.of_kind("file") if a.note != RESTORE_NOTE}, files)
     images = [a for a in assets.of_kind("image") if not a.origin.endswith("/*")]
     rendered = {i: ", ".join(sorted(w)) for i, w in refs.images.items()}
     listed = {a.fetched_as for a in images} | {_repository(a.fetched_as) for a in images}

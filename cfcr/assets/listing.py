@@ -208,6 +208,22 @@ def strip_sentinel(refs: RenderRefs, spec: ClusterSpec) -> RenderRefs:
                       registry_hosts=dict(refs.registry_hosts), urls=dict(refs.urls))
 
 
+RESTORE_NOTE = "only when restoring an etcd snapshot (python -m cfcr etcd-restore)"
+"""The note of the files the restore procedure fetches, which no render names."""
+
+
+def restore_assets(spec: ClusterSpec) -> list[Asset]:
+    """etcdutl's release tarball and its SHA256SUMS, which the restore procedure fetches."""
+    from cfcr.config.mirrors import MirrorsConfig
+    from cfcr.etcd_restore import etcdutl_download
+
+    origin = etcdutl_download(spec.model_copy(update={"mirrors": MirrorsConfig(), "registry_mirrors": {}}))
+    fetched = etcdutl_download(spec)
+    version = channels.resolve(spec.kubernetes.version).etcd_version
+    return [Asset("file", origin[0], fetched[0], version, f"sha256 from {fetched[1]}", RESTORE_NOTE),
+            Asset("file", origin[1], fetched[1], version, "the checksum file itself (https)", RESTORE_NOTE)]
+
+
 def build_assets(stack: str, spec: ClusterSpec, origin: RenderRefs) -> AssetList:
     """The asset list of ``spec`` from ``origin``, what its mirror-free render fetches."""
     mirrors = Mirrors.of(spec)
@@ -239,6 +255,7 @@ def build_assets(stack: str, spec: ClusterSpec, origin: RenderRefs) -> AssetList
                             "the registry of every image an operator deploys (its chart's registry value)"))
     for c in sorted(origin.charts):
         assets.append(Asset("chart", c.reference, mirrored_chart(c, mirrors).reference, c.version, "tag"))
+    assets += restore_assets(spec)
     apt = mirrors.apt or "the image's Ubuntu archive"
     for name in sorted(origin.packages):
         assets.append(Asset("package", name, f"{name} from {apt}", "", "archive"))
