@@ -1,5 +1,5 @@
 """The ``cfcr`` command: ``render`` a stack offline, ``check`` it against the policy pack, check its
-network ``flows``, print the ``docs`` config reference, print an ``upgrade-plan``, list the
+network ``flows``, list its ``assets`` (and check an air-gapped render against them), print the ``docs`` config reference, print an ``upgrade-plan``, list the
 ``channels``, write an ``etcd-restore`` procedure."""
 
 from __future__ import annotations
@@ -69,6 +69,30 @@ def _flows(args: argparse.Namespace) -> int:
         return 2
     print(report.format(verbose=args.verbose))
     return 0 if report.ok else 1
+
+
+def _assets(args: argparse.Namespace) -> int:
+    import json
+
+    project_dir = Path(args.project_dir) if args.project_dir else None
+    print(f"cfcr assets: rendering stack {args.stack} offline (a few seconds per render)...", file=sys.stderr)
+    if args.check:
+        from cfcr.assets.check import check_stack as check_airgap
+
+        report = check_airgap(args.stack, project_dir)
+        print(json.dumps(report.assets.to_json(), indent=2) if args.json else report.format(), end="\n" if args.json else "")
+        if args.json and not report.ok:
+            print(report.format(), file=sys.stderr, end="")
+        return 0 if report.ok else 1
+    from cfcr.assets import stack_assets
+    from cfcr.config import read_stack_config
+
+    config = None
+    if args.kubernetes_version:
+        config = {**read_stack_config(args.stack, project_dir), "cfcr:kubernetes": {"version": args.kubernetes_version}}
+    listing = stack_assets(args.stack, project_dir, config)
+    print(json.dumps(listing.to_json(), indent=2) if args.json else listing.to_text(), end="\n" if args.json else "")
+    return 0
 
 
 def _docs(args: argparse.Namespace) -> int:
@@ -182,6 +206,16 @@ def main(argv: list[str] | None = None) -> int:
                                                        "(default: render it now, in memory)")
     flows.add_argument("--verbose", "-v", action="store_true", help="also say how each passing flow gets through")
     flows.set_defaults(func=_flows)
+    assets = sub.add_parser("assets", help="list every file, image, chart and OS package a cluster of the stack "
+                                            "fetches, with where its mirrors serve it (docs/airgapped.md)")
+    _stack_options(assets)
+    assets.add_argument("--json", action="store_true", help="print JSON (files, images, charts, packages) instead of text")
+    assets.add_argument("--kubernetes-version", metavar="VERSION|CHANNEL",
+                        help="list the assets of the stack at another version (what to mirror before an upgrade)")
+    assets.add_argument("--check", action="store_true",
+                        help="also render the stack and check it fetches exactly the list through its mirrors and "
+                             "names no public origin (exit 1 if not)")
+    assets.set_defaults(func=_assets)
     docs = sub.add_parser("docs", help="print documents generated from the config schema")
     docs.add_argument("what", nargs="?", choices=["config", "pulumi-yaml"], default="config",
                       help="config: the README's config reference; pulumi-yaml: the Pulumi.yaml project file")

@@ -33,7 +33,7 @@ from cfcr.config import ClusterSpec
 from cfcr.clouds import RestoreCommands
 from cfcr.config.topology import control_plane_members
 from cfcr.node.etcd import CLIENT_PORT, etcd_flag_map
-from cfcr.node.packages import mirror_url
+from cfcr.mirrors import Mirrors
 from cfcr.node.paths import ETCD_DATA_DIR, ETCD_PKI_DIR, MANIFESTS_DIR
 from cfcr.config.topology import ControlPlaneMember
 
@@ -91,13 +91,13 @@ def restore_args(plan: MemberPlan, snapshot: str, data_dir: str) -> list[str]:
 
 def etcdutl_download(spec: ClusterSpec) -> tuple[str, str, str]:
     """(tarball URL, SHA256SUMS URL, member path of etcdutl in it) of the channel's etcd
-    release for the control plane's architecture, through a ``github.com`` mirror when set."""
+    release for the control plane's architecture, through the file mirror when set (:mod:`cfcr.mirrors`)."""
     release = channels.resolve(spec.kubernetes.version)
     version, arch = release.etcd_version, spec.control_plane.architecture
     base = f"https://github.com/etcd-io/etcd/releases/download/v{version}"
     stem = f"etcd-v{version}-linux-{arch}"
-    return (mirror_url(f"{base}/{stem}.tar.gz", spec.registry_mirrors),
-            mirror_url(f"{base}/SHA256SUMS", spec.registry_mirrors), f"{stem}/etcdutl")
+    mirrors = Mirrors.of(spec)
+    return mirrors.file_url(f"{base}/{stem}.tar.gz"), mirrors.file_url(f"{base}/SHA256SUMS"), f"{stem}/etcdutl"
 
 
 def _plan(spec: ClusterSpec, index: int) -> MemberPlan:

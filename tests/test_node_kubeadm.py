@@ -242,7 +242,7 @@ def test_kubelet_serving_certificates_are_approved_only_for_the_nodes_own_names_
     the rendered chart values) signs one only for a name that resolves to the node's own
     addresses inside the node network, and for no address outside it."""
     spec = make_spec("aws", 3)
-    chart = csr_approver_chart(spec, ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images))
+    chart = csr_approver_chart(spec, ImageRewriter.for_spec(spec))
     node = "ip-10-0-1-5"
     user = f"system:node:{node}"
     dns = {f"{node}.eu-central-1.compute.internal": ["10.0.1.5"], f"{node}.attacker.example": ["203.0.113.9"]}

@@ -372,8 +372,12 @@ def test_containerd_config_and_registry_mirrors() -> None:
     assert runc["options"]["SystemdCgroup"] is True
     docker = tomllib.loads(files["/etc/containerd/certs.d/docker.io/hosts.toml"]["content"])
     assert docker["server"] == "https://registry-1.docker.io"
-    assert list(docker["host"]) == MIRRORS["docker.io"]
-    assert docker["host"]["https://mirror.example.com/docker"]["capabilities"] == ["pull", "resolve"]
+    # a mirror under a path is the registry API root at <path> (the image prefix
+    # mirror.example.com/docker the addons name): containerd must not append its own /v2
+    assert list(docker["host"]) == ["https://mirror.example.com/v2/docker", "https://backup.example.com"]
+    assert docker["host"]["https://mirror.example.com/v2/docker"] == {
+        "capabilities": ["pull", "resolve"], "override_path": True}
+    assert docker["host"]["https://backup.example.com"] == {"capabilities": ["pull", "resolve"]}
     assert "/etc/containerd/certs.d/registry.k8s.io/hosts.toml" in files
     assert not any(p.startswith(("/etc/containerd/certs.d/dl.k8s.io", "/etc/containerd/certs.d/github.com"))
                    for p in files)

@@ -67,7 +67,7 @@ def apply_coredns(cp: ControlPlane, render: RenderedCluster) -> None:
     field manager (tests/test_controlplane_real.py, as a first `pulumi up` would have): the
     addons step owns these objects, so it takes their fields over (``--force-conflicts``)
     instead of failing on the image the next release changes."""
-    rewriter = ImageRewriter.from_spec(render.spec.registry_mirrors, render.spec.addons.rewrite_images)
+    rewriter = ImageRewriter.for_spec(render.spec)
     for obj in coredns_objects(render.spec, render.release, rewriter):
         cp.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=cfcr-addons", "-f", "-",
                    input=json.dumps(obj))

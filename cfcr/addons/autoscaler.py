@@ -60,7 +60,7 @@ def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rew
         values["autoscalingGroups"] = [
             {"name": g.name, "minSize": g.min_size, "maxSize": g.max_size} for _, g in sorted(facts.node_groups.items())
         ]
-    chart = ChartSpec("cluster-autoscaler", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source)
+    chart = ChartSpec("cluster-autoscaler", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
     return chart.with_values(spec.addons.extra_values.get("autoscaler", {}))
 
 
@@ -87,5 +87,5 @@ class ClusterAutoscaler(ChartAddon):
     def __init__(self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
         release = args.release or channels.resolve(spec.kubernetes.version)
-        rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(spec)
         super().__init__(name, [], [autoscaler_chart(spec, release, args.facts, rewriter)], opts, args.depends_on)

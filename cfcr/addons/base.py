@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -27,7 +27,11 @@ from pulumi_kubernetes.scheduling import v1 as scheduling_v1
 from pulumi_kubernetes.storage import v1 as storage_v1
 
 from cfcr.addons.pod_security import namespace_labels
+from cfcr.mirrors import CHARTS_PATH
 from cfcr.util import deep_merge
+
+if TYPE_CHECKING:
+    from cfcr.addons.images import ImageRewriter
 
 KINDS: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): core_v1.Namespace,
@@ -95,6 +99,13 @@ class ChartSpec:
     def reference(self) -> str:
         """What Helm installs: the chart's name in its repository, or its full ``oci://`` URL."""
         return f"{self.repo.rstrip('/')}/{self.chart}" if self.oci else self.chart
+
+    def mirrored(self, rewriter: ImageRewriter) -> ChartSpec:
+        """This chart as installed through the site's registry mirror (``cfcr:mirrors.registry``):
+        ``oci://<prefix>/charts/<chart>`` at the same version; unchanged without one."""
+        if rewriter.registry_prefix is None:
+            return self
+        return replace(self, repo=f"oci://{rewriter.registry_prefix}/{CHARTS_PATH}")
 
     def with_values(self, extra: Mapping[str, Any]) -> ChartSpec:
         """A copy with ``extra`` merged over the values (user values win)."""

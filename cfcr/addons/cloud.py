@@ -309,7 +309,7 @@ def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
     values = build_values(facts, rewriter, repository, tag, control_plane_count)
     if not pin.chart.version:
         raise ValueError(f"the channel pins no chart version for {facts.cloud}'s CSI driver")
-    chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, pin.chart.version, NAMESPACE, values, pin.source)
+    chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, pin.chart.version, NAMESPACE, values, pin.source).mirrored(rewriter)
     return chart.with_values(dict(extra or {}))
 
 
@@ -341,7 +341,7 @@ class CloudIntegration(Addon):
 
         spec = args.spec
         release = args.release or channels.resolve(spec.kubernetes.version)
-        rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(spec)
         ccm = self.apply(ccm_objects(args.facts, release, rewriter))
         chart = csi_chart(args.facts, release, rewriter, spec.addons.extra_values.get("csi"),
                           control_plane_count=spec.control_plane.count)

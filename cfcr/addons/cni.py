@@ -46,6 +46,7 @@ from cfcr.channels import Release
 from cfcr.cni_ports import CILIUM_HEALTH_PORT, HUBBLE_PORT, VXLAN_PORTS
 from cfcr.config import ClusterSpec
 from cfcr.constants import API_PORT
+from cfcr.mirrors import Mirrors
 from cfcr.util import deep_merge
 
 CHANGING_THE_CNI = "docs/addons.md#changing-the-cni"
@@ -95,7 +96,7 @@ def flannel_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter) 
         },
     }
     values = deep_merge(values, slot_values(FLANNEL_SLOTS, rewriter))
-    return ChartSpec("flannel", pin.repo, pin.chart, pin.version, "kube-flannel", values, pin.source)
+    return ChartSpec("flannel", pin.repo, pin.chart, pin.version, "kube-flannel", values, pin.source).mirrored(rewriter)
 
 
 def calico_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter) -> ChartSpec:
@@ -126,7 +127,7 @@ def calico_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter) -
     if mirror:
         installation["registry"] = mirror.rstrip("/") + "/"
         values["tigeraOperator"] = {"registry": mirror}
-    return ChartSpec("tigera-operator", pin.repo, pin.chart, pin.version, "tigera-operator", values, pin.source)
+    return ChartSpec("tigera-operator", pin.repo, pin.chart, pin.version, "tigera-operator", values, pin.source).mirrored(rewriter)
 
 
 def cilium_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, api_server_url: str) -> ChartSpec:
@@ -147,7 +148,7 @@ def cilium_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, a
         "operator": {"replicas": 2},
     }
     values = deep_merge(values, slot_values(CILIUM_SLOTS, rewriter))
-    return ChartSpec("cilium", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source)
+    return ChartSpec("cilium", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
 
 
 def canal_manifest_url(release: Release) -> str:
@@ -193,7 +194,8 @@ def cni_plan(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, api_s
         return CniPlan("cilium", [], [cilium_chart(spec, release, rewriter, api_server_url).with_values(extra)],
                        replaces_kube_proxy=kube_proxy_replaced(spec))
     if spec.cni == "canal":
-        return CniPlan("canal", manifests=[canal_manifest_url(release)], patches=[canal_config_patch(spec)])
+        manifest = Mirrors.of(spec).file_url(canal_manifest_url(release))
+        return CniPlan("canal", manifests=[manifest], patches=[canal_config_patch(spec)])
     return CniPlan("none")
 
 
@@ -283,7 +285,7 @@ class Cni(Addon):
 
         spec = args.spec
         release = args.release or channels.resolve(spec.kubernetes.version)
-        rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(spec)
         self.plan = cni_plan(spec, release, rewriter, args.api_server_url, spec.addons.extra_values.get("cni"))
         before: list[pulumi.Resource] = []
         if args.lock:

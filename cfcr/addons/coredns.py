@@ -186,6 +186,6 @@ class CoreDns(Addon):
         from cfcr import channels
 
         release = args.release or channels.resolve(args.spec.kubernetes.version)
-        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(args.spec)
         self.apply(coredns_objects(args.spec, release, rewriter))
         self.register_outputs({})

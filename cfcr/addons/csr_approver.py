@@ -45,7 +45,7 @@ def csr_approver_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
         "tolerations": CONTROL_PLANE_TOLERATIONS,
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("kubelet-csr-approver", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source)
+    chart = ChartSpec("kubelet-csr-approver", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
     return chart.with_values(spec.addons.extra_values.get("csr-approver", {}))
 
 
@@ -66,5 +66,5 @@ class CsrApprover(ChartAddon):
     TYPE = "cfcr:addons:CsrApprover"
 
     def __init__(self, name: str, args: CsrApproverArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(args.spec)
         super().__init__(name, [], [csr_approver_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -5,8 +5,9 @@ Two layers, each complete for its own job:
 * On nodes cfcr builds, containerd's ``hosts.toml`` (``cfcr.node.containerd``) sends every
   pull of a mirrored registry to the mirror first and falls back to the upstream: that
   covers every image any workload pulls, by its original name.
-* Explicit rewriting (this module), on when ``spec.registry_mirrors`` names a mirror and
-  ``addons.rewriteImages`` is true: every image reference cfcr itself deploys names the
+* Explicit rewriting (this module), on when ``cfcr:mirrors.registry`` is set (every registry
+  host then lives under it, :mod:`cfcr.mirrors`), or when ``cfcr:registryMirrors`` names a
+  mirror and ``addons.rewriteImages`` is true: every image reference cfcr itself deploys names the
   first mirror. It makes the render show what is pulled, and it is what makes the addons
   work against a mirror on clusters cfcr did not build (no containerd config of ours
   there). Authored objects are rewritten in their builders; charts through their image
@@ -26,45 +27,22 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-from cfcr.node.containerd import image_mirrors
+from cfcr.mirrors import DEFAULT_REGISTRY, Mirrors, mirror_prefix, split_image
 
-DEFAULT_REGISTRY = "docker.io"
+if TYPE_CHECKING:
+    from cfcr.config import ClusterSpec
 
-Mirrors = Mapping[str, Sequence[str]]
+__all__ = ["DEFAULT_REGISTRY", "ImageRewriter", "ImageSlot", "mirror_prefix", "prefixes", "rewrite_pod_images",
+           "slot_values", "split_image"]
 
-
-def split_image(image: str) -> tuple[str, str, str]:
-    """``(registry, repository path, suffix)`` of an image reference; the suffix is the
-    ``:tag`` and/or ``@digest`` part. Short Docker Hub names get ``docker.io`` (and
-    ``library/`` for official images), as containerd resolves them."""
-    name, at, digest = image.partition("@")
-    suffix = f"@{digest}" if at else ""
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = name.rsplit(":", 1)
-        suffix = f":{tag}{suffix}"
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first, rest, suffix
-    path = name if slash else f"library/{name}"
-    return DEFAULT_REGISTRY, path, suffix
+MirrorsLike = Mirrors | Mapping[str, Sequence[str]]
 
 
-def mirror_prefix(url: str) -> str:
-    """The image prefix a mirror URL stands for (see the module docstring)."""
-    parts = urlsplit(url)
-    path = parts.path.strip("/")
-    if path == "v2" or path.startswith("v2/"):
-        path = path[3:]
-    return f"{parts.netloc}/{path}" if path else parts.netloc
-
-
-def prefixes(mirrors: Mirrors) -> dict[str, str]:
-    """Registry host -> image prefix of its first mirror (binary-download keys left out)."""
-    return {host: mirror_prefix(urls[0]) for host, urls in image_mirrors(mirrors).items() if urls}
+def prefixes(mirrors: MirrorsLike) -> dict[str, str]:
+    """Registry host -> image prefix of its first ``cfcr:registryMirrors`` mirror."""
+    return Mirrors.coerce(mirrors).image_prefixes()
 
 
 @dataclass(frozen=True)
@@ -72,28 +50,41 @@ class ImageRewriter:
     """Rewrites image references to their registry's mirror; a no-op without mirrors."""
 
     prefixes: Mapping[str, str]
+    """Registry host -> prefix replacing it (``cfcr:registryMirrors``)."""
+    registry_prefix: str | None = None
+    """``cfcr:mirrors.registry``'s prefix: every other registry host ``H`` becomes ``<prefix>/H``."""
 
     @classmethod
-    def from_spec(cls, mirrors: Mirrors, enabled: bool = True) -> ImageRewriter:
-        return cls(prefixes(mirrors) if enabled else {})
+    def from_spec(cls, mirrors: MirrorsLike, enabled: bool = True) -> ImageRewriter:
+        """From the mirrors; ``enabled`` (``addons.rewriteImages``) governs the per-host mirrors
+        only: a site registry mirror (``cfcr:mirrors.registry``) always rewrites."""
+        m = Mirrors.coerce(mirrors)
+        return cls(m.image_prefixes() if enabled else {}, m.registry_prefix)
+
+    @classmethod
+    def for_spec(cls, spec: ClusterSpec) -> ImageRewriter:
+        """The rewriter of a cluster spec (its mirrors and ``addons.rewriteImages``)."""
+        return cls.from_spec(Mirrors.of(spec), spec.addons.rewrite_images)
 
     @property
     def active(self) -> bool:
-        return bool(self.prefixes)
+        return bool(self.prefixes or self.registry_prefix)
+
+    def registry(self, registry: str) -> str | None:
+        """The prefix replacing a whole registry, or None when it is not mirrored."""
+        if registry in self.prefixes:
+            return self.prefixes[registry]
+        return f"{self.registry_prefix}/{registry}" if self.registry_prefix else None
 
     def image(self, image: str) -> str:
         """``image`` with its registry replaced by the mirror's prefix (when mirrored)."""
         registry, path, suffix = split_image(image)
-        prefix = self.prefixes.get(registry)
+        prefix = self.registry(registry)
         return f"{prefix}/{path}{suffix}" if prefix else image
 
     def repository(self, repository: str) -> str:
         """A repository without tag (chart ``image.repository`` values)."""
         return self.image(repository)
-
-    def registry(self, registry: str) -> str | None:
-        """The prefix replacing a whole registry, or None when it is not mirrored."""
-        return self.prefixes.get(registry)
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,6 @@ class KubeProxy(Addon):
         from cfcr import channels
 
         release = args.release or channels.resolve(args.spec.kubernetes.version)
-        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(args.spec)
         self.apply(kube_proxy_objects(args.spec, release, args.api_server_url, rewriter))
         self.register_outputs({})

@@ -43,7 +43,7 @@ def logging_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
         "config": {"outputs": output_section(spec.addons.logging.output)},
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("fluent-bit", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source)
+    chart = ChartSpec("fluent-bit", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source).mirrored(rewriter)
     return chart.with_values(spec.addons.extra_values.get("logging", {}))
 
 
@@ -63,5 +63,5 @@ class Logging(ChartAddon):
     TYPE = "cfcr:addons:Logging"
 
     def __init__(self, name: str, args: LoggingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(args.spec)
         super().__init__(name, logging_objects(args.spec), [logging_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -30,7 +30,7 @@ def metrics_server_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpe
         "args": ["--kubelet-preferred-address-types=InternalIP"],
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("metrics-server", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source)
+    chart = ChartSpec("metrics-server", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
     return chart.with_values(spec.addons.extra_values.get("metrics-server", {}))
 
 
@@ -50,5 +50,5 @@ class MetricsServer(ChartAddon):
     TYPE = "cfcr:addons:MetricsServer"
 
     def __init__(self, name: str, args: MetricsServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(args.spec)
         super().__init__(name, [], [metrics_server_chart(args.spec, rewriter)], opts, args.depends_on)

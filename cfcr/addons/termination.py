@@ -69,7 +69,7 @@ def termination_handler_chart(spec: ClusterSpec, release: Release, facts: CloudF
         "probes": {"httpGet": {"port": PROBES_PORT}},
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec(RELEASE, pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source)
+    chart = ChartSpec(RELEASE, pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source).mirrored(rewriter)
     chart = chart.with_values(spec.addons.extra_values.get("termination-handler", {}))
     if "queueURL" not in chart.values:
         # after the merge: deep_merge copies values, and an Output must not be deep-copied
@@ -105,6 +105,6 @@ class TerminationHandler(ChartAddon):
     def __init__(self, name: str, args: TerminationHandlerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
         release = args.release or channels.resolve(spec.kubernetes.version)
-        rewriter = ImageRewriter.from_spec(spec.registry_mirrors, spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(spec)
         super().__init__(name, [], [termination_handler_chart(spec, release, args.facts, rewriter)], opts,
                          args.depends_on, termination_transforms())

@@ -34,7 +34,7 @@ def vpa_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
         "admissionController": {"enabled": True},
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("vpa", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source)
+    chart = ChartSpec("vpa", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source).mirrored(rewriter)
     return chart.with_values(spec.addons.extra_values.get("vpa", {}))
 
 
@@ -54,5 +54,5 @@ class Vpa(ChartAddon):
     TYPE = "cfcr:addons:Vpa"
 
     def __init__(self, name: str, args: VpaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        rewriter = ImageRewriter.from_spec(args.spec.registry_mirrors, args.spec.addons.rewrite_images)
+        rewriter = ImageRewriter.for_spec(args.spec)
         super().__init__(name, vpa_objects(args.spec), [vpa_chart(args.spec, rewriter)], opts, args.depends_on)

@@ -254,8 +254,17 @@ def _air_gapped(spec: ClusterSpec) -> Iterator[Problem]:
                       "creates (allowed here: managed)")
 
 
+def _mirrors(spec: ClusterSpec) -> Iterator[Problem]:
+    if spec.mirrors.files:
+        for host in ("dl.k8s.io", "github.com"):
+            if host in spec.registry_mirrors:
+                yield Problem(_key(f"registryMirrors.{host}"), spec.registry_mirrors[host],
+                              f"cfcr:mirrors.files ({spec.mirrors.files}) already serves every file: "
+                              f"remove this key (one file mirror applies)")
+
+
 CHECKS: tuple[Check, ...] = (_version, _region_and_zones, _networks, _pools, _pki, _addons, _passthrough, _cloud_only,
-                             _etcd_backups, _air_gapped)
+                             _etcd_backups, _mirrors, _air_gapped)
 
 
 def check(spec: ClusterSpec) -> list[Problem]:

@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from cfcr.config.addons import AddonsConfig
 from cfcr.config.aws import AwsConfig
 from cfcr.config.backups import EtcdBackupsConfig
+from cfcr.config.mirrors import MirrorsConfig
 from cfcr.config.values import (
     Architecture,
     Cidr,
@@ -225,7 +226,12 @@ class ClusterSpec(Model):
     pki: PkiConfig = Field(default_factory=PkiConfig, description="Certificates.")
     registry_mirrors: dict[DnsName, list[Url]] = Field(
         default_factory=dict,
-        description="Registry host -> mirror endpoints, e.g. `registry.k8s.io: [https://mirror.local]`.",
+        description="Registry host -> mirror endpoints, e.g. `registry.k8s.io: [https://mirror.local]` "
+                    "(pull-through caches with the upstream as fallback; for air-gapped sites use `mirrors`).",
+    )
+    mirrors: MirrorsConfig = Field(
+        default_factory=MirrorsConfig,
+        description="The site's mirrors for files, images and charts, and OS packages (docs/airgapped.md).",
     )
     components: ComponentsConfig = Field(default_factory=ComponentsConfig, description="Flags and config passed through to components.")
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig, description="Admission plugins and configuration.")

@@ -27,6 +27,7 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
+from cfcr.mirrors import Mirrors
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
 from cfcr.constants import ETCD_CLIENT_PORT, ETCD_PEER_PORT
@@ -301,7 +302,7 @@ def etcd_static_pod(
             "containers": [
                 {
                     "name": "etcd",
-                    "image": release.etcd_image,
+                    "image": Mirrors.of(spec).image(release.etcd_image),
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["etcd", *(f"--{k}={v}" for k, v in flags.items())],
                     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},

@@ -45,6 +45,7 @@ import yaml
 
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec, NodePoolConfig
+from cfcr.mirrors import Mirrors
 from cfcr.node.containerd import CRI_SOCKET
 from cfcr.node.context import NodeContext, Role
 from cfcr.pki.specs import is_ip_address
@@ -274,7 +275,7 @@ def cluster_configuration(spec: ClusterSpec, release: Release, ctx: NodeContext,
         "kubernetesVersion": f"v{release.kubernetes.version}",
         "controlPlaneEndpoint": f"{ctx.api_endpoint}:{ctx.api_port}",
         "certificatesDir": PKI_DIR,
-        "imageRepository": IMAGE_REPOSITORY,
+        "imageRepository": Mirrors.of(spec).registry_host(IMAGE_REPOSITORY),
         "encryptionAlgorithm": _encryption_algorithm(spec),
         "certificateValidityPeriod": f"{spec.pki.leaf_validity_hours}h0m0s",
         "caCertificateValidityPeriod": f"{spec.pki.ca_validity_hours}h0m0s",

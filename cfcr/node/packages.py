@@ -7,10 +7,10 @@ publisher's checksum file next to the artifact (https, the artifact's own origin
 rendered ``artifacts.list`` says which, in a comment above each artifact, and so does the
 boot log, per file.
 
-Binary mirrors: ``spec.registry_mirrors`` may carry the keys ``dl.k8s.io`` and
-``github.com``; their first URL replaces ``https://dl.k8s.io`` / ``https://github.com``
-in every download URL (checksum files included). A mirror must serve byte-identical
-files: the pinned digests are checked all the same.
+Binary mirrors: every download URL (checksum files included) goes through the spec's
+mirror mapping (:class:`cfcr.mirrors.Mirrors`: ``cfcr:mirrors.files``, or the ``dl.k8s.io`` /
+``github.com`` keys of ``cfcr:registryMirrors``). A mirror must serve byte-identical files:
+the pinned digests are checked all the same.
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cfcr.channels import Release
+from cfcr.mirrors import Mirrors
 from cfcr.node.paths import KUBELET_DIR, KUBERNETES_DIR
+
+MirrorsLike = Mirrors | Mapping[str, Sequence[str]]
+"""The spec's :class:`~cfcr.mirrors.Mirrors`, or (as before) a bare ``cfcr:registryMirrors`` mapping."""
 
 BIN_DIR = "/usr/local/bin"
 KUBELET_BIN = f"{BIN_DIR}/kubelet"
@@ -28,10 +32,6 @@ KUBELET_UNIT_PATH = "/etc/systemd/system/kubelet.service"
 KUBELET_DROPIN_PATH = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
 CONTAINERD_UNIT_PATH = "/etc/systemd/system/containerd.service"
 CRICTL_CONFIG_PATH = "/etc/crictl.yaml"
-
-BINARY_MIRROR_HOSTS = ("dl.k8s.io", "github.com")
-"""``registry_mirrors`` keys that mirror binary downloads rather than image registries
-(containerd leaves them out of its registry hosts)."""
 
 APT_PACKAGES: tuple[str, ...] = ("conntrack", "socat", "ethtool", "iptables", "curl", "openssl", "jq")
 """Distribution packages kubeadm's preflight and the boot scripts use (not version-pinned:
@@ -73,17 +73,12 @@ class Download:
                          self.digest or "-", self.checksum_url or "-"])
 
 
-def mirror_url(url: str, registry_mirrors: Mapping[str, Sequence[str]]) -> str:
-    """Rewrite ``url`` to the first mirror configured for its host (dl.k8s.io, github.com)."""
-    for host in BINARY_MIRROR_HOSTS:
-        prefix = f"https://{host}/"
-        mirrors = registry_mirrors.get(host) or []
-        if url.startswith(prefix) and mirrors:
-            return mirrors[0].rstrip("/") + "/" + url[len(prefix):]
-    return url
+def mirror_url(url: str, mirrors: MirrorsLike) -> str:
+    """``url`` as the node fetches it, through the file mirror (:meth:`cfcr.mirrors.Mirrors.file_url`)."""
+    return Mirrors.coerce(mirrors).file_url(url)
 
 
-def downloads(release: Release, arch: str, registry_mirrors: Mapping[str, Sequence[str]]) -> list[Download]:
+def downloads(release: Release, arch: str, mirrors: MirrorsLike) -> list[Download]:
     """Every artifact of ``release`` for ``arch``, in install order."""
     out: list[Download] = []
     k = release.kubernetes
@@ -95,10 +90,10 @@ def downloads(release: Release, arch: str, registry_mirrors: Mapping[str, Sequen
         out.append(Download(
             name=name,
             version=version,
-            url=mirror_url(url, registry_mirrors),
+            url=mirror_url(url, mirrors),
             algorithm=checksum.algorithm,
             digest=checksum.value,
-            checksum_url=None if checksum.file_url is None else mirror_url(checksum.file_url, registry_mirrors),
+            checksum_url=None if checksum.file_url is None else mirror_url(checksum.file_url, mirrors),
         ))
     return out
 
@@ -174,11 +169,10 @@ def crictl_yaml(cri_socket: str) -> str:
     return f"runtime-endpoint: {cri_socket}\nimage-endpoint: {cri_socket}\ntimeout: 10\n"
 
 
-def package_files(release: Release, arch: str, registry_mirrors: Mapping[str, Sequence[str]],
-                  cri_socket: str) -> dict[str, tuple[str, str]]:
+def package_files(release: Release, arch: str, mirrors: MirrorsLike, cri_socket: str) -> dict[str, tuple[str, str]]:
     """path -> (content, mode): the artifact list and the units (0600: CIS 4.1.1)."""
     return {
-        ARTIFACTS_LIST_PATH: (artifacts_list(downloads(release, arch, registry_mirrors)), "0644"),
+        ARTIFACTS_LIST_PATH: (artifacts_list(downloads(release, arch, mirrors)), "0644"),
         CONTAINERD_UNIT_PATH: (containerd_unit(), "0644"),
         KUBELET_UNIT_PATH: (kubelet_unit(), "0600"),
         KUBELET_DROPIN_PATH: (kubelet_dropin(), "0600"),

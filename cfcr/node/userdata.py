@@ -19,6 +19,7 @@ import yaml
 
 from cfcr.channels import Release
 from cfcr.config import ClusterSpec
+from cfcr.mirrors import Mirrors
 from cfcr.node.backup import BACKUP_HOOK_PATH, BACKUP_TIMER, backup_files
 from cfcr.node.containerd import CRI_SOCKET, containerd_files
 from cfcr.node.context import NodeContext, NodeHook, Role, UserDataLimit, join_access, provider_id_command
@@ -356,8 +357,9 @@ def node_files(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role
     admission = admission_config(spec) if role.is_control_plane else None
     files: dict[str, tuple[str, str]] = {}
     files.update(host_files())
-    files.update(containerd_files(release, spec.registry_mirrors))
-    files.update(package_files(release, arch, spec.registry_mirrors, CRI_SOCKET))
+    mirrors = Mirrors.of(spec)
+    files.update(containerd_files(release, mirrors, release.registries, mirrors.image(release.pause_image)))
+    files.update(package_files(release, arch, mirrors, CRI_SOCKET))
     files.update(_units(role))
     files[f"{LIB_DIR}/lib.sh"] = (_script("lib.sh"), "0644")
     files[BOOTSTRAP_SCRIPT] = (_script("bootstrap.sh"), "0700")
@@ -401,7 +403,9 @@ def cloud_config(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Ro
     """The ``#cloud-config`` document (as a mapping) of ``role``."""
     files = node_files(spec, release, ctx, role, hook)
     packages = list(dict.fromkeys([*APT_PACKAGES, *hook.packages()]))
+    apt = Mirrors.of(spec).apt_config()
     return {
+        **({"apt": apt} if apt else {}),
         "package_update": True,
         "packages": packages,
         "write_files": [
