@@ -25,6 +25,7 @@ from cfcr.aws.network import check_private_dns
 from cfcr.config import ClusterSpec, load_spec, read_stack_config
 from cfcr.aws.flows import read_network
 from cfcr.flows import FlowReport, check_rows, cluster_flows, evaluate, facts_of, rows_of
+from cfcr.flows.facts import fetch_hosts
 from cfcr.flows.model import NEED_CLOUD_API, NEED_SECRETS, NEED_SESSIONS, CloudService, Internet, SiteMirrors
 from cfcr.policy.runner import check_stack
 from cfcr.render import RenderResult, render_stack
@@ -397,3 +398,23 @@ def test_endpoints_the_network_already_has_are_taken_as_present(rendered: tuple[
     assert {r.flow.id for r in plain if r.status == "BLOCKED"} == {
         f"{k}:{g}" for k in ("egress-secrets", "egress-sessions") for g in groups_of(spec)} | {
         "egress-cloud-api:control-plane"}
+
+
+def test_the_mirror_flows_name_where_nodes_really_fetch_from() -> None:
+    """A registry's mirrors, not its upstream fallback (``server``); a registry without mirrors
+    itself; the binaries', checksums' and apt archives' hosts."""
+    hosts_toml = ('server = "https://registry-1.docker.io"\n\n[host."https://registry.corp.example/v2/cfcr/docker.io"]\n'
+                  '  capabilities = [\'pull\', \'resolve\']\n')
+    doc = {
+        "apt": {"primary": [{"arches": ["default"], "uri": "http://apt.corp.example/ubuntu"}]},
+        "write_files": [
+            {"path": "/etc/containerd/certs.d/docker.io/hosts.toml", "content": hosts_toml},
+            {"path": "/etc/containerd/certs.d/quay.io/hosts.toml", "content": 'server = "https://quay.io"\n'},
+            {"path": "/etc/containerd/config.toml", "content": 'sandbox = "registry.k8s.io/pause:3.10"\n'},
+            {"path": "/etc/cfcr/artifacts.list", "content": "# name|version|url\n"
+             "runc|1.5.2|https://files.corp.example/runc.amd64|sha256|abc|-\n"
+             "kubernetes|1.36.6|https://files.corp.example/k.tgz|sha512|-|https://sums.corp.example/k.tgz.sha512\n"},
+        ],
+    }
+    assert fetch_hosts({"worker-a": doc}) == (("quay.io", "registry.corp.example", "registry.k8s.io"),
+                                              ("apt.corp.example", "files.corp.example", "sums.corp.example"))

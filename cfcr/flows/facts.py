@@ -137,6 +137,10 @@ class ClusterFacts:
     """Registries the nodes' containerd config names (for messages)."""
     mirror_hosts: tuple[str, ...] = ()
     """Hosts the nodes download binaries from (for messages)."""
+    image_hosts: tuple[str, ...] = ()
+    """Where containerd really pulls images from: the registries' mirrors, else the registries."""
+    download_hosts: tuple[str, ...] = ()
+    """Where cloud-init really downloads from: the binaries' and checksums' hosts, the apt archives."""
     private: PrivateServices | None = None
     """An air-gapped cluster's needs of the cloud's private endpoints; None when the network has
     a way to the internet (``networking.airGapped`` off)."""
@@ -179,14 +183,17 @@ def plain_user_data(data: bytes | str) -> str:
     return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
 
 
-def _files(user_data: bytes | str) -> dict[str, str]:
-    text = plain_user_data(user_data)
+def _document(user_data: bytes | str) -> dict[str, Any]:
+    """The cloud-config document of a user-data (empty when it is not one)."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.safe_load(plain_user_data(user_data))
     except yaml.YAMLError:
         return {}
-    if not isinstance(doc, dict):
-        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _files(user_data: bytes | str | Mapping[str, Any]) -> dict[str, str]:
+    doc = user_data if isinstance(user_data, Mapping) else _document(user_data)
     return {str(f.get("path")): str(f.get("content") or "") for f in doc.get("write_files") or [] if isinstance(f, dict)}
 
 
@@ -297,12 +304,50 @@ def _hosts(files_by_role: Mapping[str, Mapping[str, str]]) -> tuple[tuple[str, .
     return tuple(sorted(registries)), tuple(sorted(mirrors))
 
 
+_MIRROR_HOST = re.compile(r'^\s*\[host\."https?://([^/"\':]+)', re.MULTILINE)
+
+
+def fetch_hosts(docs_by_role: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(image hosts, download hosts): where the nodes really fetch from, as their user-data says.
+    Images: each registry's mirrors (the ``[host."..."]`` entries of its containerd
+    ``hosts.toml``), or the registry itself when it has none (its ``server`` is only the
+    fallback when mirrors are named). Downloads: the hosts of the pinned binaries and their
+    checksum files (``artifacts.list``) and of cloud-init's apt archives."""
+    images: set[str] = set()
+    downloads: set[str] = set()
+    for doc in docs_by_role.values():
+        files = _files(doc)
+        named: set[str] = set()
+        for path, content in files.items():
+            if path.startswith("/etc/containerd/certs.d/"):
+                named.add(path.split("/")[4])
+                images.update(_MIRROR_HOST.findall(content) or [path.split("/")[4]])
+            elif path.endswith("containerd/config.toml"):
+                sandbox = set(re.findall(r'sandbox\s*=\s*"([^/"]+)/', content))
+                images.update(sandbox - named)
+            elif path.endswith("artifacts.list"):
+                for line in content.splitlines():
+                    fields = line.split("|")
+                    if line.startswith("#") or len(fields) < 3:
+                        continue
+                    urls = [fields[2], *(fields[5:6] if len(fields) > 5 else [])]
+                    downloads.update(h for h in (urlsplit(u).hostname for u in urls if u and u != "-") if h)
+        apt = doc.get("apt")
+        for key in ("primary", "security"):
+            for entry in (apt.get(key) if isinstance(apt, Mapping) else None) or []:
+                host = urlsplit(str(entry.get("uri") or "")).hostname if isinstance(entry, Mapping) else None
+                if host:
+                    downloads.add(host)
+    return tuple(sorted(images)), tuple(sorted(downloads))
+
+
 def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: Mapping[str, bytes | str],
                private: PrivateServices | None = None) -> ClusterFacts:
     """The facts of a render: ``rows`` as in resources.json, ``user_data`` by role; ``private``:
     what an air-gapped cluster needs of the cloud's endpoints (None when it is not air-gapped)."""
     assert spec.name is not None
-    files = {role: _files(data) for role, data in user_data.items()}  # each user-data parsed once
+    docs = {role: _document(data) for role, data in user_data.items()}  # each user-data parsed once
+    files = {role: _files(doc) for role, doc in docs.items()}
     roles = tuple(node_role(role, files[role]) for role in sorted(files, key=_order))
     endpoints = [r.api_endpoint for r in roles if r.api_endpoint]
     if not endpoints:
@@ -311,6 +356,7 @@ def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: 
     host, _, port = endpoint.rpartition(":")
     cni_ports = tuple((Ports.of(p.protocol, p.port), p.purpose) for p in node_ports(spec.cni))
     registries, mirrors = _hosts(files)
+    image_hosts, download_hosts = fetch_hosts(docs)
     return ClusterFacts(
         cluster=spec.name,
         cloud=spec.cloud,
@@ -324,6 +370,8 @@ def read_facts(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data: 
         metrics_server=chart_placement(rows, "metrics-server"),
         registry_hosts=registries,
         mirror_hosts=mirrors,
+        image_hosts=image_hosts,
+        download_hosts=download_hosts,
         private=private,
     )
 

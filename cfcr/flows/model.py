@@ -322,9 +322,9 @@ def _air_gapped_egress(facts: ClusterFacts, groups: list[NodeSet]) -> list[Flow]
         egress.append(("egress-secrets", CloudService(SECRET_STORE, needs[NEED_SECRETS]), (Ports.tcp(443),),
                        "a node fetches its role's keys and tokens at boot and on renewal"))
     egress += [
-        ("egress-images", SiteMirrors(IMAGE_REGISTRIES, facts.registry_hosts), (Ports.tcp(443),),
+        ("egress-images", SiteMirrors(IMAGE_REGISTRIES, facts.image_hosts), (Ports.tcp(443),),
          "containerd pulls the pause, control-plane, CNI and addon images from the site's mirrors"),
-        ("egress-packages", SiteMirrors(PACKAGE_MIRRORS, facts.mirror_hosts), (Ports.tcp(443), Ports.tcp(80)),
+        ("egress-packages", SiteMirrors(PACKAGE_MIRRORS, facts.download_hosts), (Ports.tcp(443), Ports.tcp(80)),
          "cloud-init installs packages (apt over http) and the pinned, checksummed binaries from the site's mirrors"),
     ]
     if needs.get(NEED_SESSIONS):
