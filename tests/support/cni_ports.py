@@ -90,8 +90,9 @@ class NotSpelledOut(AssertionError):
 
 
 def charts(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
-    """Chart name -> the Chart resource's inputs."""
-    return {str(r.inputs["chart"]): r.inputs for r in of_type(rows, CHART)}
+    """Chart name -> the Chart resource's inputs (an OCI chart, ``oci://<registry>/charts/<name>``
+    on a mirrored stack, by its last path segment)."""
+    return {str(r.inputs["chart"]).rstrip("/").rsplit("/", 1)[-1]: r.inputs for r in of_type(rows, CHART)}
 
 
 def flannel_net_conf_from_chart(values: Mapping[str, Any]) -> dict[str, Any]:
