@@ -227,7 +227,7 @@ def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
 
 def _air_gapped(spec: ClusterSpec) -> Iterator[Problem]:
     """An air-gapped network has no way to the internet: no public API, no NAT, no public subnets.
-    (The lead adds ``airGapped requires cfcr:mirrors`` here once the mirrors land.)"""
+    (The rule "airGapped requires cfcr:mirrors" belongs here too; not added yet.)"""
     net = spec.networking
     if not net.air_gapped:
         if "vpc_endpoints" in spec.aws.model_fields_set:
