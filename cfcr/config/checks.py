@@ -226,8 +226,8 @@ def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
 
 
 def _air_gapped(spec: ClusterSpec) -> Iterator[Problem]:
-    """An air-gapped network has no way to the internet: no public API, no NAT, no public subnets.
-    (The rule "airGapped requires cfcr:mirrors" belongs here too; not added yet.)"""
+    """An air-gapped network has no way to the internet: no public API, no NAT, no public subnets,
+    and every mirror set (a node would otherwise fetch from the internet at boot)."""
     net = spec.networking
     if not net.air_gapped:
         if "vpc_endpoints" in spec.aws.model_fields_set:
@@ -252,6 +252,11 @@ def _air_gapped(spec: ClusterSpec) -> Iterator[Problem]:
         yield Problem(_key("aws.vpcEndpoints"), "existing",
                       "needs networking.existingNetwork: a VPC cfcr creates has no endpoints but the ones cfcr "
                       "creates (allowed here: managed)")
+    for kind in ("files", "registry", "apt"):
+        if getattr(spec.mirrors, kind) is None:
+            yield Problem(_key(f"mirrors.{kind}"), None,
+                          "must be set with networking.airGapped: true: nodes have no way to the internet, so every "
+                          "file, image, chart and package comes from the site's mirrors (docs/airgapped.md)")
 
 
 def _mirrors(spec: ClusterSpec) -> Iterator[Problem]:
