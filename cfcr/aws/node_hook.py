@@ -9,7 +9,7 @@ No AWS CLI: a node fetches nothing from the internet at boot (air-gapped sites r
 their VPC endpoints). Each call is one HTTPS request signed by curl's own SigV4 signer
 (``--aws-sigv4``, curl >= 7.75; Ubuntu 24.04 has 8.5), with ``jq`` for the JSON APIs (Secrets
 Manager) and the image's ``python3`` (``xml.etree``) for the XML answers of the Query APIs (EC2,
-STS) and for error messages. The bash functions live once in ``/etc/cfcr/secrets.sh``
+STS). The bash functions live once in ``/etc/cfcr/secrets.sh``
 (:meth:`AwsNodeHook.shell_functions`):
 
 * credentials: IMDSv2 (a session token, then ``iam/security-credentials/<role>``); the key
@@ -24,7 +24,7 @@ STS) and for error messages. The bash functions live once in ``/etc/cfcr/secrets
   ``AWS_ENDPOINT_URL`` (S3 is then addressed path-style: ``<endpoint>/<bucket>/<key>``). The
   instance metadata is ``http://169.254.169.254`` unless ``AWS_EC2_METADATA_SERVICE_ENDPOINT``
   names another (the SDKs' variable too; tests point both at stand-ins);
-* errors: a failed call prints AWS's error code and message on stderr and returns non-zero;
+* errors: a failed call prints AWS's answer, its error code and message, on stderr and returns non-zero;
   throttling (429), server errors (5xx) and failed connections are tried three times.
 """
 
@@ -73,30 +73,15 @@ def _imds_get(path: str) -> str:
     return f'printf "X-aws-ec2-metadata-token: %s\\n" "$token" | curl -fsS --retry 5 -H @- "$base/meta-data/{path}"'
 
 
-_ERROR_PROGRAM = """import json, sys, xml.etree.ElementTree as E
-body, kind, message = sys.stdin.read(), "", ""
-try:
-    d = json.loads(body)
-    if isinstance(d, dict):
-        kind, message = str(d.get("__type") or d.get("code") or ""), str(d.get("message") or d.get("Message") or "")
-except ValueError:
-    try:
-        root = E.fromstring(body)
-        text = lambda name: next((e.text or "" for e in root.iter() if e.tag.rsplit("}", 1)[-1] == name), "")
-        kind, message = text("Code"), text("Message")
-    except E.ParseError:
-        message = " ".join(body.split())[:300]
-print("AWS error (HTTP %s): %s: %s" % (sys.argv[1], kind.rsplit("#", 1)[-1] or "unknown", message))"""
-
 _XML_PROGRAM = """import sys, xml.etree.ElementTree as E
 q = lambda p: "/".join("{*}" + s for s in p.split("/"))
 for e in E.parse(sys.stdin).getroot().iterfind(q(sys.argv[1])):
     print("\\t".join(e.findtext(q(f)) or "" for f in sys.argv[2:]) if sys.argv[2:] else e.text or "")"""
 
 _LIBRARY = [
-    "# AWS APIs without the AWS CLI (cfcr.aws.node_hook): curl signs (--aws-sigv4) with this instance's",
-    "# IMDSv2 credentials, which reach it as a configuration on stdin, never on a command line.",
-    "# cfcr_aws_credentials: the instance profile's credentials as curl configuration (stdout).",
+    # AWS APIs without the AWS CLI (cfcr.aws.node_hook): curl signs (--aws-sigv4) with this instance's
+    # IMDSv2 credentials, which reach it as a configuration on stdin, never on a command line.
+    # cfcr_aws_credentials: the instance profile's credentials as curl configuration (stdout).
     "cfcr_aws_credentials() {",
     *[f"  {line}" for line in _imds_lines("role", "creds")],
     f"  role=$({_imds_get('iam/security-credentials/')}) || return 1",
@@ -108,10 +93,10 @@ _LIBRARY = [
     "    \"header = \\(\"x-amz-security-token: \" + .Token | @json)\"",
     "    else error(\"no credentials in the instance metadata\") end'",
     "}",
-    "",
-    "# cfcr_aws_call REGION:SERVICE URL BODY [CURL ARGS...]: one request signed with the credentials",
-    "# of the curl configuration on stdin, BODY (if any) through fd 3; the answer on stdout, or AWS's",
-    "# error on stderr and status 1. Throttling, server errors and lost connections: three tries.",
+    # cfcr_aws_call REGION:SERVICE URL BODY [CURL ARGS...]: one request signed with the credentials
+    # of the curl configuration on stdin, BODY (if any) through fd 3; the answer on stdout, or AWS's
+    # error on stderr (its JSON, or its XML's texts: the error code and message) and status 1.
+    # Throttling, server errors and lost connections: three tries.
     "cfcr_aws_call() {",
     "  local scope=$1 url=$2 body=$3 config out code n",
     "  shift 3",
@@ -131,19 +116,18 @@ _LIBRARY = [
     "    fi",
     "    [ \"$n\" = 3 ] || sleep \"$n\"",
     "  done",
-    "  [ \"$code\" = 000 ] || printf '%s' \"$out\" | python3 -c '" + _ERROR_PROGRAM + "' \"$code\" >&2",
+    "  [ \"$code\" = 000 ] || printf 'AWS error (HTTP %s): %s\\n' \"$code\" \"$(printf '%s' \"$out\" | tr -s ' \\n' ' ' |",
+    "    sed 's/<[^>]*>/ /g; s/  */ /g' | cut -c1-500)\" >&2",
     "  return 1",
     "}",
-    "",
-    "# cfcr_aws SERVICE URL BODY [CURL ARGS...]: cfcr_aws_call with this instance's credentials.",
+    # cfcr_aws SERVICE URL BODY [CURL ARGS...]: cfcr_aws_call with this instance's credentials.
     "cfcr_aws() {",
     "  local creds",
     "  creds=$(cfcr_aws_credentials) || { echo \"cfcr: no credentials from the instance metadata\" >&2; return 1; }",
     "  printf '%s\\n' \"$creds\" | cfcr_aws_call \"$@\"",
     "}",
-    "",
-    "# cfcr_aws_xml PATH [FIELD...]: an AWS XML answer on stdin; for each element at PATH (element",
-    "# names a/b/c, below the root), its FIELDs tab-separated, or without FIELDs its text.",
+    # cfcr_aws_xml PATH [FIELD...]: an AWS XML answer on stdin; for each element at PATH (element
+    # names a/b/c, below the root), its FIELDs tab-separated, or without FIELDs its text.
     "cfcr_aws_xml() {",
     "  python3 -c '" + _XML_PROGRAM + "' \"$@\"",
     "}",
@@ -198,26 +182,39 @@ class AwsNodeHook:
         ``cfcr_aws_ec2``, ``cfcr_aws_sts`` and the Secrets Manager reads and writes), defined
         once in ``/etc/cfcr/secrets.sh``."""
         region = self.region
-        lines = [*_LIBRARY, ""]
-        for service, function in (("secretsmanager", "cfcr_aws_secretsmanager"), ("ec2", "cfcr_aws_ec2"),
-                                  ("sts", "cfcr_aws_sts")):
-            lines.append(f'{function}() {{ local e={_endpoint(service, region)}; cfcr_aws {region}:{service} "${{e%/}}/" "$@"; }}')
+        lines = list(_LIBRARY)
+        for service, extra in (("secretsmanager", " \"$2\" -H \"X-Amz-Target: secretsmanager.$1\""
+                                                    " -H 'Content-Type: application/x-amz-json-1.1'"),
+                               ("ec2", f" '' -d Version={EC2_API_VERSION} \"$@\""),
+                               ("sts", f" '' -d Version={STS_API_VERSION} \"$@\"")):
+            lines.append(f'cfcr_aws_{service}() {{ local e={_endpoint(service, region)}; '
+                         f'cfcr_aws {region}:{service} "${{e%/}}/"{extra}; }}')
         lines += [
-            "",
-            "# cfcr_aws_secret_get ID: the secret's SecretString on stdout (Secrets Manager GetSecretValue).",
+            # cfcr_aws_ec2_rows PATH FIELD... -- QUERY...: cfcr_aws_xml's rows of every page of an EC2 answer
+            "cfcr_aws_ec2_rows() {",
+            "  local xml=() answer next=",
+            "  while [ \"$1\" != -- ]; do xml+=(\"$1\"); shift; done",
+            "  shift",
+            "  while :; do",
+            "    answer=$(cfcr_aws_ec2 \"$@\" ${next:+--data-urlencode \"NextToken=$next\"}) || return 1",
+            "    printf '%s' \"$answer\" | cfcr_aws_xml \"${xml[@]}\" || return 1",
+            "    next=$(printf '%s' \"$answer\" | cfcr_aws_xml nextToken) || return 1",
+            "    [ -n \"$next\" ] || return 0",
+            "  done",
+            "}",
+        ]
+        lines += [
+            # cfcr_aws_secret_get ID: the secret's SecretString on stdout (Secrets Manager GetSecretValue)
             "cfcr_aws_secret_get() {",
             "  local answer",
-            "  answer=$(cfcr_aws_secretsmanager \"$(jq -cn --arg id \"$1\" '{SecretId: $id}')\" \\",
-            "    -H 'X-Amz-Target: secretsmanager.GetSecretValue' -H 'Content-Type: application/x-amz-json-1.1') || return 1",
+            "  answer=$(cfcr_aws_secretsmanager GetSecretValue \"$(jq -cn --arg id \"$1\" '{SecretId: $id}')\") || return 1",
             "  printf '%s' \"$answer\" | jq -er '.SecretString // error(\"the secret has no SecretString\")'",
             "}",
-            "",
-            "# cfcr_aws_secret_put ID: standard input becomes the secret's new value (PutSecretValue).",
+            # cfcr_aws_secret_put ID: standard input becomes the secret's new value (PutSecretValue)
             "cfcr_aws_secret_put() {",
             "  local body",
             "  body=$(jq -cRs --arg id \"$1\" '{SecretId: $id, SecretString: .}') || return 1",
-            "  cfcr_aws_secretsmanager \"$body\" -H 'X-Amz-Target: secretsmanager.PutSecretValue' \\",
-            "    -H 'Content-Type: application/x-amz-json-1.1' >/dev/null",
+            "  cfcr_aws_secretsmanager PutSecretValue \"$body\" >/dev/null",
             "}",
         ]
         return "\n".join(lines) + "\n"
@@ -238,23 +235,16 @@ class AwsNodeHook:
         cases = [f"    {shlex.quote(join)}) new={shlex.quote(joined)} ;;"
                  for join, joined in sorted(self.joined_profiles.items())]
         return "\n".join([
-            "local ids=() batch=() args=() rows='' answer next assoc arn new id n",
+            "local ids=() args=() rows='' assoc arn new id n",
             "mapfile -t ids < <(sed -n 's#^aws:///[^/]*/\\(i-[0-9a-f]*\\)$#\\1#p' | sort -u)",
             "while [ ${#ids[@]} -gt 0 ]; do",
-            "  batch=(\"${ids[@]:0:100}\")",
-            "  ids=(\"${ids[@]:100}\")",
-            f"  args=(-d Action=DescribeIamInstanceProfileAssociations -d Version={EC2_API_VERSION}",
-            "    -d Filter.1.Name=state -d Filter.1.Value.1=associated -d Filter.2.Name=instance-id)",
+            "  args=(-d Action=DescribeIamInstanceProfileAssociations -d Filter.1.Name=state -d Filter.1.Value.1=associated",
+            "    -d Filter.2.Name=instance-id)",
             "  n=0",
-            "  for id in \"${batch[@]}\"; do n=$((n + 1)); args+=(-d \"Filter.2.Value.$n=$id\"); done",
-            "  next=",
-            "  while :; do",
-            "    answer=$(cfcr_aws_ec2 '' \"${args[@]}\" ${next:+--data-urlencode \"NextToken=$next\"}) || return 1",
-            "    rows+=$(printf '%s' \"$answer\" | cfcr_aws_xml iamInstanceProfileAssociationSet/item associationId \\",
-            "      iamInstanceProfile/arn)$'\\n' || return 1",
-            "    next=$(printf '%s' \"$answer\" | cfcr_aws_xml nextToken) || return 1",
-            "    [ -n \"$next\" ] || break",
-            "  done",
+            "  for id in \"${ids[@]:0:100}\"; do n=$((n + 1)); args+=(-d \"Filter.2.Value.$n=$id\"); done",
+            "  ids=(\"${ids[@]:100}\")",
+            "  rows+=$(cfcr_aws_ec2_rows iamInstanceProfileAssociationSet/item associationId iamInstanceProfile/arn \\",
+            "    -- \"${args[@]}\")$'\\n' || return 1",
             "done",
             "while IFS=$'\\t' read -r assoc arn; do",
             "  [ -n \"$assoc\" ] || continue",
@@ -262,7 +252,7 @@ class AwsNodeHook:
             *cases,
             "    *) continue ;;",
             "  esac",
-            f"  cfcr_aws_ec2 '' -d Action=ReplaceIamInstanceProfileAssociation -d Version={EC2_API_VERSION} \\",
+            "  cfcr_aws_ec2 -d Action=ReplaceIamInstanceProfileAssociation \\",
             "    --data-urlencode \"AssociationId=$assoc\" --data-urlencode \"IamInstanceProfile.Name=$new\" >/dev/null || return 1",
             "  echo \"$assoc: ${arn##*/} -> $new\"",
             "done <<<\"$rows\"",
@@ -274,9 +264,9 @@ class AwsNodeHook:
         and as a worker, holds a join profile (EC2 ``DescribeInstances``, every page)."""
         tag = f"tag:kubernetes.io/cluster/{self.cluster}"
         joins = " | ".join(shlex.quote(j) for j in sorted(self.joined_profiles))
-        match = [f"      {joins}) return 0 ;;"] if joins else []
+        match = [f"    {joins}) return 0 ;;"] if joins else []
         return "\n".join([
-            "local name=${1%%.*} filter answer next='' arn",
+            "local name=${1%%.*} filter profiles arn",
             "if [[ $name =~ ^ip-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})$ ]]; then",
             "  filter=private-ip-address",
             "  name=\"${BASH_REMATCH[1]}.${BASH_REMATCH[2]}.${BASH_REMATCH[3]}.${BASH_REMATCH[4]}\"",
@@ -285,22 +275,18 @@ class AwsNodeHook:
             "else",
             "  return 1",
             "fi",
-            "while :; do",
-            f"  answer=$(cfcr_aws_ec2 '' -d Action=DescribeInstances -d Version={EC2_API_VERSION} \\",
-            "    -d \"Filter.1.Name=$filter\" --data-urlencode \"Filter.1.Value.1=$name\" \\",
-            f"    --data-urlencode {shlex.quote('Filter.2.Name=' + tag)} -d Filter.2.Value.1=owned \\",
-            "    --data-urlencode Filter.3.Name=tag:cfcr.io/role -d Filter.3.Value.1=worker \\",
-            "    -d Filter.4.Name=instance-state-name -d Filter.4.Value.1=pending -d Filter.4.Value.2=running \\",
-            "    ${next:+--data-urlencode \"NextToken=$next\"}) || return 1",
-            "  while read -r arn; do",
-            "    case \"${arn##*/}\" in",
+            "profiles=$(cfcr_aws_ec2_rows reservationSet/item/instancesSet/item iamInstanceProfile/arn -- \\",
+            "  -d Action=DescribeInstances -d \"Filter.1.Name=$filter\" --data-urlencode \"Filter.1.Value.1=$name\" \\",
+            f"  --data-urlencode {shlex.quote('Filter.2.Name=' + tag)} -d Filter.2.Value.1=owned \\",
+            "  --data-urlencode Filter.3.Name=tag:cfcr.io/role -d Filter.3.Value.1=worker \\",
+            "  -d Filter.4.Name=instance-state-name -d Filter.4.Value.1=pending -d Filter.4.Value.2=running) || return 1",
+            "while read -r arn; do",
+            "  case \"${arn##*/}\" in",
             *match,
-            "      *) ;;",
-            "    esac",
-            "  done < <(printf '%s' \"$answer\" | cfcr_aws_xml reservationSet/item/instancesSet/item iamInstanceProfile/arn)",
-            "  next=$(printf '%s' \"$answer\" | cfcr_aws_xml nextToken) || return 1",
-            "  [ -n \"$next\" ] || return 1",
-            "done",
+            "    *) ;;",
+            "  esac",
+            "done <<<\"$profiles\"",
+            "return 1",
         ])
 
     def snapshot_upload_command(self) -> str | None:
@@ -327,10 +313,10 @@ class AwsNodeHook:
             "size=$(stat -c %s \"$1\") || return 1",
             f"[ \"$size\" -le {MAX_SINGLE_PUT} ] || {{ echo \"$1 is over S3's {MAX_SINGLE_PUT}-byte single upload\" >&2; return 1; }}",
             "[[ $2 =~ ^[A-Za-z0-9._/-]+$ ]] || { echo \"cfcr: object key $2 has characters the upload does not encode\" >&2; return 1; }",
-            f"answer=$(cfcr_aws_sts '' -d Action=GetCallerIdentity -d Version={STS_API_VERSION}) || return 1",
+            "answer=$(cfcr_aws_sts -d Action=GetCallerIdentity) || return 1",
             "account=$(printf '%s' \"$answer\" | cfcr_aws_xml GetCallerIdentityResult/Account) || return 1",
             "[[ $account =~ ^[0-9]{12}$ ]] || { echo \"cfcr: STS named no account id\" >&2; return 1; }",
-            f"answer=$(cfcr_aws_sts '' -d Action=AssumeRole -d Version={STS_API_VERSION} -d DurationSeconds=900 \\",
+            "answer=$(cfcr_aws_sts -d Action=AssumeRole -d DurationSeconds=900 \\",
             f"  --data-urlencode \"RoleArn={role}\" \\",
             "  --data-urlencode \"RoleSessionName=${CFCR_MEMBER:-etcd-backup}\") || return 1",
             "IFS=$'\\t' read -r id secret token < <(printf '%s' \"$answer\" |",
