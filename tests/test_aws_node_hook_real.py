@@ -462,3 +462,52 @@ def test_the_provider_id_comes_from_imdsv2(cp: Account, tmp_path: Path) -> None:
     result = _run(root, cp, "cfcr_provider_id")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"aws:///{cp.imds.zone}/{cp.imds.instance_id}\n"
+
+
+# ============================================================================ the drills' stand-in
+
+
+@needs("curl", "jq")
+def test_the_drill_harness_stand_in_answers_the_hook(tmp_path: Path) -> None:
+    """The control-plane drills' AWS stand-in (tests/support/awsapi.py, judged by the render's
+    IAM) speaks the protocols the hook speaks: the same rendered functions, pointed at it."""
+    import threading
+
+    from tests.support.awsapi import Cloud, server
+
+    allow_all = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{CLUSTER}-bootstrap-token-AbCdEf"
+    state = tmp_path / "state.json"
+    Cloud(state).save({
+        "region": REGION, "account": ACCOUNT, "log": [],
+        "instances": {
+            "127.0.0.1": {"id": "i-0aaaaaaaaaaaaaaaa", "profile": "cp", "association": "iip-assoc-cp", "tags": {}},
+            "10.0.1.11": {"id": "i-0bbbbbbbbbbbbbbbb", "profile": JOIN, "association": "iip-assoc-w",
+                          "tags": {f"kubernetes.io/cluster/{CLUSTER}": "owned", "cfcr.io/role": "worker"}}},
+        "secrets": {"tok": {"arn": arn, "value": "abcdef.0123456789abcdef"}},
+        "policies": {"cp": [allow_all], JOIN: [], JOINED: []},
+        "profile_arns": {p: f"arn:aws:iam::{ACCOUNT}:instance-profile/{p}" for p in ("cp", JOIN, JOINED)},
+        "role_arns": {p: f"arn:aws:iam::{ACCOUNT}:role/{p}" for p in ("cp", JOIN, JOINED)},
+    })
+    stand_in = server(Cloud(state), ("127.0.0.1", 0))
+    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
+    try:
+        with Imds() as imds:
+            imds.serve("cp", Credentials("ASIAPLACEHOLDER", "secret", "token"))
+            account = Account(MotoAws.__new__(MotoAws), imds, ("", ""), {}, {"ca-crt": "tok", "bootstrap-token": "tok"}, {})
+            account.aws.url = f"http://127.0.0.1:{stand_in.server_address[1]}"
+            root = _node_files(tmp_path, account)
+            assert _run(root, account, "cfcr_secret_fetch bootstrap-token").stdout == "abcdef.0123456789abcdef\n"
+            stored = _run(root, account, "printf new.value | cfcr_secret_store bootstrap-token")
+            assert stored.returncode == 0, stored.stderr
+            assert Cloud(state).load()["secrets"]["tok"]["value"] == "new.value"
+            assert _run(root, account, "cfcr_join_candidate ip-10-0-1-11").returncode == 0
+            revoked = _run(root, account, "cfcr_revoke_join_access", stdin="aws:///x/i-0bbbbbbbbbbbbbbbb\n")
+            assert revoked.stdout == f"iip-assoc-w: {JOIN} -> {JOINED}\n", revoked.stderr
+            assert Cloud(state).load()["instances"]["10.0.1.11"]["profile"] == JOINED
+            assert _run(root, account, "cfcr_join_candidate ip-10-0-1-11").returncode == 1
+            missing = _run(root, account, "cfcr_secret_fetch missing")
+            assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
+    finally:
+        stand_in.shutdown()
+        stand_in.server_close()
