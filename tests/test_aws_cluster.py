@@ -169,7 +169,7 @@ def test_every_node_registers_with_its_aws_provider_id(render: RenderResult) -> 
         extra = {a["name"]: a["value"] for a in kubeadm[0]["nodeRegistration"]["kubeletExtraArgs"]}
         assert extra["provider-id"] == "@PROVIDER_ID@", role
         identity = files["/etc/cfcr/identity.sh"]
-        assert "169.254.169.254/latest/api/token" in identity and 'printf "aws:///%s/%s' in identity, role
+        assert ":-http://169.254.169.254}" in identity and '"$base/api/token"' in identity and 'printf "aws:///%s/%s' in identity, role
 
 
 def test_the_test_of_open_ports_can_fail() -> None:

@@ -5,7 +5,8 @@ arguments), into fresh members that then serve every key written before the snap
 tests share one cluster and run in file order: the last two kill its leader, then restore it.
 
 Only the cloud is stood in for: ``cfcr_backup_upload`` copies the snapshot into a directory
-instead of S3 (the AWS hook's upload is checked in tests/test_backup.py). The binaries are the
+instead of S3, except in the test of the timer as shipped, where the AWS hook's own upload goes
+to an AWS API emulator (moto; tests/support/awsemu.py, and tests/test_aws_node_hook_real.py). The binaries are the
 channel's etcd, etcdctl and etcdutl (``python3 dev.py tools``); members ``bkp-cp-0..2`` listen on
 127.0.0.11-13 (the loopback lock of tests/support/etcd_cluster.py serialises runs).
 """
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,22 +150,31 @@ def test_a_member_that_cannot_reach_its_etcd_fails_loudly(cluster: EtcdCluster) 
 
 # ============================================================================ as shipped
 
-FAKE_AWS = r"""#!/bin/bash
-# The AWS CLI, stood in for: records each call, answers STS, and stores a put object under
-# /var/lib/stand-in-s3/<bucket>/<key>.
-printf '%s|%s\n' "$*" "${AWS_ACCESS_KEY_ID:-}" >>/var/log/aws-calls
-case "$1 $2" in
-  "sts get-caller-identity") echo 210987654321 ;;
-  "sts assume-role") printf 'ASIAWRITER\tsecret\ttoken\n' ;;
-  "s3api put-object")
-    while [ $# -gt 0 ]; do
-      case "$1" in --bucket) bucket=$2 ;; --key) key=$2 ;; --body) body=$2 ;; esac
-      shift
-    done
-    mkdir -p "/var/lib/stand-in-s3/$bucket/$(dirname "$key")" && cp "$body" "/var/lib/stand-in-s3/$bucket/$key" ;;
-  *) exit 254 ;;
-esac
-"""
+def _writer_account(aws: Any, spec: ClusterSpec) -> tuple[Any, str]:
+    """moto seeded as the render builds the account: the backup bucket, the writer role that may
+    put snapshots under the cluster's prefix, and a control-plane role whose sessions may assume
+    it. Returns (the control plane's session credentials, the bucket)."""
+    from tests.support.awsemu import ACCOUNT, Credentials
+
+    iam = aws.client("iam")
+    trust_ec2 = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    writer = f"bkp-etcd-backup-{spec.region}"
+    iam.create_role(RoleName="bkp-control-plane", AssumeRolePolicyDocument=trust_ec2)
+    iam.put_role_policy(RoleName="bkp-control-plane", PolicyName="assume", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Resource": f"arn:aws:iam::{ACCOUNT}:role/{writer}"}]}))
+    iam.create_role(RoleName=writer, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:sts::{ACCOUNT}:assumed-role/bkp-control-plane/i-bkp"},
+         "Action": "sts:AssumeRole"}]}))
+    bucket = f"bkp-etcd-backups-{ACCOUNT}-{spec.region}-an"
+    iam.put_role_policy(RoleName=writer, PolicyName="put", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject",
+                                                "Resource": f"arn:aws:s3:::{bucket}/etcd/bkp/*"}]}))
+    aws.client("s3").create_bucket(Bucket=bucket)
+    c = aws.client("sts").assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/bkp-control-plane",
+                                      RoleSessionName="i-bkp")["Credentials"]
+    return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]), bucket
 
 
 def shipped_user_data(spec: ClusterSpec, index: int) -> bytes:
@@ -193,9 +204,12 @@ def _hook(spec: ClusterSpec) -> object:
 def test_the_timer_run_as_shipped_uploads_one_snapshot_through_the_writer(
         cluster: EtcdCluster, spec: ClusterSpec, tmp_path: Path) -> None:
     """Every member runs /usr/local/lib/cfcr/etcd-backup.sh from its rendered user-data, chrooted
-    into a root holding exactly those files, its certificates and its etcd data directory; only
-    the `aws` command is a stand-in. The leader's snapshot reaches the bucket the render names,
-    through the writer role's credentials."""
+    into a root holding exactly those files, its certificates and its etcd data directory; the
+    cloud is an AWS API emulator (moto, which checks every signature) and an IMDSv2 stand-in on
+    loopback, named by the SDKs' variables. The leader's snapshot reaches the bucket the render
+    names, through the writer role's session; the others upload nothing."""
+    pytest.importorskip("moto", reason="moto[server] (the AWS API emulator) is in the test extra")
+    from tests.support.awsemu import Imds, MotoAws
     from tests.support.noderoot import ENTER_SCRIPT
     from tests.support.validators import load_cloud_config
 
@@ -204,46 +218,50 @@ def test_the_timer_run_as_shipped_uploads_one_snapshot_through_the_writer(
     enter.chmod(0o755)
     leader = {v: k for k, v in cluster.member_ids().items()}[cluster.wait_leader(cluster.members)]
     roots = {}
-    for i, m in enumerate(cluster.members):
-        root = tmp_path / m.spec.name
-        for entry in load_cloud_config(shipped_user_data(spec, i))["write_files"]:
-            target = root / entry["path"].lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(entry["content"])
-            target.chmod(int(entry["permissions"], 8))
-        # the control plane's scripts come from the secret store (cfcr/node/delivered.py), as
-        # fetch_all_secrets writes them
-        for script in delivered_scripts(spec, Role.control_plane(i), _hook(spec)):
-            target = root / script.path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(script_text(script.name))
-            target.chmod(int(script.mode, 8))
-        for d in ("var/lib/cfcr", "var/log", "tmp", "usr/local/bin"):
-            (root / d).mkdir(parents=True, exist_ok=True)
-        (root / "var/lib/cfcr/bootstrapped").write_text("now\n")
-        (root / "usr/local/bin/aws").write_text(FAKE_AWS)
-        (root / "usr/local/bin/aws").chmod(0o755)
-        binds = [f"{m.pki_dir}:/etc/kubernetes/pki", f"{m.data_dir}:/var/lib/etcd",
-                 f"{cluster.etcdctl_binary}:/usr/local/bin/etcdctl", f"{cluster.etcdutl}:/usr/local/bin/etcdutl"]
-        run = subprocess.run(
-            ["unshare", "--mount", "--uts", "--propagation", "private", str(enter), str(root), m.spec.name,
-             *binds, "--", "/usr/bin/env", f"CFCR_BACKUP_ETCD_URL={m.endpoint}",
-             "/usr/local/lib/cfcr/etcd-backup.sh"],
-            capture_output=True, text=True, timeout=60, check=False)
-        assert run.returncode == 0, f"{m.spec.name}: {run.stdout}\n{run.stderr}"
-        roots[m.spec.name] = (root, run.stderr)
-    for name, (root, log) in roots.items():
-        stored = sorted((root / "var/lib/stand-in-s3").rglob("*.db")) if (root / "var/lib/stand-in-s3").exists() else []
+    with MotoAws() as aws, Imds() as imds:
+        instance, bucket = _writer_account(aws, spec)
+        imds.serve("bkp-control-plane", instance)
+        aws.enforce_auth()
+        for i, m in enumerate(cluster.members):
+            root = tmp_path / m.spec.name
+            for entry in load_cloud_config(shipped_user_data(spec, i))["write_files"]:
+                target = root / entry["path"].lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(entry["content"])
+                target.chmod(int(entry["permissions"], 8))
+            # the control plane's scripts come from the secret store (cfcr/node/delivered.py), as
+            # fetch_all_secrets writes them
+            for script in delivered_scripts(spec, Role.control_plane(i), _hook(spec)):
+                target = root / script.path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(script_text(script.name))
+                target.chmod(int(script.mode, 8))
+            for d in ("var/lib/cfcr", "var/log", "tmp", "usr/local/bin"):
+                (root / d).mkdir(parents=True, exist_ok=True)
+            (root / "var/lib/cfcr/bootstrapped").write_text("now\n")
+            binds = [f"{m.pki_dir}:/etc/kubernetes/pki", f"{m.data_dir}:/var/lib/etcd",
+                     f"{cluster.etcdctl_binary}:/usr/local/bin/etcdctl", f"{cluster.etcdutl}:/usr/local/bin/etcdutl"]
+            start = len(aws.requests)
+            run = subprocess.run(
+                ["unshare", "--mount", "--uts", "--propagation", "private", str(enter), str(root), m.spec.name,
+                 *binds, "--", "/usr/bin/env", f"CFCR_BACKUP_ETCD_URL={m.endpoint}", f"AWS_ENDPOINT_URL={aws.url}",
+                 f"AWS_EC2_METADATA_SERVICE_ENDPOINT={imds.url}", "/usr/local/lib/cfcr/etcd-backup.sh"],
+                capture_output=True, text=True, timeout=60, check=False)
+            assert run.returncode == 0, f"{m.spec.name}: {run.stdout}\n{run.stderr}"
+            roots[m.spec.name] = (run.stderr, aws.requests[start:])
+        stored = [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+        (key,) = stored
+        snapshot = tmp_path / "stored.db"
+        snapshot.write_bytes(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    for name, (log, calls) in roots.items():
         if name != leader:
-            assert not stored and "not the etcd leader" in log, (name, log)
+            assert not calls and "not the etcd leader" in log, (name, log)
             continue
-        (snapshot,) = stored
-        bucket_dir = root / "var/lib/stand-in-s3" / "bkp-etcd-backups-210987654321-us-east-1-an"
-        key = snapshot.relative_to(bucket_dir).as_posix()
         assert re.fullmatch(rf"etcd/bkp/\d{{8}}T\d{{6}}Z-{name}\.db", key), key
-        calls = (root / "var/log/aws-calls").read_text().splitlines()
-        assert "--role-arn arn:aws:iam::210987654321:role/bkp-etcd-backup-us-east-1" in calls[1]
-        assert calls[2].startswith("s3api put-object") and calls[2].endswith("|ASIAWRITER")
+        assert [c.scope[2] for c in calls] == ["sts", "sts", "s3"]
+        assert calls[1].form["RoleArn"] == [f"arn:aws:iam::123456789012:role/bkp-etcd-backup-{spec.region}"]
+        assert calls[1].form["RoleSessionName"] == [name]
+        assert calls[2].access_key != instance.access_key_id, "the writer's session puts the object"
         status = subprocess.run([str(cluster.etcdutl), "snapshot", "status", str(snapshot), "-w", "json"],
                                 capture_output=True, text=True, check=True)
         assert json.loads(status.stdout)["totalKey"] >= len(KEYS)

@@ -546,7 +546,7 @@ class Drill:
         script = node.root.read("/etc/cfcr/secrets.sh")
         paths = dict(line.strip().strip("'").split("|")[:2] for line in script.splitlines()
                      if re.match(r"^\s+'[^']+\|/[^']+\|0[0-7]{3}'$", line))
-        ids = dict(re.findall(r"^\s+(\S+)\)\n\s+aws secretsmanager get-secret-value .*?--secret-id (\S+)", script, re.M))
+        ids = dict(re.findall(r"^\s+(\S+)\)\n\s+cfcr_aws_secret_get (\S+) ;;", script, re.M))
         store = Cloud(self.cp.cloud_file).load()["secrets"]
         return {path: node.root.read(path).strip() == store[ids[key]]["value"].strip()
                 for key, path in paths.items() if path.startswith(PKI)}

@@ -292,14 +292,22 @@ def test_secret_ids_reach_the_fetch_script_quoted() -> None:
         assert secret_id(cloud, "ca.key") in script
         if cloud != "aws":
             assert "-H @-" in script  # the access token goes to curl on stdin, not argv
+        else:
+            assert "curl -sS -K - --aws-sigv4" in script  # the credentials go to curl on stdin, not argv
         assert "Bearer" not in script.replace('"Authorization: Bearer %s\\n"', "")
 
 
 def test_hooks() -> None:
     aws = AwsNodeHook(region="eu-west-1")
-    assert "snap install aws-cli --classic" in aws.setup_commands()[0]
-    cmd = aws.fetch_command("arn:aws:secretsmanager:eu-west-1:1:secret:a b")
-    assert "--region eu-west-1" in cmd and "'arn:aws:secretsmanager:eu-west-1:1:secret:a b'" in cmd
+    assert aws.setup_commands() == [] and aws.packages() == [], "nothing to install: no CLI, no snap store"
+    assert aws.fetch_command("arn:aws:secretsmanager:eu-west-1:1:secret:a b") == \
+        "cfcr_aws_secret_get 'arn:aws:secretsmanager:eu-west-1:1:secret:a b'"
+    library = aws.shell_functions()
+    assert "https://secretsmanager.eu-west-1.amazonaws.com" in library and "https://sts.eu-west-1.amazonaws.com" in library
+    assert "AWS_ENDPOINT_URL_SECRETS_MANAGER" in library and "AWS_ENDPOINT_URL_EC2" in library
+    china = AwsNodeHook(region="cn-north-1").shell_functions()
+    assert "https://ec2.cn-north-1.amazonaws.com.cn" in china and "amazonaws.com}" not in china
+    # the functions run against an AWS API emulator: tests/test_aws_node_hook_real.py
     gcp = GcpNodeHook(project="p1").fetch_command("s1")
     assert "projects/p1/secrets/s1/versions/latest:access" in gcp and "Metadata-Flavor: Google" in gcp
     az = AzureNodeHook(vault_name="kv1").fetch_command("s1")
@@ -658,10 +666,14 @@ class _FakeImds:
         self.server.server_close()
 
 
-def _identity_function(hook: Any, base: str, url: str) -> str:
+def _aws_identity(tmp_path: Path, imds_url: str) -> subprocess.CompletedProcess[str]:
+    """The AWS hook's ``cfcr_provider_id`` with the SDKs' metadata variable set to ``imds_url``."""
     from cfcr.node.userdata import identity_script
 
-    return identity_script(hook.provider_id_command().replace(base, url))
+    (tmp_path / "identity.sh").write_text(identity_script(AwsNodeHook(region="eu-west-1").provider_id_command()))
+    return subprocess.run(["bash", "-c", f"set -euo pipefail\n. {tmp_path}/identity.sh\ncfcr_provider_id"],
+                          capture_output=True, text=True, check=False,
+                          env={"PATH": "/usr/bin:/bin", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_url})
 
 
 @needs("curl")
@@ -670,9 +682,7 @@ def test_aws_provider_id_comes_from_imdsv2(tmp_path: Path) -> None:
     zone and the instance id with the token, printed as cloud-provider-aws parses it."""
     imds = _FakeImds()
     try:
-        (tmp_path / "identity.sh").write_text(
-            _identity_function(AwsNodeHook(region="eu-west-1"), "http://169.254.169.254", imds.url))
-        result = _bash(f". {tmp_path}/identity.sh; cfcr_provider_id", tmp_path)
+        result = _aws_identity(tmp_path, imds.url)
         assert result.returncode == 0, result.stderr
         assert result.stdout == "aws:///eu-west-1b/i-0123456789abcdef0\n"
         assert imds.seen_tokens == [imds.TOKEN, imds.TOKEN], "both metadata reads carry the IMDSv2 token"
@@ -683,9 +693,7 @@ def test_aws_provider_id_comes_from_imdsv2(tmp_path: Path) -> None:
 
 @needs("curl")
 def test_aws_provider_id_fails_without_imds(tmp_path: Path) -> None:
-    (tmp_path / "identity.sh").write_text(
-        _identity_function(AwsNodeHook(region="eu-west-1"), "http://169.254.169.254", "http://127.0.0.1:9"))
-    result = _bash(f". {tmp_path}/identity.sh; cfcr_provider_id", tmp_path)
+    result = _aws_identity(tmp_path, "http://127.0.0.1:9")
     assert result.returncode != 0
     assert result.stdout == ""
 

@@ -40,3 +40,9 @@ def partition_of(region: str) -> str:
     if region.startswith("us-gov-"):
         return "aws-us-gov"
     return "aws"
+
+
+def dns_suffix(region: str) -> str:
+    """DNS suffix of a region's service endpoints: ``amazonaws.com.cn`` in the China partition,
+    ``amazonaws.com`` elsewhere (``https://<service>.<region>.<suffix>``)."""
+    return "amazonaws.com.cn" if partition_of(region) == "aws-cn" else "amazonaws.com"

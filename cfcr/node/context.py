@@ -116,6 +116,23 @@ class JoinAccess(Protocol):
         ...
 
 
+@runtime_checkable
+class ShellFunctions(Protocol):
+    """Optional capability of a cloud hook: bash functions that its commands call, defined once,
+    at the top of ``/etc/cfcr/secrets.sh``. Every node script sources that file before the other
+    hook files (``load_node_facts`` in lib.sh; ``etcd-backup.sh`` sources ``backup.sh`` after it),
+    so the fetch, store, join-access and backup commands may all call them."""
+
+    def shell_functions(self) -> str:
+        """Bash function definitions (no secrets, no commands run when sourced)."""
+        ...
+
+
+def shell_functions(hook: object) -> str:
+    """The hook's :class:`ShellFunctions` text, or an empty string when it has none."""
+    return hook.shell_functions() if isinstance(hook, ShellFunctions) else ""
+
+
 def join_access(hook: object) -> JoinAccess | None:
     """The hook as :class:`JoinAccess`, or None when the cloud has no such capability."""
     return hook if isinstance(hook, JoinAccess) else None

@@ -1,19 +1,23 @@
 """The harness's stand-in for the AWS APIs the nodes call, judged by the render's own IAM.
 
-The ``aws`` command on every harness node (:data:`AWS_CLI`) sends its arguments (and its
-standard input, for ``file:///dev/stdin``) to this server. The server knows the caller by its
-source address, as AWS knows an instance by its instance profile's credentials: the address
-maps to an instance, the instance to the profile it is associated with now, the profile to its
-role, and the role's policies in the render decide (tests/support/iam.py). It serves:
+Every harness node is told ``AWS_ENDPOINT_URL=http://169.254.169.254:8080`` (the SDKs' variable,
+which the node hook honours: cfcr/aws/node_hook.py), so its signed requests come here, in AWS's
+own wire protocols. The server knows the caller by its source address, as AWS knows an instance
+by its instance profile's credentials: the address maps to an instance, the instance to the
+profile it is associated with now, the profile to its role, and the role's policies in the
+render decide (tests/support/iam.py). Signatures are not checked here (IMDS serves every node
+placeholder credentials); tests/test_aws_node_hook_real.py runs the same hook against moto,
+which checks them. It serves:
 
-* ``secretsmanager get-secret-value`` / ``put-secret-value`` (``--query SecretString --output text``);
-* ``ec2 describe-iam-instance-profile-associations`` (filters ``instance-id``, ``state``),
-  ``ec2 replace-iam-instance-profile-association`` (needs ``iam:PassRole`` on the new role) and
-  ``ec2 describe-instances`` (filters ``private-ip-address``, ``instance-id``, ``tag:<key>``,
-  ``instance-state-name``; prints what the instance-profile query prints).
+* Secrets Manager (JSON 1.1, ``X-Amz-Target``): ``GetSecretValue``, ``PutSecretValue``;
+* EC2 (Query API, XML): ``DescribeIamInstanceProfileAssociations`` (filters ``instance-id``,
+  ``state``), ``ReplaceIamInstanceProfileAssociation`` (needs ``iam:PassRole`` on the new role)
+  and ``DescribeInstances`` (filters ``private-ip-address``, ``instance-id``, ``tag:<key>``,
+  ``instance-state-name``).
 
-KMS (the secrets' key) is not evaluated. Every call and decision is appended to a log, and
-the state (secret values, associations) lives in a JSON file the tests read.
+The credential scope's region must be the cluster's. KMS (the secrets' key) is not evaluated.
+Every call and decision is appended to a log, and the state (secret values, associations)
+lives in a JSON file the tests read.
 
 ``python -m tests.support.awsapi STATE.json`` in the metadata service's namespace, port 8080.
 """
@@ -26,6 +30,8 @@ import http.server
 import json
 import sys
 import threading
+import urllib.parse
+from xml.sax.saxutils import escape
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,26 +39,9 @@ from typing import Any
 from tests.support.iam import Request, evaluate, evaluate_all, resource_context
 
 PORT = 8080
-
-AWS_CLI = r"""#!/bin/bash
-# The harness's stand-in for the AWS CLI: the call goes to the harness's AWS API stand-in,
-# which judges it with this instance's current instance profile (the render's IAM).
-set -uo pipefail
-stdin=''
-for arg in "$@"; do
-  if [ "$arg" = file:///dev/stdin ]; then stdin=$(cat); fi
-done
-response=$( { printf '%s\0' "$@"; printf '\0'; printf '%s' "$stdin"; } |
-  curl -sS --max-time 20 -X POST --data-binary @- -w '\n%{http_code}' http://169.254.169.254:8080/)
-code=${response##*$'\n'}
-body=${response%$'\n'*}
-if [ "$code" = 200 ]; then
-  printf '%s' "$body"
-  exit 0
-fi
-printf '%s\n' "$body" >&2
-exit 254
-"""
+ENDPOINT = f"http://169.254.169.254:{PORT}"
+"""What every harness node has in ``AWS_ENDPOINT_URL``."""
+EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 
 class Cloud:
@@ -80,57 +69,59 @@ class Cloud:
             yield state
             self.save(state)
 
-    def call(self, source: str, args: list[str], stdin: str) -> tuple[int, str]:
+    def call(self, source: str, service: str, region: str, operation: str, params: dict[str, Any]) -> tuple[int, str]:
+        """One API call from ``source``: (HTTP status, body in the service's protocol)."""
+        json_protocol = service == "secretsmanager"
         with self.update() as state:
             instance = state["instances"].get(source)
             if instance is None:
-                return 403, f"no instance at {source}: unable to locate credentials"
+                return _error(json_protocol, 403, "InvalidClientTokenId", f"no instance at {source}")
             profile = instance["profile"]
             policies = [doc for doc in state["policies"].get(profile, [])]
-            result = self._dispatch(state, instance, policies, args, stdin)
-            state["log"].append({"instance": instance["id"], "profile": profile, "call": args[:2],
+            if region != state["region"]:
+                result = _error(json_protocol, 400, "InvalidSignatureException", f"signed for region {region!r}")
+            else:
+                result = self._dispatch(state, instance, policies, service, operation, params)
+            state["log"].append({"instance": instance["id"], "profile": profile, "call": [service, operation],
                                  "status": result[0]})
             return result
 
     def _dispatch(self, state: dict[str, Any], instance: dict[str, Any], policies: list[dict[str, Any]],
-                  args: list[str], stdin: str) -> tuple[int, str]:
-        service, operation = (args + ["", ""])[:2]
-        options = _options(args[2:])
-        if options.get("--region") != state["region"]:
-            return 400, f"wrong or missing --region: {options.get('--region')!r}"
-        if service == "secretsmanager" and operation in ("get-secret-value", "put-secret-value"):
-            name = options.get("--secret-id", "")
+                  service: str, operation: str, params: dict[str, Any]) -> tuple[int, str]:
+        if service == "secretsmanager" and operation in ("GetSecretValue", "PutSecretValue"):
+            name = str(params.get("SecretId", ""))
             secret = state["secrets"].get(name)
             if secret is None:
-                return 400, f"ResourceNotFoundException: Secrets Manager can't find {name}"
-            action = "secretsmanager:GetSecretValue" if operation == "get-secret-value" else "secretsmanager:PutSecretValue"
+                return _error(True, 400, "ResourceNotFoundException", f"Secrets Manager can't find {name}")
+            action = f"secretsmanager:{operation}"
             if not evaluate(policies, Request(action, secret["arn"])).allowed:
-                return 403, (f"AccessDeniedException: {instance['profile']} is not authorized to perform "
-                             f"{action} on {secret['arn']}")
-            if operation == "get-secret-value":
-                if options.get("--query") != "SecretString" or options.get("--output") != "text":
-                    return 400, "the stand-in serves --query SecretString --output text"
-                return 200, secret["value"] + "\n"
-            value = stdin if options.get("--secret-string") == "file:///dev/stdin" else options.get("--secret-string", "")
-            secret["value"] = value
+                return _error(True, 400, "AccessDeniedException",
+                              f"{instance['profile']} is not authorized to perform {action} on {secret['arn']}")
+            if operation == "GetSecretValue":
+                return 200, json.dumps({"ARN": secret["arn"], "Name": name, "SecretString": secret["value"]})
+            secret["value"] = str(params.get("SecretString", ""))
             secret["versions"] = int(secret.get("versions", 1)) + 1
-            return 200, ""
-        if service == "ec2" and operation == "describe-iam-instance-profile-associations":
+            return 200, json.dumps({"ARN": secret["arn"], "Name": name, "VersionId": str(secret["versions"])})
+        if service != "ec2":
+            return _error(service == "secretsmanager", 400, "InvalidAction", f"the stand-in does not serve {service} {operation}")
+        filters = _filters(params)
+        if operation == "DescribeIamInstanceProfileAssociations":
             if not evaluate(policies, Request("ec2:DescribeIamInstanceProfileAssociations", "*")).allowed:
-                return 403, "UnauthorizedOperation: ec2:DescribeIamInstanceProfileAssociations"
-            filters = _filters(args)
-            rows = []
+                return _error(False, 403, "UnauthorizedOperation", "ec2:DescribeIamInstanceProfileAssociations")
+            items = []
             for other in state["instances"].values():
                 if "instance-id" in filters and other["id"] not in filters["instance-id"]:
                     continue
                 if "state" in filters and "associated" not in filters["state"]:
                     continue
-                rows.append(f"{other['association']}\t{state['profile_arns'][other['profile']]}")
-            return 200, "".join(r + "\n" for r in rows)
-        if service == "ec2" and operation == "describe-instances":
+                items.append(f"<item><associationId>{escape(other['association'])}</associationId>"
+                             f"<instanceId>{escape(other['id'])}</instanceId><iamInstanceProfile>"
+                             f"<arn>{escape(state['profile_arns'][other['profile']])}</arn></iamInstanceProfile>"
+                             "<state>associated</state></item>")
+            return 200, _ec2(operation, f"<iamInstanceProfileAssociationSet>{''.join(items)}</iamInstanceProfileAssociationSet>")
+        if operation == "DescribeInstances":
             if not evaluate(policies, Request("ec2:DescribeInstances", "*")).allowed:
-                return 403, "UnauthorizedOperation: ec2:DescribeInstances"
-            filters = _filters(args)
+                return _error(False, 403, "UnauthorizedOperation", "ec2:DescribeInstances")
             found = []
             for address, other in state["instances"].items():
                 if "private-ip-address" in filters and address not in filters["private-ip-address"]:
@@ -142,65 +133,80 @@ class Cloud:
                 tags = {k.removeprefix("tag:"): v for k, v in filters.items() if k.startswith("tag:")}
                 if any(other["tags"].get(k) not in v for k, v in tags.items()):
                     continue
-                found.append(state["profile_arns"][other["profile"]])
-            # what --query 'Reservations[].Instances[].IamInstanceProfile.Arn' --output text prints
-            return 200, "\t".join(found) + "\n" if found else ""
-        if service == "ec2" and operation == "replace-iam-instance-profile-association":
-            association = options.get("--association-id", "")
+                found.append(f"<item><instancesSet><item><instanceId>{escape(other['id'])}</instanceId>"
+                             f"<iamInstanceProfile><arn>{escape(state['profile_arns'][other['profile']])}</arn>"
+                             "</iamInstanceProfile></item></instancesSet></item>")
+            return 200, _ec2(operation, f"<reservationSet>{''.join(found)}</reservationSet>")
+        if operation == "ReplaceIamInstanceProfileAssociation":
+            association = str(params.get("AssociationId", ""))
             target = next((i for i in state["instances"].values() if i["association"] == association), None)
-            spec = dict(part.split("=", 1) for part in options.get("--iam-instance-profile", "").split(",") if "=" in part)
-            new_profile = spec.get("Name", "")
+            new_profile = str(params.get("IamInstanceProfile.Name", ""))
             if target is None or new_profile not in state["profile_arns"]:
-                return 400, f"InvalidParameterValue: {association} / {new_profile}"
+                return _error(False, 400, "InvalidParameterValue", f"{association} / {new_profile}")
             arn = f"arn:aws:ec2:{state['region']}:{state['account']}:instance/{target['id']}"
             allowed = evaluate_all(policies, [
                 Request("ec2:ReplaceIamInstanceProfileAssociation", arn, resource_context(target["tags"])),
                 Request("iam:PassRole", state["role_arns"][new_profile], {"iam:PassedToService": "ec2.amazonaws.com"}),
             ]).allowed
             if not allowed:
-                return 403, f"UnauthorizedOperation: {instance['profile']} may not give {target['id']} {new_profile}"
+                return _error(False, 403, "UnauthorizedOperation",
+                              f"{instance['profile']} may not give {target['id']} {new_profile}")
             target["profile"] = new_profile
             target["association"] = f"{association}-r"
-            return 200, ""
-        return 400, f"the stand-in does not serve aws {service} {operation}"
+            return 200, _ec2(operation, f"<iamInstanceProfileAssociation><associationId>{escape(target['association'])}"
+                                        "</associationId></iamInstanceProfileAssociation>")
+        return _error(False, 400, "InvalidAction", f"the stand-in does not serve ec2 {operation}")
 
 
-def _options(args: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        if args[i].startswith("--") and i + 1 < len(args) and not args[i + 1].startswith("--"):
-            out.setdefault(args[i], args[i + 1])
-            i += 2
-        else:
-            i += 1
-    return out
+def _ec2(operation: str, inner: str) -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{operation}Response xmlns="{EC2_XMLNS}">'
+            f"<requestId>harness</requestId>{inner}</{operation}Response>")
 
 
-def _filters(args: list[str]) -> dict[str, list[str]]:
-    """``--filters Name=a,Values=x,y Name=b,Values=z`` -> ``{"a": ["x", "y"], "b": ["z"]}``."""
+def _error(json_protocol: bool, status: int, code: str, message: str) -> tuple[int, str]:
+    """An error as the service's protocol writes it (JSON 1.1, or the EC2 Query API's XML)."""
+    if json_protocol:
+        return status, json.dumps({"__type": code, "message": message})
+    return status, (f"<Response><Errors><Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+                    "</Error></Errors><RequestID>harness</RequestID></Response>")
+
+
+def _filters(params: dict[str, Any]) -> dict[str, list[str]]:
+    """``Filter.1.Name=a&Filter.1.Value.1=x&Filter.1.Value.2=y`` -> ``{"a": ["x", "y"]}``."""
     out: dict[str, list[str]] = {}
-    if "--filters" not in args:
-        return out
-    for item in args[args.index("--filters") + 1:]:
-        if item.startswith("--"):
-            break
-        name, _, values = item.partition(",Values=")
-        out[name.removeprefix("Name=")] = [v for v in values.split(",") if v]
+    n = 1
+    while f"Filter.{n}.Name" in params:
+        values, m = [], 1
+        while f"Filter.{n}.Value.{m}" in params:
+            values.append(str(params[f"Filter.{n}.Value.{m}"]))
+            m += 1
+        out[str(params[f"Filter.{n}.Name"])] = values
+        n += 1
     return out
 
 
-def main() -> None:
-    cloud = Cloud(Path(sys.argv[1]))
+def parse_request(headers: Any, body: bytes) -> tuple[str, str, str, dict[str, Any]]:
+    """(service, region, operation, parameters) of a signed request in the AWS wire protocols."""
+    credential = str(headers.get("Authorization", "")).partition("Credential=")[2].split(",")[0].split("/")
+    region, service = (credential + ["", "", "", ""])[2:4]
+    target = headers.get("X-Amz-Target")
+    if target:
+        return service, region, str(target).rpartition(".")[2], dict(json.loads(body or b"{}"))
+    params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(), keep_blank_values=True).items()}
+    return service, region, params.pop("Action", ""), params
+
+
+def server(cloud: Cloud, address: tuple[str, int] = ("169.254.169.254", PORT)) -> http.server.ThreadingHTTPServer:
+    """The stand-in's HTTP server for ``cloud`` (not yet serving)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            head, _, stdin = body.partition(b"\0\0")
-            args = [a.decode() for a in head.split(b"\0") if a]
-            status, text = cloud.call(self.client_address[0], args, stdin.decode())
+            service, region, operation, params = parse_request(self.headers, body)
+            status, text = cloud.call(self.client_address[0], service, region, operation, params)
             data = text.encode()
             self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.1" if service == "secretsmanager" else "text/xml")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -208,7 +214,11 @@ def main() -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
-    http.server.ThreadingHTTPServer(("169.254.169.254", PORT), Handler).serve_forever()
+    return http.server.ThreadingHTTPServer(address, Handler)
+
+
+def main() -> None:
+    server(Cloud(Path(sys.argv[1]))).serve_forever()
 
 
 if __name__ == "__main__":

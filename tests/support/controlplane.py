@@ -9,8 +9,9 @@ modules at the channel's versions (:mod:`tests.support.tools`):
    the public one) and forwards to members that pass ``GET /readyz`` (:mod:`tests.support.lb`);
    an instance-metadata host answers IMDSv2 (:mod:`tests.support.imds`).
 2. **Node root** (:mod:`tests.support.noderoot`): the member's user-data written as cloud-init
-   writes it; the cloud CLI is a stand-in that serves exactly the secrets the member's cloud
-   identity may read (its IAM policy in the render).
+   writes it; its AWS calls (the node hook's own, signed, in AWS's protocols) go to a stand-in
+   that serves exactly the secrets the member's cloud identity may read (its IAM policy in the
+   render).
 3. **Boot**, with the node's own code: ``fetch_all_secrets`` and ``render_configs`` from
    ``bootstrap.sh`` (secrets from the store, placeholders filled, provider ID from IMDS), then
    ``kubeadm init --config /etc/kubernetes/kubeadm.yaml`` on every member at once, as the
@@ -43,7 +44,7 @@ import yaml
 
 from cfcr.render.mocks import unwrap
 from tests.support.aws_render import AwsIdentities, aws_identities
-from tests.support.awsapi import AWS_CLI, Cloud
+from tests.support.awsapi import ENDPOINT, Cloud
 from tests.support.cloudfacts import aws_vm
 from tests.support.kubelet import CRICTL
 from tests.support.netns import Host, Network, run
@@ -66,7 +67,9 @@ DIFFERENCES: dict[str, str] = {
                   "tests run the timers' scripts themselves",
     "cloud": "the AWS APIs the nodes call (Secrets Manager, EC2 profile associations), the instance metadata "
              "service and the API load balancer are local stand-ins; the AWS one judges every call with the render's "
-             "own IAM policies for the instance profile the VM holds at that moment (KMS is not evaluated); the load "
+             "own IAM policies for the instance profile the VM holds at that moment (KMS is not evaluated), knowing the "
+             "caller by its address: nodes reach it through AWS_ENDPOINT_URL and sign with placeholder credentials "
+             "from the metadata stand-in, signatures unchecked (moto checks them in test_aws_node_hook_real.py); the load "
              "balancer's stand-in takes its targets when it starts, so a change of targets (set_lb_backends) "
              "restarts it and it refuses connections until they pass their health check",
     "preflight": "kubeadm's preflight also ignores the checks this machine cannot pass (ENVIRONMENT_PREFLIGHT), "
@@ -283,7 +286,7 @@ class ControlPlane:
         stand-ins of the programs the harness cannot run (DIFFERENCES)."""
         assert self.net is not None
         root = NodeRoot.create(path, host, hostname, user_data, self._node_programs(binaries), self.net.hosts_file())
-        root.write("/usr/local/bin/aws", AWS_CLI, 0o755)  # the AWS CLI: a client of tests/support/awsapi.py
+        root.env["AWS_ENDPOINT_URL"] = ENDPOINT  # the node's AWS calls go to tests/support/awsapi.py
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
         root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
         return root

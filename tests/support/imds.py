@@ -8,7 +8,9 @@ requests get 401, as with ``http_tokens = required``).
 
 ``python -m tests.support.imds INSTANCES.json`` where the JSON maps a node address to its
 metadata paths (``instance-id``, ``placement/availability-zone``, ``local-ipv4``, ...); the file
-is read on every request.
+is read on every request. Every known node also gets an instance profile's credentials
+(``iam/security-credentials/``, then ``iam/security-credentials/<role>``): placeholders, since
+the harness's AWS stand-in (:mod:`tests.support.awsapi`) knows a caller by its address.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import secrets
 import sys
 from pathlib import Path
 from typing import Any
+
+
+ROLE = "cfcr-harness-node"
+CREDENTIALS = json.dumps({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAHARNESSPLACEHOLDER",
+                          "SecretAccessKey": "harness/placeholder/secret", "Token": "harness-placeholder-token",
+                          "Expiration": "2099-01-01T00:00:00Z"})
+"""What every node's instance profile yields (placeholders: the AWS stand-in checks no signature)."""
 
 
 def main() -> None:
@@ -46,6 +55,8 @@ def main() -> None:
                 return
             # read on every request: the harness adds instances as VMs "launch"
             data = json.loads(source.read_text()).get(self.client_address[0])
+            if data is not None:
+                data = {**data, "iam/security-credentials/": ROLE, f"iam/security-credentials/{ROLE}": CREDENTIALS}
             prefix = "/latest/meta-data/"
             if data is None or not self.path.startswith(prefix) or self.path[len(prefix):] not in data:
                 self.reply(404, "not found")

@@ -12,8 +12,9 @@ So the node's own scripts (``lib.sh``, ``bootstrap.sh``), kubeadm and the contro
 components run with the exact absolute paths the render gives them: no path is rewritten.
 The mounts live in the command's own mount namespace and vanish with it.
 
-The cloud's CLI on a node is a client of the harness's AWS stand-in (:mod:`tests.support.awsapi`),
-which answers as the node's current instance profile may be answered.
+A node's cloud calls go to the harness's AWS stand-in (:mod:`tests.support.awsapi`), which
+answers as the node's current instance profile may be answered: every command runs with the
+root's :attr:`NodeRoot.env` (``AWS_ENDPOINT_URL``, the SDKs' variable the node hook honours).
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class NodeRoot:
     """The enter script (outside the root)."""
     binaries: dict[str, Path] = field(default_factory=dict)
     """Program name -> host path, bound at ``/usr/local/bin/<name>`` in every command."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables of every :meth:`command` (the cloud's endpoints)."""
 
     @classmethod
     def create(cls, path: Path, host: Host, hostname: str, user_data: bytes, binaries: Mapping[str, Path],
@@ -138,4 +141,6 @@ class NodeRoot:
         """``cmd`` as this node runs it: its namespace, its host name, chrooted in its root.
         ``binds`` are ``(source, destination)`` pairs; a source starting with ``@`` is a path
         inside this root (a static pod's hostPath volume)."""
-        return [*self.enter_prefix(), *(f"{src}:{dst}" for src, dst in binds), "--", *cmd]
+        env = [f"{k}={v}" for k, v in sorted(self.env.items())]
+        return [*self.enter_prefix(), *(f"{src}:{dst}" for src, dst in binds), "--",
+                *(["/usr/bin/env", *env] if env else []), *cmd]

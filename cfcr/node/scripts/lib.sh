@@ -14,7 +14,7 @@ CFCR_BOOT_LOCK=/run/cfcr-bootstrap.lock
 
 # load_node_facts: the role facts and paths (node.env), the secret ids (secrets.sh), the
 # cloud's identity hook when it has one (identity.sh), the control plane's join-access hook
-# (join-access.sh), and a PATH that finds snaps and /usr/local.
+# (join-access.sh), and a PATH that finds /usr/local and the node's binaries.
 # Sourced files define variables and functions for the calling script.
 load_node_facts() {
   # shellcheck source=/dev/null
@@ -29,7 +29,7 @@ load_node_facts() {
     # shellcheck source=/dev/null
     . "$CFCR_JOIN_ACCESS_SCRIPT"
   fi
-  export PATH="/usr/local/sbin:$CFCR_BIN_DIR:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"
+  export PATH="/usr/local/sbin:$CFCR_BIN_DIR:/usr/sbin:/usr/bin:/sbin:/bin"
 }
 
 log() { printf '%s cfcr: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
