@@ -207,3 +207,11 @@ def test_the_restore_procedure_fetches_its_listed_files_through_the_mirror(airga
     assert set(restore) == {tarball, sums}
     assert restore[tarball].startswith("https://github.com/etcd-io/etcd/releases/download/v3.6.")
     assert tarball == "https://mirror.corp.example/files/" + restore[tarball].removeprefix("https://")
+
+
+def test_fewer_features_fewer_endpoints_still_no_public_origin() -> None:
+    """Without etcd backups and the autoscaler there is no STS, S3 or Auto Scaling endpoint:
+    the nodes then name none of those APIs either."""
+    raw = {**read_stack_config(STACK), "cfcr:etcdBackups": {"enabled": False}, "cfcr:addons": {"autoscaler": False}}
+    report = check_stack(STACK, config=raw)
+    assert report.ok, report.format()

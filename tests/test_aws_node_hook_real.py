@@ -284,7 +284,8 @@ def test_moto_refuses_a_request_signed_or_sent_wrongly(cp: Account, tmp_path: Pa
     root = _node_files(tmp_path, cp)
     good = cp.roles["control-plane"]
     bad = {"token": Credentials(good.access_key_id, good.secret_access_key, good.token[:-4] + "AAAA"),
-           "secret": Credentials(good.access_key_id, "x" + good.secret_access_key[1:], good.token),
+           "secret": Credentials(good.access_key_id, ("y" if good.secret_access_key[0] == "x" else "x")
+                                 + good.secret_access_key[1:], good.token),
            "no-token": Credentials(good.access_key_id, good.secret_access_key, "")}[tamper]
     cp.imds.serve("control-plane", bad)
     if tamper == "no-token":  # the hook refuses credentials without a token before any request

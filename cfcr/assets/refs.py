@@ -28,7 +28,7 @@ CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 HOSTS_TOML = re.compile(r"^/etc/containerd/certs\.d/([^/]+)/hosts\.toml$")
 KUBEADM_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 """The images of kubeadm's control-plane static Pods (``<imageRepository>/<name>:<version>``)."""
-URL = re.compile(r"\b(?:https?|oci)://[A-Za-z0-9.-]+(?::[0-9]+)?[^\s\"'`<>)\]]*")
+URL = re.compile(r"\b(?:https?|oci)://[A-Za-z0-9.-]+(?::[0-9]+)?[^\s\"'`<>(){}\]]*")
 NOT_FETCHED = re.compile(r"^\s*(#|Documentation=|server\s*=)")
 """Lines whose URLs nothing fetches: comments, systemd ``Documentation=``, and the upstream a
 containerd ``hosts.toml`` maps to its mirrors (the mirror mapping itself)."""

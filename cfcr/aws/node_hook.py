@@ -179,14 +179,16 @@ class AwsNodeHook:
     def shell_functions(self) -> str:
         """The bash functions the other commands call (``cfcr_aws``, ``cfcr_aws_call``,
         ``cfcr_aws_credentials``, ``cfcr_aws_xml``, the per-service ``cfcr_aws_secretsmanager``,
-        ``cfcr_aws_ec2``, ``cfcr_aws_sts`` and the Secrets Manager reads and writes), defined
-        once in ``/etc/cfcr/secrets.sh``."""
+        ``cfcr_aws_ec2``, ``cfcr_aws_sts`` (with a backup target: only the upload calls STS) and
+        the Secrets Manager reads and writes), defined once in ``/etc/cfcr/secrets.sh``."""
         region = self.region
         lines = list(_LIBRARY)
-        for service, extra in (("secretsmanager", " \"$2\" -H \"X-Amz-Target: secretsmanager.$1\""
-                                                    " -H 'Content-Type: application/x-amz-json-1.1'"),
-                               ("ec2", f" '' -d Version={EC2_API_VERSION} \"$@\""),
-                               ("sts", f" '' -d Version={STS_API_VERSION} \"$@\"")):
+        services = [("secretsmanager", " \"$2\" -H \"X-Amz-Target: secretsmanager.$1\""
+                                       " -H 'Content-Type: application/x-amz-json-1.1'"),
+                    ("ec2", f" '' -d Version={EC2_API_VERSION} \"$@\"")]
+        if self.backups is not None:  # only the snapshot upload calls STS (an air-gapped VPC has its endpoint then)
+            services.append(("sts", f" '' -d Version={STS_API_VERSION} \"$@\""))
+        for service, extra in services:
             lines.append(f'cfcr_aws_{service}() {{ local e={_endpoint(service, region)}; '
                          f'cfcr_aws {region}:{service} "${{e%/}}/"{extra}; }}')
         lines += [
