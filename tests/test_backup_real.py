@@ -154,7 +154,7 @@ def _writer_account(aws: Any, spec: ClusterSpec) -> tuple[Any, str]:
     """moto seeded as the render builds the account: the backup bucket, the writer role that may
     put snapshots under the cluster's prefix, and a control-plane role whose sessions may assume
     it. Returns (the control plane's session credentials, the bucket)."""
-    from tests.support.awsemu import ACCOUNT, Credentials
+    from tests.support.awsemu import ACCOUNT, REGION, Credentials
 
     iam = aws.client("iam")
     trust_ec2 = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -171,7 +171,7 @@ def _writer_account(aws: Any, spec: ClusterSpec) -> tuple[Any, str]:
     iam.put_role_policy(RoleName=writer, PolicyName="put", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject",
                                                 "Resource": f"arn:aws:s3:::{bucket}/etcd/bkp/*"}]}))
-    aws.client("s3").create_bucket(Bucket=bucket)
+    aws.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     c = aws.client("sts").assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/bkp-control-plane",
                                       RoleSessionName="i-bkp")["Credentials"]
     return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]), bucket
@@ -249,6 +249,7 @@ def test_the_timer_run_as_shipped_uploads_one_snapshot_through_the_writer(
                 capture_output=True, text=True, timeout=60, check=False)
             assert run.returncode == 0, f"{m.spec.name}: {run.stdout}\n{run.stderr}"
             roots[m.spec.name] = (run.stderr, aws.requests[start:])
+        aws.stop_enforcing()  # the uploads were checked; read back what they stored
         stored = [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
         (key,) = stored
         snapshot = tmp_path / "stored.db"

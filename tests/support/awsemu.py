@@ -115,6 +115,10 @@ class MotoAws:
         """From now on, moto authenticates and authorizes every request (module docstring)."""
         self._post("/moto-api/reset-auth", b"0")
 
+    def stop_enforcing(self) -> None:
+        """Back to accepting any credentials (to read back what the checked requests stored)."""
+        self._post("/moto-api/reset-auth", b"inf")
+
     def client(self, service: str, key: tuple[str, str] | None = None, token: str | None = None) -> Any:
         """A boto3 client of ``service`` at the emulator (with ``key``'s credentials)."""
         import boto3
