@@ -89,7 +89,10 @@ def _assets(args: argparse.Namespace) -> int:
 
     config = None
     if args.kubernetes_version:
-        config = {**read_stack_config(args.stack, project_dir), "cfcr:kubernetes": {"version": args.kubernetes_version}}
+        from cfcr.channels import CHANNELS
+
+        version = CHANNELS.get(args.kubernetes_version, args.kubernetes_version)  # a channel: today's version
+        config = {**read_stack_config(args.stack, project_dir), "cfcr:kubernetes": {"version": version}}
     listing = stack_assets(args.stack, project_dir, config)
     print(json.dumps(listing.to_json(), indent=2) if args.json else listing.to_text(), end="\n" if args.json else "")
     return 0

@@ -33,7 +33,8 @@ from tests.test_aws_network import EXISTING
 
 STACK = "airgapped"
 MIRRORS = {"files": "https://files.example.com", "registry": "https://registry.example.com", "apt": "http://apt.example.com/ubuntu"}
-RAW: dict[str, Any] = {**read_stack_config("aws-stable"), "cfcr:networking": {"airGapped": True}, "cfcr:mirrors": MIRRORS}
+RAW: dict[str, Any] = {**read_stack_config("aws-stable"), "cfcr:networking": {"airGapped": True}, "cfcr:mirrors": MIRRORS,
+                       "cfcr:kubernetes": {"version": "1.36.6"}}
 Row = dict[str, Any]
 
 VPC = "aws:ec2/vpc:Vpc"
@@ -159,7 +160,7 @@ def test_endpoint_services_follow_the_features() -> None:
     ec2messages, logs or ECR (the module docstring says why)."""
     def services(**config: Any) -> set[str]:
         raw = {"cfcr:cloud": "aws", "cfcr:region": "eu-central-1", "cfcr:networking": {"airGapped": True},
-               "cfcr:mirrors": MIRRORS, **{f"cfcr:{k}": v for k, v in config.items()}}
+               "cfcr:mirrors": MIRRORS, "cfcr:kubernetes": {"version": "1.36.6"}, **{f"cfcr:{k}": v for k, v in config.items()}}
         return {s.service for s in endpoint_services(load_spec(raw, "x"))}
 
     always = {"secretsmanager", "ec2", "elasticloadbalancing", "ssm", "ssmmessages"}
@@ -170,7 +171,7 @@ def test_endpoint_services_follow_the_features() -> None:
     assert services(aws={"terminationQueue": False}, etcdBackups={"enabled": False}) == always | {"autoscaling"}
     assert not {"kms", "ec2messages", "logs", "ecr.api", "ecr.dkr"} & services()
     spec = load_spec({"cfcr:cloud": "aws", "cfcr:region": "eu-central-1", "cfcr:networking": {"airGapped": True},
-                      "cfcr:mirrors": MIRRORS}, "x")
+                      "cfcr:mirrors": MIRRORS, "cfcr:kubernetes": {"version": "1.36.6"}}, "x")
     assert private_services(spec) == {NEED_SECRETS: ("secretsmanager",),
                                       NEED_CLOUD_API: ("ec2", "elasticloadbalancing", "autoscaling", "sqs", "sts", "s3"),
                                       NEED_SESSIONS: ("ssm", "ssmmessages")}
@@ -193,7 +194,8 @@ def test_an_existing_network_gets_endpoints_in_its_subnets_and_no_route() -> Non
     from tests.test_aws_network import build
 
     existing = {**EXISTING, "publicSubnetIds": []}
-    monitor = build({"cfcr:networking": {"airGapped": True, "existingNetwork": existing}, "cfcr:mirrors": MIRRORS})
+    monitor = build({"cfcr:networking": {"airGapped": True, "existingNetwork": existing}, "cfcr:mirrors": MIRRORS,
+                     "cfcr:kubernetes": {"version": "1.36.6"}})
     for token in (VPC, SUBNET, ROUTE_TABLE, ROUTE, "aws:ec2/internetGateway:InternetGateway"):
         assert monitor.by_type(token) == [], token
     endpoints = [unwrap(r.inputs) for r in monitor.by_type(ENDPOINT)]
@@ -205,7 +207,8 @@ def test_an_existing_network_gets_endpoints_in_its_subnets_and_no_route() -> Non
         assert e["vpcId"] == EXISTING["networkId"] and e["privateDnsEnabled"] is True
         assert e["subnetIds"] == one_per_zone(existing["subnetIds"], zones)
     none = build({"cfcr:networking": {"airGapped": True, "existingNetwork": existing},
-                  "cfcr:aws": {"vpcEndpoints": "existing"}, "cfcr:mirrors": MIRRORS})
+                  "cfcr:aws": {"vpcEndpoints": "existing"}, "cfcr:mirrors": MIRRORS,
+                  "cfcr:kubernetes": {"version": "1.36.6"}})
     assert none.by_type(ENDPOINT) == [] and not [r for r in none.by_type(SG) if r.name.endswith("-endpoints")]
 
 

@@ -57,6 +57,7 @@ def test_channel_names_and_exact_versions_resolve() -> None:
 
 
 # (id, overrides, expected key, a fragment of what is allowed)
+_V = {"version": "1.36.6"}
 _M = {"files": "https://f.example.com", "registry": "https://r.example.com", "apt": "http://a.example.com/ubuntu"}
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown-top-key", {"controlplane": {"count": 3}}, "cfcr:controlplane", "did you mean 'controlPlane'"),
@@ -121,8 +122,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("etcd-backups-bad-bucket", {"etcdBackups": {"existingBucket": "s3://my-bucket"}}, "cfcr:etcdBackups.existingBucket", "S3 bucket name"),
     ("two-file-mirrors", {"mirrors": {"files": "https://files.example.com"}, "registryMirrors": {"github.com": ["https://gh.example.com"]}},
      "cfcr:registryMirrors.github.com", "one file mirror applies"),
-    ("air-gapped-without-apt-mirror", {"networking": {"airGapped": True}, "mirrors": {"files": "https://f.example.com",
+    ("air-gapped-without-apt-mirror", {"networking": {"airGapped": True}, "kubernetes": _V, "mirrors": {"files": "https://f.example.com",
      "registry": "https://r.example.com"}}, "cfcr:mirrors.apt", "must be set with networking.airGapped"),
+    ("air-gapped-on-a-channel", {"networking": {"airGapped": True}, "mirrors": _M, "kubernetes": {"version": "stable"}},
+     "cfcr:kubernetes.version", "must be an exact version with networking.airGapped"),
+    ("registry-mirror-over-http", {"mirrors": {"registry": "http://registry.example.com"}}, "cfcr:mirrors.registry", "https://"),
+    ("ca-bundle-not-pem", {"mirrors": {"caBundle": "not a certificate"}}, "cfcr:mirrors.caBundle", "PEM certificates"),
     ("registry-mirror-not-url", {"mirrors": {"registry": "registry.example.com"}}, "cfcr:mirrors.registry", "http:// or https:// URL"),
     ("admission-entry-without-name", {"admission": {"configuration": [{"configuration": {}}]}}, "cfcr:admission.configuration[0]", "`name`"),
     ("addons-bad-psa-level", {"addons": {"podSecurity": {"enforce": "strict"}}}, "cfcr:addons.podSecurity.enforce", "'privileged', 'baseline' or 'restricted'"),
@@ -145,22 +150,22 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "cfcr:components.apiServer.extraArgs.Profiling", "command-line flag name"),
     ("byo-ca-key-not-pem", {"pki": {"byoCa": {"certificate": "-----BEGIN CERTIFICATE-----", "privateKey": "hello"}}},
      "cfcr:pki.byoCa.privateKey", "PEM private key"),
-    ("air-gapped-public-api", {"mirrors": _M, "networking": {"airGapped": True, "apiPublic": True, "apiAllowedCidrs": ["198.51.100.0/24"]}},
+    ("air-gapped-public-api", {"mirrors": _M, "kubernetes": _V, "networking": {"airGapped": True, "apiPublic": True, "apiAllowedCidrs": ["198.51.100.0/24"]}},
      "cfcr:networking.apiPublic", "must be false with networking.airGapped: true"),
-    ("air-gapped-single-nat", {"mirrors": _M, "networking": {"airGapped": True, "natGateways": "single"}},
+    ("air-gapped-single-nat", {"mirrors": _M, "kubernetes": _V, "networking": {"airGapped": True, "natGateways": "single"}},
      "cfcr:networking.natGateways", "none, or leave it unset"),
-    ("air-gapped-nat-per-zone", {"mirrors": _M, "networking": {"airGapped": True, "natGateways": "perZone"}},
+    ("air-gapped-nat-per-zone", {"mirrors": _M, "kubernetes": _V, "networking": {"airGapped": True, "natGateways": "perZone"}},
      "cfcr:networking.natGateways", "none, or leave it unset"),
-    ("air-gapped-public-subnets", {"mirrors": _M, "networking": {"airGapped": True, "existingNetwork": {
+    ("air-gapped-public-subnets", {"mirrors": _M, "kubernetes": _V, "networking": {"airGapped": True, "existingNetwork": {
         "networkId": "vpc-1", "subnetIds": ["subnet-a"], "publicSubnetIds": ["subnet-p"]}}},
      "cfcr:networking.existingNetwork.publicSubnetIds", "must be empty"),
     ("air-gapped-on-gcp", {"cloud": "gcp", "region": "europe-west4", "networking": {"airGapped": True}},
      "cfcr:networking.airGapped", "aws only"),
     ("vpc-endpoints-without-air-gap", {"aws": {"vpcEndpoints": "managed"}}, "cfcr:aws.vpcEndpoints",
      "only with networking.airGapped: true"),
-    ("existing-vpc-endpoints-in-a-created-vpc", {"mirrors": _M, "networking": {"airGapped": True}, "aws": {"vpcEndpoints": "existing"}},
+    ("existing-vpc-endpoints-in-a-created-vpc", {"mirrors": _M, "kubernetes": _V, "networking": {"airGapped": True}, "aws": {"vpcEndpoints": "existing"}},
      "cfcr:aws.vpcEndpoints", "needs networking.existingNetwork"),
-    ("bad-vpc-endpoints", {"mirrors": _M, "networking": {"airGapped": True}, "aws": {"vpcEndpoints": "byo"}}, "cfcr:aws.vpcEndpoints",
+    ("bad-vpc-endpoints", {"mirrors": _M, "kubernetes": _V, "networking": {"airGapped": True}, "aws": {"vpcEndpoints": "byo"}}, "cfcr:aws.vpcEndpoints",
      "'managed' or 'existing'"),
 ]
 
@@ -172,17 +177,18 @@ def test_an_air_gapped_network_has_no_nat_and_a_private_api() -> None:
     """The other way round: what airGapped accepts. natGateways left unset becomes none (the
     default stays single elsewhere); none said explicitly, an existing network without public
     subnets, and the site's own endpoints on it, all pass."""
-    spec = load_spec(spec_with(mirrors=SITE_MIRRORS, networking={"airGapped": True}), "dev")
+    spec = load_spec(spec_with(mirrors=SITE_MIRRORS, kubernetes={"version": "1.36.6"}, networking={"airGapped": True}), "dev")
     assert spec.networking.air_gapped and spec.networking.nat_gateways == "none" and not spec.networking.api_public
     assert spec.aws.vpc_endpoints == "managed"
     assert load_spec(BASE, "dev").networking.nat_gateways == "single"
-    assert load_spec(spec_with(mirrors=SITE_MIRRORS, networking={"airGapped": True, "natGateways": "none"}), "dev").networking.nat_gateways == "none"
+    assert load_spec(spec_with(mirrors=SITE_MIRRORS, kubernetes={"version": "1.36.6"}, networking={"airGapped": True, "natGateways": "none"}), "dev").networking.nat_gateways == "none"
     existing = {"networkId": "vpc-1", "subnetIds": ["subnet-a"], "publicSubnetIds": []}
-    spec = load_spec(spec_with(mirrors=SITE_MIRRORS, networking={"airGapped": True, "existingNetwork": existing},
+    spec = load_spec(spec_with(mirrors=SITE_MIRRORS, kubernetes={"version": "1.36.6"}, networking={"airGapped": True, "existingNetwork": existing},
                                aws={"vpcEndpoints": "existing"}), "dev")
     assert spec.aws.vpc_endpoints == "existing" and spec.networking.existing_network is not None
     with pytest.raises(ConfigError, match=r"cfcr:mirrors\.apt: got None; must be set with networking\.airGapped"):
-        load_spec(spec_with(mirrors={**SITE_MIRRORS, "apt": None}, networking={"airGapped": True}), "dev")
+        load_spec(spec_with(mirrors={**SITE_MIRRORS, "apt": None}, kubernetes={"version": "1.36.6"},
+                            networking={"airGapped": True}), "dev")
 
 
 @pytest.mark.parametrize(("overrides", "key", "allowed"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])

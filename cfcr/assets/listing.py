@@ -86,7 +86,14 @@ class AssetList:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data, grouped like ``kops get assets``: files, images, charts, packages."""
         def rows(kind: Kind) -> list[dict[str, Any]]:
-            return [{k: v for k, v in asdict(a).items() if k != "kind" and v != ""} for a in self.of_kind(kind)]
+            out = []
+            for a in self.of_kind(kind):
+                row = {k: v for k, v in asdict(a).items() if k != "kind" and v != ""}
+                if kind == "chart":  # the parts a `helm pull` takes
+                    repo, chart = chart_origin(ChartRef(a.origin, a.version))
+                    row.update(repository=repo, chart=chart)
+                out.append(row)
+            return out
         return {"stack": self.stack, "kubernetesVersion": self.kubernetes_version, "mirrors": dict(self.mirrors),
                 "files": rows("file"), "images": rows("image"), "charts": rows("chart"), "packages": rows("package")}
 
@@ -258,7 +265,7 @@ def build_assets(stack: str, spec: ClusterSpec, origin: RenderRefs) -> AssetList
     assets += restore_assets(spec)
     apt = mirrors.apt or "the image's Ubuntu archive"
     for name in sorted(origin.packages):
-        assets.append(Asset("package", name, f"{name} from {apt}", "", "archive"))
+        assets.append(Asset("package", name, name, "", f"apt from {apt}"))
     m = spec.mirrors
     return AssetList(stack, channels.resolve(spec.kubernetes.version).version,
                      {"files": m.files, "registry": m.registry, "apt": m.apt}, tuple(assets))

@@ -63,14 +63,14 @@ def _imds_lines(*names: str) -> list[str]:
     return [
         f"local base=${{{IMDS_ENDPOINT_VARIABLE}:-{IMDS.removesuffix('/latest')}}} token{''.join(' ' + n for n in names)}",
         "base=${base%/}/latest",
-        "token=$(curl -fsS --retry 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \"$base/api/token\")"
+        "token=$(curl -fsS --connect-timeout 5 --max-time 30 --retry 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \"$base/api/token\")"
         " || return 1",
     ]
 
 
 def _imds_get(path: str) -> str:
     """Bash: GET ``$base/meta-data/<path>`` with ``$token`` (which reaches curl on stdin)."""
-    return f'printf "X-aws-ec2-metadata-token: %s\\n" "$token" | curl -fsS --retry 5 -H @- "$base/meta-data/{path}"'
+    return f'printf "X-aws-ec2-metadata-token: %s\\n" "$token" | curl -fsS --connect-timeout 5 --max-time 30 --retry 5 -H @- "$base/meta-data/{path}"'
 
 
 _XML_PROGRAM = """import sys, xml.etree.ElementTree as E
@@ -104,7 +104,7 @@ _LIBRARY = [
     "  [ -z \"$body\" ] || set -- \"$@\" --data-binary @/dev/fd/3",
     "  for n in 1 2 3; do",
     "    code=000",
-    "    if out=$(printf '%s\\n' \"$config\" | curl -sS -K - --aws-sigv4 \"aws:amz:$scope\" -w '\\n%{http_code}' \"$@\" \"$url\" \\",
+    "    if out=$(printf '%s\\n' \"$config\" | curl -sS --connect-timeout 10 --max-time 120 -K - --aws-sigv4 \"aws:amz:$scope\" -w '\\n%{http_code}' \"$@\" \"$url\" \\",
     "      3< <(printf '%s' \"$body\")); then",
     "      code=${out##*$'\\n'}",
     "      out=${out%$'\\n'*}",
@@ -157,6 +157,10 @@ class AwsNodeHook:
 
     user_data_limit: ClassVar[UserDataLimit] = UserDataLimit(max_bytes=16384, gzip=True)
     """AWS: 16384 bytes of user data (EC2 User Guide, "Instance user data"); cloud-init unpacks gzip."""
+
+    time_servers: ClassVar[tuple[str, ...]] = ("169.254.169.123",)
+    """The Amazon Time Sync Service, on the link-local address every instance reaches without
+    the internet (EC2 User Guide, "Set the time for your EC2 instance"); chrony uses it."""
 
     region: str
     """Region of the secrets (passed explicitly: the hop limit keeps IMDS region lookups honest)."""

@@ -252,6 +252,11 @@ def _air_gapped(spec: ClusterSpec) -> Iterator[Problem]:
         yield Problem(_key("aws.vpcEndpoints"), "existing",
                       "needs networking.existingNetwork: a VPC cfcr creates has no endpoints but the ones cfcr "
                       "creates (allowed here: managed)")
+    if spec.kubernetes.version in channels.CHANNELS:
+        yield Problem(_key("kubernetes.version"), spec.kubernetes.version,
+                      f"must be an exact version with networking.airGapped: true (today's {spec.kubernetes.version} is "
+                      f"{channels.CHANNELS[spec.kubernetes.version]}): a cfcr release that moves the channel would roll "
+                      "nodes onto assets the site has not mirrored")
     for kind in ("files", "registry", "apt"):
         if getattr(spec.mirrors, kind) is None:
             yield Problem(_key(f"mirrors.{kind}"), None,

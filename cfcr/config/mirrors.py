@@ -4,9 +4,13 @@ uses; ``docs/airgapped.md`` walks a site through filling them."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator
 
 from cfcr.config.values import Model, Url
+
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
 
 
 class MirrorsConfig(Model):
@@ -29,6 +33,34 @@ class MirrorsConfig(Model):
         description="Ubuntu archive mirror (the primary and security pockets) for the packages the boot installs "
                     "(e.g. http://apt.example.com/ubuntu).",
     )
+
+    ca_bundle: str | None = Field(
+        None,
+        description="PEM certificates of the CA(s) that sign the mirrors' TLS certificates; every node trusts them "
+                    "(cloud-init ca_certs) before it fetches anything.",
+    )
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL: containerd pulls the rewritten image names and Helm "
+                             "installs the charts over TLS (trust a private CA with mirrors.caBundle)")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _pem_bundle(cls, value: str | None) -> str | None:
+        if value is not None:
+            certs = _PEM.findall(value)
+            if not certs or _PEM.sub("", value).strip():
+                raise ValueError("must be one or more PEM certificates (-----BEGIN CERTIFICATE----- ... "
+                                 "-----END CERTIFICATE-----) and nothing else")
+        return value
+
+    def certificates(self) -> list[str]:
+        """The PEM certificates of ``ca_bundle``, one per entry (cloud-init's ``ca_certs.trusted``)."""
+        return [c.strip() + "\n" for c in _PEM.findall(self.ca_bundle or "")]
 
     @property
     def complete(self) -> bool:

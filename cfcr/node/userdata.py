@@ -404,7 +404,12 @@ def cloud_config(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Ro
     files = node_files(spec, release, ctx, role, hook)
     packages = list(dict.fromkeys([*APT_PACKAGES, *hook.packages()]))
     apt = Mirrors.of(spec).apt_config()
+    trusted = spec.mirrors.certificates()
+    time_servers = list(getattr(hook, "time_servers", ()))
     return {
+        # the site's CAs before anything is fetched (cloud-init runs ca_certs before apt and runcmd)
+        **({"ca_certs": {"trusted": trusted}} if trusted else {}),
+        **({"ntp": {"enabled": True, "ntp_client": "chrony", "servers": time_servers}} if time_servers else {}),
         **({"apt": apt} if apt else {}),
         "package_update": True,
         "packages": packages,

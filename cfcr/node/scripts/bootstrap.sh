@@ -29,7 +29,7 @@ verify_download() {
   case "$algo" in sha256 | sha512) ;; *) die "unsupported checksum algorithm $algo" ;; esac
   if [ "$digest" = "-" ]; then
     log "$(basename "$file"): cfcr pins no digest; verifying against the publisher's checksum file $sum_url"
-    curl -fsSL --retry 5 -o "$file.$algo" "$sum_url"
+    curl -fsSL --connect-timeout 10 --retry 30 --retry-delay 10 --retry-all-errors -o "$file.$algo" "$sum_url"
     read -r digest _ <"$file.$algo"
   else
     log "$(basename "$file"): verifying against the $algo digest pinned in cfcr's channel data"
@@ -71,7 +71,7 @@ install_artifacts() {
     file="$CFCR_CACHE/$(basename "$url")"
     if ! { [ -f "$file" ] && verify_download "$file" "$algo" "$digest" "$sum_url"; }; then
       log "downloading $name $version from $url"
-      curl -fsSL --retry 5 --retry-delay 5 -o "$file" "$url"
+      curl -fsSL --connect-timeout 10 --retry 30 --retry-delay 10 --retry-all-errors -o "$file" "$url"
       verify_download "$file" "$algo" "$digest" "$sum_url" || die "checksum mismatch for $name $version ($url)"
     fi
     install_artifact "$name" "$file"
