@@ -31,7 +31,9 @@ class NodeHook(Protocol):
     """A cloud's node-side adaptor: how a node reads one secret with nothing but its instance
     identity (and, through the optional capabilities below, learns its provider ID and Node
     name), and how much user-data the cloud's machines take. Each cloud package has one
-    (``cfcr/<cloud>/node_hook.py``)."""
+    (``cfcr/<cloud>/node_hook.py``). A hook may also name ``time_servers`` (a tuple of NTP
+    servers the cloud serves inside its network, e.g. AWS's ``169.254.169.123``): chrony then
+    uses them (cloud-init's ``ntp``), which an air-gapped node needs."""
 
     @property
     def user_data_limit(self) -> UserDataLimit:
