@@ -75,7 +75,9 @@ class Writer:
             for _ in range(5):
                 out = self.cp.kubectl("create", "configmap", name, "-n", "default", f"--from-literal=n={n}",
                                       check=False, timeout=20)
-                if out.returncode == 0 or "AlreadyExists" in out.stderr:
+                # a retry after an attempt that committed but lost its answer finds the object:
+                # kubectl says `configmaps "<name>" already exists` (the reason AlreadyExists)
+                if out.returncode == 0 or "already exists" in out.stderr.lower():
                     self.written.append(name)
                     self.stamps.append(time.monotonic())
                     break
