@@ -56,14 +56,30 @@ def split_image(image: str) -> tuple[str, str, str]:
     return DEFAULT_REGISTRY, path, suffix
 
 
-def mirror_prefix(url: str) -> str:
-    """The image prefix a registry URL stands for: ``https://m.example.com/v2/k8s`` ->
-    ``m.example.com/k8s``."""
+def split_tag(image: str) -> tuple[str, str]:
+    """``(repository, tag)`` of an image reference; the tag is ``""`` when there is none (a
+    ``@digest`` reference keeps its digest in the repository part)."""
+    if "@" in image:
+        return image, ""
+    name, sep, tag = image.rpartition(":")
+    return (name, tag) if sep and "/" not in tag else (image, "")
+
+
+def _registry_path(url: str) -> tuple[str, str]:
+    """``(scheme://netloc, path)`` of a registry URL, the path without slashes or a leading ``v2``."""
     parts = urlsplit(url)
     path = parts.path.strip("/")
     if path == "v2" or path.startswith("v2/"):
         path = path[3:]
-    return f"{parts.netloc}/{path}" if path else parts.netloc
+    return f"{parts.scheme}://{parts.netloc}", path
+
+
+def mirror_prefix(url: str) -> str:
+    """The image prefix a registry URL stands for: ``https://m.example.com/v2/k8s`` ->
+    ``m.example.com/k8s``."""
+    root, path = _registry_path(url)
+    host = root.split("://", 1)[1]
+    return f"{host}/{path}" if path else host
 
 
 def registry_host_url(url: str) -> tuple[str, bool]:
@@ -73,13 +89,8 @@ def registry_host_url(url: str) -> tuple[str, bool]:
     serves a registry under a path (``https://m.example.com/v2/registry.k8s.io``, what the
     image prefix ``m.example.com/registry.k8s.io`` resolves to) is written with its ``/v2``
     and ``override_path = true``; a bare host is written as given."""
-    parts = urlsplit(url)
-    path = parts.path.strip("/")
-    if not path or path == "v2":
-        return f"{parts.scheme}://{parts.netloc}", False
-    if not (path == "v2" or path.startswith("v2/")):
-        path = f"v2/{path}"
-    return f"{parts.scheme}://{parts.netloc}/{path}", True
+    root, path = _registry_path(url)
+    return (f"{root}/v2/{path}", True) if path else (root, False)
 
 
 @dataclass(frozen=True)
@@ -156,13 +167,10 @@ class Mirrors:
         and, with a registry mirror, ``<registry>/v2/<host>`` for each of ``registries``."""
         out = {h: list(urls) for h, urls in sorted(self.per_host.items()) if h not in BINARY_MIRROR_HOSTS}
         if self.registry:
-            base = self.registry.rstrip("/")
-            parts = urlsplit(base)
-            path = parts.path.strip("/")
-            path = path[3:] if path == "v2" or path.startswith("v2/") else path
-            root = f"{parts.scheme}://{parts.netloc}/v2" + (f"/{path}" if path else "")
+            root, path = _registry_path(self.registry)
+            base = f"{root}/v2" + (f"/{path}" if path else "")
             for host in sorted(set(registries)):
-                out.setdefault(host, []).insert(0, f"{root}/{host}")
+                out.setdefault(host, []).insert(0, f"{base}/{host}")
         return dict(sorted(out.items()))
 
     # ------------------------------------------------------------------ charts

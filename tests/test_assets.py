@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cfcr.assets.check import AirgapReport, Finding, check_render, check_stack, public_origins
-from cfcr.assets.listing import AssetList, build_assets, origin_config, render_to, strip_sentinel
+from cfcr.assets.listing import AssetList, origin_assets, render_to
 from cfcr.assets.refs import FileRef, RenderRefs, render_refs
 from cfcr.cli import main
 from cfcr.config import ConfigError, load_spec, read_stack_config
@@ -30,9 +31,8 @@ def airgapped(tmp_path_factory: pytest.TempPathFactory) -> tuple[AssetList, Path
     raw = read_stack_config(STACK)
     spec = load_spec(raw, STACK)
     tmp = tmp_path_factory.mktemp("airgap")
-    origin = strip_sentinel(render_to(STACK, origin_config(raw), tmp / "origin"), spec)
     render = tmp / "stack"
-    return build_assets(STACK, spec, origin), render, render_to(STACK, raw, render)
+    return origin_assets(STACK, raw, spec, tmp / "origin"), render, render_to(STACK, raw, render)
 
 
 def _check(assets: AssetList, render: Path, refs: RenderRefs) -> AirgapReport:
@@ -125,9 +125,7 @@ def test_a_public_url_and_an_unlisted_download_are_found(airgapped, tmp_path: Pa
 
 def test_an_asset_the_render_never_fetches_is_found(airgapped) -> None:
     assets, render, refs = airgapped
-    fewer = RenderRefs(files={f for f in refs.files if f.name != "runc"}, images=refs.images, charts=refs.charts,
-                       packages=refs.packages - {"jq"}, apt_archives=refs.apt_archives,
-                       registries=refs.registries, registry_hosts=refs.registry_hosts, urls=refs.urls)
+    fewer = replace(refs, files={f for f in refs.files if f.name != "runc"}, packages=refs.packages - {"jq"})
     texts = [f.text() for f in _check(assets, render, fewer).findings]
     assert any(t.startswith("never fetched: file https://mirror.corp.example/files/github.com/opencontainers/runc/")
                for t in texts), texts

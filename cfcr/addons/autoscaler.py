@@ -60,7 +60,7 @@ def autoscaler_chart(spec: ClusterSpec, release: Release, facts: CloudFacts, rew
         values["autoscalingGroups"] = [
             {"name": g.name, "minSize": g.min_size, "maxSize": g.max_size} for _, g in sorted(facts.node_groups.items())
         ]
-    chart = ChartSpec("cluster-autoscaler", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
+    chart = ChartSpec.pinned("cluster-autoscaler", pin, "kube-system", values, rewriter)
     return chart.with_values(spec.addons.extra_values.get("autoscaler", {}))
 
 

@@ -32,6 +32,7 @@ from cfcr.util import deep_merge
 
 if TYPE_CHECKING:
     from cfcr.addons.images import ImageRewriter
+    from cfcr.channels import HelmChart
 
 KINDS: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): core_v1.Namespace,
@@ -99,6 +100,13 @@ class ChartSpec:
     def reference(self) -> str:
         """What Helm installs: the chart's name in its repository, or its full ``oci://`` URL."""
         return f"{self.repo.rstrip('/')}/{self.chart}" if self.oci else self.chart
+
+    @classmethod
+    def pinned(cls, release: str, pin: HelmChart, namespace: str, values: dict[str, Any],
+               rewriter: ImageRewriter) -> ChartSpec:
+        """The channel's pin of a chart as the cluster installs it: through the site's registry
+        mirror when one is set."""
+        return cls(release, pin.repo, pin.chart, pin.version, namespace, values, pin.source).mirrored(rewriter)
 
     def mirrored(self, rewriter: ImageRewriter) -> ChartSpec:
         """This chart as installed through the site's registry mirror (``cfcr:mirrors.registry``):

@@ -309,7 +309,8 @@ def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
     values = build_values(facts, rewriter, repository, tag, control_plane_count)
     if not pin.chart.version:
         raise ValueError(f"the channel pins no chart version for {facts.cloud}'s CSI driver")
-    chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, pin.chart.version, NAMESPACE, values, pin.source).mirrored(rewriter)
+    chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, pin.chart.version, NAMESPACE, values,
+                      pin.source).mirrored(rewriter)
     return chart.with_values(dict(extra or {}))
 
 

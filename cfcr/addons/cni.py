@@ -96,7 +96,7 @@ def flannel_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter) 
         },
     }
     values = deep_merge(values, slot_values(FLANNEL_SLOTS, rewriter))
-    return ChartSpec("flannel", pin.repo, pin.chart, pin.version, "kube-flannel", values, pin.source).mirrored(rewriter)
+    return ChartSpec.pinned("flannel", pin, "kube-flannel", values, rewriter)
 
 
 def calico_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter) -> ChartSpec:
@@ -127,7 +127,7 @@ def calico_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter) -
     if mirror:
         installation["registry"] = mirror.rstrip("/") + "/"
         values["tigeraOperator"] = {"registry": mirror}
-    return ChartSpec("tigera-operator", pin.repo, pin.chart, pin.version, "tigera-operator", values, pin.source).mirrored(rewriter)
+    return ChartSpec.pinned("tigera-operator", pin, "tigera-operator", values, rewriter)
 
 
 def cilium_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, api_server_url: str) -> ChartSpec:
@@ -148,7 +148,7 @@ def cilium_chart(spec: ClusterSpec, release: Release, rewriter: ImageRewriter, a
         "operator": {"replicas": 2},
     }
     values = deep_merge(values, slot_values(CILIUM_SLOTS, rewriter))
-    return ChartSpec("cilium", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
+    return ChartSpec.pinned("cilium", pin, "kube-system", values, rewriter)
 
 
 def canal_manifest_url(release: Release) -> str:

@@ -45,7 +45,7 @@ def csr_approver_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
         "tolerations": CONTROL_PLANE_TOLERATIONS,
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("kubelet-csr-approver", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
+    chart = ChartSpec.pinned("kubelet-csr-approver", pin, "kube-system", values, rewriter)
     return chart.with_values(spec.addons.extra_values.get("csr-approver", {}))
 
 

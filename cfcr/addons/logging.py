@@ -43,7 +43,7 @@ def logging_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
         "config": {"outputs": output_section(spec.addons.logging.output)},
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("fluent-bit", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source).mirrored(rewriter)
+    chart = ChartSpec.pinned("fluent-bit", pin, NAMESPACE, values, rewriter)
     return chart.with_values(spec.addons.extra_values.get("logging", {}))
 
 

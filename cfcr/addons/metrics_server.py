@@ -30,7 +30,7 @@ def metrics_server_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpe
         "args": ["--kubelet-preferred-address-types=InternalIP"],
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("metrics-server", pin.repo, pin.chart, pin.version, "kube-system", values, pin.source).mirrored(rewriter)
+    chart = ChartSpec.pinned("metrics-server", pin, "kube-system", values, rewriter)
     return chart.with_values(spec.addons.extra_values.get("metrics-server", {}))
 
 

@@ -69,7 +69,7 @@ def termination_handler_chart(spec: ClusterSpec, release: Release, facts: CloudF
         "probes": {"httpGet": {"port": PROBES_PORT}},
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec(RELEASE, pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source).mirrored(rewriter)
+    chart = ChartSpec.pinned(RELEASE, pin, NAMESPACE, values, rewriter)
     chart = chart.with_values(spec.addons.extra_values.get("termination-handler", {}))
     if "queueURL" not in chart.values:
         # after the merge: deep_merge copies values, and an Output must not be deep-copied

@@ -34,7 +34,7 @@ def vpa_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
         "admissionController": {"enabled": True},
     }
     values = deep_merge(values, slot_values(SLOTS, rewriter))
-    chart = ChartSpec("vpa", pin.repo, pin.chart, pin.version, NAMESPACE, values, pin.source).mirrored(rewriter)
+    chart = ChartSpec.pinned("vpa", pin, NAMESPACE, values, rewriter)
     return chart.with_values(spec.addons.extra_values.get("vpa", {}))
 
 

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cfcr.assets.listing import PULLED_BY_CHART, RESTORE_NOTE, AssetList, build_assets, origin_config, render_to, strip_sentinel
+from cfcr.assets.listing import PULLED_BY_CHART, RESTORE_NOTE, AssetList, origin_assets, render_to
 from cfcr.assets.refs import RenderRefs
 from cfcr.config import ClusterSpec, load_spec, read_stack_config
-from cfcr.mirrors import split_image
+from cfcr.mirrors import split_image, split_tag
 
 AWS_API = re.compile(r"^(?P<service>[a-z0-9-]+)\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com(?:\.cn)?$")
 AWS_LOAD_BALANCER = re.compile(r"\.elb\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
@@ -121,9 +121,8 @@ def public_origins(spec: ClusterSpec, refs: RenderRefs, resources: Iterable[Mapp
     return out
 
 
-def _repository(image: str) -> str:
-    """``image`` without its tag."""
-    return image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+def _repo(image: str) -> str:
+    return split_tag(image)[0]
 
 
 def _diff(kind: str, listed: set[str], fetched: Mapping[str, str]) -> list[Finding]:
@@ -140,10 +139,10 @@ def agreement(assets: AssetList, refs: RenderRefs) -> list[Finding]:
     out += _diff("file", {a.fetched_as for a in assets.of_kind("file") if a.note != RESTORE_NOTE}, files)
     images = [a for a in assets.of_kind("image") if not a.origin.endswith("/*")]
     rendered = {i: ", ".join(sorted(w)) for i, w in refs.images.items()}
-    listed = {a.fetched_as for a in images} | {_repository(a.fetched_as) for a in images}
+    listed = {a.fetched_as for a in images} | {_repo(a.fetched_as) for a in images}
     out += [Finding("not in the asset list", f"image {i}", w) for i, w in sorted(rendered.items()) if i not in listed]
     for a in images:
-        if a.note != PULLED_BY_CHART and not ({a.fetched_as, _repository(a.fetched_as)} & set(rendered)):
+        if a.note != PULLED_BY_CHART and not ({a.fetched_as, _repo(a.fetched_as)} & set(rendered)):
             out.append(Finding("never fetched", f"image {a.fetched_as}"))
     registries = {a.fetched_as.removesuffix("/*") for a in assets.of_kind("image") if a.origin.endswith("/*")}
     out += _diff("registry", registries, {r: "chart values" for r in refs.registries})
@@ -171,7 +170,6 @@ def check_stack(stack: str, project_dir: Path | None = None,
     raw = dict(config) if config is not None else read_stack_config(stack, project_dir)
     spec = load_spec(raw, stack)
     with tempfile.TemporaryDirectory(prefix="cfcr-airgap-") as tmp:
-        origin = strip_sentinel(render_to(stack, origin_config(raw), Path(tmp) / "origin"), spec)
-        assets = build_assets(stack, spec, origin)
+        assets = origin_assets(stack, raw, spec, Path(tmp) / "origin")
         refs = render_to(stack, raw, Path(tmp) / "stack")
         return check_render(stack, spec, assets, Path(tmp) / "stack", refs)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -26,7 +26,7 @@ from cfcr import channels
 from cfcr.addons.images import ImageRewriter
 from cfcr.assets.refs import ChartRef, FileRef, RenderRefs, render_refs
 from cfcr.config import ClusterSpec, load_spec, read_stack_config
-from cfcr.mirrors import CHARTS_PATH, Mirrors, split_image
+from cfcr.mirrors import CHARTS_PATH, Mirrors, split_image, split_tag
 
 Kind = Literal["file", "image", "chart", "package"]
 MIRROR_KEYS = ("cfcr:mirrors", "cfcr:registryMirrors")
@@ -210,9 +210,7 @@ def strip_sentinel(refs: RenderRefs, spec: ClusterSpec) -> RenderRefs:
         if name not in pins:
             raise ValueError(f"chart {chart.reference}: the channel pins no chart named {name}")
         charts.add(pins[name])
-    return RenderRefs(files=set(refs.files), images=images, charts=charts, packages=set(refs.packages),
-                      apt_archives=set(refs.apt_archives), registries={bare(r) for r in refs.registries},
-                      registry_hosts=dict(refs.registry_hosts), urls=dict(refs.urls))
+    return replace(refs, images=images, charts=charts, registries={bare(r) for r in refs.registries})
 
 
 RESTORE_NOTE = "only when restoring an etcd snapshot (python -m cfcr etcd-restore)"
@@ -243,19 +241,19 @@ def build_assets(stack: str, spec: ClusterSpec, origin: RenderRefs) -> AssetList
             assets.append(Asset("file", f.checksum_url, fetched.checksum_url, f.version,
                                 "the checksum file itself (https)", f"checksums of {f.name}"))
     named = set(origin.images)
-    pins = {i.rsplit(":", 1)[0]: i for i in _chart_images(spec, origin)}
+    pins = {split_tag(i)[0]: i for i in _chart_images(spec, origin)}
     for image in sorted(named):
-        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+        repository, tag = split_tag(image)
         if not tag and image in pins:
             pinned = pins.pop(image)
-            assets.append(Asset("image", pinned, rewriter.image(pinned), pinned.rsplit(":", 1)[1], "tag",
+            assets.append(Asset("image", pinned, rewriter.image(pinned), split_tag(pinned)[1], "tag",
                                 "a chart's image slot; the tag is the channel's pin"))
             continue
-        pins.pop(image.rsplit(":", 1)[0] if tag else image, None)
+        pins.pop(repository, None)
         note = "" if tag else "a chart's image slot: the tag is the chart's default"
         assets.append(Asset("image", image, rewriter.image(image), tag, "tag" if tag else "", note))
     for image in sorted(pins.values()):
-        assets.append(Asset("image", image, rewriter.image(image), image.rsplit(":", 1)[1], "tag",
+        assets.append(Asset("image", image, rewriter.image(image), split_tag(image)[1], "tag",
                             PULLED_BY_CHART))
     for registry in sorted(origin.registries):
         assets.append(Asset("image", f"{registry}/*", f"{rewriter.registry(registry) or registry}/*", "", "tag",
@@ -271,15 +269,19 @@ def build_assets(stack: str, spec: ClusterSpec, origin: RenderRefs) -> AssetList
                      {"files": m.files, "registry": m.registry, "apt": m.apt}, tuple(assets))
 
 
+def origin_assets(stack: str, raw: Mapping[str, Any], spec: ClusterSpec, out: Path) -> AssetList:
+    """The asset list of ``spec`` (stack config ``raw``), its origin render written to ``out``."""
+    return build_assets(stack, spec, strip_sentinel(render_to(stack, origin_config(raw), out), spec))
+
+
 def stack_assets(stack: str, project_dir: Path | None = None,
                  config: Mapping[str, Any] | None = None) -> AssetList:
     """The asset list of a stack (renders it offline once, without mirrors: a few seconds)."""
     raw = dict(config) if config is not None else read_stack_config(stack, project_dir)
     spec = load_spec(raw, stack)
     with tempfile.TemporaryDirectory(prefix="cfcr-assets-") as tmp:
-        origin = strip_sentinel(render_to(stack, origin_config(raw), Path(tmp)), spec)
-    return build_assets(stack, spec, origin)
+        return origin_assets(stack, raw, spec, Path(tmp))
 
 
 __all__: Sequence[str] = ["Asset", "AssetList", "build_assets", "chart_origin", "mirrored_chart", "mirrored_file",
-                          "origin_config", "render_to", "stack_assets"]
+                          "origin_assets", "origin_config", "render_to", "stack_assets"]
