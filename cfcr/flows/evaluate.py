@@ -41,6 +41,7 @@ from cfcr.flows.model import (
     NetworkClients,
     NodeSet,
     NodesRunning,
+    PoolHealthCheckers,
     Ports,
     PrivateApi,
     PublicApi,
@@ -340,6 +341,8 @@ class Evaluator:
             return self._api_name(flow, dst)
         if isinstance(src, ApiLoadBalancers):
             return self._lb_to_servers(flow)
+        if isinstance(src, PoolHealthCheckers):
+            return self._pool_health(flow)
         if isinstance(dst, PublicApi):
             assert isinstance(src, ExternalClients)
             return self._public_api(flow, src)
@@ -456,6 +459,9 @@ class Evaluator:
                 ports = Ports.tcp(listener.target_port)
                 how = f"forward to {ports.text()}"
             source = self.lb_address(lb)
+            if flow.health_check and lb.health_check_sources:
+                source = Address(f"{lb.label}'s health checkers ({', '.join(lb.health_check_sources)})",
+                                 lb.health_check_sources)
             for t in self.net.members(listener.targets):
                 steps = [self.allows(lb.groups, "egress", ports, self.address(t), f"load balancer {lb.label}")]
                 if listener.preserve_client_ip and not flow.health_check:
@@ -463,6 +469,20 @@ class Evaluator:
                 else:
                     steps.append(self.allows(t.groups, "ingress", ports, source, t.label))
                 out.append(self._prefix(f"{lb.label} {how} -> {t.label}", steps))
+        return out
+
+    def _pool_health(self, flow: Flow) -> list[Verdict]:
+        assert isinstance(flow.destination, NodeSet) and flow.destination.pool is not None
+        pool = flow.destination.pool
+        health = self.net.pool_health.get(pool)
+        if health is None:
+            return [Verdict(True, f"{self.net.cloud} checks pool {pool}'s machines without network traffic")]
+        targets, out = self.machines(flow.destination)
+        source = Address(f"the health checkers ({', '.join(health.sources)})", health.sources)
+        ports = Ports.tcp(health.check.port)
+        for t in targets:
+            out.append(self._prefix(f"health check {health.check.text()} -> {t.label}",
+                                    [self.allows(t.groups, "ingress", ports, source, t.label)]))
         return out
 
     def _public_api(self, flow: Flow, src: ExternalClients) -> list[Verdict]:

@@ -63,8 +63,11 @@ def _range(protocol: str, lo: int, hi: int) -> str:
     return f"{protocol}/{lo}" if lo == hi else f"{protocol}/{lo}-{hi}"
 
 
-def _ports_beyond(rule: Rule, used: Sequence[Ports]) -> str | None:
-    """What ``rule`` opens that none of ``used`` needed, as text; None when nothing."""
+def _ports_beyond(rule: Rule, used: Sequence[Ports], icmp_by_type: bool = True) -> str | None:
+    """What ``rule`` opens that none of ``used`` needed, as text; None when nothing (an ICMP
+    rule, where the firewall cannot admit single types, opens only what it must)."""
+    if rule.protocol == "icmp" and not icmp_by_type:
+        return None
     if rule.protocol == "icmp":
         # the flows name exact ICMP types and codes: a rule for any type or code is wider
         return _rule_ports(rule) if rule.from_port in (None, -1) or rule.to_port in (None, -1) else None
@@ -135,7 +138,7 @@ def exposures(evaluator: Evaluator) -> list[Exposure]:
                 out.append(Exposure(rule, group, name, _rule_ports(rule), "no flow of the cluster comes in this way"))
                 continue
             needed = list(dict.fromkeys(u.ports for u in used))
-            beyond = _ports_beyond(rule, needed)
+            beyond = _ports_beyond(rule, needed, net.icmp_by_type)
             if beyond is not None:
                 out.append(Exposure(rule, group, name, beyond,
                                     f"the flows through it need only {', '.join(p.text() for p in needed)}"))

@@ -200,8 +200,17 @@ class SiteMirrors:
         return f"{self.what} on the site's network{hosts}"
 
 
+@dataclass(frozen=True)
+class PoolHealthCheckers:
+    """The cloud's probes of a pool's machines, where the cloud heals a pool by a health check
+    over the network (GCP's managed instance group autohealing); the port is the network's."""
+
+    def text(self) -> str:
+        return "the cloud's health checkers of the pool"
+
+
 Endpoint = (NodeSet | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | PrivateApi | NetworkClients
-            | ApiLoadBalancers | ExternalClients | Internet | CloudService | SiteMirrors)
+            | ApiLoadBalancers | ExternalClients | Internet | CloudService | SiteMirrors | PoolHealthCheckers)
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,7 @@ class Flow:
     """For load balancer flows: the health check's port and protocol instead of the listener's."""
 
     def text(self) -> str:
-        ports = ", ".join(p.text() for p in self.ports)
+        ports = ", ".join(p.text() for p in self.ports) or "(the check's own port)"
         return f"{self.source.text()} -> {self.destination.text()} {ports}"
 
 
@@ -283,6 +292,12 @@ def cluster_flows(facts: ClusterFacts) -> list[Flow]:
                 f"kubelet-metrics:{g.key()}", NodesRunning("metrics-server"), g, (Ports.tcp(KUBELET_PORT),),
                 "metrics-server scrapes every kubelet's resource metrics (kubectl top, autoscalers)",
             ))
+    for pool in facts.pools:
+        flows.append(Flow(
+            f"node-health:pool/{pool}", PoolHealthCheckers(), NodeSet(pool), (),
+            "where the cloud heals a pool by a health check over the network, the check reaches every node "
+            "(a node it cannot reach is replaced again and again)",
+        ))
     cp = NodeSet(None)
     flows.append(Flow("etcd-client", cp, cp, (Ports.tcp(ETCD_CLIENT_PORT),),
                       "API servers reach every etcd member (--etcd-servers lists them all)"))

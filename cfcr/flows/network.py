@@ -113,6 +113,9 @@ class Rule:
         """Does the rule admit (or let out to) ``peer``?"""
         if peer.groups & set(self.peer_groups):
             return True
+        if peer.networks and self.cidrs and all(
+                any(_subnet_of(_net(n), _net(c)) for c in self.cidrs) for n in peer.networks):
+            return True  # each range the address may lie in is within one of the rule's CIDRs
         verdicts = [peer.within(c) for c in self.cidrs]
         if any(v is True for v in verdicts):
             return True
@@ -197,6 +200,15 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class PoolHealth:
+    """How the cloud checks a pool's machines over the network (to heal the pool)."""
+
+    check: HealthCheck
+    sources: tuple[str, ...]
+    """The address ranges the probes come from (any one of them)."""
+
+
+@dataclass(frozen=True)
 class LoadBalancer:
     id: str
     label: str
@@ -206,6 +218,9 @@ class LoadBalancer:
     subnets: tuple[str, ...]
     dns_name: str | None
     listeners: tuple[Listener, ...]
+    health_check_sources: tuple[str, ...] = ()
+    """The address ranges the health checks come from (any one of them) when not the load
+    balancer's own subnets (GCP's probes come from Google's ranges)."""
 
     def listener(self, port: int) -> Listener | None:
         return next((x for x in self.listeners if x.port == port), None)
@@ -274,6 +289,12 @@ class Network:
     hostnames); None when the render does not show it (an existing network)."""
     route_table_labels: dict[str, str] = field(default_factory=dict)
     """Route table id -> its name in the render."""
+    icmp_by_type: bool = True
+    """The firewall can admit single ICMP types; False where a rule admits all of ICMP or none
+    (GCP), so an ICMP rule is not judged wider than the ICMP types the flows use."""
+    pool_health: dict[str, PoolHealth] = field(default_factory=dict)
+    """Pool name -> the cloud's network health check of its machines; a pool without one is
+    checked by the cloud without network traffic (AWS's EC2 status checks)."""
 
     def group(self, gid: str) -> str:
         return self.group_labels.get(gid, gid)

@@ -111,7 +111,7 @@ class Cluster(pulumi.ComponentResource):
         identities = build_identities(name, spec, project_id, slugs, self)
         member_emails = [a.email for a in identities.control_plane]
         firewall = build_firewall(name, spec, project_id, network.network, network.proxy_cidr, member_emails,
-                                  [a.email for a in identities.workers().values()], self)
+                                  {pool: a.email for pool, a in identities.workers().items()}, self)
         api = build_api_load_balancer(name, spec, project_id, zone_list, network.network, network.subnetwork,
                                       network.network_cidr, network.ready, self)
         disks = build_etcd_disks(name, spec, project_id, zone_list, self)

@@ -9,7 +9,7 @@ tags (any user allowed to edit an instance may change its tags; a VM's service a
 | 6443 | tcp | control plane | Google's health checkers, the proxy-only subnet (the internal API load balancer's proxies) |
 | 6443 | tcp | control plane | control plane, workers (the ``kubernetes`` Service) |
 | 2379-2380 | tcp | control plane | control plane (etcd client and peer) |
-| 10250 | tcp | every node | control plane (API server), workers (metrics-server) |
+| 10250 | tcp | every node | control plane (API server), the pools metrics-server may run on |
 | 10256 | tcp | workers | Google's health checkers (the pools' autohealing check: kube-proxy's ``/healthz``; 10250 when Cilium replaces kube-proxy) |
 | CNI ports | per CNI | every node | every node |
 
@@ -19,7 +19,7 @@ flow gets through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -41,6 +41,15 @@ MAX_SERVICE_ACCOUNTS = 10
 """Most service accounts one firewall rule may name as sources or targets (VPC quotas)."""
 
 
+def metrics_server_pools(spec: ClusterSpec) -> list[str]:
+    """The pools metrics-server may run on: with it enabled, those without a NoSchedule or
+    NoExecute taint (it tolerates none); its scrapes of every kubelet leave from there."""
+    if not spec.addons.metrics_server:
+        return []
+    return [p.name for p in spec.node_pools
+            if not any(t.effect in ("NoSchedule", "NoExecute") for t in p.taints)]
+
+
 def node_health_port(spec: ClusterSpec) -> tuple[str, int, str | None]:
     """The workers' autohealing check: (protocol, port, path). kube-proxy's ``/healthz`` says the
     node's Service routing works; with Cilium's kube-proxy replacement there is no kube-proxy, so
@@ -58,12 +67,12 @@ class Firewall:
 
 
 def build_firewall(name: str, spec: ClusterSpec, project: str, network: pulumi.Input[str], proxy_cidr: str,
-                   control_plane: Sequence[pulumi.Output[str]], workers: Sequence[pulumi.Output[str]],
+                   control_plane: Sequence[pulumi.Output[str]], workers: Mapping[str, pulumi.Output[str]],
                    parent: pulumi.Resource) -> Firewall:
-    """Every ingress rule, for the members' (``control_plane``) and pools' (``workers``) account
-    e-mails."""
+    """Every ingress rule, for the members' (``control_plane``) and pools' (``workers``: pool
+    name -> e-mail) service accounts."""
     child = pulumi.ResourceOptions(parent=parent)
-    nodes = [*control_plane, *workers]
+    nodes = [*control_plane, *workers.values()]
     if len(nodes) > MAX_SERVICE_ACCOUNTS:
         raise ValueError(
             f"cfcr:nodePools: {len(workers)} pools and {len(control_plane)} control-plane members make "
@@ -103,11 +112,12 @@ def build_firewall(name: str, spec: ClusterSpec, project: str, network: pulumi.I
          sources=nodes)
     rule("etcd", "etcd client and peer, between members", tcp(f"{ETCD_CLIENT_PORT}-{ETCD_PEER_PORT}"),
          control_plane, sources=control_plane)
+    scrapers = [workers[p] for p in metrics_server_pools(spec) if p in workers]
     rule("kubelet", "kubelet API from the API servers and metrics-server", tcp(str(KUBELET_PORT)), nodes,
-         sources=nodes)
+         sources=[*control_plane, *scrapers])
     _, port, _ = node_health_port(spec)
     if workers:
-        rule("node-health", "the pools' autohealing health check", tcp(str(port)), workers,
+        rule("node-health", "the pools' autohealing health check", tcp(str(port)), list(workers.values()),
              ranges=list(HEALTH_CHECK_RANGES))
     cni = node_ports(spec.cni)
     if cni:
