@@ -101,7 +101,7 @@ def _my_cidr() -> str:
     if os.environ.get("CFCR_E2E_ALLOWED_CIDR"):
         return os.environ["CFCR_E2E_ALLOWED_CIDR"]
     with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=10) as response:  # noqa: S310
-        return response.read().decode().strip() + "/32"
+        return str(response.read().decode()).strip() + "/32"
 
 
 def _run(args: list[str], kubeconfig: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -124,7 +124,7 @@ def _stack_config(cluster: str, project: str) -> dict[str, str]:
     """gcp-stable's config for a test cluster: its own name and project, a public API open to
     this machine only, and optionally another region."""
     raw = read_stack_config(STACK)
-    region = os.environ.get("CFCR_E2E_GCP_REGION") or raw["cfcr:region"]
+    region = os.environ.get("CFCR_E2E_GCP_REGION") or str(raw["cfcr:region"])
     if region != raw["cfcr:region"]:
         raw["cfcr:controlPlane"] = {k: v for k, v in (raw.get("cfcr:controlPlane") or {}).items() if k != "zones"}
         raw["cfcr:nodePools"] = [{k: v for k, v in pool.items() if k != "zones"}
