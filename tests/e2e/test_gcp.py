@@ -218,7 +218,7 @@ def test_up_nodes_ready_smoke_workload_destroy(gcp_stack: tuple[Any, int], kubec
 
     _wait(f"{spec_nodes} Ready nodes", nodes_ready)
 
-    # every node registered by the GCP cloud controller manager under its GCE provider ID
+    # every node carries its GCE provider ID (the node hook sets it; the cloud controller manager needs it)
     done = _run([kubectl, "get", "nodes", "-o", "jsonpath={.items[*].spec.providerID}"], kubeconfig)
     assert done.returncode == 0, done.stderr
     ids = done.stdout.split()
