@@ -86,7 +86,8 @@ def build_api_load_balancer(name: str, spec: ClusterSpec, project: str, zone_nam
         opts=child,
     )
     groups = []
-    for k, zone in enumerate(zone_names):
+    # a group per zone that holds a member (one member: one group)
+    for k, zone in enumerate(list(zone_names)[:spec.control_plane.count]):
         groups.append(compute.InstanceGroup(
             f"{name}-api-z{k}",
             name=resource_name(f"{name}-api-z{k}"),
