@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2", "curl": "curl", "jq": "jq",
-             "openssl": "openssl", "git": "git"}
+             "openssl": "openssl", "git": "git", "iptables": "iptables"}
 """The Debian tools the tests run, command -> package; the tests find them through this table."""
 TOOLS_BUILD = ROOT / "tests" / "tools" / "build.py"  # standard library only
 

@@ -243,6 +243,9 @@ def runbook(spec: ClusterSpec, snapshot_url: str | None = None, out: Path | None
     ops = restore_commands(spec)
     assert spec.name is not None
     plans = member_plans(spec)
+    # a cloud may open a way to the members for the steps and close it after (GCP: SSH through IAP)
+    before: list[str] = list(getattr(ops, "before_steps", ()))
+    after: list[str] = list(getattr(ops, "after_steps", ()))
     lines = [
         f"etcd restore for cluster {spec.name} ({len(plans)} members: "
         + ", ".join(f"{p.name} {p.address}" for p in plans) + ")",
@@ -268,6 +271,8 @@ def runbook(spec: ClusterSpec, snapshot_url: str | None = None, out: Path | None
         "",
         "3. Step 1 on EVERY member (stops its API server and etcd, restores; the cluster is down from here):",
         "",
+        *([ "   First let the steps reach the members (closed again in step 6):", "",
+            *[f"   {line}" for line in before], ""] if before else []),
         *[f"   {line}" for p in plans for line in ops.run_on_member(p.name, _step_path(ops, out, "restore", p.name))],
         "",
         f"   Wait until each says `snapshot restored` ({ops.step_output_hint});",
@@ -285,5 +290,6 @@ def runbook(spec: ClusterSpec, snapshot_url: str | None = None, out: Path | None
         "",
         f"6. On each member, once all is well: rm -rf {ETCD_DATA_DIR}/member.before-restore-* {WORK_DIR}",
         "",
+        *([*[f"   {line}" for line in after], ""] if after else []),
     ]
     return "\n".join(lines) + "\n"

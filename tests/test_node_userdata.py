@@ -294,7 +294,7 @@ def test_secret_ids_reach_the_fetch_script_quoted() -> None:
             assert "-H @-" in script  # the access token goes to curl on stdin, not argv
         else:
             assert re.search(r"curl -sS [^|]*-K - --aws-sigv4", script)  # the credentials go to curl on stdin, not argv
-        assert "Bearer" not in script.replace('"Authorization: Bearer %s\\n"', "")
+        assert "Bearer" not in re.sub(r"""(["'])Authorization: Bearer %s\\n\1""", "", script), "only a printf format"
 
 
 def test_hooks() -> None:
@@ -311,8 +311,12 @@ def test_hooks() -> None:
     china = AwsNodeHook(region="cn-north-1").shell_functions()
     assert "https://ec2.cn-north-1.amazonaws.com.cn" in china and "amazonaws.com}" not in china
     # the functions run against an AWS API emulator: tests/test_aws_node_hook_real.py
-    gcp = GcpNodeHook(project="p1").fetch_command("s1")
-    assert "projects/p1/secrets/s1/versions/latest:access" in gcp and "Metadata-Flavor: Google" in gcp
+    gcp = GcpNodeHook(project="p1")
+    assert gcp.fetch_command("s1") == "cfcr_gcp_secret_get s1" and gcp.packages() == []
+    gcp_library = gcp.shell_functions()
+    assert "name=projects/p1/secrets/$name" in gcp_library and "/versions/latest:access" in gcp_library
+    assert "Metadata-Flavor: Google" in gcp_library and "GCE_METADATA_HOST" in gcp_library
+    # the GCP functions run against a stand-in: tests/test_gcp_node_hook_real.py
     az = AzureNodeHook(vault_name="kv1").fetch_command("s1")
     assert "https://kv1.vault.azure.net/secrets/s1?api-version=7.4" in az
     assert "resource=https%3A%2F%2Fvault.azure.net" in az and "client_id" not in az

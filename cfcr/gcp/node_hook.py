@@ -1,5 +1,34 @@
-"""GCP: nodes read their secrets from Secret Manager with the VM's service account, and
-their provider ID (``gce://<project>/<zone>/<instance name>``) from the metadata server."""
+"""GCP: nodes read their secrets from Secret Manager with the VM's service account, their
+provider ID (``gce://<project>/<zone>/<instance name>``) from the metadata server, and the
+control plane uploads etcd snapshots to Cloud Storage (``cfcr.gcp.backups``).
+
+No gcloud CLI: each call is one HTTPS request made by curl with an OAuth access token of the
+VM's service account, which the metadata server hands out, with ``jq`` for the JSON answers and
+the image's ``python3`` for the snapshot's MD5. The bash functions live once in
+``/etc/cfcr/secrets.sh`` (:meth:`GcpNodeHook.shell_functions`):
+
+* token: ``GET /computeMetadata/v1/instance/service-accounts/default/token`` with
+  ``Metadata-Flavor: Google`` (the VM needs the ``cloud-platform`` scope); the token reaches
+  curl as a header on stdin (``-H @-``), never on a command line (``/proc/<pid>/cmdline`` is
+  world-readable);
+* endpoints: the metadata server at ``169.254.169.254`` (no DNS needed at early boot) unless
+  ``GCE_METADATA_HOST`` names another ``host[:port]`` (the Google SDKs' variable); Secret Manager
+  at ``https://secretmanager.googleapis.com/`` unless ``CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER``
+  names another root (gcloud's endpoint override, as an environment variable: ``v1/...``
+  follows it); Cloud Storage at ``https://storage.googleapis.com`` unless ``STORAGE_EMULATOR_HOST``
+  names another (the client libraries' variable: ``http://`` is added when it has no scheme).
+  Private Google Access on the subnetwork lets the VMs reach ``*.googleapis.com`` without a
+  public address. Tests point all three at stand-ins (tests/support/gcpapi.py);
+* errors: a failed call prints Google's answer (``error.status``: ``error.message``) on stderr
+  and returns non-zero; throttling (429), server errors (5xx) and failed connections are
+  tried three times; every curl has connect and total timeouts.
+
+Optional capabilities it implements (cfcr.node): :class:`~cfcr.node.context.NodeIdentity`,
+:class:`~cfcr.node.context.ShellFunctions`, :class:`~cfcr.node.backup.SnapshotStore` (with a
+:class:`GcsSnapshotTarget`) and :class:`~cfcr.node.metadata_guard.MetadataGuard` (pods may not
+reach the metadata server: GCE serves every VM's service-account token there, to anyone who
+asks, and there is no metadata proxy for current Kubernetes).
+"""
 
 from __future__ import annotations
 
@@ -9,54 +38,176 @@ from typing import ClassVar
 
 from cfcr.node.context import UserDataLimit
 
-_TOKEN_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
-_API = "https://secretmanager.googleapis.com/v1"
-_METADATA = "http://metadata.google.internal/computeMetadata/v1"
+METADATA_ADDRESS = "169.254.169.254"
+"""The metadata server (``metadata.google.internal``), by address: no DNS needed at early boot."""
+METADATA_HOST_VARIABLE = "GCE_METADATA_HOST"
+"""The Google SDKs' variable naming another metadata server (``host[:port]``), for tests."""
+SECRET_MANAGER_ROOT = "https://secretmanager.googleapis.com/"
+SECRET_MANAGER_VARIABLE = "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER"
+"""gcloud's Secret Manager endpoint override (a root URL, ``v1/...`` follows it)."""
+STORAGE_ROOT = "https://storage.googleapis.com"
+STORAGE_VARIABLE = "STORAGE_EMULATOR_HOST"
+"""The Cloud Storage client libraries' variable naming another endpoint (``http://`` by default)."""
+UPLOAD_MAX_SECONDS = 1800
+"""curl's limit for one snapshot upload (a 2 GiB database at 1.2 MB/s; GCE to GCS is far faster)."""
+
+_CURL_METADATA = "curl -fsS --connect-timeout 5 --max-time 30 --retry 5 -H 'Metadata-Flavor: Google'"
+_METADATA_BASE = f'"http://${{{METADATA_HOST_VARIABLE}:-{METADATA_ADDRESS}}}/computeMetadata/v1'
+
+_LIBRARY = [
+    # Google APIs without gcloud (cfcr.gcp.node_hook): curl with an access token of this VM's
+    # service account from the metadata server, which reaches curl on stdin, never on a command line.
+    # cfcr_gcp_metadata PATH: a value of the metadata server (computeMetadata/v1/PATH).
+    "cfcr_gcp_metadata() {",
+    f"  {_CURL_METADATA} {_METADATA_BASE}/$1\"",
+    "}",
+    # cfcr_gcp_token: an access token of this VM's service account (stdout).
+    "cfcr_gcp_token() {",
+    "  local answer",
+    "  answer=$(cfcr_gcp_metadata instance/service-accounts/default/token) || return 1",
+    "  printf '%s' \"$answer\" | jq -er 'if (.access_token | type) == \"string\" and (.access_token | length) > 0"
+    " then .access_token else error(\"no access token from the metadata server\") end'",
+    "}",
+    # cfcr_gcp_call URL [CURL ARGS...]: one request with the bearer token on stdin; the answer on
+    # stdout, or Google's error on stderr and status 1. Throttling, server errors and lost
+    # connections: three tries.
+    "cfcr_gcp_call() {",
+    "  local url=$1 token out code n",
+    "  shift",
+    "  token=$(cat)",
+    "  for n in 1 2 3; do",
+    "    code=000",
+    "    if out=$(printf 'Authorization: Bearer %s\\n' \"$token\" |",
+    "      curl -sS --connect-timeout 10 --max-time 120 -H @- -w '\\n%{http_code}' \"$@\" \"$url\"); then",
+    "      code=${out##*$'\\n'}",
+    "      out=${out%$'\\n'*}",
+    "      case $code in",
+    "        2??) printf '%s\\n' \"$out\"; return 0 ;;",
+    "        429 | 5??) ;;",
+    "        *) break ;;",
+    "      esac",
+    "    fi",
+    "    [ \"$n\" = 3 ] || sleep \"$n\"",
+    "  done",
+    "  [ \"$code\" = 000 ] || printf 'GCP error (HTTP %s): %s\\n' \"$code\" \"$(printf '%s' \"$out\" |",
+    "    jq -r '.error | \"\\(.status // .code): \\(.message)\"' 2>/dev/null || printf '%s' \"$out\" | tr -s ' \\n' ' ' | cut -c1-500)\" >&2",
+    "  return 1",
+    "}",
+    # cfcr_gcp URL [CURL ARGS...]: cfcr_gcp_call with this VM's token.
+    "cfcr_gcp() {",
+    "  local token",
+    "  token=$(cfcr_gcp_token) || { echo \"cfcr: no access token from the metadata server\" >&2; return 1; }",
+    "  printf '%s\\n' \"$token\" | cfcr_gcp_call \"$@\"",
+    "}",
+]
+
+_MD5_PROGRAM = ("import base64, hashlib, sys; h = hashlib.md5(usedforsecurity=False); f = open(sys.argv[1], \"rb\"); "
+                "[h.update(b) for b in iter(lambda: f.read(1 << 20), b\"\")]; print(base64.b64encode(h.digest()).decode())")
+"""The file's MD5, base64 (one line: the hook's lines are indented in backup.sh)."""
+
+
+@dataclass(frozen=True)
+class GcsSnapshotTarget:
+    """Where a control-plane member uploads etcd snapshots (``cfcr.gcp.backups``)."""
+
+    bucket: str
+    """The bucket (created by cfcr, or ``etcdBackups.existingBucket``)."""
 
 
 @dataclass(frozen=True)
 class GcpNodeHook:
-    """REST with curl: an access token from the metadata server, then ``versions/latest:access``.
-
-    The token travels to curl on stdin (``-H @-``), never on a command line.
-    """
+    """Google's REST APIs with curl, ``jq`` and the image's ``python3``; the access token comes
+    from the metadata server. Nothing to install at boot (module docstring)."""
 
     user_data_limit: ClassVar[UserDataLimit] = UserDataLimit(max_bytes=262144, gzip=False)
     """GCP: 256 KB in one metadata value, which is text: no gzip stream."""
 
+    time_servers: ClassVar[tuple[str, ...]] = ("metadata.google.internal",)
+    """GCE's NTP server, the metadata server, which every VM reaches without the internet
+    (Compute Engine documentation, "Configure NTP for VMs"); chrony uses it."""
+
     project: str
     """Project that owns the secrets."""
+    backups: GcsSnapshotTarget | None = None
+    """Where etcd snapshots go; None: this cluster takes none."""
 
     def packages(self) -> list[str]:
-        """curl (python3 ships with the image)."""
-        return ["curl"]
-
-    def setup_commands(self) -> list[str]:
-        """Nothing to install."""
+        """Nothing more from apt: curl and jq are the node's own packages
+        (``cfcr.node.packages.APT_PACKAGES``), python3 comes with the image."""
         return []
 
+    def setup_commands(self) -> list[str]:
+        """Nothing to install: no CLI."""
+        return []
+
+    def shell_functions(self) -> str:
+        """The bash functions the other commands call (``cfcr_gcp_metadata``, ``cfcr_gcp_token``,
+        ``cfcr_gcp_call``, ``cfcr_gcp``, and ``cfcr_gcp_secret_get``), defined once in
+        ``/etc/cfcr/secrets.sh``."""
+        root = f"${{{SECRET_MANAGER_VARIABLE}:-{SECRET_MANAGER_ROOT}}}"
+        return "\n".join([
+            *_LIBRARY,
+            # cfcr_gcp_secret_get NAME: the latest version of a secret (its bytes, base64-decoded).
+            "cfcr_gcp_secret_get() {",
+            f"  local root={root} name=$1 answer data",
+            f"  [[ $name == projects/* ]] || name=projects/{self.project}/secrets/$name",
+            "  answer=$(cfcr_gcp \"${root%/}/v1/$name/versions/latest:access\") || return 1",
+            "  data=$(printf '%s' \"$answer\" | jq -er '.payload.data') || { echo \"cfcr: no payload in $name\" >&2; return 1; }",
+            "  printf '%s' \"$data\" | base64 -d",
+            "}",
+        ])
+
     def fetch_command(self, secret_id: str) -> str:
-        """Print the latest version of ``secret_id`` (base64-decoded payload)."""
-        url = f"{_API}/projects/{self.project}/secrets/{secret_id}/versions/latest:access"
-        token = (
-            f"curl -fsS --retry 5 -H 'Metadata-Flavor: Google' {shlex.quote(_TOKEN_URL)}"
-            " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
-        )
-        return (
-            f'printf "Authorization: Bearer %s\\n" "$({token})"'
-            f" | curl -fsS --retry 5 -H @- {shlex.quote(url)}"
-            " | python3 -c 'import base64,json,sys; "
-            "sys.stdout.buffer.write(base64.b64decode(json.load(sys.stdin)[\"payload\"][\"data\"]))'"
-        )
+        """Print the latest version of ``secret_id`` (a secret id of :attr:`project`, or a full
+        ``projects/<p>/secrets/<id>`` name): ``cfcr_gcp_secret_get``."""
+        return f"cfcr_gcp_secret_get {shlex.quote(secret_id)}"
 
     def provider_id_command(self) -> str:
         """The VM's project, zone (the metadata server answers ``projects/<n>/zones/<zone>``)
-        and name, printed as ``gce://<project>/<zone>/<name>``."""
-        get = f"curl -fsS --retry 5 -H 'Metadata-Flavor: Google' {_METADATA}"
+        and name, printed as ``gce://<project>/<zone>/<name>``, the form the GCP cloud controller
+        manager parses. Stands alone (identity.sh needs no other file)."""
+        get = f"{_CURL_METADATA} {_METADATA_BASE}"
         return "\n".join([
             "local project zone name",
-            f"project=$({get}/project/project-id) || return 1",
-            f"zone=$({get}/instance/zone) || return 1",
-            f"name=$({get}/instance/name) || return 1",
+            f"project=$({get}/project/project-id\") || return 1",
+            f"zone=$({get}/instance/zone\") || return 1",
+            f"name=$({get}/instance/name\") || return 1",
+            "[ -n \"$project\" ] && [ -n \"${zone##*/}\" ] && [ -n \"$name\" ] || return 1",
             'printf "gce://%s/%s/%s\\n" "$project" "${zone##*/}" "$name"',
         ])
+
+    def snapshot_upload_command(self) -> str | None:
+        """``cfcr_backup_upload FILE KEY``: one Cloud Storage media upload (JSON API,
+        ``POST /upload/storage/v1/b/<bucket>/o?uploadType=media&name=KEY``) with this VM's token
+        (the control plane's service account, which holds ``roles/storage.objectCreator`` on the
+        snapshot prefix of the bucket and nothing else there: it can neither read, list,
+        overwrite nor delete a snapshot). The body's MD5 travels in ``x-goog-hash``, which Cloud
+        Storage checks before it keeps the object (a mismatch fails the upload), and the answer's
+        ``md5Hash``, ``size`` and ``name`` are checked again here. The file streams from disk
+        (``-T``), never whole in memory."""
+        if self.backups is None:
+            return None
+        bucket = self.backups.bucket
+        root = f"${{{STORAGE_VARIABLE}:-{STORAGE_ROOT}}}"
+        return "\n".join([
+            "local size md5 root url answer",
+            "size=$(stat -c %s \"$1\") || return 1",
+            "[[ $2 =~ ^[A-Za-z0-9._/-]+$ ]] || { echo \"cfcr: object key $2 has characters the upload does not encode\" >&2; return 1; }",
+            f"md5=$(python3 -c {shlex.quote(_MD5_PROGRAM)} \"$1\") || return 1",
+            f"root={root}",
+            "[[ $root == *://* ]] || root=http://$root",
+            f"url=\"${{root%/}}/upload/storage/v1/b/{bucket}/o?uploadType=media&name=${{2//\\//%2F}}\"",
+            f"answer=$(cfcr_gcp \"$url\" -X POST -T \"$1\" --max-time {UPLOAD_MAX_SECONDS} \\",
+            "  -H 'Content-Type: application/octet-stream' -H \"x-goog-hash: md5=$md5\") || return 1",
+            "printf '%s' \"$answer\" | jq -e --arg md5 \"$md5\" --arg size \"$size\" --arg name \"$2\" \\",
+            "  '.md5Hash == $md5 and (.size | tostring) == $size and .name == $name' >/dev/null || {",
+            "  echo \"cfcr: Cloud Storage kept $2 with another size or MD5 than $1 ($size bytes, md5 $md5)\" >&2",
+            "  return 1",
+            "}",
+        ])
+
+    def guarded_addresses(self) -> tuple[str, ...]:
+        """The metadata server: pods (forwarded traffic) may not reach it; the node itself and
+        host-network pods (the cloud controller manager, the CSI controller) keep it
+        (:mod:`cfcr.node.metadata_guard`)."""
+        return (METADATA_ADDRESS,)

@@ -33,7 +33,10 @@ class NodeHook(Protocol):
     name), and how much user-data the cloud's machines take. Each cloud package has one
     (``cfcr/<cloud>/node_hook.py``). A hook may also name ``time_servers`` (a tuple of NTP
     servers the cloud serves inside its network, e.g. AWS's ``169.254.169.123``): chrony then
-    uses them (cloud-init's ``ntp``), which an air-gapped node needs."""
+    uses them (cloud-init's ``ntp``), which an air-gapped node needs. Other optional
+    capabilities: :class:`NodeIdentity`, :class:`NodeNaming`, :class:`JoinAccess`,
+    :class:`ShellFunctions` below, :class:`cfcr.node.backup.SnapshotStore` (etcd snapshots) and
+    :class:`cfcr.node.metadata_guard.MetadataGuard` (addresses pods may not reach)."""
 
     @property
     def user_data_limit(self) -> UserDataLimit:

@@ -71,6 +71,9 @@ def secure_kubelet_config(spec: ClusterSpec) -> dict[str, Any]:
         "failSwapOn": True,
         "serializeImagePulls": False,
         "maxParallelImagePulls": 5,
+        # graceful node shutdown: the clouds send an ACPI shutdown before they stop, delete or
+        # preempt a VM (GCE gives a standard VM up to 90 s, a spot or preemptible one about 30 s:
+        # there the kubelet is cut off before its 60 s, critical pods get what is left)
         "shutdownGracePeriod": "60s",
         "shutdownGracePeriodCriticalPods": "20s",
         "containerLogMaxSize": spec.addons.container_log_max_size,

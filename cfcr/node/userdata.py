@@ -24,6 +24,7 @@ from cfcr.node.backup import BACKUP_HOOK_PATH, BACKUP_TIMER, backup_files
 from cfcr.node.containerd import CRI_SOCKET, containerd_files
 from cfcr.node.context import NodeContext, NodeHook, Role, UserDataLimit, join_access, provider_id_command
 from cfcr.node.host import MODULES_LOAD_PATH, host_files
+from cfcr.node.metadata_guard import guard_files
 from cfcr.node.kubeadm import (
     AUTHN_CONFIG_PATH,
     BOOTSTRAP_TOKEN_MIN_LEFT_SECONDS,
@@ -357,6 +358,7 @@ def node_files(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role
     admission = admission_config(spec) if role.is_control_plane else None
     files: dict[str, tuple[str, str]] = {}
     files.update(host_files())
+    files.update(guard_files(hook))  # pods kept from the metadata server (cfcr/node/metadata_guard.py)
     mirrors = Mirrors.of(spec)
     files.update(containerd_files(release, mirrors, release.registries, mirrors.image(release.pause_image)))
     files.update(package_files(release, arch, mirrors, CRI_SOCKET))
