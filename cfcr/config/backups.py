@@ -1,5 +1,5 @@
 """The ``cfcr:etcdBackups`` key: scheduled, encrypted etcd snapshots from the control plane to
-the cloud's object storage (S3 on AWS; GCP and Azure add theirs later). docs/backups.md.
+the cloud's object storage (S3 on AWS, Cloud Storage on GCP; Azure adds its own later). docs/backups.md.
 
 By default (``enabled: true`` and nothing else) a cluster gets a snapshot every 30 minutes, kept
 14 days, in a bucket cfcr creates for it.
@@ -74,6 +74,16 @@ def _in_range(parts: list[str], ranges: tuple[tuple[int, int], ...]) -> bool:
     return True
 
 
+_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+
+
+def gcs_bucket_name_ok(value: str) -> bool:
+    """Cloud Storage bucket naming rules (names without dots): 3-63 characters of lowercase
+    letters, digits, '-', '_' and '.', starting and ending alphanumeric, not starting with
+    ``goog`` and not containing ``google``."""
+    return bool(_GCS_BUCKET.match(value)) and not value.startswith("goog") and "google" not in value
+
+
 def bucket_name_ok(value: str) -> bool:
     """S3 general purpose bucket naming rules: 3-63 characters of lowercase letters, digits,
     '.' and '-', starting and ending alphanumeric, no '..', not an IP address, none of the
@@ -95,8 +105,8 @@ class EtcdBackupsConfig(Model):
 
     enabled: bool = Field(
         True,
-        description="Take scheduled, encrypted etcd snapshots to the cloud's object storage (AWS: S3). GCP and "
-                    "Azure have no snapshot store yet: there the default takes none, and `true` is refused.",
+        description="Take scheduled, encrypted etcd snapshots to the cloud's object storage (AWS: S3, GCP: Cloud Storage). "
+                    "Azure has no snapshot store yet: there the default takes none, and `true` is refused.",
     )
     schedule: str = Field(
         DEFAULT_SCHEDULE,
@@ -126,8 +136,8 @@ class EtcdBackupsConfig(Model):
     @field_validator("existing_bucket")
     @classmethod
     def _bucket(cls, value: str | None) -> str | None:
-        if value is not None and not bucket_name_ok(value):
+        if value is not None and not (bucket_name_ok(value) or gcs_bucket_name_ok(value)):
             raise ValueError(
-                "must be an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending "
-                "with a letter or digit (no s3:// and no path)")
+                "must be a bucket name: 3-63 lowercase letters, digits, '.' or '-' (and '_' on gcp), starting and "
+                "ending with a letter or digit (no s3:// or gs:// and no path)")
         return value

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from cfcr import channels
+from cfcr.config.backups import bucket_name_ok
 from cfcr.config.errors import NAMESPACE, Problem
 from cfcr.config.schema import ClusterSpec
 from cfcr.constants import RESERVED_USER_NAMES
@@ -229,6 +230,10 @@ def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
         yield Problem(_key("etcdBackups.enabled"), backups.enabled,
                       f"etcd backups write to S3 (aws) and Cloud Storage (gcp) so far; cloud is {spec.cloud} "
                       "(leave etcdBackups unset, or set enabled: false)")
+    if spec.cloud == "aws" and backups.existing_bucket and not bucket_name_ok(backups.existing_bucket):
+        yield Problem(_key("etcdBackups.existingBucket"), backups.existing_bucket,
+                      "must be an S3 bucket name on aws: 3-63 lowercase letters, digits, '.' or '-', starting and "
+                      "ending with a letter or digit")
     if backups.existing_bucket and "retention_days" in backups.model_fields_set:
         yield Problem(_key("etcdBackups.retentionDays"), backups.retention_days,
                       f"applies only to the bucket cfcr creates; set a lifecycle rule on "

@@ -21,6 +21,7 @@ from cfcr.config import ClusterSpec, NodePoolConfig
 from cfcr.config.topology import control_plane_members, zones
 from cfcr.constants import API_PORT
 from cfcr.gcp.api_lb import build_api_load_balancer
+from cfcr.gcp.backups import build_etcd_backups
 from cfcr.gcp.control_plane import build_control_plane_instances, build_etcd_disks
 from cfcr.gcp.contract import ETCD_DISK_DEVICE, node_hook, project
 from cfcr.gcp.firewall import build_firewall
@@ -130,6 +131,8 @@ class Cluster(pulumi.ComponentResource):
         )
         emails = {slug: identities.email(slug) for slug in slugs}
         store = build_secret_store(name, spec, project_id, self.bootstrap.secrets, self.bootstrap.readers, emails, self)
+        # etcd snapshots: the bucket outlives the cluster; only the members may write to it
+        backups = build_etcd_backups(name, spec, project_id, member_emails, self)
         images = Images(spec, self)
         self.version_record = KubernetesVersion.for_spec(name, spec, opts=child)
         boot_deps: list[pulumi.Resource] = [*network.ready, *firewall.rules, *store.versions, *identities.grants,
@@ -195,6 +198,8 @@ class Cluster(pulumi.ComponentResource):
                 lambda ids: [str(i) for i in ids]),
             "etcdDiskIds": pulumi.Output.all(*[m.disk.id for m in disks]).apply(lambda ids: [str(i) for i in ids]),
         }
+        if backups is not None:
+            outputs["etcdBackupBucket"] = backups.bucket_name
         self.outputs = outputs
         self.register_outputs(outputs)
 

@@ -11,6 +11,7 @@ from cfcr.addons.cloud import NodeGroup
 from cfcr.clouds import AddonWiring, BuiltCluster, CloudPackageData
 from cfcr.config import ClusterSpec
 from cfcr.gcp.addon_profile import PROFILE
+from cfcr.gcp.backups import OperatorCommands, operator_commands
 from cfcr.gcp.node_hook import GcpNodeHook
 
 ETCD_DISK_DEVICE = "/dev/disk/by-id/google-etcd"
@@ -40,8 +41,11 @@ def project(spec: ClusterSpec) -> str:
 
 
 def node_hook(spec: ClusterSpec, project_id: str | None = None) -> GcpNodeHook:
-    """Secret Manager with the VM's service account."""
-    return GcpNodeHook(project=project_id or project(spec))
+    """Secret Manager with the VM's service account; etcd snapshots to the cluster's bucket."""
+    from cfcr.gcp.backups import snapshot_target
+
+    project_id = project_id or project(spec)
+    return GcpNodeHook(project=project_id, backups=snapshot_target(spec, project_id))
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,10 @@ class GcpCloud(CloudPackageData):
         """Secret Manager with the VM's service account, provider ID from the metadata server."""
         return node_hook(spec)
 
-    def restore_commands(self, spec: ClusterSpec) -> None:
-        """The restore runbook's commands on GCP come with the backups' bucket."""
-        return None
+    def restore_commands(self, spec: ClusterSpec) -> OperatorCommands:
+        """Cloud Storage for the snapshots, SSH through IAP on the members
+        (:func:`cfcr.gcp.backups.operator_commands`)."""
+        return operator_commands(spec, project(spec))
 
     def build(self, spec: ClusterSpec) -> BuiltCluster:
         """``cfcr.gcp.Cluster`` from the spec and its ``cfcr:gcp`` settings."""
