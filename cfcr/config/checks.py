@@ -208,6 +208,16 @@ def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
     if spec.cloud != "aws" and spec.aws.model_fields_set:
         yield Problem(_key("aws"), spec.aws.model_dump(by_alias=True, exclude_unset=True),
                       f"AWS-only settings; cloud is {spec.cloud}")
+    if spec.cloud != "gcp" and spec.gcp.model_fields_set:
+        yield Problem(_key("gcp"), spec.gcp.model_dump(by_alias=True, exclude_unset=True),
+                      f"GCP-only settings; cloud is {spec.cloud}")
+    if spec.gcp.api_dns_zone and not spec.networking.api_dns_name:
+        yield Problem(_key("gcp.apiDnsZone"), spec.gcp.api_dns_zone,
+                      "needs networking.apiDnsName: the name to create in that zone")
+    if spec.cloud == "gcp" and spec.networking.existing_network is not None and not spec.gcp.proxy_only_subnet_cidr:
+        yield Problem(_key("gcp.proxyOnlySubnetCidr"), None,
+                      "an existing network needs the range of its region's proxy-only subnet (the internal API "
+                      "load balancer's proxies connect from it): give that subnet's CIDR")
     if spec.aws.api_dns_zone_id and not spec.networking.api_dns_name:
         yield Problem(_key("aws.apiDnsZoneId"), spec.aws.api_dns_zone_id,
                       "needs networking.apiDnsName: the name to create in that zone")
@@ -215,9 +225,9 @@ def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
 
 def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
     backups = spec.etcd_backups
-    if spec.cloud != "aws" and backups.enabled and "enabled" in backups.model_fields_set:
+    if spec.cloud == "azure" and backups.enabled and "enabled" in backups.model_fields_set:
         yield Problem(_key("etcdBackups.enabled"), backups.enabled,
-                      f"etcd backups write to S3 on aws only so far; cloud is {spec.cloud} "
+                      f"etcd backups write to S3 (aws) and Cloud Storage (gcp) so far; cloud is {spec.cloud} "
                       "(leave etcdBackups unset, or set enabled: false)")
     if backups.existing_bucket and "retention_days" in backups.model_fields_set:
         yield Problem(_key("etcdBackups.retentionDays"), backups.retention_days,

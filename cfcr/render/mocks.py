@@ -27,6 +27,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
 from cfcr.render.aws import AWS_PREFIX, ID_KEY, aws_invoke, aws_resource
+from cfcr.render.gcp import GCP_PREFIX, gcp_invoke, gcp_resource
 from cfcr.render.providers import PROVIDERS
 
 
@@ -105,6 +106,8 @@ class StandInMocks(pulumi.runtime.Mocks):
         provider = PROVIDERS.get(args.typ)
         if provider is None and args.typ.startswith(AWS_PREFIX):
             provider = aws_resource
+        elif provider is None and args.typ.startswith(GCP_PREFIX):
+            provider = gcp_resource
         inputs = unwrap(args.inputs)
         if provider is not None:
             outputs = provider(inputs, f"{args.typ}::{args.name}")
@@ -112,7 +115,8 @@ class StandInMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", dict(inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        result = aws_invoke(args.token, unwrap(args.args))
+        invoke = gcp_invoke if args.token.startswith(GCP_PREFIX) else aws_invoke
+        result = invoke(args.token, unwrap(args.args))
         return (result if result is not None else {}), []
 
 
