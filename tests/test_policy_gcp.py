@@ -344,3 +344,46 @@ def test_project_roles_on_bindings_and_policies() -> None:
     assert "roles/editor" in check("no-basic-project-roles", t.GCP_PROJECT_IAM_POLICY, {"policyData": policy_data})[0]
     assert check("no-basic-project-roles", t.GCP_PROJECT_IAM_MEMBER, {"role": "roles/editor", "member": "user:a"},
                  {"forbiddenRoles": ["roles/owner"]}) == []
+
+
+# ----------------------------------------------------------------------------- the GCP stacks
+
+
+def test_the_gcp_policies_reach_the_rendered_gcp_stack() -> None:
+    """Over gcp-stable's real render, stricter settings make each GCP policy report exactly the
+    resources it is about: the pack does see them (and passes them at its defaults)."""
+    from cfcr.policy.runner import check_stack
+
+    strict = {
+        "etcd-disk-ssd": {"etcdDiskTypes": ["pd-extreme"]},
+        "instance-metadata-locked-down": {"gcpRequiredMetadata": ["block-project-ssh-keys", "enable-oslogin"]},
+        "secret-access-least-privilege": {"allowedRoles": ["roles/secretmanager.viewer"]},
+        "no-basic-project-roles": {"forbiddenRoles": ["projects/example-project/roles/cfcr_cfcr_gcp_stable_control_plane_None"]},
+        "disks-encrypted": {"gcpRequireCustomerManagedKeys": True},
+    }
+    report = check_stack("gcp-stable", policy_config=strict)
+    by_policy: dict[str, set[str]] = {}
+    for v in report.mandatory:
+        by_policy.setdefault(v.policy, set()).add(v.resource)
+    etcd = {f"gcp:compute/disk:Disk::cfcr-gcp-stable-cp-{i}-etcd" for i in range(3)}
+    machines = {f"gcp:compute/instance:Instance::cfcr-gcp-stable-cp-{i}" for i in range(3)}
+    template = {"gcp:compute/instanceTemplate:InstanceTemplate::cfcr-gcp-stable-general"}
+    assert by_policy.pop("etcd-disk-ssd") == etcd
+    assert by_policy.pop("instance-metadata-locked-down") == machines | template
+    assert by_policy.pop("disks-encrypted") == etcd | machines | template
+    assert len(by_policy.pop("secret-access-least-privilege")) == 80
+    assert len(by_policy.pop("no-basic-project-roles")) == 3
+    assert by_policy == {}, report.format()
+
+
+def test_a_stack_with_a_disk_key_passes_and_its_summary_names_the_key() -> None:
+    from cfcr.config import read_stack_config
+    from cfcr.policy.runner import check_stack
+    from cfcr.render import render_stack
+
+    key = "projects/example-project/locations/europe-west4/keyRings/r/cryptoKeys/k"
+    config = {**read_stack_config("gcp-stable"), "cfcr:gcp": {"diskKmsKey": key}}
+    assert check_stack("gcp-stable", stack_config=config).violations == []
+    rendered = render_stack("gcp-stable", None, config=config)
+    (summary,) = [r for r in rendered.resources if r.type == t.BOOTSTRAP]
+    assert summary.inputs["diskKmsKey"] == key

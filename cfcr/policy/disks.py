@@ -30,6 +30,8 @@ GCP_PROVIDER_DEFAULT_DISK_TYPE = "pd-standard"
 """The disk type pulumi-gcp gives a ``compute.Disk`` without ``type`` (the API's default)."""
 
 _TEMPLATES = (GCP_INSTANCE_TEMPLATE, GCP_REGION_INSTANCE_TEMPLATE)
+ETCD_LABEL = ("cfcr-role", "etcd")
+"""The label cfcr puts on etcd's disks (cfcr/gcp/control_plane.py)."""
 
 
 def _short_type(value: Any) -> str:
@@ -39,10 +41,12 @@ def _short_type(value: Any) -> str:
 
 
 def _etcd_disk_urns(resources: Sequence[PolicyResource], devices: Sequence[str]) -> set[str]:
-    """Disks that hold etcd: attached to an instance under an etcd device name (found through the
-    instance's property dependencies, or by the disk's name or self link), or named ``*-etcd``."""
+    """Disks that hold etcd: labelled ``cfcr-role: etcd``, named ``*-etcd``, or attached to an
+    instance under an etcd device name (found through the instance's property dependencies, or
+    by the disk's name or self link)."""
     disks = {r.urn: r for r in resources if r.resource_type in (GCP_DISK, GCP_REGION_DISK)}
-    found = {urn for urn, d in disks.items() if d.name.endswith("-etcd")}
+    found = {urn for urn, d in disks.items()
+             if d.name.endswith("-etcd") or get(d.props, "labels", ETCD_LABEL[0]) == ETCD_LABEL[1]}
     for inst in (r for r in resources if r.resource_type == GCP_INSTANCE):
         attached = [a for a in as_list(inst.props.get("attachedDisks")) if isinstance(a, Mapping)]
         etcd = [a for a in attached if str(a.get("deviceName") or "") in devices]
