@@ -31,7 +31,11 @@ def check(name: str, type_token: str, props: Mapping[str, Any], config: Mapping[
     args = ResourceValidationArgs(type_token, props, f"urn:pulumi:s::p::{type_token}::r", "r", OPTS, provider,
                                   config)
     found: list[str] = []
-    assert p.validate(args, lambda message, urn=None: found.append(message)) is None
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    assert p.validate(args, report) is None
     return found
 
 
@@ -41,7 +45,11 @@ def stack_check(name: str, resources: list[PolicyResource], config: Mapping[str,
     p = policy(name)
     assert isinstance(p, CfcrStackPolicy)
     found: list[tuple[str, str | None]] = []
-    p.validate(StackValidationArgs(resources, config), lambda message, urn=None: found.append((message, urn)))
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append((message, urn))
+
+    p.validate(StackValidationArgs(resources, config), report)
     return found
 
 
