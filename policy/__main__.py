@@ -16,7 +16,7 @@ def build() -> None:
         policies=list(POLICIES),
         enforcement_level=EnforcementLevel.ADVISORY,
         description="Guardrails for cfcr clusters: network exposure, machine hardening, key material, "
-                    "PKI, node pools, tags.",
+                    "PKI, node pools, secret access and IAM, tags.",
     )
 
 

@@ -36,7 +36,14 @@ def test_every_stack_passes_the_pack(stack: str) -> None:
 
 def test_the_insecure_stack_fails_with_the_expected_violations(insecure: PackReport) -> None:
     bootstrap = "cfcr:bootstrap:ClusterBootstrap::cfcr-insecure"
-    cp0 = "cfcr:render:UserData::control-plane-0"
+    cp0 = "gcp:compute/instance:Instance::cfcr-insecure-cp-0"
+    api_firewall = "gcp:compute/firewall:Firewall::cfcr-insecure-api-from-clients"
+    # the GCP layer labels every resource with cfcr:tags, so the missing cost-centre shows on each
+    unlabelled = {v.resource for v in insecure.mandatory if v.policy == "required-tags"} - {bootstrap}
+    assert {r.split("::", 1)[0] for r in unlabelled} == {
+        "gcp:compute/disk:Disk", "gcp:compute/forwardingRule:ForwardingRule", "gcp:compute/instance:Instance",
+        "gcp:compute/instanceTemplate:InstanceTemplate", "gcp:secretmanager/secret:Secret"}
+    assert cp0 in unlabelled and "gcp:compute/disk:Disk::cfcr-insecure-cp-0-etcd" in unlabelled
     cas = {f"tls:index/selfSignedCert:SelfSignedCert::cfcr-insecure-pki-{n}-g1" for n in ("ca", "etcd-ca", "front-proxy-ca")}
     leaves = {f"tls:index/locallySignedCert:LocallySignedCert::cfcr-insecure-pki-{n}" for n in (
         "admin", "super-admin", "apiserver", "apiserver-kubelet-client", "apiserver-etcd-client",
@@ -46,6 +53,8 @@ def test_the_insecure_stack_fails_with_the_expected_violations(insecure: PackRep
         ("control-plane-count", bootstrap),
         ("node-pool-max-size", bootstrap),
         ("required-tags", bootstrap),
+        *{("required-tags", r) for r in unlabelled},
+        ("api-allowed-cidrs", api_firewall),
         ("secrets-encrypted-at-rest", cp0),
         ("audit-logging-enabled", cp0),
         *{("certificate-validity", r) for r in cas | leaves},
@@ -54,7 +63,8 @@ def test_the_insecure_stack_fails_with_the_expected_violations(insecure: PackRep
     text = insecure.format()
     assert "a production cluster with 1 control-plane node(s)" in text
     assert "nodePools[spot].maxSize is 500" in text
-    assert "missing tags: cost-centre" in text
+    assert "missing tags: cost-centre" in text and "missing labels: cost-centre" in text
+    assert "allows[0]: the API (port 6443) is open to 0.0.0.0/0" in text
     assert "CA certificate valid for 262800h" in text and "leaf certificate valid for 168h" in text
     assert "urn:pulumi:insecure::cfcr::" in text
 
@@ -136,7 +146,11 @@ def test_pack_files() -> None:
 
 
 def test_check_exits_zero_for_a_good_stack(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--stack", "gcp-stable", "--policy-pack", str(ROOT / "policy")]) == 0
+    assert main(["check", "--stack", "gcp-edge", "--policy-pack", str(ROOT / "policy")]) == 0
+    out = capsys.readouterr().out
+    assert "0 mandatory, 0 advisory" in out
+    argv = ["check", "--stack", "gcp-edge", "--policy-pack", str(ROOT / "policy"), "--config", "cni=flannel"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "0 mandatory, 1 advisory" in out and "[advisory] cni-network-policy" in out
     assert "PRIVATE KEY" not in out
@@ -147,12 +161,12 @@ def test_check_exits_one_on_a_mandatory_violation(capsys: pytest.CaptureFixture[
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert "[mandatory] control-plane-count" in out
-    assert "resource: urn:pulumi:insecure::cfcr::pulumi:pulumi:Stack$cfcr:bootstrap:ClusterBootstrap::cfcr-insecure" in out
+    assert "resource: urn:pulumi:insecure::cfcr::cfcr:gcp:Cluster$cfcr:bootstrap:ClusterBootstrap::cfcr-insecure" in out
 
 
 def test_check_takes_stack_and_policy_config_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pack = str(ROOT / "policy")
-    argv = ["check", "--stack", "gcp-stable", "--policy-pack", pack, "--config", "production=true"]
+    argv = ["check", "--stack", "gcp-edge", "--policy-pack", pack, "--config", "production=true"]
     assert main(argv) == 1
     assert "at least 3 are needed" in capsys.readouterr().out
     lenient = tmp_path / "policy-config.json"

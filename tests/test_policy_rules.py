@@ -3,57 +3,15 @@ called with ``ResourceValidationArgs`` / ``StackValidationArgs`` as the engine b
 
 from __future__ import annotations
 
-import base64
 import gzip
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from pulumi_policy import (
-    PolicyCustomTimeouts,
-    PolicyProviderResource,
-    PolicyResource,
-    PolicyResourceOptions,
-    ResourceValidationArgs,
-    StackValidationArgs,
-)
 
 from cfcr import channels
-from cfcr.policy import POLICIES, CfcrResourcePolicy, CfcrStackPolicy, policy
+from cfcr.policy import POLICIES, policy
 from cfcr.policy import types as t
-
-OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
-
-
-def check(name: str, type_token: str, props: Mapping[str, Any], config: Mapping[str, Any] | None = None,
-          provider_props: Mapping[str, Any] | None = None) -> list[str]:
-    """Messages one resource policy reports for one constructed resource."""
-    p = policy(name)
-    assert isinstance(p, CfcrResourcePolicy)
-    assert type_token in p.resource_types, f"{name} does not read {type_token}"
-    provider = PolicyProviderResource("pulumi:providers:x", provider_props, "urn:p", "p") if provider_props else None
-    args = ResourceValidationArgs(type_token, props, f"urn:pulumi:s::p::{type_token}::r", "r", OPTS, provider,
-                                  config)
-    found: list[str] = []
-    assert p.validate(args, lambda message, urn=None: found.append(message)) is None
-    return found
-
-
-def stack_check(name: str, resources: list[PolicyResource], config: Mapping[str, Any] | None = None
-                ) -> list[tuple[str, str | None]]:
-    p = policy(name)
-    assert isinstance(p, CfcrStackPolicy)
-    found: list[tuple[str, str | None]] = []
-    p.validate(StackValidationArgs(resources, config), lambda message, urn=None: found.append((message, urn)))
-    return found
-
-
-def res(type_token: str, name: str, props: Mapping[str, Any]) -> PolicyResource:
-    return PolicyResource(type_token, props, f"urn:pulumi:s::p::{type_token}::{name}", name, OPTS, None, None, [], {})
-
-
-def b64(text: str | bytes) -> str:
-    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+from tests.support.policy import b64, check, res, stack_check
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -293,7 +251,8 @@ def test_aws_imds_messages_name_both_settings() -> None:
 
 
 @pytest.mark.parametrize(("type_token", "good", "bad"), [
-    (t.GCP_INSTANCE, {"shieldedInstanceConfig": {"enableSecureBoot": True}}, {}),
+    (t.GCP_INSTANCE, {"shieldedInstanceConfig": {"enableSecureBoot": True, "enableVtpm": "true",
+                                                 "enableIntegrityMonitoring": True}}, {}),
     (t.GCP_INSTANCE_TEMPLATE, {"shieldedInstanceConfig": {"enableSecureBoot": True, "enableVtpm": True,
                                                           "enableIntegrityMonitoring": True}},
      {"shieldedInstanceConfig": {"enableSecureBoot": True, "enableVtpm": False}}),

@@ -135,6 +135,8 @@ class ClusterBootstrap(pulumi.ComponentResource):
             "secretsEncryption": True,
             "tags": dict(spec.tags),
         }
+        if spec.cloud == "gcp" and spec.gcp.disk_kms_key:
+            summary["diskKmsKey"] = spec.gcp.disk_kms_key  # the policy gcp-disk-keys holds every disk to it
         super().__init__(TYPE_TOKEN, name, summary, opts)
         members = with_node_names(args.members, args.hook)
         self.members = members

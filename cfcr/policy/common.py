@@ -120,6 +120,8 @@ _PEM_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 _BOOTSTRAP_TOKEN = re.compile(r"(?<![A-Za-z0-9.])[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9])")
 _ENCRYPTION_SECRET = re.compile(r"\bsecret:\s*[\"']?([A-Za-z0-9+/]{42,}={0,2})[\"']?\s*$", re.MULTILINE)
 _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
+_CLIENT_KEY_DATA = re.compile(r"\bclient-key-data:\s*[\"']?[A-Za-z0-9+/]{16,}")
+_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{64,}={0,2}")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -175,12 +177,31 @@ def user_data_texts(value: Any, *, base64_encoded: bool | None = None) -> list[s
     return [text, *_write_files_contents(text)]
 
 
+def _base64_private_key(text: str) -> bool:
+    """True if a base64 run in ``text`` decodes to a PEM private key (kube-env's ``KUBELET_KEY``,
+    a kubeconfig's key data)."""
+    for match in _BASE64_RUN.finditer(text):
+        run = match.group(0)
+        try:
+            decoded = base64.b64decode(run[: len(run) - len(run) % 4] if "=" not in run else run, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if _PEM_PRIVATE_KEY.search(decoded.decode(errors="replace")):
+            return True
+    return False
+
+
 def key_material_findings(texts: Sequence[str]) -> list[str]:
-    """What looks like key material in ``texts``: PEM private keys, bootstrap tokens, encryption keys."""
+    """What looks like key material in ``texts``: PEM private keys (also base64-encoded),
+    kubeconfig client keys, bootstrap tokens, encryption keys."""
     found: list[str] = []
     for text in texts:
         if _PEM_PRIVATE_KEY.search(text):
             found.append("a PEM private key")
+        if _CLIENT_KEY_DATA.search(text):
+            found.append("a kubeconfig with client-key-data")
+        if _base64_private_key(text):
+            found.append("a base64-encoded PEM private key")
         if _BOOTSTRAP_TOKEN.search(text):
             found.append("a kubeadm bootstrap token (xxxxxx.xxxxxxxxxxxxxxxx)")
         if _ENCRYPTION_SECRET.search(text):

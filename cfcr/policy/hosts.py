@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel
 
-from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, boolean, integer
+from cfcr.policy.base import CfcrResourcePolicy, Reporter, Resource, Setting, boolean, integer, string_list
 from cfcr.policy.common import as_bool, as_list, as_number, fmt_number, get
 from cfcr.policy.types import (
     AWS_INSTANCE,
@@ -69,6 +69,9 @@ def _check_metadata(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> 
         for key in ("serial-port-enable",):
             if as_bool(metadata.get(key)) is True:
                 report(f"metadata {key!r} is true: the serial console is reachable")
+        for key in as_list(cfg["gcpForbiddenMetadata"]):
+            if key in metadata:
+                report(f"metadata has {key!r}: SSH keys on the machine bypass the blocked project keys")
     elif res.type in (AZ_VM, AZ_VMSS) and cfg["azureRequireProxyAgent"]:
         agent = get(azure_security_profile(res), "proxyAgentSettings")
         if as_bool(get(agent, "enabled")) is not True:
@@ -80,8 +83,8 @@ def _check_metadata(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> 
 
 instance_metadata = CfcrResourcePolicy(
     "instance-metadata-locked-down",
-    "Instance metadata is locked down: IMDSv2 with hop limit 1 on AWS; project SSH keys blocked and "
-    "legacy endpoints off on GCP; the Metadata Security Protocol on Azure (when enabled in config).",
+    "Instance metadata is locked down: IMDSv2 with hop limit 1 on AWS; project SSH keys blocked, no instance "
+    "SSH keys and the serial port off on GCP; the Metadata Security Protocol on Azure (when enabled in config).",
     enforcement=EnforcementLevel.MANDATORY,
     resource_types=[AWS_INSTANCE, AWS_LAUNCH_TEMPLATE, *GCP_MACHINES, AZ_VM, AZ_VMSS],
     clouds=("aws", "gcp", "azure"),
@@ -90,14 +93,16 @@ instance_metadata = CfcrResourcePolicy(
         Setting("awsMaxHopLimit", integer("Highest allowed IMDSv2 response hop limit on AWS.", 1, 1)),
         Setting("gcpRequiredMetadata", {
             "type": "array", "items": {"type": "string"},
-            "default": ["block-project-ssh-keys", "disable-legacy-endpoints"],
+            "default": ["block-project-ssh-keys"],
             "description": "GCP metadata keys that must be 'true'."}),
+        Setting("gcpForbiddenMetadata", string_list(
+            "GCP metadata keys that must be absent (instance SSH keys).", ["ssh-keys", "sshKeys"])),
         Setting("azureRequireProxyAgent", boolean(
             "Require Azure's Metadata Security Protocol (securityProfile.proxyAgentSettings) in Enforce mode. "
             "Azure has no hop limit; this is its only per-VM control of the metadata service.", False)),
     ],
     remediation="AWS: metadataOptions {httpTokens: required, httpPutResponseHopLimit: 1}; GCP: metadata "
-                "block-project-ssh-keys and disable-legacy-endpoints 'true'; Azure: proxyAgentSettings.",
+                "block-project-ssh-keys 'TRUE', no ssh-keys, serial-port-enable 'FALSE'; Azure: proxyAgentSettings.",
 )
 
 
@@ -110,11 +115,9 @@ def _check_boot(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None
         if not isinstance(shielded, Mapping):
             report("shieldedInstanceConfig is not set: Secure Boot is off")
             return
-        if as_bool(shielded.get("enableSecureBoot")) is not True:
-            report("shieldedInstanceConfig.enableSecureBoot is not true")
-        for key in ("enableVtpm", "enableIntegrityMonitoring"):
-            if as_bool(shielded.get(key)) is False:
-                report(f"shieldedInstanceConfig.{key} is false")
+        for key in ("enableSecureBoot", "enableVtpm", "enableIntegrityMonitoring"):
+            if as_bool(shielded.get(key)) is not True:
+                report(f"shieldedInstanceConfig.{key} is {shielded.get(key)!r}; it must be true")
     elif res.type in (AZ_VM, AZ_VMSS):
         profile = azure_security_profile(res)
         kind = str(profile.get("securityType") or "")
@@ -224,4 +227,26 @@ disks_encrypted = CfcrResourcePolicy(
         Setting("azureRequireCustomerManagedKeys", boolean("Require a customer-managed key on Azure disks.", False)),
     ],
     remediation="AWS: encrypted: true on every EBS device and volume; Azure: securityProfile.encryptionAtHost.",
+)
+
+
+# ----------------------------------------------------------------------------- public addresses
+
+
+def _check_public_ip(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    for i, nic in enumerate(as_list(res.props.get("networkInterfaces"))):
+        for key in ("accessConfigs", "ipv6AccessConfigs"):
+            if as_list(get(nic, key)):
+                report(f"networkInterfaces[{i}].{key} gives the machine an external address; cluster machines "
+                       "reach the internet through Cloud NAT and are reached through the load balancers")
+
+
+no_public_ip = CfcrResourcePolicy(
+    "no-public-ip",
+    "Cluster machines on GCP have no external address (no accessConfigs on their network interfaces).",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=GCP_MACHINES,
+    clouds=("gcp",),
+    check=_check_public_ip,
+    remediation="Leave networkInterfaces[].accessConfigs empty; outbound traffic goes through Cloud NAT.",
 )

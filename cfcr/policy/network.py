@@ -1,5 +1,6 @@
 """Network policies: etcd only from the control plane, the API only from allowed CIDRs, no SSH
-from the internet, no other ingress from the whole internet, and private DNS on every AWS
+or RDP from the internet, no other ingress from the whole internet, no GCP rule from outside
+without targets, and private DNS on every AWS
 interface endpoint (so calls to an AWS service never leave by its public addresses).
 
 Every cloud's firewall shape is first normalised into :class:`IngressRule` (ports, CIDR-like
@@ -234,9 +235,18 @@ def _ints(values: Any) -> list[int]:
 # ----------------------------------------------------------------------------- API
 
 
+GOOGLE_LB_RANGES: tuple[str, ...] = (
+    "35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22",
+)
+"""Where Google's load-balancer health checks (and its proxy load balancers' front ends) come from;
+a GCP firewall must admit them to the API port. Source: cloud.google.com/load-balancing/docs/health-check-concepts
+("Probe IP ranges and firewall rules")."""
+
+
 def _check_api(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     api_ports = _ints(cfg["apiPorts"])
     allowed = [str(c) for c in as_list(cfg["apiAllowedCidrs"])]
+    google = GOOGLE_LB_RANGES if res.type == GCP_FIREWALL else ()
     for rule in ingress_rules(res.type, res.props):
         hit = rule.covers_any(api_ports)
         if not hit:
@@ -244,7 +254,7 @@ def _check_api(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
         for source in rule.sources:
             if is_world(source):
                 report(f"{rule.label}: the API (port {hit[0]}) is open to {source}")
-            elif allowed and not _internal(source) and not within_any(source, allowed):
+            elif allowed and not _internal(source, google) and not within_any(source, allowed):
                 report(f"{rule.label}: the API (port {hit[0]}) is open to {source}, which is not inside the "
                        f"allowed CIDRs ({', '.join(allowed)})")
 
@@ -274,19 +284,21 @@ api_allowed_cidrs = CfcrResourcePolicy(
 
 def _check_ssh(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     ssh_ports = _ints(cfg["sshPorts"])
+    rdp_ports = _ints(cfg["rdpPorts"])
     allowed = [str(c) for c in as_list(cfg["sshAllowedCidrs"])]
     for rule in ingress_rules(res.type, res.props):
-        hit = rule.covers_any(ssh_ports)
+        hit = rule.covers_any([*ssh_ports, *rdp_ports])
         if not hit:
             continue
+        what = "SSH" if hit[0] in ssh_ports else "RDP"
         for source in rule.sources:
             if is_world(source) or not _internal(source, allowed):
-                report(f"{rule.label}: SSH (port {hit[0]}) is open to {source} on the internet")
+                report(f"{rule.label}: {what} (port {hit[0]}) is open to {source} on the internet")
 
 
 no_ssh_from_internet = CfcrResourcePolicy(
     "no-ssh-from-internet",
-    "SSH is not reachable from the internet.",
+    "SSH and RDP are not reachable from the internet.",
     enforcement=EnforcementLevel.MANDATORY,
     resource_types=FIREWALLS,
     clouds=("aws", "gcp", "azure"),
@@ -294,7 +306,9 @@ no_ssh_from_internet = CfcrResourcePolicy(
     settings=[
         Setting("sshPorts", {"type": "array", "items": {"type": "integer"}, "default": [22],
                              "description": "Ports sshd listens on."}),
-        Setting("sshAllowedCidrs", string_list("Public CIDRs allowed to reach SSH (e.g. a bastion).", [])),
+        Setting("rdpPorts", {"type": "array", "items": {"type": "integer"}, "default": [3389],
+                             "description": "Remote Desktop ports (judged like SSH)."}),
+        Setting("sshAllowedCidrs", string_list("Public CIDRs allowed to reach SSH and RDP (e.g. a bastion).", [])),
     ],
     remediation="Reach nodes through the cloud's session service (SSM, IAP, Bastion) or a private network.",
 )
@@ -322,11 +336,38 @@ no_world_ingress = CfcrResourcePolicy(
         Setting("allowedPublicPorts", {"type": "array", "items": {"type": "integer"}, "default": [],
                                        "description": "Ports that may be open to the whole internet."}),
         Setting("portsWithTheirOwnPolicy", {
-            "type": "array", "items": {"type": "integer"}, "default": [22, 6443, 2379, 2380],
+            "type": "array", "items": {"type": "integer"}, "default": [22, 3389, 6443, 2379, 2380],
             "description": "Ports judged by api-allowed-cidrs, no-ssh-from-internet and "
                            "etcd-control-plane-only instead (so one rule is reported once)."}),
     ],
     remediation="Narrow the rule's sources to the networks that need it.",
+)
+
+
+# ----------------------------------------------------------------------------- GCP rules without targets
+
+
+def _check_targets(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    if res.type != GCP_FIREWALL:
+        return
+    if as_list(res.props.get("targetTags")) or as_list(res.props.get("targetServiceAccounts")):
+        return
+    for rule in ingress_rules(res.type, res.props):
+        outside = [s for s in rule.sources if not _internal(s)]
+        if outside:
+            report(f"{rule.label}: {rule.port_text()} open to {', '.join(outside)} on every instance of the "
+                   "network (no targetServiceAccounts or targetTags)")
+
+
+gcp_firewall_targets = CfcrResourcePolicy(
+    "gcp-firewall-targets",
+    "A GCP firewall rule that admits sources outside private address space names its targets (service "
+    "accounts or tags): a rule without targets applies to every instance of the network.",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=[GCP_FIREWALL],
+    clouds=("gcp",),
+    check=_check_targets,
+    remediation="Set targetServiceAccounts (cfcr targets its rules by service account) on the rule.",
 )
 
 

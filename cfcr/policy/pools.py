@@ -1,5 +1,6 @@
-"""Node-pool policies: every pool replaces unhealthy machines itself, and no pool may grow
-past a configured size (ASG, managed instance group and autoscaler, VMSS and autoscale)."""
+"""Node-pool policies: every pool replaces unhealthy machines itself, no pool may grow past a
+configured size (ASG, managed instance group and autoscaler, VMSS and autoscale), and GCP pools
+are zonal groups that roll updates without losing capacity."""
 
 from __future__ import annotations
 
@@ -51,6 +52,58 @@ node_pools_self_heal = CfcrResourcePolicy(
         "Accepted ASG healthCheckType values (set explicitly).", ["EC2", "ELB"]))],
     remediation="AWS: healthCheckType and no suspended health processes; GCP: autoHealingPolicies with a "
                 "health check; Azure: automaticRepairsPolicy {enabled: true} with a health probe or extension.",
+)
+
+
+def _check_rollout(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    policy = res.props.get("updatePolicy")
+    if not isinstance(policy, Mapping):
+        report("updatePolicy is not set: the group's default takes instances down during an update")
+        return
+    fixed = as_number(policy.get("maxUnavailableFixed"))
+    percent = as_number(policy.get("maxUnavailablePercent"))
+    if fixed != 0 or (percent is not None and percent != 0):
+        shown = f"{fmt_number(percent)}%" if percent is not None and percent != 0 else (
+            "unset" if fixed is None else fmt_number(fixed))
+        report(f"updatePolicy.maxUnavailable is {shown}: set maxUnavailableFixed 0 so an update takes no capacity")
+    replacement = str(policy.get("replacementMethod") or "SUBSTITUTE").upper()
+    if replacement != "SUBSTITUTE":
+        report(f"updatePolicy.replacementMethod is {replacement}: only SUBSTITUTE surges new instances first")
+        return
+    surge_fixed = as_number(policy.get("maxSurgeFixed")) or 0
+    surge_percent = as_number(policy.get("maxSurgePercent")) or 0
+    if surge_fixed < 1 and surge_percent <= 0:
+        report("updatePolicy surges no instance (maxSurgeFixed < 1): with nothing unavailable either, no "
+               "instance can be replaced")
+
+
+node_pools_roll_without_capacity_loss = CfcrResourcePolicy(
+    "node-pools-roll-without-capacity-loss",
+    "GCP managed instance groups roll updates by surging: maxUnavailableFixed 0, maxSurgeFixed 1 or more.",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=[GCP_IGM, GCP_RIGM],
+    clouds=("gcp",),
+    check=_check_rollout,
+    remediation="updatePolicy {type: PROACTIVE, minimalAction: REPLACE, maxUnavailableFixed: 0, maxSurgeFixed: 1}.",
+)
+
+
+def _check_zonal(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    if res.type == GCP_RIGM:
+        report("a regional managed instance group: cluster-autoscaler's GCE provider manages zonal groups only; "
+               "make one InstanceGroupManager per zone")
+    elif not (res.props.get("zone") or res.provider_props.get("zone")):
+        report("zone is not set (neither on the group nor on its provider)")
+
+
+node_pools_zonal = CfcrResourcePolicy(
+    "node-pools-zonal",
+    "GCP node pools are zonal managed instance groups (one per zone), the only kind cluster-autoscaler scales.",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=[GCP_IGM, GCP_RIGM],
+    clouds=("gcp",),
+    check=_check_zonal,
+    remediation="Use compute.InstanceGroupManager with zone set, one per zone of the pool.",
 )
 
 

@@ -11,15 +11,23 @@ from cfcr.policy.base import CfcrPolicy
 from cfcr.policy.bootstrap import audit_logging, no_key_material, secrets_encrypted
 from cfcr.policy.certificates import certificate_keys, certificate_validity
 from cfcr.policy.cluster import cni_network_policy, control_plane_count, kubernetes_version
-from cfcr.policy.hosts import disks_encrypted, instance_metadata, verified_boot
+from cfcr.policy.disks import etcd_disk_ssd, gcp_disk_keys
+from cfcr.policy.hosts import disks_encrypted, instance_metadata, no_public_ip, verified_boot
+from cfcr.policy.identity import no_basic_project_roles, secret_access_least_privilege
 from cfcr.policy.network import (
     api_allowed_cidrs,
     etcd_control_plane_only,
+    gcp_firewall_targets,
     no_ssh_from_internet,
     no_world_ingress,
     private_endpoints_private_dns,
 )
-from cfcr.policy.pools import node_pool_max_size, node_pools_self_heal
+from cfcr.policy.pools import (
+    node_pool_max_size,
+    node_pools_roll_without_capacity_loss,
+    node_pools_self_heal,
+    node_pools_zonal,
+)
 from cfcr.policy.storage import object_storage_private
 from cfcr.policy.tags import required_tags
 
@@ -33,19 +41,27 @@ POLICIES: tuple[CfcrPolicy, ...] = (
     api_allowed_cidrs,
     no_world_ingress,
     no_ssh_from_internet,
+    gcp_firewall_targets,
     private_endpoints_private_dns,
     instance_metadata,
+    no_public_ip,
     verified_boot,
     disks_encrypted,
+    gcp_disk_keys,
+    etcd_disk_ssd,
     no_key_material,
     secrets_encrypted,
     audit_logging,
     cni_network_policy,
     node_pools_self_heal,
+    node_pools_roll_without_capacity_loss,
+    node_pools_zonal,
     node_pool_max_size,
     certificate_validity,
     certificate_keys,
     object_storage_private,
+    secret_access_least_privilege,
+    no_basic_project_roles,
     required_tags,
 )
 

@@ -31,6 +31,12 @@ GCP_IGM = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 GCP_RIGM = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 GCP_AUTOSCALER = "gcp:compute/autoscaler:Autoscaler"
 GCP_REGION_AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
+GCP_SECRET_IAM_MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
+GCP_SECRET_IAM_BINDING = "gcp:secretmanager/secretIamBinding:SecretIamBinding"
+GCP_SECRET_IAM_POLICY = "gcp:secretmanager/secretIamPolicy:SecretIamPolicy"
+GCP_PROJECT_IAM_MEMBER = "gcp:projects/iAMMember:IAMMember"
+GCP_PROJECT_IAM_BINDING = "gcp:projects/iAMBinding:IAMBinding"
+GCP_PROJECT_IAM_POLICY = "gcp:projects/iAMPolicy:IAMPolicy"
 
 # Azure
 AZ_VM = "azure-native:compute:VirtualMachine"
