@@ -154,7 +154,7 @@ def build_api_load_balancer(name: str, spec: ClusterSpec, project: str, zone_nam
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(proxy_subnet)),
     )
     private = private_api_name(spec.name)
-    zone = dns.ManagedZone(
+    private_zone = dns.ManagedZone(
         f"{name}-internal",
         name=resource_name(f"{name}-internal"),
         project=project,
@@ -171,7 +171,7 @@ def build_api_load_balancer(name: str, spec: ClusterSpec, project: str, zone_nam
     record = dns.RecordSet(
         f"{name}-api-internal",
         project=project,
-        managed_zone=zone.name,
+        managed_zone=private_zone.name,
         name=private + ".",
         type="A",
         ttl=60,

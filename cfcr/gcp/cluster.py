@@ -61,7 +61,10 @@ def zone_names(spec: ClusterSpec, project_id: str, parent: pulumi.Resource) -> l
                              f"{len(plan)}: set cfcr:controlPlane.zones")
         return ordered[k]
 
-    return [found.names.apply(lambda names, k=k: pick(list(names), k)) for k in range(len(plan))]
+    def zone_at(k: int) -> pulumi.Output[str]:
+        return found.names.apply(lambda names: pick(list(names), k))
+
+    return [zone_at(k) for k in range(len(plan))]
 
 
 class Cluster(pulumi.ComponentResource):

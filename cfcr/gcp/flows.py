@@ -222,8 +222,8 @@ class _Reader:
                 protocol = "all" if protocol in ("all", "-1") else protocol
                 spans: list[tuple[int | None, int | None]] = []
                 for p in allow.get("ports") or []:
-                    lo, _, hi = str(p).partition("-")
-                    spans.append((_int(lo), _int(hi or lo)))
+                    first, _, last = str(p).partition("-")
+                    spans.append((_int(first), _int(last or first)))
                 if not spans:
                     spans = [(None, None)]
                 for target in targets:
