@@ -68,7 +68,7 @@ def build_secret_store(name: str, spec: ClusterSpec, project: str, values: Mappi
         versions.append(secretmanager.SecretVersion(
             secret_id,
             secret=secret.id,
-            secret_data=pulumi.Output.secret(pulumi.Output.from_input(value)).apply(fits),
+            secret_data=pulumi.Output.secret(value).apply(fits),
             opts=child,
         ))
         for slug in roles:
