@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from cfcr.gcp.network import node_range, proxy_range
 from cfcr.gcp.node_pool import kube_env, split
 from cfcr.gcp.secrets import SECRET_ACCESSOR
 from cfcr.render import RecordedResource, RenderResult, render_stack, unwrap
+from tests.support.tools import needs
+from tests.support.validators import cloud_init_failures, shellcheck_failures
 
 GCP_STACKS = ["gcp-stable", "gcp-edge"]
 INSTANCE = "gcp:compute/instance:Instance"
@@ -234,3 +237,22 @@ def test_each_secret_is_readable_by_exactly_its_readers(render: RenderResult) ->
         assert s["replication"]["userManaged"]["replicas"] == [{"location": spec.region}]
     member_keys = [sid for sid, who in grants.items() if who == {f"{spec.name}-cp-0"}]
     assert member_keys, "a member's own keys are readable by that member alone"
+
+
+# --------------------------------------------------------------------------- what cloud-init and bash get
+
+def _metadata_user_data(result: RenderResult) -> dict[str, bytes]:
+    return {r.name: inputs(r)["metadata"]["user-data"].encode()
+            for r in [*of_type(result, INSTANCE), *of_type(result, TEMPLATE)]}
+
+
+@needs("cloud-init")
+def test_every_user_data_passes_cloud_init_schema(render: RenderResult, tmp_path: Path) -> None:
+    failures = [f for name, raw in _metadata_user_data(render).items() for f in cloud_init_failures(name, raw, tmp_path)]
+    assert not failures, "\n".join(failures)
+
+
+@needs("shellcheck")
+def test_every_user_data_script_passes_shellcheck(render: RenderResult, tmp_path: Path) -> None:
+    failures = [f for name, raw in _metadata_user_data(render).items() for f in shellcheck_failures(name, raw, tmp_path)]
+    assert not failures, "\n".join(failures)
