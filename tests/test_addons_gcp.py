@@ -192,3 +192,35 @@ def test_every_gcp_image_goes_through_the_mirror_and_into_the_asset_refs(tmp_pat
     expected = {f"mirror.example.com/{image}" for image in pins}
     assert expected <= found, expected - found
     assert not {i for i in found if i.startswith("registry.k8s.io/")}, "nothing pulled past the mirror"
+
+
+def test_the_gcp_edge_stack_renders_every_gcp_addon(tmp_path: Path) -> None:
+    """The real wiring: ``gcp-edge`` (Cilium) with a disk key, through cfcr.gcp's Cluster."""
+    from cfcr.render import render_stack
+    from cfcr.render.render import read_stack_config
+
+    raw = {**read_stack_config("gcp-edge"), "cfcr:gcp": {"diskKmsKey": KMS}}
+    result = render_stack("gcp-edge", tmp_path, config=raw)
+    made = [unwrap(r.inputs) for r in result.resources if r.type.startswith("kubernetes:") and r.type != CHART]
+    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+    for obj in made:
+        by_kind.setdefault(str(obj.get("kind")), {})[obj["metadata"]["name"]] = obj
+    release = channels.resolve(load_spec(raw, "gcp-edge").kubernetes.version)
+    ccm = by_kind["DaemonSet"]["cloud-controller-manager"]["spec"]["template"]["spec"]
+    assert ccm["containers"][0]["image"] == release.cloud("gcp").ccm.image and ccm["hostNetwork"] is True
+    assert by_kind["Deployment"][pd_csi.CONTROLLER]["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert by_kind["DaemonSet"][pd_csi.NODE]["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert by_kind["StorageClass"]["cfcr-default"]["parameters"]["disk-encryption-kms-key"] == KMS
+    policy = by_kind["CiliumClusterwideNetworkPolicy"]["cfcr-deny-instance-metadata"]
+    assert policy["spec"]["egressDeny"][0]["toCIDR"] == ["169.254.169.254/32"]
+    (autoscaler,) = [unwrap(r.inputs)["values"] for r in result.resources
+                     if r.type == CHART and unwrap(r.inputs)["chart"] == "cluster-autoscaler"]
+    groups = autoscaler["autoscalingGroups"]
+    spec = load_spec(raw, "gcp-edge")
+    assert {g["name"].rsplit("/", 1)[1].rsplit("-z", 1)[0] for g in groups} == {
+        f"{spec.name}-{p.name}" for p in spec.node_pools}, "one group per pool and zone, named by its MIG"
+    assert len({g["name"].split("/zones/")[1].split("/")[0] for g in groups}) > 1, "zonal MIGs in several zones"
+    assert all(g["name"].startswith("https://www.googleapis.com/compute/v1/projects/") and
+               "/zones/" in g["name"] and "/instanceGroups/" in g["name"] for g in groups)
+    images = set(render_refs(tmp_path).images)
+    assert {release.cloud("gcp").ccm.image, *release.cloud("gcp").csi.images} <= images
