@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
 from pydantic import BaseModel
 
 
+def _tree_copy(value: Any) -> Any:
+    """A copy of the mappings and lists of ``value``; every other leaf is shared, not copied
+    (scalars are immutable, and a Pulumi ``Output`` in chart values cannot be deep-copied)."""
+    if isinstance(value, Mapping):
+        return {k: _tree_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tree_copy(v) for v in value]
+    return value
+
+
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` into a copy of ``base``: mappings recursively, anything else replaced."""
-    out = copy.deepcopy(dict(base))
+    """Merge ``override`` into a copy of ``base``: mappings recursively, anything else replaced.
+    The result shares no mapping or list with either input."""
+    out: dict[str, Any] = _tree_copy(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _tree_copy(value)
     return out
 
 

@@ -1,16 +1,23 @@
-"""cluster-autoscaler, wired to the node pools of the clouds whose addon profile gives its values (AWS now).
+"""cluster-autoscaler, wired to the node pools of the clouds whose addon profile gives its values
+(AWS and GCP).
 
-Discovery by the ASG tags ``k8s.io/cluster-autoscaler/enabled`` and
+AWS: discovery by the ASG tags ``k8s.io/cluster-autoscaler/enabled`` and
 ``k8s.io/cluster-autoscaler/<cluster>`` (the AWS layer puts them on every pool's ASG, with
-the pool's min and max on the ASG itself), or, with ``autoscaler_auto_discovery=False``,
-explicit ``--nodes=min:max:asg`` from :class:`~cfcr.addons.cloud.CloudFacts`. The image's
-minor matches the cluster's Kubernetes minor.
+the pool's min and max on the ASG itself). Where the facts say ``autoscaler_auto_discovery=False``
+(GCP's profile does), explicit ``--nodes=MIN:MAX:NAME`` per group of
+:class:`~cfcr.addons.cloud.CloudFacts` (the chart's ``autoscalingGroups``, which it writes as
+``--nodes`` for every provider): on GCP one per pool and zone, named by the zonal MIG's URL
+(``https://www.googleapis.com/compute/v1/projects/P/zones/Z/instanceGroups/NAME``), the only
+form its GCE provider takes; the similar zonal groups of a pool are balanced
+(``--balance-similar-node-groups``), and a group scaled to zero is sized from its instance
+template's ``kube-env`` metadata. The image's minor matches the cluster's Kubernetes minor.
 
 It runs on the control-plane nodes with host networking (the chart's ``hostNetwork`` and
-``dnsPolicy`` values): its AWS credentials are the control plane's instance profile, and
-the IMDSv2 hop limit of 1 lets only host-network processes reach them. It needs nothing
-inbound from other nodes (its health and metrics port, 8085, is probed by the local
-kubelet), so the security groups open nothing for it.
+``dnsPolicy`` values): its credentials are the control plane's (AWS instance profile, GCP
+service account), from the instance metadata, which only host-network processes reach (the
+IMDSv2 hop limit of 1 on AWS; the metadata guards on GCP). It needs nothing inbound from
+other nodes (its health and metrics port, 8085, is probed by the local kubelet), so the
+firewalls open nothing for it.
 
 The cloud's values may add flags (``extraArgs``): on an air-gapped AWS network, the static
 instance type list (:func:`cfcr.aws.addon_profile.autoscaler_values`).

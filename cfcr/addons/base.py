@@ -10,6 +10,7 @@ answers.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,11 +49,16 @@ KINDS: dict[tuple[str, str], Any] = {
     ("rbac.authorization.k8s.io/v1", "Role"): rbac_v1.Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): rbac_v1.RoleBinding,
     ("storage.k8s.io/v1", "StorageClass"): storage_v1.StorageClass,
+    ("storage.k8s.io/v1", "CSIDriver"): storage_v1.CSIDriver,
     ("scheduling.k8s.io/v1", "PriorityClass"): scheduling_v1.PriorityClass,
     ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): admission_v1.ValidatingAdmissionPolicy,
     ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"): admission_v1.ValidatingAdmissionPolicyBinding,
+    ("cilium.io/v2", "CiliumClusterwideNetworkPolicy"):
+        functools.partial(k8s.apiextensions.CustomResource, api_version="cilium.io/v2",
+                          kind="CiliumClusterwideNetworkPolicy"),
 }
-"""The object kinds cfcr authors, and the pulumi-kubernetes class of each."""
+"""The object kinds cfcr authors, and the pulumi-kubernetes class of each (a custom resource:
+``CustomResource`` with its kind; its CRD must exist when it is applied)."""
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 CONTROL_PLANE_TOLERATIONS: list[dict[str, str]] = [

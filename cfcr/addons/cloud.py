@@ -11,12 +11,20 @@ config's format and the autoscaler's values. This module builds the objects from
   credentials) for every cloud, because the channel confirms images but not chart
   versions. ``spec.cloud_config`` reaches it untouched: rendered as INI sections
   (``{Global: {Zone: x}}`` -> ``[Global]\\nZone = x``) or as JSON, as the profile says.
+  The profile may add flags (GCP: the controllers cfcr runs) and cloud config defaults that
+  fill only the keys the user's config leaves out (GCP: ``multizone``).
 * CSI: the cloud's driver chart from the channel, with the profile's values and transforms
-  (AWS's EBS controller goes onto the host network by a transform: :mod:`cfcr.aws.addon_profile`).
-  A cloud whose driver has no chart in the channel (GCP) gets only its StorageClass, and a
-  warning (see docs/addons.md).
-* StorageClass: the default class, encrypted (the profile's parameters), bound when the first
-  consumer is scheduled, so volumes land in the pod's zone.
+  (AWS's EBS controller goes onto the host network by a transform: :mod:`cfcr.aws.addon_profile`),
+  or, for a driver without a chart, the objects the profile authors (GCP's PD driver:
+  :mod:`cfcr.gcp.pd_csi`). A cloud with neither gets only its StorageClass, and a warning.
+* StorageClass: the default class, encrypted (the profile's parameters, and those the spec
+  adds: GCP's customer-managed key), bound when the first consumer is scheduled, so volumes
+  land in the pod's zone.
+* Instance metadata, under Cilium: where the profile names the metadata addresses, a
+  CiliumClusterwideNetworkPolicy denies every pod's egress to them on the metadata ports
+  (the node's iptables guard does not see traffic Cilium routes in BPF), without putting any
+  pod into default-deny; host-network pods (the controllers above) are not Cilium endpoints
+  and keep their access.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from cfcr.addons.base import (
     service_account,
 )
 from cfcr.addons.images import ImageRewriter
-from cfcr.channels import Release
+from cfcr.channels import CloudComponent, Release
 from cfcr.config import ClusterSpec
 from cfcr.config.schema import Cloud
 
@@ -88,6 +96,8 @@ def host_network_transform(deployment: str) -> pulumi.ResourceTransform:
 
 CsiValues = Callable[["CloudFacts", ImageRewriter, str, str, int], dict[str, Any]]
 """(facts, rewriter, image repository, image tag, control-plane count) -> the CSI chart's values."""
+CsiObjects = Callable[["CloudFacts", CloudComponent, ImageRewriter, int], list[dict[str, Any]]]
+"""(facts, the channel's CSI pin, rewriter, control-plane count) -> the CSI driver's objects."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,25 @@ class CloudAddonProfile:
     for this cloud yet."""
     termination_handler: bool = False
     """Whether aws-node-termination-handler applies (given a termination queue)."""
+    ccm_args: tuple[str, ...] = ()
+    """Flags the CCM gets besides cfcr's common ones."""
+    cloud_config_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """INI sections and keys written for the CCM where ``spec.cloud_config`` leaves them out
+    (section and key names compared case-insensitively; the user's values always win)."""
+    csi_objects: CsiObjects | None = None
+    """The CSI driver's objects, authored, for a driver the channel pins without a chart."""
+    storage_parameters_of: Callable[[ClusterSpec], Mapping[str, str]] | None = None
+    """StorageClass parameters read from the spec (a customer-managed key), over
+    :attr:`storage_parameters`."""
+    autoscaler_auto_discovery: bool = True
+    """cluster-autoscaler finds the groups by their tags (AWS); False: each group is named
+    with ``--nodes=MIN:MAX:NAME`` (GCP's zonal MIG URLs)."""
+    metadata_cidrs: tuple[str, ...] = ()
+    """The instance metadata (and similar host-only) addresses pods must not reach; empty:
+    no Cilium policy."""
+    metadata_ports: tuple[int, ...] = ()
+    """The TCP ports denied to pods at :attr:`metadata_cidrs`; other traffic (DNS, when the
+    address is also the VPC's resolver) stays allowed."""
 
     @property
     def cloud_config_file(self) -> str:
@@ -178,7 +207,26 @@ class CloudFacts:
             p.name: NodeGroup(f"{spec.name}-{p.name}", p.min_size, p.max_size) for p in spec.node_pools
         }
         return cls(spec.cloud, spec.region, spec.name, groups, dict(spec.cloud_config),
+                   autoscaler_auto_discovery=addon_profile(spec.cloud).autoscaler_auto_discovery,
                    termination_queue_url=termination_queue_url, air_gapped=spec.networking.air_gapped)
+
+
+def with_defaults(config: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``config`` with the INI ``defaults`` added where it lacks them: a section or key the
+    config names (in any case) keeps the config's value; a default key of a section the config
+    has goes into that section, under the config's spelling of its name."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in config.items()}
+    sections = {name.lower(): name for name in out}
+    for section, keys in defaults.items():
+        name = sections.get(section.lower(), section)
+        body = out.setdefault(name, {})
+        if not isinstance(body, dict):
+            continue  # render_cloud_config names the malformed section
+        present = {key.lower() for key in body}
+        for key, value in keys.items():
+            if key.lower() not in present:
+                body[key] = value
+    return out
 
 
 def render_cloud_config(cloud: str, config: Mapping[str, Any]) -> str:
@@ -218,15 +266,18 @@ CCM_RULES: list[dict[str, Any]] = [
 def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) -> list[dict[str, Any]]:
     """The cloud controller manager, authored (pure). Its Secret carries the cloud config."""
     pin = release.cloud(facts.cloud).ccm
+    profile = facts.profile
     labels = {"k8s-app": CCM_NAME}
     args = [
-        f"--cloud-provider={facts.profile.ccm_provider}",
+        f"--cloud-provider={profile.ccm_provider}",
         f"--cluster-name={facts.cluster_name}",
         "--leader-elect=true",
         "--use-service-account-credentials=false",
         "--configure-cloud-routes=false",
+        *profile.ccm_args,
         "--v=2",
     ]
+    cloud_config = with_defaults(facts.cloud_config, profile.cloud_config_defaults)
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = [
@@ -241,10 +292,10 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
                      "name": "extension-apiserver-authentication-reader"},
          "subjects": [sa_subject(CCM_NAME, NAMESPACE)]},
     ]
-    if facts.cloud_config:
-        name = facts.profile.cloud_config_file
+    if cloud_config:
+        name = profile.cloud_config_file
         objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta("cloud-config", NAMESPACE),
-                        "type": "Opaque", "stringData": {name: render_cloud_config(facts.cloud, facts.cloud_config)}})
+                        "type": "Opaque", "stringData": {name: render_cloud_config(facts.cloud, cloud_config)}})
         args.append(f"--cloud-config={CLOUD_CONFIG_DIR}/{name}")
         volumes.append({"name": "cloud-config", "secret": {"secretName": "cloud-config"}})
         mounts.append({"name": "cloud-config", "mountPath": CLOUD_CONFIG_DIR, "readOnly": True})
@@ -279,15 +330,19 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
     return objects
 
 
-def storage_class(cloud: str) -> dict[str, Any]:
-    """The default StorageClass of the cloud's CSI driver."""
+def storage_class(cloud: str, spec: ClusterSpec | None = None) -> dict[str, Any]:
+    """The default StorageClass of the cloud's CSI driver, with the parameters ``spec`` adds
+    (the profile's :attr:`~CloudAddonProfile.storage_parameters_of`)."""
     profile = addon_profile(cloud)
+    parameters = dict(profile.storage_parameters)
+    if spec is not None and profile.storage_parameters_of is not None:
+        parameters.update(profile.storage_parameters_of(spec))
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": meta("cfcr-default", annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
         "provisioner": profile.csi_provisioner,
-        "parameters": dict(profile.storage_parameters),
+        "parameters": parameters,
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "WaitForFirstConsumer",
         "allowVolumeExpansion": True,
@@ -312,6 +367,45 @@ def csi_chart(facts: CloudFacts, release: Release, rewriter: ImageRewriter,
     chart = ChartSpec(pin.chart.chart, pin.chart.repo, pin.chart.chart, pin.chart.version, NAMESPACE, values,
                       pin.source).mirrored(rewriter)
     return chart.with_values(dict(extra or {}))
+
+
+def csi_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter, *,
+                control_plane_count: int = 2) -> list[dict[str, Any]]:
+    """The CSI driver's objects the cloud's profile authors (a driver without a chart), or []."""
+    build = facts.profile.csi_objects
+    if build is None:
+        return []
+    return build(facts, release.cloud(facts.cloud).csi, rewriter, control_plane_count)
+
+
+METADATA_POLICY = "cfcr-deny-instance-metadata"
+"""The CiliumClusterwideNetworkPolicy keeping pods away from the instance metadata."""
+
+
+def metadata_policy(spec: ClusterSpec, cloud: str) -> list[dict[str, Any]]:
+    """Under Cilium, where the cloud's profile names metadata addresses: a cluster-wide policy
+    denying every Cilium endpoint (every pod that is not host-network) TCP egress to them on
+    the profile's ports. ``enableDefaultDeny`` is off in both directions, so selecting every
+    endpoint allows everything else (Cilium's default would put them all into default-deny for
+    egress). Empty otherwise (other CNIs: the node's iptables guard sees their traffic)."""
+    profile = addon_profile(cloud)
+    if spec.cni != "cilium" or not profile.metadata_cidrs:
+        return []
+    ports = [{"port": str(port), "protocol": "TCP"} for port in profile.metadata_ports]
+    rule: dict[str, Any] = {"toCIDR": list(profile.metadata_cidrs)}
+    if ports:
+        rule["toPorts"] = [{"ports": ports}]
+    return [{
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumClusterwideNetworkPolicy",
+        "metadata": meta(METADATA_POLICY),
+        "spec": {
+            "description": "cfcr: pods (not host-network) do not reach the instance metadata and its credentials",
+            "endpointSelector": {},
+            "enableDefaultDeny": {"egress": False, "ingress": False},
+            "egressDeny": [rule],
+        },
+    }]
 
 
 def csi_transforms(cloud: str) -> list[pulumi.ResourceTransform]:
@@ -346,12 +440,16 @@ class CloudIntegration(Addon):
         ccm = self.apply(ccm_objects(args.facts, release, rewriter))
         chart = csi_chart(args.facts, release, rewriter, spec.addons.extra_values.get("csi"),
                           control_plane_count=spec.control_plane.count)
+        authored = csi_objects(args.facts, release, rewriter, control_plane_count=spec.control_plane.count)
         if chart is not None:
             self.chart(chart, ccm, csi_transforms(args.facts.cloud))
+        elif authored:
+            self.apply(authored, ccm)
         else:
-            pulumi.log.warn(f"cfcr: no CSI driver chart for {args.facts.cloud} in the channel; only the StorageClass "
+            pulumi.log.warn(f"cfcr: no CSI driver for {args.facts.cloud} in the channel; only the StorageClass "
                             "is created (see docs/addons.md#cloud)", self)
-        self.apply([storage_class(args.facts.cloud)])
+        self.apply([storage_class(args.facts.cloud, spec)])
+        self.apply(metadata_policy(spec, args.facts.cloud))
         self.register_outputs({})
 
 

@@ -94,6 +94,8 @@ def _cloud_pin(component: str, c: CloudComponent) -> Pin:
     detail = c.image
     if c.chart is not None:
         detail += f" (chart {c.chart.chart} {c.chart.version or 'version not confirmed'})"
+    if c.sidecars:
+        detail += f" (with {', '.join(c.sidecars)})"
     return Pin(component, c.version, "image-tag", c.confirmed, c.source, detail)
 
 

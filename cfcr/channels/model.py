@@ -261,11 +261,27 @@ class CloudComponent:
     """False when the version could not be confirmed to match this Kubernetes minor."""
     source: str
     """Where the version came from (and what is unconfirmed)."""
+    sidecars: tuple[str, ...] = ()
+    """The other images cfcr deploys with it, fully tagged (the sidecars of a CSI driver whose
+    objects cfcr authors); empty when a chart brings its own."""
 
     @property
     def version(self) -> str:
         """The image tag."""
         return self.image.rsplit(":", 1)[1]
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The component's image and its sidecars."""
+        return (self.image, *self.sidecars)
+
+    def sidecar(self, repository: str) -> str:
+        """The pinned image of the sidecar whose repository ends with ``/<repository>``
+        (``csi-provisioner``); KeyError naming the pinned ones otherwise."""
+        for image in self.sidecars:
+            if image.rsplit(":", 1)[0].endswith(f"/{repository}"):
+                return image
+        raise KeyError(f"no sidecar {repository!r} pinned next to {self.image}; pinned: {', '.join(self.sidecars) or 'none'}")
 
 
 @dataclass(frozen=True)
@@ -518,10 +534,12 @@ class _CloudComponentDoc(_Doc):
     chart: _ChartRefDoc | None = None
     confirmed: StrictBool
     source: _Text
+    sidecars: list[Annotated[str, AfterValidator(_non_empty), AfterValidator(_tagged)]] = Field(default_factory=list)
 
     def build(self) -> CloudComponent:
         chart = None if self.chart is None else ChartRef(self.chart.repo, self.chart.chart, self.chart.version)
-        return CloudComponent(image=self.image, chart=chart, confirmed=self.confirmed, source=self.source)
+        return CloudComponent(image=self.image, chart=chart, confirmed=self.confirmed, source=self.source,
+                              sidecars=tuple(self.sidecars))
 
 
 class _CloudDoc(_Doc):
