@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from cfcr.gcp.node_hook import GcpNodeHook
-from cfcr.node.metadata_guard import GUARD_SCRIPT, GUARD_SERVICE, guard_files
+from cfcr.node.metadata_guard import GUARD_CHAIN, GUARD_SCRIPT, GUARD_SERVICE, guard_files
 from tests.support.netns import available, run
 from tests.support.tools import needs
 
@@ -50,13 +50,13 @@ class Drill:
         return out.stdout if out.returncode == 0 else None
 
 
-def _serve(netns: str, address: str, root: Path, body: str) -> subprocess.Popen[bytes]:
+def _serve(netns: str, address: str, root: Path, body: str, port: int = 80) -> subprocess.Popen[bytes]:
     root.mkdir()
     (root / "index.html").write_text(body)
-    server = subprocess.Popen(["ip", "netns", "exec", netns, "python3", "-m", "http.server", "80", "--bind", address,
+    server = subprocess.Popen(["ip", "netns", "exec", netns, "python3", "-m", "http.server", str(port), "--bind", address,
                                "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(50):
-        if run("ip", "netns", "exec", netns, "curl", "-sS", "--max-time", "1", f"http://{address}/",
+        if run("ip", "netns", "exec", netns, "curl", "-sS", "--max-time", "1", f"http://{address}:{port}/",
                check=False).returncode == 0:
             return server
         time.sleep(0.1)
@@ -95,6 +95,8 @@ def drill(tmp_path: Path) -> Iterator[Drill]:
         run("ip", "-n", node, "link", "set", "cali0", "up")
         servers.append(_serve(gce, METADATA, tmp_path / "metadata", "metadata"))
         servers.append(_serve(gce, OUTSIDE, tmp_path / "outside", "outside"))
+        # the network resolver shares the metadata address on GCE: a TCP listener on port 53 stands for it
+        servers.append(_serve(gce, METADATA, tmp_path / "dns", "dns", port=53))
         yield Drill(node, pod, gce, servers)
     finally:
         for server in servers:
@@ -121,6 +123,11 @@ def test_pods_lose_the_metadata_server_the_node_keeps_it(drill: Drill, tmp_path:
     assert drill.get(drill.pod, METADATA) is None, "a pod reaches the metadata server"
     assert drill.get(drill.node, METADATA) == "metadata", "the node (and host-network pods) keep it"
     assert drill.get(drill.pod, OUTSIDE) == "outside", "other forwarded traffic passes"
+    assert drill.get(drill.pod, f"{METADATA}:53") == "dns", "the resolver's port stays open to pods (CoreDNS)"
+    chain = run("ip", "netns", "exec", drill.node, "iptables", "-w", "-t", "mangle", "-S", GUARD_CHAIN).stdout
+    assert [line.split(" -m comment")[0] for line in chain.splitlines()[1:]] == [
+        f"-A {GUARD_CHAIN} -p udp -m udp --dport 53", f"-A {GUARD_CHAIN} -p tcp -m tcp --dport 53",
+        f"-A {GUARD_CHAIN}"], chain
     local = run("ip", "-n", drill.node, "route", "get", METADATA).stdout
     assert "via 10.0.0.1 dev ens4" in local, f"the metadata server is not the node's own address: {local}"
 

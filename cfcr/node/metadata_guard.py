@@ -8,7 +8,11 @@ starts, on every boot:
 * the rule sits in the ``mangle`` table's ``FORWARD`` chain, inserted first: netfilter runs
   ``mangle`` before ``filter`` in the forward hook, so no ACCEPT of a CNI in ``filter FORWARD``
   (Calico accepts its pods' traffic there, ahead of anything appended) comes before it;
-* a pod's packet to the metadata server is routed by the host and so forwarded: it is dropped.
+* a pod's packet to the metadata server is routed by the host and so forwarded: it is dropped,
+  **except DNS** (udp and tcp port 53): on GCE the metadata address is also the network's DNS
+  resolver, which CoreDNS (a pod) forwards to; DNS hands out no credentials. The jump from
+  ``FORWARD`` goes to a chain of cfcr's own (:data:`GUARD_CHAIN`), rewritten in order on every
+  run: DNS returns, everything else drops;
   The host's own processes and host-network pods (the cloud controller manager, the CSI
   controller, which need the VM's identity) send from the host: their packets take ``OUTPUT``,
   not ``FORWARD``, and keep access;
@@ -36,6 +40,9 @@ GUARD_SERVICE = "cfcr-metadata-guard.service"
 GUARDED_UNITS: tuple[str, ...] = ("containerd.service", "kubelet.service")
 """The units that may start only once the guard holds."""
 RULE_COMMENT = "cfcr: pods may not reach the instance metadata server"
+GUARD_CHAIN = "CFCR-METADATA-GUARD"
+"""The mangle chain the guarded addresses jump to: DNS returns, the rest drops."""
+DNS_PORT = 53
 
 
 @runtime_checkable
@@ -54,18 +61,29 @@ def guarded_addresses(hook: object) -> tuple[str, ...]:
 
 
 def guard_rule(address: str) -> tuple[str, list[str]]:
-    """(``iptables`` or ``ip6tables``, the rule's arguments after ``-I``/``-C``): drop forwarded
-    packets to ``address``. ``ValueError`` for anything but one address."""
+    """(``iptables`` or ``ip6tables``, the rule's arguments after ``-I``/``-C``): send forwarded
+    packets to ``address`` to :data:`GUARD_CHAIN`. ``ValueError`` for anything but one address."""
     ip = ipaddress.ip_address(address)
     program = "ip6tables" if ip.version == 6 else "iptables"
     return program, ["FORWARD", "-d", f"{ip}/{ip.max_prefixlen}", "-m", "comment", "--comment",
-                     f"'{RULE_COMMENT}'", "-j", "DROP"]
+                     f"'{RULE_COMMENT}'", "-j", GUARD_CHAIN]
 
 
 def guard_commands(addresses: tuple[str, ...]) -> list[str]:
-    """One idempotent shell command per address: check for the rule, insert it first in
-    ``mangle FORWARD`` when it is missing (``-w``: wait for the xtables lock)."""
+    """Idempotent shell commands (``-w``: wait for the xtables lock): the chain (created if
+    missing, then flushed and filled in order: DNS returns, the rest drops), then per address the
+    jump, inserted first in ``mangle FORWARD`` when it is missing."""
     out = []
+    programs = list(dict.fromkeys(guard_rule(a)[0] for a in addresses))
+    for program in programs:
+        table = f"{program} -w -t mangle"
+        out += [
+            f"{table} -N {GUARD_CHAIN} 2>/dev/null || true",
+            f"{table} -F {GUARD_CHAIN}",
+            *(f"{table} -A {GUARD_CHAIN} -p {proto} --dport {DNS_PORT} -m comment --comment "
+              f"'cfcr: DNS of the network resolver stays open' -j RETURN" for proto in ("udp", "tcp")),
+            f"{table} -A {GUARD_CHAIN} -m comment --comment '{RULE_COMMENT}' -j DROP",
+        ]
     for address in addresses:
         program, rule = guard_rule(address)
         spec = " ".join(rule)
@@ -111,5 +129,5 @@ ExecStart={GUARD_SCRIPT}
     return files
 
 
-__all__ = ["GUARDED_UNITS", "GUARD_SCRIPT", "GUARD_SERVICE", "MetadataGuard", "RULE_COMMENT", "guard_commands",
+__all__ = ["GUARD_CHAIN", "GUARDED_UNITS", "GUARD_SCRIPT", "GUARD_SERVICE", "MetadataGuard", "RULE_COMMENT", "guard_commands",
            "guard_files", "guard_rule", "guard_script", "guarded_addresses"]
