@@ -262,6 +262,15 @@ def random_bytes(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
     return {**inputs, "base64": base64.b64encode(data).decode(), "hex": data.hex()}
 
 
+def random_id(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
+    """random:index/randomId:RandomId: ``hex``, ``b64Std``, ``b64Url``, ``dec`` of ``byteLength`` bytes."""
+    data = b"".join(_seed(urn, f"id{i}") for i in range(int(inputs["byteLength"]) // 32 + 1))[: int(inputs["byteLength"])]
+    prefix = str(inputs.get("prefix") or "")
+    return {**inputs, "hex": prefix + data.hex(), "b64Std": prefix + base64.b64encode(data).decode(),
+            "b64Url": prefix + base64.urlsafe_b64encode(data).decode().rstrip("="),
+            "dec": prefix + str(int.from_bytes(data, "big"))}
+
+
 PROVIDERS: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "tls:index/privateKey:PrivateKey": private_key,
     "tls:index/selfSignedCert:SelfSignedCert": self_signed_cert,
@@ -270,4 +279,5 @@ PROVIDERS: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "random:index/randomString:RandomString": random_string,
     "random:index/randomPassword:RandomPassword": random_string,
     "random:index/randomBytes:RandomBytes": random_bytes,
+    "random:index/randomId:RandomId": random_id,
 }

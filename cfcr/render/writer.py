@@ -19,9 +19,14 @@ _META_KEYS = ("apiVersion", "kind", "metadata")
 
 
 def mask(value: Any, show_secrets: bool) -> Any:
-    """``value`` with every secret replaced by ``"[secret]"`` (or unwrapped when shown)."""
+    """``value`` with every secret replaced by ``"[secret]"`` (or unwrapped when shown); a secret
+    mapping (a Secret's ``stringData``) keeps its keys, each value masked, so the masked object
+    keeps its shape."""
     if is_secret(value):
-        return unwrap(value) if show_secrets else SECRET
+        if show_secrets:
+            return unwrap(value)
+        plain = unwrap(value)
+        return {k: SECRET for k in plain} if isinstance(plain, dict) else SECRET
     if isinstance(value, dict):
         return {k: mask(v, show_secrets) for k, v in value.items()}
     if isinstance(value, list):
