@@ -16,6 +16,7 @@ import yaml
 from cfcr.config import load_stack
 from cfcr.config.topology import control_plane_members
 from cfcr.gcp.control_plane import ETCD_DEVICE_NAME
+from cfcr.gcp.labels import node_tag
 from cfcr.gcp.identity import CONTROL_PLANE_PERMISSIONS, SERVICE_ACCOUNT_USER
 from cfcr.gcp.network import node_range, proxy_range
 from cfcr.gcp.node_pool import kube_env, split
@@ -204,6 +205,7 @@ def test_templates_are_shielded_and_carry_the_autoscaler_node_shape(render: Rend
         assert t["metadata"]["kube-env"] == kube_env(spec, pool)
         assert t["scheduling"]["provisioningModel"] == ("SPOT" if pool.spot else "STANDARD")
         assert t["serviceAccount"]["email"].startswith(f"{spec.name}-w-{pool.name}@")
+        assert t["tags"] == [node_tag(str(spec.name))], "the tag the CCM's Service firewall rules target"
         for key, value in pool.labels.items():
             assert f"{key}={value}" in t["metadata"]["kube-env"]
 

@@ -130,6 +130,8 @@ class CloudAddonProfile:
     cloud_config_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """INI sections and keys written for the CCM where ``spec.cloud_config`` leaves them out
     (section and key names compared case-insensitively; the user's values always win)."""
+    cloud_config_defaults_of: Callable[[CloudFacts], Mapping[str, Mapping[str, Any]]] | None = None
+    """Defaults like :attr:`cloud_config_defaults` that depend on the cluster (its name), over them."""
     csi_objects: CsiObjects | None = None
     """The CSI driver's objects, authored, for a driver the channel pins without a chart."""
     storage_parameters_of: Callable[[ClusterSpec], Mapping[str, str]] | None = None
@@ -278,6 +280,8 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
         "--v=2",
     ]
     cloud_config = with_defaults(facts.cloud_config, profile.cloud_config_defaults)
+    if profile.cloud_config_defaults_of is not None:
+        cloud_config = with_defaults(cloud_config, profile.cloud_config_defaults_of(facts))
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = [

@@ -7,7 +7,9 @@
   does IPAM: ``pkg/model/components/gcpcloudcontrollermanager.go``). The cloud config gets
   ``[global] multizone = true`` unless it says otherwise: without it the provider manages only
   its own zone (``managedZones = [zone]``) and cannot find, so never initializes, the nodes of
-  the other zones.
+  the other zones; and ``node-tags = <cluster>-node``, the network tag every node carries, which
+  the firewall rules the CCM creates for Services of type LoadBalancer target (cfcr's own rules
+  target service accounts).
 * CSI: the PD driver has no chart; its objects are authored (:mod:`cfcr.gcp.pd_csi`), its
   controller host-network on the control plane (credentials from the metadata server).
 * StorageClass: pd-balanced (GCP encrypts every disk at rest); with ``cfcr:gcp.diskKmsKey``,
@@ -25,6 +27,7 @@ from typing import Any
 
 from cfcr.addons.cloud import CloudAddonProfile, CloudFacts
 from cfcr.config import ClusterSpec
+from cfcr.gcp.labels import node_tag
 from cfcr.gcp.pd_csi import pd_csi_objects
 
 METADATA_SERVER = "169.254.169.254/32"
@@ -41,6 +44,11 @@ CCM_ARGS = (
 
 CLOUD_CONFIG_DEFAULTS: Mapping[str, Mapping[str, Any]] = {"global": {"multizone": True}}
 """Written where ``cfcr:cloudConfig`` does not say otherwise."""
+
+
+def cluster_config_defaults(facts: CloudFacts) -> Mapping[str, Mapping[str, Any]]:
+    """``node-tags``: the nodes' network tag (:func:`cfcr.gcp.labels.node_tag`)."""
+    return {"global": {"node-tags": node_tag(facts.cluster_name)}}
 
 
 def disk_kms_key(spec: ClusterSpec) -> str | None:
@@ -69,6 +77,7 @@ PROFILE = CloudAddonProfile(
     node_name_pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9-]+)*$",  # the instance name
     ccm_args=CCM_ARGS,
     cloud_config_defaults=CLOUD_CONFIG_DEFAULTS,
+    cloud_config_defaults_of=cluster_config_defaults,
     csi_objects=pd_csi_objects,
     storage_parameters_of=storage_parameters,
     autoscaler_values=autoscaler_values,

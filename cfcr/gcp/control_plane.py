@@ -29,7 +29,7 @@ from pulumi_gcp import compute
 from cfcr.bootstrap.rollout import MemberGate
 from cfcr.config import DEFAULT_CONTROL_PLANE_SIZE, ClusterSpec
 from cfcr.config.topology import control_plane_members, zones
-from cfcr.gcp.labels import ROLE_LABEL, base_labels
+from cfcr.gcp.labels import ROLE_LABEL, base_labels, node_tag
 from cfcr.gcp.names import resource_name
 
 ETCD_DEVICE_NAME = "etcd"
@@ -160,6 +160,7 @@ def build_control_plane_instances(
             scheduling=compute.InstanceSchedulingArgs(on_host_maintenance="MIGRATE", automatic_restart=True,
                                                       provisioning_model="STANDARD"),
             labels=base_labels(spec, **{ROLE_LABEL: "control-plane", "cfcr-member": member.name}),
+            tags=[node_tag(str(spec.name))],
             allow_stopping_for_update=True,
             deletion_protection=False,
             opts=pulumi.ResourceOptions(

@@ -34,3 +34,10 @@ def base_labels(spec: ClusterSpec, **extra: str) -> dict[str, str]:
     for k, v in extra.items():
         labels[label_text(k.replace("_", "-"), key=True)] = label_text(v)
     return labels
+
+
+def node_tag(cluster: str) -> str:
+    """The network tag every node of ``cluster`` carries (``<cluster>-node``): what the firewall
+    rules the cloud controller manager creates for Services of type LoadBalancer target. cfcr's
+    own rules target service accounts, which only IAM can change."""
+    return fit_name(f"{label_text(cluster)}-node", LABEL_MAX, keep="-node").replace("_", "-")

@@ -28,7 +28,7 @@ from pulumi_gcp import compute
 from cfcr.config import DEFAULT_WORKER_SIZE, ClusterSpec, NodePoolConfig
 from cfcr.gcp.control_plane import BOOT_DISK_TYPE, SCOPES, hardened_metadata
 from cfcr.gcp.firewall import node_health_port
-from cfcr.gcp.labels import ROLE_LABEL, base_labels
+from cfcr.gcp.labels import ROLE_LABEL, base_labels, node_tag
 from cfcr.gcp.names import resource_name
 
 TYPE_TOKEN = "cfcr:gcp:NodePool"
@@ -131,6 +131,7 @@ class NodePool(pulumi.ComponentResource):
             metadata=args.user_data.apply(lambda raw: hardened_metadata(raw.decode(), {"kube-env": kube_env(spec, pool)})),
             scheduling=scheduling,
             labels=labels,
+            tags=[node_tag(str(spec.name))],
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
         protocol, port, path = node_health_port(spec)
