@@ -8,7 +8,7 @@
   through it is answered by its own, maybe not yet running, API server.
 - **Clients** (``apiPublic``) use a **regional external passthrough network load balancer** on
   a static address: packets keep the client's address, so the firewall admits exactly
-  ``apiAllowedCidrs`` on the members (``firewall.py``). Members never call this address.
+  ``apiAllowedCidrs`` on the members (``security.py``). Members never call this address.
 - Both check **HTTPS ``/readyz``** on 6443 (anonymous access to it is kept by the API server's
   defaults; cfcr's RBAC does not remove ``system:public-info-viewer``). Backends are one
   unmanaged instance group per zone holding that zone's members (named port ``apiserver``).

@@ -24,7 +24,7 @@ from cfcr.gcp.api_lb import build_api_load_balancer
 from cfcr.gcp.backups import build_etcd_backups
 from cfcr.gcp.control_plane import build_control_plane_instances, build_etcd_disks
 from cfcr.gcp.contract import ETCD_DISK_DEVICE, node_hook, project
-from cfcr.gcp.firewall import build_firewall
+from cfcr.gcp.security import build_firewall
 from cfcr.gcp.identity import build_identities
 from cfcr.gcp.image import Images
 from cfcr.gcp.network import build_network

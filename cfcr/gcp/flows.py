@@ -39,7 +39,7 @@ from cfcr.flows.network import (
     Rule,
     Subnet,
 )
-from cfcr.gcp.firewall import HEALTH_CHECK_RANGES, PASSTHROUGH_HEALTH_CHECK_RANGES
+from cfcr.gcp.security import HEALTH_CHECK_RANGES, PASSTHROUGH_HEALTH_CHECK_RANGES
 
 Row = Mapping[str, Any]
 

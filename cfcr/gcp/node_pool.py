@@ -27,7 +27,7 @@ from pulumi_gcp import compute
 
 from cfcr.config import DEFAULT_WORKER_SIZE, ClusterSpec, NodePoolConfig
 from cfcr.gcp.control_plane import BOOT_DISK_TYPE, SCOPES, hardened_metadata
-from cfcr.gcp.firewall import node_health_port
+from cfcr.gcp.security import node_health_port
 from cfcr.gcp.labels import ROLE_LABEL, base_labels, node_tag
 from cfcr.gcp.names import resource_name
 
