@@ -213,3 +213,16 @@ def test_fewer_features_fewer_endpoints_still_no_public_origin() -> None:
     raw = {**read_stack_config(STACK), "cfcr:etcdBackups": {"enabled": False}, "cfcr:addons": {"autoscaler": False}}
     report = check_stack(STACK, config=raw)
     assert report.ok, report.format()
+
+
+def test_a_cloud_whose_user_data_is_text_lists_its_node_files_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """GCP's user-data is plain text (no gzip): the list reads it as it reads AWS's decompressed one,
+    so both stable stacks name the same pinned node binaries and OS packages."""
+    listed = {}
+    for stack in ("aws-stable", "gcp-stable"):
+        assert main(["assets", "--stack", stack, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        listed[stack] = doc
+    files = {s: sorted(f["origin"] for f in d["files"]) for s, d in listed.items()}
+    assert len(files["gcp-stable"]) > 4 and files["gcp-stable"] == files["aws-stable"]
+    assert listed["gcp-stable"]["packages"] == listed["aws-stable"]["packages"]

@@ -92,9 +92,14 @@ class RenderRefs:
 
 
 def _cloud_configs(render: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    for path in sorted((render / "nodes").glob("*/user-data.decompressed")):
-        text = path.read_text()
-        yield path.parent.name, yaml.safe_load(text) or {}
+    """Each role's cloud-config: ``user-data.decompressed`` where the cloud takes gzip (AWS),
+    ``user-data`` itself where it takes text (GCP)."""
+    for role in sorted(p for p in (render / "nodes").iterdir() if p.is_dir()):
+        path = role / "user-data.decompressed"
+        if not path.is_file():
+            path = role / "user-data"
+        if path.is_file():
+            yield role.name, yaml.safe_load(path.read_text()) or {}
 
 
 def _artifacts(text: str) -> Iterator[FileRef]:
