@@ -91,7 +91,8 @@ def test_ccm_is_gce_on_the_control_plane_host_network_with_multizone(rendered: d
                  "--cloud-config=/etc/kubernetes/cloud-config/cloud.conf"):
         assert flag in args
     secret = objects(rendered["cilium"], "Secret")["cloud-config"]
-    assert secret["stringData"]["cloud.conf"] == "[global]\nmultizone = true\nnode-tags = cfcr-dev-node\n"
+    assert secret["stringData"]["cloud.conf"] == ("[global]\nmultizone = true\nnode-tags = cfcr-dev-node\n"
+                                                  "network-name = cfcr-dev\nsubnetwork-name = cfcr-dev-nodes\n")
 
 
 def test_the_users_cloud_config_wins_and_passes_through() -> None:

@@ -156,6 +156,8 @@ def test_members_are_shielded_private_and_keep_their_etcd_disk(render: RenderRes
         assert props["serviceAccount"]["email"].startswith(f"{spec.name}-cp-{i}@")
         if i:
             assert f"{spec.name}-cp-{i - 1}-ready" in " ".join(r.dependencies), "one member at a time"
+        gate = one(render, "pulumi-python:dynamic:Resource", f"{spec.name}-cp-{i}-ready")
+        assert unwrap(gate.inputs)["machine"] == r.outputs["instanceId"], "the gate waits for this instance"
         reserved = one(render, "gcp:compute/address:Address", f"{spec.name}-cp-{i}-address")
         assert inputs(reserved)["address"] == member.address and inputs(reserved)["addressType"] == "INTERNAL"
 
@@ -203,6 +205,7 @@ def test_templates_are_shielded_and_carry_the_autoscaler_node_shape(render: Rend
         assert t["shieldedInstanceConfig"]["enableSecureBoot"] is True
         assert not t["networkInterfaces"][0].get("accessConfigs")
         assert t["metadata"]["kube-env"] == kube_env(spec, pool)
+        assert f"cfcr.io/pool={pool.name}" in t["metadata"]["kube-env"], "the label the kubelet registers too"
         assert t["scheduling"]["provisioningModel"] == ("SPOT" if pool.spot else "STANDARD")
         assert t["serviceAccount"]["email"].startswith(f"{spec.name}-w-{pool.name}@")
         assert t["tags"] == [node_tag(str(spec.name))], "the tag the CCM's Service firewall rules target"

@@ -24,7 +24,7 @@ from cfcr.gcp.node_hook import GcpNodeHook, GcsSnapshotTarget
 from cfcr.node.backup import backup_hook_script
 from cfcr.node.secrets import SecretFile, render_secrets_script
 from cfcr.node.userdata import identity_script
-from tests.support.gcpapi import INSTANCE, PROJECT, ZONE, GcpApi
+from tests.support.gcpapi import INSTANCE, INSTANCE_ID, PROJECT, ZONE, GcpApi
 from tests.support.tools import needs
 
 if shutil.which("python3") is None:
@@ -59,7 +59,7 @@ def _node_files(tmp_path: Path, hook: GcpNodeHook = HOOK) -> Path:
     (root / "secrets.sh").write_text(render_secrets_script(files, hook))
     upload = hook.snapshot_upload_command()
     (root / "backup.sh").write_text(backup_hook_script(CLUSTER, upload) if upload else "")
-    (root / "identity.sh").write_text(identity_script(hook.provider_id_command()))
+    (root / "identity.sh").write_text(identity_script(hook.provider_id_command(), hook.machine_id_command()))
     log = shlex.quote(str(root / "argv.log"))
     for program in LOGGED:
         wrapper = root / "bin" / program
@@ -181,6 +181,15 @@ def test_the_provider_id_comes_from_the_metadata_server(api: GcpApi, tmp_path: P
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == f"gce://{PROJECT}/{ZONE}/{INSTANCE}\n"
     assert all(r.headers.get("Metadata-Flavor") == "Google" for r in api.requests)
+
+
+@needs("curl")
+def test_the_machine_id_is_the_instance_id_from_the_metadata_server(api: GcpApi, tmp_path: Path) -> None:
+    """What a replaced member records for its rollout gate: the instance's numeric id."""
+    root = _node_files(tmp_path)
+    result = _run(root, api, "cfcr_machine_id")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == f"{INSTANCE_ID}\n"
 
 
 # ============================================================================ snapshots (Cloud Storage)

@@ -51,6 +51,24 @@ def test_a_member_is_back_only_on_its_new_machine_as_a_healthy_voter(
     assert says in seen
 
 
+GCE = "gce://p/europe-west4-a/c-cp-0"
+
+
+def test_where_the_provider_id_outlives_the_machine_the_gate_waits_for_the_machine_id() -> None:
+    """GCP: a member replaced under its name keeps its provider ID; only the instance id tells the
+    new machine from the one that was there (the record of the old one must not pass)."""
+    old = {"metadata": {"name": "cfcr-member-c-cp-0"}, "data": {"providerID": GCE, "machine": "111"}}
+    new = {"metadata": {"name": "cfcr-member-c-cp-0"}, "data": {"providerID": GCE, "machine": "222"}}
+    got, seen = member_status(old, node(GCE), GCE, machine="222")
+    assert got is False and "machine '111'" in seen
+    assert member_status(new, node(GCE), GCE, machine="222")[0] is True
+    assert member_status(old, node(GCE), GCE)[0] is True, "without a machine id the provider ID decides"
+    provider = MemberGateProvider()
+    base = {"member": "c-cp-0", "nodeName": "n", "providerId": GCE, "url": "https://x", "machine": "111"}
+    assert provider.diff("g", base, {**base, "machine": "222"}).changes, "a new instance under the same name waits"
+    assert not provider.diff("g", base, dict(base)).changes
+
+
 def test_the_record_lives_where_no_node_may_write() -> None:
     """Nodes may change their own Node (NodeRestriction), never a ConfigMap in kube-system."""
     assert member_record_path("c-cp-0") == "/api/v1/namespaces/kube-system/configmaps/cfcr-member-c-cp-0"

@@ -132,6 +132,9 @@ class CloudAddonProfile:
     (section and key names compared case-insensitively; the user's values always win)."""
     cloud_config_defaults_of: Callable[[CloudFacts], Mapping[str, Mapping[str, Any]]] | None = None
     """Defaults like :attr:`cloud_config_defaults` that depend on the cluster (its name), over them."""
+    ccm_configmaps: tuple[str, ...] = ()
+    """ConfigMaps of ``kube-system`` the CCM creates and keeps (GCP: ``ingress-uid``, its cluster
+    id): a Role lets it create ConfigMaps there and change only these."""
     csi_objects: CsiObjects | None = None
     """The CSI driver's objects, authored, for a driver the channel pins without a chart."""
     storage_parameters_of: Callable[[ClusterSpec], Mapping[str, str]] | None = None
@@ -194,6 +197,10 @@ class CloudFacts:
     air_gapped: bool = False
     """The network has no way to the internet (``networking.airGapped``): controllers must not
     call anything but the cloud's private endpoints (the cloud's profile says what that takes)."""
+    existing_network: str | None = None
+    """``networking.existingNetwork.networkId``, when the cluster uses an existing network."""
+    existing_subnets: tuple[str, ...] = ()
+    """``networking.existingNetwork.subnetIds`` (the nodes' subnets of an existing network)."""
 
     @property
     def profile(self) -> CloudAddonProfile:
@@ -208,9 +215,12 @@ class CloudFacts:
         groups = dict(node_groups) if node_groups is not None else {
             p.name: NodeGroup(f"{spec.name}-{p.name}", p.min_size, p.max_size) for p in spec.node_pools
         }
+        existing = spec.networking.existing_network
         return cls(spec.cloud, spec.region, spec.name, groups, dict(spec.cloud_config),
                    autoscaler_auto_discovery=addon_profile(spec.cloud).autoscaler_auto_discovery,
-                   termination_queue_url=termination_queue_url, air_gapped=spec.networking.air_gapped)
+                   termination_queue_url=termination_queue_url, air_gapped=spec.networking.air_gapped,
+                   existing_network=existing.network_id if existing else None,
+                   existing_subnets=tuple(existing.subnet_ids) if existing else ())
 
 
 def with_defaults(config: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -296,6 +306,19 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
                      "name": "extension-apiserver-authentication-reader"},
          "subjects": [sa_subject(CCM_NAME, NAMESPACE)]},
     ]
+    if profile.ccm_configmaps:
+        objects += [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": meta("cloud-controller-manager:configmaps", NAMESPACE),
+             "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+                       {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update", "patch"],
+                        "resourceNames": list(profile.ccm_configmaps)}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": meta("cloud-controller-manager:configmaps", NAMESPACE),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "cloud-controller-manager:configmaps"},
+             "subjects": [sa_subject(CCM_NAME, NAMESPACE)]},
+        ]
     if cloud_config:
         name = profile.cloud_config_file
         objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta("cloud-config", NAMESPACE),

@@ -94,7 +94,8 @@ class RenderRefs:
 def _cloud_configs(render: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each role's cloud-config: ``user-data.decompressed`` where the cloud takes gzip (AWS),
     ``user-data`` itself where it takes text (GCP)."""
-    for role in sorted(p for p in (render / "nodes").iterdir() if p.is_dir()):
+    nodes = render / "nodes"
+    for role in sorted(p for p in nodes.iterdir() if p.is_dir()) if nodes.is_dir() else []:
         path = role / "user-data.decompressed"
         if not path.is_file():
             path = role / "user-data"

@@ -57,13 +57,20 @@ class MemberNotReadyError(RuntimeError):
     """A replaced member did not report ready before the gate's timeout."""
 
 
-def member_status(record: dict[str, Any] | None, node: dict[str, Any] | None, provider_id: str) -> tuple[bool, str]:
+def member_status(record: dict[str, Any] | None, node: dict[str, Any] | None, provider_id: str,
+                  machine: str | None = None) -> tuple[bool, str]:
     """Whether the member's record (its ConfigMap, ``None`` when absent) and its Node (``None``
-    when absent) show it ready on the machine ``provider_id``: ``(ready, what was seen)``."""
-    reported = (record or {}).get("data", {}).get("providerID")
+    when absent) show it ready on the machine ``provider_id`` (and, where the provider ID stays
+    the same across a replacement, as on GCP, the machine's own id ``machine``):
+    ``(ready, what was seen)``."""
+    data = (record or {}).get("data", {})
+    reported = data.get("providerID")
     if reported != provider_id:
         return False, (f"the member's record names {reported!r}: etcd is not yet healthy with this member a voter, "
                        "as the member sees it")
+    if machine and data.get("machine") != machine:
+        return False, (f"the member's record names machine {data.get('machine')!r}, not {machine!r}: the new "
+                       "machine has not reported yet")
     if node is None:
         return False, "the Node does not exist (yet)"
     spec = node.get("spec", {})
@@ -96,7 +103,7 @@ def member_record_path(member: str) -> str:
 
 
 def look(api_server_url: str, context: ssl.SSLContext, member: str, node_name: str, provider_id: str,
-         timeout: float) -> tuple[bool, str]:
+         timeout: float, machine: str | None = None) -> tuple[bool, str]:
     """One look at the member: its record, its Node, the API's ``/readyz``."""
     record, error = get_object(api_server_url, member_record_path(member), context, timeout)
     if error:
@@ -104,7 +111,7 @@ def look(api_server_url: str, context: ssl.SSLContext, member: str, node_name: s
     node, error = get_object(api_server_url, f"/api/v1/nodes/{urllib.parse.quote(node_name)}", context, timeout)
     if error:
         return False, f"the API did not answer: {error}"
-    ready, seen = member_status(record, node, provider_id)
+    ready, seen = member_status(record, node, provider_id, machine)
     if not ready:
         return False, seen
     healthy, readyz = probe(readyz_url(api_server_url), context, timeout=timeout)
@@ -121,6 +128,7 @@ def wait_for_member(
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    machine: str | None = None,
 ) -> str:
     """Poll Node ``node_name`` until it shows member ``member`` ready on ``provider_id``;
     return what was seen. Raises :class:`MemberNotReadyError` naming the member, the Node and the
@@ -131,7 +139,7 @@ def wait_for_member(
     deadline = clock() + timeout_seconds
     while True:
         ready, seen = look(api_server_url, context, member, node_name, provider_id,
-                           timeout=min(10.0, max(1.0, timeout_seconds)))
+                           timeout=min(10.0, max(1.0, timeout_seconds)), machine=machine)
         if ready:
             return seen
         if clock() >= deadline:
@@ -156,7 +164,8 @@ class MemberGateProvider(ResourceProvider):
         url = str(props["url"])
         _, creds = credentials_from_kubeconfig(str(props["kubeconfig"]))
         seen = wait_for_member(url, creds, str(props["member"]), str(props["nodeName"]), str(props["providerId"]),
-                               float(props.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)))
+                               float(props.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)),
+                               machine=str(props["machine"]) if props.get("machine") else None)
         return {**_outs(props), "lastSeen": seen}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -167,7 +176,8 @@ class MemberGateProvider(ResourceProvider):
         return CreateResult(id_=f"member-{props['member']}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = any(olds.get(k) != news.get(k) for k in ("providerId", "nodeName", "url"))
+        changed = any(olds.get(k) != news.get(k) for k in ("providerId", "nodeName", "url")) or (
+            bool(news.get("machine")) and olds.get("machine") != news.get("machine"))
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -176,7 +186,10 @@ class MemberGateProvider(ResourceProvider):
 
 def _outs(props: dict[str, Any]) -> dict[str, Any]:
     """What the gate keeps in state: never the credential it used."""
-    return {k: props[k] for k in ("member", "nodeName", "providerId", "url", "timeoutSeconds")}
+    out = {k: props[k] for k in ("member", "nodeName", "providerId", "url", "timeoutSeconds")}
+    if props.get("machine"):
+        out["machine"] = props["machine"]
+    return out
 
 
 class MemberGate(Resource):
@@ -188,8 +201,11 @@ class MemberGate(Resource):
 
     def __init__(self, name: str, *, member: str, node_name: str, provider_id: pulumi.Input[str],
                  api_server_url: pulumi.Input[str], kubeconfig: pulumi.Input[str],
-                 timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+                 timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS, machine: pulumi.Input[str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
+        """``machine``: the machine's own id where the provider ID stays the same when the machine
+        is replaced (GCP names instances, so a member's replacement has its provider ID); the
+        member records it (``cfcr_machine_id`` of the node hook) and the gate waits for it."""
         super().__init__(
             MemberGateProvider(),
             name,
@@ -200,6 +216,7 @@ class MemberGate(Resource):
                 "url": api_server_url,
                 "kubeconfig": pulumi.Output.secret(kubeconfig),
                 "timeoutSeconds": timeout_seconds,
+                **({"machine": machine} if machine is not None else {}),
                 "lastSeen": None,
             },
             opts,

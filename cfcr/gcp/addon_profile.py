@@ -9,7 +9,8 @@
   its own zone (``managedZones = [zone]``) and cannot find, so never initializes, the nodes of
   the other zones; and ``node-tags = <cluster>-node``, the network tag every node carries, which
   the firewall rules the CCM creates for Services of type LoadBalancer target (cfcr's own rules
-  target service accounts).
+  target service accounts); ``network-name`` and ``subnetwork-name`` (the nodes'). It keeps its
+  cluster id in ``kube-system/ingress-uid``, which a Role lets it create and change.
 * CSI: the PD driver has no chart; its objects are authored (:mod:`cfcr.gcp.pd_csi`), its
   controller host-network on the control plane (credentials from the metadata server).
 * StorageClass: pd-balanced (GCP encrypts every disk at rest); with ``cfcr:gcp.diskKmsKey``,
@@ -46,9 +47,22 @@ CLOUD_CONFIG_DEFAULTS: Mapping[str, Mapping[str, Any]] = {"global": {"multizone"
 """Written where ``cfcr:cloudConfig`` does not say otherwise."""
 
 
+def _short(reference: str) -> str:
+    return reference.rstrip("/").rsplit("/", 1)[-1]
+
+
 def cluster_config_defaults(facts: CloudFacts) -> Mapping[str, Mapping[str, Any]]:
-    """``node-tags``: the nodes' network tag (:func:`cfcr.gcp.labels.node_tag`)."""
-    return {"global": {"node-tags": node_tag(facts.cluster_name)}}
+    """``node-tags``: the nodes' network tag (:func:`cfcr.gcp.labels.node_tag`); ``network-name``
+    and ``subnetwork-name``: the nodes' network and subnetwork (cfcr's, or the existing ones):
+    on a custom-mode network the provider cannot pick a subnetwork for an internal
+    LoadBalancer Service by itself."""
+    from cfcr.gcp.names import resource_name
+
+    network = _short(facts.existing_network) if facts.existing_network else resource_name(facts.cluster_name)
+    subnetwork = (_short(facts.existing_subnets[0]) if facts.existing_subnets
+                  else resource_name(f"{facts.cluster_name}-nodes"))
+    return {"global": {"node-tags": node_tag(facts.cluster_name), "network-name": network,
+                       "subnetwork-name": subnetwork}}
 
 
 def disk_kms_key(spec: ClusterSpec) -> str | None:
@@ -78,6 +92,7 @@ PROFILE = CloudAddonProfile(
     ccm_args=CCM_ARGS,
     cloud_config_defaults=CLOUD_CONFIG_DEFAULTS,
     cloud_config_defaults_of=cluster_config_defaults,
+    ccm_configmaps=("ingress-uid",),
     csi_objects=pd_csi_objects,
     storage_parameters_of=storage_parameters,
     autoscaler_values=autoscaler_values,

@@ -30,6 +30,9 @@ from cfcr.gcp.names import resource_name
 
 API_PORT_NAME = "apiserver"
 READYZ = "/readyz"
+MAX_CONNECTIONS_PER_MEMBER = 10000
+"""The proxies' connection target per API server (a proxy backend in CONNECTION mode needs one;
+a target, not a cap: above it the proxies spread connections to the other members first)."""
 INTERNAL_ADDRESS_OFFSET = 5
 """The internal API address: this many addresses into the node subnetwork (members start at 10)."""
 
@@ -110,7 +113,10 @@ def build_api_load_balancer(name: str, spec: ClusterSpec, project: str, zone_nam
         health_checks=health.id,
         timeout_sec=3600,
         connection_draining_timeout_sec=30,
-        backends=[compute.RegionBackendServiceBackendArgs(group=g.self_link, balancing_mode="UTILIZATION",
+        # CONNECTION, as the external backend service's: GCE refuses two backend services on one
+        # instance group with different balancing modes (a VM belongs to one load-balanced group)
+        backends=[compute.RegionBackendServiceBackendArgs(group=g.self_link, balancing_mode="CONNECTION",
+                                                          max_connections_per_instance=MAX_CONNECTIONS_PER_MEMBER,
                                                           capacity_scaler=1.0) for g in groups],
         description=f"cfcr {spec.name}: the API servers, for the nodes",
         opts=child,

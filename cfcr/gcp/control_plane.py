@@ -166,8 +166,9 @@ def build_control_plane_instances(
             opts=pulumi.ResourceOptions(
                 parent=parent,
                 depends_on=[*depends_on, address, *previous],
-                # cloud-init runs once per instance: new user-data is a new instance
-                replace_on_changes=["metadata"],
+                # cloud-init runs once per instance: new user-data is a new instance (other metadata,
+                # such as the keys `gcloud compute ssh` adds, changes in place)
+                replace_on_changes=['metadata["user-data"]'],
                 # the name and address are taken until the old one is gone
                 delete_before_replace=True,
                 ignore_changes=["bootDisk.initializeParams.image"] if image_floats else None,
@@ -186,6 +187,8 @@ def build_control_plane_instances(
             member=member.name,
             node_name=member.name,
             provider_id=provider_id(project, zone_names[k], member.name),
+            # the provider ID outlives the instance (its name): the gate waits for this instance's id
+            machine=instance.instance_id,
             api_server_url=api_server_url,
             kubeconfig=admin_kubeconfig,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[membership, *gate_after]),

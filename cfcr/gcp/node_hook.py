@@ -176,6 +176,17 @@ class GcpNodeHook:
             'printf "gce://%s/%s/%s\\n" "$project" "${zone##*/}" "$name"',
         ])
 
+    def machine_id_command(self) -> str:
+        """The instance's numeric id (``instance/id``), never reused: a member replaced under its
+        name (and so its provider ID) tells its rollout gate it is the new machine with it."""
+        get = f"{_CURL_METADATA} {_METADATA_BASE}"
+        return "\n".join([
+            "local id",
+            f"id=$({get}/instance/id\") || return 1",
+            "[[ $id =~ ^[0-9]+$ ]] || return 1",
+            "printf '%s\\n' \"$id\"",
+        ])
+
     def snapshot_upload_command(self) -> str | None:
         """``cfcr_backup_upload FILE KEY``: one Cloud Storage media upload (JSON API,
         ``POST /upload/storage/v1/b/<bucket>/o?uploadType=media&name=KEY``) with this VM's token

@@ -3,7 +3,7 @@
 ``zones/<zone>/instanceGroups/<name>``; a regional group would not scale).
 
 - **Healing**: each group recreates a VM that fails the node health check (kube-proxy's
-  ``/healthz`` on 10256, or the kubelet's port under Cilium's kube-proxy replacement) after a
+  ``/livez`` on 10256, or the kubelet's port under Cilium's kube-proxy replacement) after a
   10-minute boot allowance.
 - **Rolling**: the template is immutable; a change (user-data, image, size) makes a new one and
   each group replaces its VMs proactively, one extra VM at a time and none taken away first
@@ -30,6 +30,7 @@ from cfcr.gcp.control_plane import BOOT_DISK_TYPE, SCOPES, hardened_metadata
 from cfcr.gcp.security import node_health_port
 from cfcr.gcp.labels import ROLE_LABEL, base_labels, node_tag
 from cfcr.gcp.names import resource_name
+from cfcr.node.kubelet import node_labels as pool_node_labels
 
 TYPE_TOKEN = "cfcr:gcp:NodePool"
 HEAL_DELAY_SECONDS = 600
@@ -46,8 +47,9 @@ def split(total: int, parts: int, *, at_least: int = 0) -> list[int]:
 
 def kube_env(spec: ClusterSpec, pool: NodePoolConfig) -> str:
     """The ``kube-env`` metadata value cluster-autoscaler reads to build a node of the pool
-    from nothing: ``AUTOSCALER_ENV_VARS: node_labels=...;node_taints=...;os=linux;...``."""
-    labels = ",".join(f"{k}={v}" for k, v in sorted(pool.labels.items()))
+    from nothing: ``AUTOSCALER_ENV_VARS: node_labels=...;node_taints=...;os=linux;...``, with
+    every label the pool's kubelets register (``cfcr.io/pool`` too)."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted(pool_node_labels(pool).items()))
     taints = ",".join(f"{t.key}={t.value}:{t.effect}" for t in pool.taints)
     parts = [f"node_labels={labels}", f"node_taints={taints}", "os=linux", "os_distribution=ubuntu",
              f"arch={pool.architecture}"]

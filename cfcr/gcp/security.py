@@ -10,7 +10,7 @@ tags (any user allowed to edit an instance may change its tags; a VM's service a
 | 6443 | tcp | control plane | control plane, workers (the ``kubernetes`` Service) |
 | 2379-2380 | tcp | control plane | control plane (etcd client and peer) |
 | 10250 | tcp | every node | control plane (API server), the pools metrics-server may run on |
-| 10256 | tcp | workers | Google's health checkers (the pools' autohealing check: kube-proxy's ``/healthz``; 10250 when Cilium replaces kube-proxy) |
+| 10256 | tcp | workers | Google's health checkers (the pools' autohealing check: kube-proxy's ``/livez``; 10250 when Cilium replaces kube-proxy) |
 | CNI ports | per CNI | every node | every node |
 
 No port 22 anywhere. The flow check (``cfcr flows``, :mod:`cfcr.gcp.flows`) proves every needed
@@ -36,7 +36,7 @@ Balancing docs, "Health checks overview": probe IP ranges)."""
 PASSTHROUGH_HEALTH_CHECK_RANGES = ("35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22")
 """Where health checks of an external passthrough network load balancer come from (same page)."""
 KUBE_PROXY_HEALTH_PORT = 10256
-"""kube-proxy's ``/healthz`` (cfcr.addons.kube_proxy binds it on every address)."""
+"""kube-proxy's health port (``/livez``, ``/healthz``) (cfcr.addons.kube_proxy binds it on every address)."""
 MAX_SERVICE_ACCOUNTS = 10
 """Most service accounts one firewall rule may name as sources or targets (VPC quotas)."""
 
@@ -51,12 +51,14 @@ def metrics_server_pools(spec: ClusterSpec) -> list[str]:
 
 
 def node_health_port(spec: ClusterSpec) -> tuple[str, int, str | None]:
-    """The workers' autohealing check: (protocol, port, path). kube-proxy's ``/healthz`` says the
-    node's Service routing works; with Cilium's kube-proxy replacement there is no kube-proxy, so
-    a TCP check of the kubelet's port says the kubelet runs."""
+    """The workers' autohealing check: (protocol, port, path). kube-proxy's ``/livez`` says the
+    node's Service routing runs (not ``/healthz``, which fails on purpose while a node is being
+    drained or deleted, KEP-3836: autohealing would recreate a node cluster-autoscaler is
+    draining); with Cilium's kube-proxy replacement there is no kube-proxy, so a TCP check of
+    the kubelet's port says the kubelet runs."""
     if spec.cni == "cilium" and spec.cilium_kube_proxy_replacement:
         return "TCP", KUBELET_PORT, None
-    return "HTTP", KUBE_PROXY_HEALTH_PORT, "/healthz"
+    return "HTTP", KUBE_PROXY_HEALTH_PORT, "/livez"
 
 
 @dataclass

@@ -76,6 +76,22 @@ class NodeIdentity(Protocol):
 
 
 @runtime_checkable
+class MachineId(Protocol):
+    """Optional capability of a cloud hook whose provider IDs outlive the machine (GCP names an
+    instance, and a member's replacement takes its name): how a node reads the machine's own,
+    never reused id. A replaced member records it, and its rollout gate waits for it."""
+
+    def machine_id_command(self) -> str:
+        """The body of a bash function that prints the machine's unique id, or fails."""
+        ...
+
+
+def machine_id_command(hook: object) -> str | None:
+    """The hook's :class:`MachineId` body, or None."""
+    return hook.machine_id_command() if isinstance(hook, MachineId) else None
+
+
+@runtime_checkable
 class NodeNaming(Protocol):
     """Optional capability of a cloud hook: the Node name a control-plane member's kubelet
     registers, as the cloud names the VM (kubeadm's default is the host name; cfcr sets it

@@ -38,6 +38,8 @@ from typing import Any
 
 PROJECT = "cfcr-test-project"
 PROJECT_NUMBER = "123456789012"
+INSTANCE_ID = "4520851307012345678"
+"""The stand-in VM's numeric instance id (``instance/id``)."""
 ZONE = "europe-west4-b"
 INSTANCE = "c1-cp-0"
 
@@ -120,7 +122,7 @@ class GcpApi:
                     self.reply(403, "Missing required header: Metadata-Flavor", "text/html")
                     return
                 answers = {"project/project-id": PROJECT, "instance/zone": f"projects/{PROJECT_NUMBER}/zones/{ZONE}",
-                           "instance/name": INSTANCE}
+                           "instance/name": INSTANCE, "instance/id": INSTANCE_ID}
                 if path == "instance/service-accounts/default/token" and api.service_account:
                     token = "ya29." + secrets.token_urlsafe(32)
                     api.tokens[token] = api.service_account

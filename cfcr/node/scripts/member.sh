@@ -195,7 +195,7 @@ member_state() {
 # member_ready: wait until member_state sees nothing missing, then tell `pulumi up` so (run by
 # cfcr-member-ready.service, which retries until it succeeds).
 member_ready() {
-  local start seen mark
+  local start seen mark machine
   start=$(date +%s)
   while :; do
     seen=$(member_state)
@@ -206,8 +206,13 @@ member_ready() {
     sleep 5
   done
   mark=$(provider_id 2>/dev/null || printf '%s' "$CFCR_NODE_NAME")
+  machine=()
+  # where the provider ID outlives the machine (GCP), the machine's own id tells the gate it is this one
+  if declare -F cfcr_machine_id >/dev/null; then
+    machine=(--from-literal=machine="$(cfcr_machine_id)") || die "could not read this machine's id"
+  fi
   kubectl --kubeconfig "$CFCR_KUBERNETES_DIR/admin.conf" --request-timeout=30s create configmap "cfcr-member-$CFCR_MEMBER" \
-    -n kube-system --from-literal=providerID="$mark" --from-literal=node="$CFCR_NODE_NAME" --dry-run=client -o yaml \
+    -n kube-system --from-literal=providerID="$mark" --from-literal=node="$CFCR_NODE_NAME" "${machine[@]}" --dry-run=client -o yaml \
     | kubectl --kubeconfig "$CFCR_KUBERNETES_DIR/admin.conf" --request-timeout=30s apply --server-side --force-conflicts \
       --field-manager=cfcr-member -f - >/dev/null \
     || die "could not record $CFCR_MEMBER as ready in kube-system/cfcr-member-$CFCR_MEMBER"
