@@ -270,12 +270,16 @@ def test_the_serialized_provider_refuses_in_a_fresh_process(aws: RenderResult) -
     assert "one minor at a time" in out and OLD in out and NEW in out
 
 
-def test_other_clouds_keep_the_record_too() -> None:
-    result = render_stack("gcp-stable", None)
+@pytest.mark.parametrize(("stack", "parent"), [("gcp-stable", "cfcr:gcp:Cluster"),
+                                                ("azure-stable", "cfcr:bootstrap:ClusterBootstrap")])
+def test_other_clouds_keep_the_record_too(stack: str, parent: str) -> None:
+    """GCP's cluster keeps it as AWS's does (its machines wait for it); a bootstrap-only cloud
+    under its bootstrap."""
+    result = render_stack(stack, None)
     (record,) = [r for r in result.resources if r.type == RECORD]
-    (bootstrap,) = [r for r in result.resources if r.type == "cfcr:bootstrap:ClusterBootstrap"]
-    assert record.parent == bootstrap.urn
-    assert record.inputs["controlPlane"] == channels.resolve(load_stack("gcp-stable").kubernetes.version).version
+    (owner,) = [r for r in result.resources if r.type == parent]
+    assert record.parent == owner.urn
+    assert record.inputs["controlPlane"] == channels.resolve(load_stack(stack).kubernetes.version).version
 
 
 # --------------------------------------------------------------------------- the plan
