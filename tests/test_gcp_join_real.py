@@ -21,13 +21,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from cfcr.bootstrap.component import default_secret_id
+from cfcr.config import load_stack
+from cfcr.gcp.labels import label_text
 from cfcr.gcp.node_hook import GcpNodeHook
 from cfcr.gcp.secrets import SECRET_ACCESSOR, SECRET_VERSION_MANAGER
-from cfcr.node.secrets import SecretFile, render_secrets_script
-from cfcr.node.userdata import join_access_script
+from cfcr.node.delivered import script_text
+from cfcr.node.paths import LIB_DIR, NODE_ENV_PATH, SYSTEMD_DIR
+from cfcr.node.secrets import BOOTSTRAP_TOKEN_KEY, SecretFile, render_secrets_script
+from cfcr.node.userdata import JOIN_ACCESS_SCRIPT_PATH, SECRETS_SCRIPT_PATH, join_access_script
+from cfcr.render import RenderResult, render_stack, unwrap
 from tests.support.gcpapi import PROJECT, GcpApi
 from tests.support.gcpjoinapi import GcpJoinApi, Instance, crc32c
 from tests.support.tools import needs
+from tests.support.validators import load_cloud_config, shellcheck_text_failures
 
 if shutil.which("python3") is None:
     pytest.skip("python3 is not on PATH: the hook computes the version's CRC32C with it", allow_module_level=True)
@@ -232,3 +239,59 @@ def test_a_workers_token_cannot_list_instances_and_no_one_is_approved(join: GcpJ
     result = _run(root, join, "cfcr_join_candidate c1-general-z0-ab12")
     assert result.returncode != 0
     assert b"HTTP 403" in result.stderr and b"compute.instances.list" in result.stderr, result.stderr
+
+
+# ============================================================================ the GCP stacks' renders
+
+
+@pytest.fixture(scope="module")
+def gcp_stable() -> RenderResult:
+    return render_stack("gcp-stable", None, show_secrets=True)
+
+
+def _user_data(result: RenderResult) -> dict[str, dict[str, str]]:
+    """Instance or template name -> {path: content} of its user-data's files."""
+    out = {}
+    for r in result.resources:
+        if r.type in ("gcp:compute/instance:Instance", "gcp:compute/instanceTemplate:InstanceTemplate"):
+            metadata = unwrap(r.inputs)["metadata"]  # type: ignore[index]
+            doc = load_cloud_config(metadata["user-data"].encode())
+            out[r.name] = {f["path"]: f["content"] for f in doc.get("write_files", [])}
+    return out
+
+
+def test_the_gcp_control_plane_rotates_the_join_token_and_checks_candidates(gcp_stable: RenderResult) -> None:
+    spec = load_stack("gcp-stable")
+    assert spec.name is not None
+    files = _user_data(gcp_stable)
+    members = {n: f for n, f in files.items() if f.get(f"{LIB_DIR}/bootstrap.sh") and JOIN_ACCESS_SCRIPT_PATH in f}
+    assert len(members) == spec.control_plane.count and len(files) > len(members)
+    for name, written in files.items():
+        assert "CFCR_JOIN_ROTATION=1" in written[NODE_ENV_PATH].splitlines(), name
+    for name, written in members.items():
+        assert f"{SYSTEMD_DIR}/cfcr-join-credentials.timer" in written, name
+        access = written[JOIN_ACCESS_SCRIPT_PATH]
+        assert f"--arg cluster {label_text(spec.name)}" in access and '.labels["cfcr-role"] == "worker"' in access
+        assert "cfcr_gcp_secret_add" in written[SECRETS_SCRIPT_PATH] and "cfcr_secret_store()" in written[SECRETS_SCRIPT_PATH]
+    for name in set(files) - set(members):
+        assert JOIN_ACCESS_SCRIPT_PATH not in files[name] and "cfcr_secret_store()" not in files[name][SECRETS_SCRIPT_PATH]
+    # the join-credentials script travels in the store, for the members only
+    token = default_secret_id(spec.name, BOOTSTRAP_TOKEN_KEY)
+    grants = [unwrap(r.inputs) for r in gcp_stable.resources if r.type == "gcp:secretmanager/secretIamMember:SecretIamMember"]
+    script = default_secret_id(spec.name, "script/join-credentials.sh")
+    readers = {g["member"] for g in grants if g["secretId"] == script}  # type: ignore[index]
+    assert len(readers) == spec.control_plane.count and all("-cp-" in m for m in readers)
+    managers = [g for g in grants if g["role"] == SECRET_VERSION_MANAGER]  # type: ignore[index]
+    assert {g["secretId"] for g in managers} == {token}, "version manager on the join token only"  # type: ignore[index]
+    assert {g["member"] for g in managers} == readers, "every member, and no worker"  # type: ignore[index]
+
+
+@needs("shellcheck")
+def test_the_gcp_join_files_pass_shellcheck(gcp_stable: RenderResult, tmp_path: Path) -> None:
+    texts = {f"{name}:{path}": (text if text.startswith("#!") else "#!/bin/bash\n" + text)
+             for name, written in _user_data(gcp_stable).items() for path, text in written.items()
+             if path in (JOIN_ACCESS_SCRIPT_PATH, SECRETS_SCRIPT_PATH)}
+    texts["join-credentials.sh"] = script_text("join-credentials.sh")
+    assert len(texts) > 3
+    failures = shellcheck_text_failures(texts, tmp_path)
+    assert not failures, "\n".join(failures)
