@@ -20,7 +20,7 @@ from cfcr.gcp.labels import node_tag
 from cfcr.gcp.identity import CONTROL_PLANE_PERMISSIONS, SERVICE_ACCOUNT_USER
 from cfcr.gcp.network import node_range, proxy_range
 from cfcr.gcp.node_pool import kube_env, split
-from cfcr.gcp.secrets import SECRET_ACCESSOR
+from cfcr.gcp.secrets import SECRET_ACCESSOR, SECRET_VERSION_MANAGER
 from cfcr.render import RecordedResource, RenderResult, render_stack, unwrap
 from tests.support.tools import needs
 from tests.support.validators import cloud_init_failures, shellcheck_failures
@@ -231,8 +231,13 @@ def test_workers_get_no_project_role_and_members_a_suffixed_custom_role(render: 
 
 def test_each_secret_is_readable_by_exactly_its_readers(render: RenderResult) -> None:
     grants: dict[str, set[str]] = {}
+    rotators: set[str] = set()
     for r in of_type(render, "gcp:secretmanager/secretIamMember:SecretIamMember"):
         props = inputs(r)
+        if props["role"] == SECRET_VERSION_MANAGER:  # the members rotate the join token (cfcr/gcp/secrets.py)
+            assert props["secretId"].endswith("-bootstrap-token"), props["secretId"]
+            rotators.add(props["member"])
+            continue
         assert props["role"] == SECRET_ACCESSOR and props["member"].startswith("serviceAccount:")
         grants.setdefault(props["secretId"], set()).add(props["member"].split(":", 1)[1].split("@")[0])
     secrets = [inputs(r) for r in of_type(render, "gcp:secretmanager/secret:Secret")]
@@ -240,6 +245,7 @@ def test_each_secret_is_readable_by_exactly_its_readers(render: RenderResult) ->
     spec = load_stack(render.stack)
     for s in secrets:
         assert s["replication"]["userManaged"]["replicas"] == [{"location": spec.region}]
+    assert len(rotators) == spec.control_plane.count and all("-cp-" in m for m in rotators)
     member_keys = [sid for sid, who in grants.items() if who == {f"{spec.name}-cp-0"}]
     assert member_keys, "a member's own keys are readable by that member alone"
 

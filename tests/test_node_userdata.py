@@ -736,7 +736,7 @@ def test_join_credentials_are_short_lived_where_the_cloud_can_rotate_them(render
         init = next((d for d in yaml.safe_load_all(files["/etc/cfcr/kubeadm.yaml.tmpl"]["content"])
                      if d.get("kind") == "InitConfiguration"), None)
         env = files["/etc/cfcr/node.env"]["content"]
-        rotating = case.startswith("aws")  # the AWS hook has JoinAccess; the GCP and Azure ones not yet
+        rotating = case.startswith(("aws", "gcp"))  # the AWS and GCP hooks have JoinAccess; the Azure one not yet
         assert ("CFCR_JOIN_ROTATION=1" in env) == rotating, (case, role.slug)
         if role.is_control_plane:
             assert init is not None
@@ -749,6 +749,9 @@ def test_join_credentials_are_short_lived_where_the_cloud_can_rotate_them(render
     from cfcr.aws.node_hook import AwsNodeHook
 
     assert join_access(AwsNodeHook("us-east-1")) is not None
+    from cfcr.gcp.node_hook import GcpNodeHook
+
+    assert join_access(GcpNodeHook(project="p", cluster="c1")) is not None
 
 
 def test_scripts_travel_without_comments_but_whole(tmp_path: Path) -> None:

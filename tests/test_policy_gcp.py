@@ -189,6 +189,8 @@ WEAKENINGS: dict[str, tuple[Change, str, str]] = {
                                   "secret-access-least-privilege", "is not a service account"),
     "a secret admin": (_set("secret-reader", role="roles/secretmanager.admin"), "secret-access-least-privilege",
                        "role roles/secretmanager.admin"),
+    "a version manager on a key's secret": (_set("secret-reader", role="roles/secretmanager.secretVersionManager"),
+                                            "secret-access-least-privilege", "on the join token's secret"),
     "an editor service account": (_set("cp-role", role="roles/editor"), "no-basic-project-roles",
                                   "gets roles/editor on the project"),
 }
@@ -335,6 +337,16 @@ def test_secret_access_on_bindings_and_policies(type_token: str, props: dict[str
     assert len(check("secret-access-least-privilege", type_token, props)) == found
 
 
+def test_the_join_tokens_secret_may_also_grant_its_rotation() -> None:
+    manager = {"secretId": "c-bootstrap-token", "role": "roles/secretmanager.secretVersionManager",
+               "member": f"serviceAccount:{CP_SA}"}
+    assert check("secret-access-least-privilege", t.GCP_SECRET_IAM_MEMBER, manager) == []
+    assert len(check("secret-access-least-privilege", t.GCP_SECRET_IAM_MEMBER, {**manager, "secretId": "c-ca-key"})) == 1
+    assert len(check("secret-access-least-privilege", t.GCP_SECRET_IAM_MEMBER, {**manager, "member": "user:a@b.c"})) == 1
+    assert len(check("secret-access-least-privilege", t.GCP_SECRET_IAM_MEMBER, manager,
+                     {"joinTokenRotationRoles": []})) == 1
+
+
 def test_project_roles_on_bindings_and_policies() -> None:
     assert check("no-basic-project-roles", t.GCP_PROJECT_IAM_BINDING,
                  {"role": "roles/compute.viewer", "members": [f"serviceAccount:{WORKER_SA}"]}) == []
@@ -363,7 +375,7 @@ def test_the_gcp_policies_reach_the_rendered_gcp_stack() -> None:
     strict = {
         "etcd-disk-ssd": {"etcdDiskTypes": ["pd-extreme"]},
         "instance-metadata-locked-down": {"gcpRequiredMetadata": ["block-project-ssh-keys", "enable-oslogin"]},
-        "secret-access-least-privilege": {"allowedRoles": ["roles/secretmanager.viewer"]},
+        "secret-access-least-privilege": {"allowedRoles": ["roles/secretmanager.viewer"], "joinTokenRotationRoles": []},
         "no-basic-project-roles": {"forbiddenRoles": [custom_role]},
         "disks-encrypted": {"gcpRequireCustomerManagedKeys": True},
     }

@@ -45,7 +45,7 @@ def node_hook(spec: ClusterSpec, project_id: str | None = None) -> GcpNodeHook:
     from cfcr.gcp.backups import snapshot_target
 
     project_id = project_id or project(spec)
-    return GcpNodeHook(project=project_id, backups=snapshot_target(spec, project_id))
+    return GcpNodeHook(project=project_id, cluster=str(spec.name), backups=snapshot_target(spec, project_id))
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,28 @@ the image's ``python3`` for the snapshot's MD5. The bash functions live once in
   ``GCE_METADATA_HOST`` names another ``host[:port]`` (the Google SDKs' variable); Secret Manager
   at ``https://secretmanager.googleapis.com/`` unless ``CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER``
   names another root (gcloud's endpoint override, as an environment variable: ``v1/...``
-  follows it); Cloud Storage at ``https://storage.googleapis.com`` unless ``STORAGE_EMULATOR_HOST``
+  follows it); Compute Engine at ``https://compute.googleapis.com/compute/v1/`` unless
+  ``CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE`` names another (gcloud's override takes the root with
+  its version: ``projects/...`` follows it); Cloud Storage at ``https://storage.googleapis.com`` unless ``STORAGE_EMULATOR_HOST``
   names another (the client libraries' variable: ``http://`` is added when it has no scheme).
   Private Google Access on the subnetwork lets the VMs reach ``*.googleapis.com`` without a
-  public address. Tests point all three at stand-ins (tests/support/gcpapi.py);
+  public address. Tests point them at stand-ins (tests/support/gcpapi.py, tests/support/gcpjoinapi.py);
 * errors: a failed call prints Google's answer (``error.status``: ``error.message``) on stderr
   and returns non-zero; throttling (429), server errors (5xx) and failed connections are
   tried three times; every curl has connect and total timeouts.
 
+Join access (:class:`~cfcr.node.context.JoinAccess`): the control plane rotates the join token
+in Secret Manager (``addVersion``, then it destroys the versions it superseded) and approves a
+node-client certificate only for an instance of this cluster's pools that is being created or
+runs (Compute Engine ``aggregatedList`` by name, its ``cfcr-cluster`` and ``cfcr-role`` labels
+and its status). It cannot take the join identity from a joined worker: Compute Engine changes
+a VM's service account only while the VM is stopped, so a pool's account keeps reading the
+join token (the revoke hook reads the provider IDs and does nothing). What limits a token read
+on a joined worker is its short life (two hours, rotated every half hour or so) and the
+candidate check: it may join no name but a pool VM's that has no Node yet (docs/gcp.md).
+
 Optional capabilities it implements (cfcr.node): :class:`~cfcr.node.context.NodeIdentity`,
+:class:`~cfcr.node.context.JoinAccess`, :class:`~cfcr.node.context.MachineId`,
 :class:`~cfcr.node.context.ShellFunctions`, :class:`~cfcr.node.backup.SnapshotStore` (with a
 :class:`GcsSnapshotTarget`) and :class:`~cfcr.node.metadata_guard.MetadataGuard` (pods may not
 reach the metadata server: GCE serves every VM's service-account token there, to anyone who
@@ -36,6 +49,7 @@ import shlex
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cfcr.gcp.labels import CLUSTER_LABEL, ROLE_LABEL, label_text
 from cfcr.node.context import UserDataLimit
 
 METADATA_ADDRESS = "169.254.169.254"
@@ -45,6 +59,15 @@ METADATA_HOST_VARIABLE = "GCE_METADATA_HOST"
 SECRET_MANAGER_ROOT = "https://secretmanager.googleapis.com/"
 SECRET_MANAGER_VARIABLE = "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER"
 """gcloud's Secret Manager endpoint override (a root URL, ``v1/...`` follows it)."""
+COMPUTE_ROOT = "https://compute.googleapis.com/compute/v1/"
+COMPUTE_VARIABLE = "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE"
+"""gcloud's Compute Engine endpoint override (a root with its version, ``projects/...`` follows it)."""
+JOINING_STATES = ("PROVISIONING", "STAGING", "RUNNING")
+"""Instance states of a VM that may be joining (Compute Engine's instance life cycle: resources
+being allocated, the VM booting, the VM running); a stopping, stopped, suspended or terminated
+VM joins nothing."""
+INSTANCE_NAME = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+"""A Compute Engine instance name (RFC 1035 label), which is the Node name of a GCP node."""
 STORAGE_ROOT = "https://storage.googleapis.com"
 STORAGE_VARIABLE = "STORAGE_EMULATOR_HOST"
 """The Cloud Storage client libraries' variable naming another endpoint (``http://`` by default)."""
@@ -68,17 +91,19 @@ _LIBRARY = [
     "  printf '%s' \"$answer\" | jq -er 'if (.access_token | type) == \"string\" and (.access_token | length) > 0"
     " then .access_token else error(\"no access token from the metadata server\") end'",
     "}",
-    # cfcr_gcp_call URL [CURL ARGS...]: one request with the bearer token on stdin; the answer on
-    # stdout, or Google's error on stderr and status 1. Throttling, server errors and lost
-    # connections: three tries.
+    # cfcr_gcp_call URL BODY [CURL ARGS...]: one request with the bearer token on stdin and BODY
+    # (if any) through fd 3, never on a command line; the answer on stdout, or Google's error on
+    # stderr and status 1. Throttling, server errors and lost connections: three tries.
     "cfcr_gcp_call() {",
-    "  local url=$1 token out code n",
-    "  shift",
+    "  local url=$1 body=$2 token out code n",
+    "  shift 2",
     "  token=$(cat)",
+    "  [ -z \"$body\" ] || set -- \"$@\" --data-binary @/dev/fd/3",
     "  for n in 1 2 3; do",
     "    code=000",
     "    if out=$(printf 'Authorization: Bearer %s\\n' \"$token\" |",
-    "      curl -sS --connect-timeout 10 --max-time 120 -H @- -w '\\n%{http_code}' \"$@\" \"$url\"); then",
+    "      curl -sS --connect-timeout 10 --max-time 120 -H @- -w '\\n%{http_code}' \"$@\" \"$url\" \\",
+    "      3< <(printf '%s' \"$body\")); then",
     "      code=${out##*$'\\n'}",
     "      out=${out%$'\\n'*}",
     "      case $code in",
@@ -93,7 +118,7 @@ _LIBRARY = [
     "    jq -r '.error | \"\\(.status // .code): \\(.message)\"' 2>/dev/null || printf '%s' \"$out\" | tr -s ' \\n' ' ' | cut -c1-500)\" >&2",
     "  return 1",
     "}",
-    # cfcr_gcp URL [CURL ARGS...]: cfcr_gcp_call with this VM's token.
+    # cfcr_gcp URL BODY [CURL ARGS...]: cfcr_gcp_call with this VM's token.
     "cfcr_gcp() {",
     "  local token",
     "  token=$(cfcr_gcp_token) || { echo \"cfcr: no access token from the metadata server\" >&2; return 1; }",
@@ -104,6 +129,19 @@ _LIBRARY = [
 _MD5_PROGRAM = ("import base64, hashlib, sys; h = hashlib.md5(usedforsecurity=False); f = open(sys.argv[1], \"rb\"); "
                 "[h.update(b) for b in iter(lambda: f.read(1 << 20), b\"\")]; print(base64.b64encode(h.digest()).decode())")
 """The file's MD5, base64 (one line: the hook's lines are indented in backup.sh)."""
+
+_VERSION_BODY_PROGRAM = ("import base64, json, sys\n"
+                         "d = sys.stdin.buffer.read()\n"
+                         "c = 0xFFFFFFFF\n"
+                         "for b in d:\n"
+                         "    c ^= b\n"
+                         "    for _ in range(8):\n"
+                         "        c = (c >> 1) ^ (0x82F63B78 & -(c & 1))\n"
+                         "print(json.dumps({\"payload\": {\"data\": base64.b64encode(d).decode(), "
+                         "\"dataCrc32c\": str(c ^ 0xFFFFFFFF)}}))")
+"""Standard input as an ``addVersion`` body: the bytes base64, and their CRC32C (Castagnoli,
+reflected, as Secret Manager checks ``dataCrc32c`` before it keeps a version; int64 as a JSON
+string)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +166,9 @@ class GcpNodeHook:
 
     project: str
     """Project that owns the secrets."""
+    cluster: str = ""
+    """The cluster name (its instances carry ``cfcr-cluster: <label_text(cluster)>``); without
+    it the join candidate check approves nobody."""
     backups: GcsSnapshotTarget | None = None
     """Where etcd snapshots go; None: this cluster takes none."""
 
@@ -142,8 +183,8 @@ class GcpNodeHook:
 
     def shell_functions(self) -> str:
         """The bash functions the other commands call (``cfcr_gcp_metadata``, ``cfcr_gcp_token``,
-        ``cfcr_gcp_call``, ``cfcr_gcp``, and ``cfcr_gcp_secret_get``), defined once in
-        ``/etc/cfcr/secrets.sh``."""
+        ``cfcr_gcp_call``, ``cfcr_gcp``, ``cfcr_gcp_secret_get``, ``cfcr_gcp_secret_add`` and
+        ``cfcr_gcp_secret_prune``), defined once in ``/etc/cfcr/secrets.sh``."""
         root = f"${{{SECRET_MANAGER_VARIABLE}:-{SECRET_MANAGER_ROOT}}}"
         return "\n".join([
             *_LIBRARY,
@@ -151,9 +192,49 @@ class GcpNodeHook:
             "cfcr_gcp_secret_get() {",
             f"  local root={root} name=$1 answer data",
             f"  [[ $name == projects/* ]] || name=projects/{self.project}/secrets/$name",
-            "  answer=$(cfcr_gcp \"${root%/}/v1/$name/versions/latest:access\") || return 1",
+            "  answer=$(cfcr_gcp \"${root%/}/v1/$name/versions/latest:access\" '') || return 1",
             "  data=$(printf '%s' \"$answer\" | jq -er '.payload.data') || { echo \"cfcr: no payload in $name\" >&2; return 1; }",
             "  printf '%s' \"$data\" | base64 -d",
+            "}",
+            # cfcr_gcp_secret_add NAME: standard input becomes the secret's new (latest) version
+            # (addVersion, with its CRC32C); then the versions it supersedes are destroyed
+            # (cfcr_gcp_secret_prune), which only warns when it fails: the value is stored.
+            "cfcr_gcp_secret_add() {",
+            f"  local root={root} name=$1 body answer version",
+            f"  [[ $name == projects/* ]] || name=projects/{self.project}/secrets/$name",
+            f"  body=$(python3 -c {shlex.quote(_VERSION_BODY_PROGRAM)}) || return 1",
+            "  answer=$(cfcr_gcp \"${root%/}/v1/$name:addVersion\" \"$body\" -X POST -H 'Content-Type: application/json') || return 1",
+            "  version=$(printf '%s' \"$answer\" | jq -r '.name // \"\"')",
+            "  version=${version##*/versions/}",
+            "  [[ $version =~ ^[0-9]+$ ]] || { echo \"cfcr: Secret Manager named no new version of $name\" >&2; return 1; }",
+            "  cfcr_gcp_secret_prune \"$name\" \"$version\" ||",
+            "    echo \"cfcr: stored version $version of $name but kept the versions before it; the next store destroys them\" >&2",
+            "}",
+            # cfcr_gcp_secret_prune NAME NEW: destroy every enabled version older than NEW but the
+            # oldest one (the version Pulumi created with the secret and reads on every refresh:
+            # destroyed, the refresh would fail). Destroyed versions cost nothing; enabled and
+            # disabled ones are billed each month, and a rotation adds one every half hour or so.
+            "cfcr_gcp_secret_prune() {",
+            f"  local root={root} name=$1 new=$2 answer page='' oldest='' n",
+            "  local -a numbers=() more=()",
+            "  while :; do",
+            "    answer=$(cfcr_gcp \"${root%/}/v1/$name/versions\" '' -G --data-urlencode 'filter=state:ENABLED' \\",
+            "      ${page:+--data-urlencode \"pageToken=$page\"}) || return 1",
+            "    mapfile -t more < <(printf '%s' \"$answer\" | jq -r '.versions[]? | select(.state == \"ENABLED\") | .name')",
+            "    numbers+=(\"${more[@]##*/versions/}\")",
+            "    page=$(printf '%s' \"$answer\" | jq -r '.nextPageToken // \"\"')",
+            "    [ -n \"$page\" ] || break",
+            "  done",
+            "  for n in \"${numbers[@]}\"; do",
+            "    [[ $n =~ ^[0-9]+$ ]] || continue",
+            "    if [ -z \"$oldest\" ] || [ \"$n\" -lt \"$oldest\" ]; then oldest=$n; fi",
+            "  done",
+            "  for n in \"${numbers[@]}\"; do",
+            "    if [[ $n =~ ^[0-9]+$ ]] && [ \"$n\" -lt \"$new\" ] && [ \"$n\" != \"$oldest\" ]; then",
+            "      cfcr_gcp \"${root%/}/v1/$name/versions/$n:destroy\" '{}' -X POST -H 'Content-Type: application/json' >/dev/null ||",
+            "        return 1",
+            "    fi",
+            "  done",
             "}",
         ])
 
@@ -161,6 +242,53 @@ class GcpNodeHook:
         """Print the latest version of ``secret_id`` (a secret id of :attr:`project`, or a full
         ``projects/<p>/secrets/<id>`` name): ``cfcr_gcp_secret_get``."""
         return f"cfcr_gcp_secret_get {shlex.quote(secret_id)}"
+
+    def store_command(self, secret_id: str) -> str:
+        """Secret Manager ``addVersion`` of standard input, then the superseded versions destroyed
+        but the first (``cfcr_gcp_secret_add``). The control-plane accounts hold
+        ``roles/secretmanager.secretVersionManager`` on the join token's secret, and on no other
+        (``cfcr.gcp.secrets``)."""
+        return f"cfcr_gcp_secret_add {shlex.quote(secret_id)}"
+
+    def revoke_command(self) -> str:
+        """Nothing to take: Compute Engine changes a VM's service account only while it is
+        stopped, so a joined worker keeps its pool account and that account's read access to the
+        join token. The provider IDs are read and dropped (module docstring, docs/gcp.md)."""
+        return "\n".join([
+            "# Compute Engine cannot take the join identity from a running VM: its service account",
+            "# changes only while it is stopped (instances.setServiceAccount). A joined worker keeps",
+            "# reading the join token; its two-hour life and cfcr_join_candidate are the limits.",
+            "cat >/dev/null",
+        ])
+
+    def candidate_command(self) -> str:
+        """``NAME`` (an instance name: the Node name on GCP) succeeds when an instance of that name
+        in :attr:`project` carries this cluster's ``cfcr-cluster`` label and ``cfcr-role: worker``
+        (set by the pools' instance template; the control plane's custom role cannot change
+        instance labels) and is PROVISIONING, STAGING or RUNNING (Compute Engine
+        ``aggregatedList`` filtered by name, every page). A control-plane member, a stopped or
+        deleted VM, another cluster's VM and any other name fail; so does every name when the
+        hook names no cluster."""
+        if not self.cluster:
+            return 'echo "cfcr: the node hook names no cluster: no join candidate" >&2\nreturn 1'
+        root = f"${{{COMPUTE_VARIABLE}:-{COMPUTE_ROOT}}}"
+        states = " or ".join(f'.status == "{s}"' for s in JOINING_STATES)
+        select = (f'[.items[]?.instances[]? | select(.name == $name and .labels["{CLUSTER_LABEL}"] == $cluster'
+                  f' and .labels["{ROLE_LABEL}"] == "worker" and ({states}))] | length > 0')
+        return "\n".join([
+            f"local name=${{1:-}} root={root} answer page=''",
+            f"[[ $name =~ {INSTANCE_NAME} ]] || return 1",
+            "while :; do",
+            f"  answer=$(cfcr_gcp \"${{root%/}}/projects/{self.project}/aggregated/instances\" '' -G \\",
+            "    --data-urlencode \"filter=name = \\\"$name\\\"\" ${page:+--data-urlencode \"pageToken=$page\"}) || return 1",
+            f"  if printf '%s' \"$answer\" | jq -e --arg name \"$name\" --arg cluster {shlex.quote(label_text(self.cluster))} \\",
+            f"    {shlex.quote(select)} >/dev/null; then",
+            "    return 0",
+            "  fi",
+            "  page=$(printf '%s' \"$answer\" | jq -r '.nextPageToken // \"\"')",
+            "  [ -n \"$page\" ] || return 1",
+            "done",
+        ])
 
     def provider_id_command(self) -> str:
         """The VM's project, zone (the metadata server answers ``projects/<n>/zones/<zone>``)
@@ -208,7 +336,7 @@ class GcpNodeHook:
             f"root={root}",
             "[[ $root == *://* ]] || root=http://$root",
             f"url=\"${{root%/}}/upload/storage/v1/b/{bucket}/o?uploadType=media&name=${{2//\\//%2F}}\"",
-            f"answer=$(cfcr_gcp \"$url\" -X POST -T \"$1\" --max-time {UPLOAD_MAX_SECONDS} \\",
+            f"answer=$(cfcr_gcp \"$url\" '' -X POST -T \"$1\" --max-time {UPLOAD_MAX_SECONDS} \\",
             "  -H 'Content-Type: application/octet-stream' -H \"x-goog-hash: md5=$md5\") || return 1",
             "printf '%s' \"$answer\" | jq -e --arg md5 \"$md5\" --arg size \"$size\" --arg name \"$2\" \\",
             "  '.md5Hash == $md5 and (.size | tostring) == $size and .name == $name' >/dev/null || {",

@@ -1,5 +1,6 @@
 """GCP IAM policies: each Secret Manager secret is readable only by service accounts, and only
-with ``secretAccessor``; no project grant gives anything a basic role (owner, editor).
+with ``secretAccessor`` (the join token's secret also with ``secretVersionManager``, for the
+control plane's rotation); no project grant gives anything a basic role (owner, editor).
 
 Members, bindings and whole IAM policies (``policyData``, JSON) are all read, so a grant is
 judged whichever of the three resources carries it.
@@ -60,15 +61,27 @@ def _kind(member: str) -> str:
     return member.split(":", 1)[0].strip().lower() if ":" in member else member.strip().lower()
 
 
+JOIN_TOKEN_SUFFIX = "-bootstrap-token"
+"""How the join token's secret id ends (``cfcr.bootstrap.component.default_secret_id``)."""
+
+
 def _check_secret_access(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
     roles = [str(r) for r in as_list(cfg["allowedRoles"])]
+    rotation = [str(r) for r in as_list(cfg["joinTokenRotationRoles"])]
+    secret = str(res.props.get("secretId") or "")
+    join_token = secret.endswith(JOIN_TOKEN_SUFFIX)
     for where, role, member in grants(res):
         kind = _kind(member)
         if kind in PUBLIC_MEMBERS:
             report(f"{where}: {member} may use the secret ({role}): anyone with a Google account")
         elif kind != "serviceaccount":
             report(f"{where}: {member} is not a service account; only the machines' service accounts read secrets")
-        if role not in roles:
+        if role in roles or (join_token and role in rotation):
+            continue
+        if role in rotation:
+            report(f"{where}: role {role} on {secret or 'the secret'}; it is allowed on the join token's secret "
+                   f"(*{JOIN_TOKEN_SUFFIX}) only")
+        else:
             report(f"{where}: role {role or 'unset'} on the secret; allowed: {', '.join(roles)}")
 
 
@@ -80,8 +93,12 @@ secret_access_least_privilege = CfcrResourcePolicy(
     clouds=("gcp",),
     check=_check_secret_access,
     settings=[Setting("allowedRoles", string_list(
-        "Roles a secret may grant.", ["roles/secretmanager.secretAccessor"]))],
-    remediation="Grant roles/secretmanager.secretAccessor to serviceAccount:<the role's account> on each secret.",
+        "Roles a secret may grant.", ["roles/secretmanager.secretAccessor"])),
+              Setting("joinTokenRotationRoles", string_list(
+                  "Roles the join token's secret (*-bootstrap-token) may grant besides: the control plane rotates it.",
+                  ["roles/secretmanager.secretVersionManager"]))],
+    remediation="Grant roles/secretmanager.secretAccessor to serviceAccount:<the role's account> on each secret "
+                "(and secretVersionManager on the join token's secret to the control-plane accounts).",
 )
 
 
