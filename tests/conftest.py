@@ -109,7 +109,8 @@ def _booted(stack: str, binaries: dict[str, Path]) -> Iterator[object]:
     harness = ControlPlane(render, workdir, binaries, kwok_stage_configs())
     try:
         harness.boot(workers=["worker-" + p.name for p in render.spec.node_pools][:1])
-        print(f"\n{stack}: the control plane booted in {time.monotonic() - started:.0f}s (render included)", flush=True)
+        phases = ", ".join(f"{k} {v:.0f}s" for k, v in harness.timings.items())
+        print(f"\n{stack}: booted in {time.monotonic() - started:.0f}s (render included; {phases})", flush=True)
     except HarnessError as exc:
         logs = harness.logs()
         harness.close()

@@ -209,6 +209,8 @@ class ControlPlane:
     lb_addresses: dict[str, str] = field(default_factory=dict)
     admin: Host | None = None
     init_output: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds each phase of :meth:`boot` took."""
     preflight_before: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
@@ -377,30 +379,43 @@ class ControlPlane:
 
     def boot_control_plane(self, timeout: float = 600.0, before_init: Any = None) -> None:
         """Build the network and members, then ``kubeadm init`` on every member at once
-        (``before_init(member 0)`` runs once the members are prepared, before any kubelet)."""
+        (``before_init(member 0)`` runs once the members are prepared, before any kubelet).
+        Each step's seconds go to :attr:`timings`."""
+        started = time.monotonic()
         self.build_network()
         for member in self.render.members:
             self._add(f"control-plane-{member.index}", self._cloud.member_launch(member), member)
         self.start_services()
         members = [n for n in self.nodes.values() if n.member is not None]
+        started = self._timed("network and VMs", started)
         for node in members:
             self.prepare(node)
+        started = self._timed("secrets and configs", started)
         if before_init is not None:
             before_init(members[0])
+            started = self._timed("preflight before", started)
         for node in members:
             self.start_kubelet(node)
         with concurrent.futures.ThreadPoolExecutor(len(members)) as pool:
             runs = {node.role: pool.submit(self.kubeadm, node, "init", "--config", "/etc/kubernetes/kubeadm.yaml",
                                             "--v=1", timeout=timeout) for node in members}
         failed = {role: r.result() for role, r in runs.items() if r.result().returncode != 0}
+        started = self._timed("kubeadm init", started)
         for node in members if not failed else []:
             self.finish(node)
+        self._timed("members ready", started)
         self.init_output = {role: r.result().stdout + r.result().stderr for role, r in runs.items()}
         if failed:
             raise HarnessError("kubeadm init failed:\n" + "\n\n".join(
                 f"== {role} (exit {out.returncode})\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}\n"
                 f"kubelet stand-in: {self.nodes[f'cp-{role.rsplit(chr(45), 1)[1]}'].kubelet_status()}"
                 for role, out in failed.items()))
+
+    def _timed(self, step: str, started: float) -> float:
+        """Record ``step``'s seconds since ``started`` in :attr:`timings`; returns now."""
+        now = time.monotonic()
+        self.timings[step] = round(now - started, 1)
+        return now
 
     def start_kwok(self) -> None:
         """kwok keeps every Node the kubelet stand-in registered (``kwok.x-k8s.io/node: fake``)
@@ -615,17 +630,24 @@ class ControlPlane:
     def boot(self, workers: Sequence[str] = ()) -> None:
         """The whole drill setup: preflight before boot, parallel ``kubeadm init`` on every member,
         kwok, one VM of each pool in ``workers`` joined, every Node Ready; then preflight again
-        (what a retry would meet)."""
+        (what a retry would meet). Each phase's seconds go to :attr:`timings`."""
         self.boot_control_plane(before_init=self._preflight_before_boot)
+        mark = time.monotonic()
+        # kwok and every test reach the API as the operator does, with the exported admin kubeconfig
+        self.wait_for("the exported admin kubeconfig to reach the API (kubectl get --raw /readyz)",
+                      lambda: self.kubectl("get", "--raw", "/readyz", timeout=20).stdout == "ok", timeout=60, interval=2)
         self.start_kwok()
         for role in workers:
             self.join_worker(role)
+        mark = self._timed("workers joined", mark)
         self.wait_for("every Node Ready", self._all_ready, timeout=120)
+        mark = self._timed("nodes ready", mark)
         first = next(n for n in self.nodes.values() if n.member is not None and n.member.index == 0)
         self.preflight_after = {first.role: self.preflight_errors(first, "init")}
         for node in self.nodes.values():
             if node.member is None:
                 self.preflight_after[node.role] = self.preflight_errors(node, "join")
+        self._timed("preflight after", mark)
 
     def _preflight_before_boot(self, first: Node) -> None:
         self.preflight_before = {
