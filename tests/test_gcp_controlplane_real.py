@@ -53,7 +53,7 @@ def kubectl_json(cp: ControlPlane, *args: str) -> Any:
 
 
 def members(cp: ControlPlane) -> list[Node]:
-    return sorted((n for n in cp.nodes.values() if n.member is not None), key=lambda n: n.member.index if n.member else 0)
+    return [cp.member(m.index) for m in cp.render.members]
 
 
 def workers(cp: ControlPlane) -> list[Node]:

@@ -79,8 +79,10 @@ DIFFERENCES: dict[str, str] = {
              "zone, project and a token of its service account; Secret Manager (reached through "
              "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER, Cloud Storage through STORAGE_EMULATOR_HOST) judges "
              "each read by the render's secretAccessor grants, the project number is the stand-in's, Cloud DNS's "
-             "private zone is /etc/hosts and the proxy load balancer's source addresses are the load balancer "
-             "host's. The load "
+             "private zone is /etc/hosts, and the public forwarding rule's address is routed from the admin host "
+             "only. Both clouds' load balancers are one TCP proxy (tests/support/lb.py): backends see its address, "
+             "where a passthrough load balancer keeps the client's address and GCP's internal proxy one sends from the "
+             "proxy-only subnet. The load "
              "balancer's stand-in takes its targets when it starts, so a change of targets (set_lb_backends) "
              "restarts it and it refuses connections until they pass their health check",
     "preflight": "kubeadm's preflight also ignores the checks this machine cannot pass (ENVIRONMENT_PREFLIGHT), "
