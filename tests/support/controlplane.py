@@ -390,8 +390,11 @@ class ControlPlane:
         self.start_services()
         members = [n for n in self.nodes.values() if n.member is not None]
         started = self._timed("network and VMs", started)
-        for node in members:
-            self.prepare(node)
+        # every VM boots at once: each member's boot steps run alongside the others' (on a blank
+        # disk, the member model's steps wait for peers before they start a new cluster)
+        with concurrent.futures.ThreadPoolExecutor(len(members)) as pool:
+            for done in [pool.submit(self.prepare, node) for node in members]:
+                done.result()
         started = self._timed("secrets and configs", started)
         if before_init is not None:
             before_init(members[0])
