@@ -4,6 +4,11 @@
 tests/support/controlplane.py), booted once per test session and shared by every drill. It
 needs root (network namespaces) and the programs ``python3 dev.py tools`` builds; without
 them the tests that use it skip, saying why -- except under ``CI=true``, where they fail.
+
+A module that boots a harness of its own (another stack's: tests/test_gcp_controlplane_real.py)
+marks itself ``boots_own_harness`` and uses :func:`booted_harness`; its tests run before every
+other test (:func:`pytest_collection_modifyitems`), so the session's control plane, which holds
+the machine's one harness lock until the session ends, is not up yet when it asks for the lock.
 """
 
 from __future__ import annotations
@@ -13,12 +18,26 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 DEFAULT_STACK = "aws-stable"
+HARNESS_PROGRAMS = ("kubeadm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                    "etcd", "etcdctl", "kwok")
+"""What every harness runs (tests/support/tools.py builds them)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "boots_own_harness: the module boots a control-plane harness of its own "
+                                       "(it runs before the tests that use the session's `control_plane`)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of modules that boot their own harness first (stable: each module stays whole)."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("boots_own_harness") else 1)
 
 
 def _unavailable(reason: str) -> None:
@@ -30,17 +49,24 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[object]:
     """The default stack's control plane, booted from its render: 3 members, kwok, one worker."""
+    yield from booted_harness(DEFAULT_STACK)
+
+
+def booted_harness(stack: str) -> Iterator[object]:
+    """``stack``'s control plane booted from its render (every member, kwok, one VM of its first
+    pool), under the machine's harness lock; skipped (failed under CI) where it cannot run."""
     from tests.support import netns
     from tests.support.tools import require_tool
 
     why = netns.available()
     if why:
         _unavailable(why)
-    names = ["kubeadm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-             "etcd", "etcdctl", "kwok"]
-    binaries = {name: require_tool(name) for name in names}
+    binaries = {name: require_tool(name) for name in HARNESS_PROGRAMS}
+    if lock_held_by_this_process():
+        pytest.fail(f"this pytest process already holds the harness lock ({HARNESS_LOCK}): the {stack} harness "
+                    "would wait for it for ever; mark the module that boots it `boots_own_harness`", pytrace=False)
     with harness_lock():
-        yield from _booted(binaries)
+        yield from _booted(stack, binaries)
 
 
 HARNESS_LOCK = Path(tempfile.gettempdir()) / "cfcr-harness.lock"
@@ -59,17 +85,32 @@ def harness_lock() -> Iterator[None]:
         yield
 
 
-def _booted(binaries: dict[str, Path]) -> Iterator[object]:
-    """Boot the harness, yield it, tear it down."""
+def lock_held_by_this_process() -> bool:
+    """Whether this very process holds :data:`HARNESS_LOCK` (``/proc/locks``)."""
+    if not HARNESS_LOCK.exists():
+        return False
+    inode = HARNESS_LOCK.stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].endswith(f":{inode}") and parts[4] == str(os.getpid()):
+            return True
+    return False
+
+
+def _booted(stack: str, binaries: dict[str, Path]) -> Iterator[object]:
+    """Boot the harness, yield it, tear it down. The boot's time is printed."""
     from tests.support.controlplane import ControlPlane, HarnessError
     from tests.support.rendered import render_cluster
     from tests.support.tools import kwok_stage_configs
 
+    started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="cfcr-cp-"))
-    render = render_cluster(DEFAULT_STACK, workdir / "render")
+    render = render_cluster(stack, workdir / "render")
     harness = ControlPlane(render, workdir, binaries, kwok_stage_configs())
     try:
         harness.boot(workers=["worker-" + p.name for p in render.spec.node_pools][:1])
+        phases = ", ".join(f"{k} {v:.0f}s" for k, v in harness.timings.items())
+        print(f"\n{stack}: booted in {time.monotonic() - started:.0f}s (render included; {phases})", flush=True)
     except HarnessError as exc:
         logs = harness.logs()
         harness.close()

@@ -267,3 +267,16 @@ def test_every_user_data_passes_cloud_init_schema(render: RenderResult, tmp_path
 def test_every_user_data_script_passes_shellcheck(render: RenderResult, tmp_path: Path) -> None:
     failures = [f for name, raw in _metadata_user_data(render).items() for f in shellcheck_failures(name, raw, tmp_path)]
     assert not failures, "\n".join(failures)
+
+
+def test_the_public_address_is_an_ip_san_of_the_api_server_certificate(render: RenderResult) -> None:
+    """The exported kubeconfig names the public load balancer's static IP: a client checks an IP
+    against the certificate's IP SANs only (the harness found the address among the DNS names)."""
+    spec = load_stack(render.stack)
+    (request,) = [r for r in of_type(render, "tls:index/certRequest:CertRequest")
+                  if r.name == f"{spec.name}-apiserver-crt"]
+    props = inputs(request)
+    if spec.networking.api_public:
+        address = render.exports["apiLoadBalancerAddress"]
+        assert address in props["ipAddresses"] and address not in props["dnsNames"]
+    assert f"api.{spec.name}.cfcr.internal" in props["dnsNames"]

@@ -8,6 +8,8 @@ leaves this component as a Pulumi secret.
 
 from __future__ import annotations
 
+import ipaddress
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -228,7 +230,7 @@ class ClusterPki(pulumi.ComponentResource):
                 organization=spec.organizations[0] if spec.organizations else None,
             ),
             dns_names=self._dns_names(spec),
-            ip_addresses=list(spec.ip_addresses),
+            ip_addresses=self._ip_addresses(spec),
             opts=child,
         )
         cert = tls.LocallySignedCert(
@@ -250,7 +252,16 @@ class ClusterPki(pulumi.ComponentResource):
             return list(spec.dns_names)
         static = list(spec.dns_names)
         return pulumi.Output.from_input(self._args.extra_api_names).apply(
-            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static])
+            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static and not _is_ip(n)])
+
+    def _ip_addresses(self, spec: CertSpec) -> pulumi.Input[Sequence[str]]:
+        """The certificate's IP SANs; the API server's add the extra API names that are addresses
+        (a public load balancer's static IP, on GCP): a client checks an IP against IP SANs only."""
+        if spec.name != "apiserver":
+            return list(spec.ip_addresses)
+        static = list(spec.ip_addresses)
+        return pulumi.Output.from_input(self._args.extra_api_names).apply(
+            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static and _is_ip(n)])
 
     def kubeconfig(self, user: str, server_url: pulumi.Input[str]) -> pulumi.Output[str]:
         """A kubeconfig (secret) for ``admin``, ``super-admin`` or a named user."""
@@ -274,3 +285,12 @@ class ClusterPki(pulumi.ComponentResource):
         if self._args.api_server_url is None:
             raise ValueError("admin_kubeconfig needs ClusterPkiArgs.api_server_url")
         return self.kubeconfig("admin", self._args.api_server_url)
+
+
+def _is_ip(name: str) -> bool:
+    """Whether ``name`` is an IP address (not a DNS name)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

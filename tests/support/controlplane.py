@@ -5,15 +5,20 @@ cluster's control-plane members the way their VMs would, with the real programs 
 modules at the channel's versions (:mod:`tests.support.tools`):
 
 1. **Network** (:mod:`tests.support.netns`): each member is a host with its rendered address;
-   a load-balancer host answers on every API name the render hands out (the private endpoint,
-   the public one) and forwards to members that pass ``GET /readyz`` (:mod:`tests.support.lb`);
-   an instance-metadata host answers IMDSv2 (:mod:`tests.support.imds`).
+   a load-balancer host answers on every API name and address the render hands out (the private
+   endpoint, the public one) and forwards to members that pass ``GET /readyz``
+   (:mod:`tests.support.lb`); a metadata host answers as the cloud's instance metadata service.
 2. **Node root** (:mod:`tests.support.noderoot`): the member's user-data written as cloud-init
-   writes it; its AWS calls (the node hook's own, signed, in AWS's protocols) go to a stand-in
-   that serves exactly the secrets the member's cloud identity may read (its IAM policy in the
-   render).
-3. **Boot**, with the node's own code: ``fetch_all_secrets`` and ``render_configs`` from
-   ``bootstrap.sh`` (secrets from the store, placeholders filled, provider ID from IMDS), then
+   writes it; its cloud calls (the node hook's own, in the cloud's protocols) go to a stand-in
+   that serves exactly the secrets the member's cloud identity may read by the render's own
+   grants. The cloud's side is pluggable (:mod:`tests.support.harness_clouds`, chosen by the
+   render's ``cfcr:cloud``): AWS (IMDSv2, Secrets Manager and EC2 judged by the render's IAM
+   policies) and GCP (the metadata server, Secret Manager judged by the render's
+   ``secretAccessor`` grants).
+3. **Boot**, with the node's own code: the metadata guard where the render has one (as systemd
+   starts it before the kubelet), ``fetch_all_secrets`` and ``render_configs`` from
+   ``bootstrap.sh`` (secrets from the store, placeholders filled, provider ID from the metadata
+   service), then
    ``kubeadm init --config /etc/kubernetes/kubeadm.yaml`` on every member at once, as the
    boot does (parallel boot). The kubelet stand-in (:mod:`tests.support.kubelet`) starts the
    static pods kubeadm writes (and cfcr's etcd.yaml) as processes with their manifests' exact
@@ -26,7 +31,6 @@ certificate or kubeconfig is rewritten: paths, addresses and ports are the rende
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import ipaddress
 import json
 import os
@@ -36,16 +40,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cfcr.render.mocks import unwrap
-from tests.support.aws_render import AwsIdentities, aws_identities
-from tests.support.awsapi import ENDPOINT, Cloud
-from tests.support.cloudfacts import aws_vm
+from cfcr.node.metadata_guard import GUARD_SCRIPT
+from tests.support.cloudfacts import VmFacts
+from tests.support.harness_clouds import AwsCloud, CloudError, GcpCloud, Launch, cloud_for
 from tests.support.kubelet import CRICTL
 from tests.support.netns import Host, Network, run
 from tests.support.noderoot import HARNESS_DIR, NodeRoot
@@ -64,12 +67,22 @@ DIFFERENCES: dict[str, str] = {
                   "containerd, the etcd disk, systemd units) do not run; the harness runs its other steps as they "
                   "are (fetch_all_secrets, render_configs, trust_ca_bundle, forget_join_credentials, the bootstrapped "
                   "mark) and the "
-                  "tests run the timers' scripts themselves",
-    "cloud": "the AWS APIs the nodes call (Secrets Manager, EC2 profile associations), the instance metadata "
-             "service and the API load balancer are local stand-ins; the AWS one judges every call with the render's "
-             "own IAM policies for the instance profile the VM holds at that moment (KMS is not evaluated), knowing the "
-             "caller by its address: nodes reach it through AWS_ENDPOINT_URL and sign with placeholder credentials "
-             "from the metadata stand-in, signatures unchecked (moto checks them in test_aws_node_hook_real.py); the load "
+                  "tests run the timers' scripts themselves; of the systemd units, only the metadata guard "
+                  "(metadata-guard.sh, on clouds whose render has one: GCP) runs, before the kubelet stand-in, in the "
+                  "node's own network namespace, as its unit runs before containerd and the kubelet",
+    "cloud": "the cloud APIs the nodes call, the instance metadata service and the API load balancer are local "
+             "stand-ins (tests/support/harness_clouds.py), knowing the caller by its address. AWS: Secrets Manager "
+             "and EC2 profile associations, judged with the render's own IAM policies for the instance profile the "
+             "VM holds at that moment (KMS is not evaluated); nodes reach it through AWS_ENDPOINT_URL and sign with "
+             "placeholder credentials from the IMDSv2 stand-in, signatures unchecked (moto checks them in "
+             "test_aws_node_hook_real.py). GCP: the metadata server at its own address answers each VM its name, "
+             "zone, project and a token of its service account; Secret Manager (reached through "
+             "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER, Cloud Storage through STORAGE_EMULATOR_HOST) judges "
+             "each read by the render's secretAccessor grants, the project number is the stand-in's, Cloud DNS's "
+             "private zone is /etc/hosts, and the public forwarding rule's address is routed from the admin host "
+             "only. Both clouds' load balancers are one TCP proxy (tests/support/lb.py): backends see its address, "
+             "where a passthrough load balancer keeps the client's address and GCP's internal proxy one sends from the "
+             "proxy-only subnet. The load "
              "balancer's stand-in takes its targets when it starts, so a change of targets (set_lb_backends) "
              "restarts it and it refuses connections until they pass their health check",
     "preflight": "kubeadm's preflight also ignores the checks this machine cannot pass (ENVIRONMENT_PREFLIGHT), "
@@ -162,6 +175,11 @@ class Node:
         return self.root.host
 
     @property
+    def hostname(self) -> str:
+        """The VM's host name (on GCP, its instance name)."""
+        return self.root.hostname
+
+    @property
     def state(self) -> Path:
         return self.root.path.parent / f"{self.host.name}-kubelet"
 
@@ -193,18 +211,19 @@ class ControlPlane:
     lb_addresses: dict[str, str] = field(default_factory=dict)
     admin: Host | None = None
     init_output: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds each phase of :meth:`boot` took."""
     preflight_before: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors per role after boot, with the rendered config: what a retry meets."""
-    _aws: AwsIdentities | None = None
-    _cloud_render: RenderedCluster | None = None
-    """The render the cloud's secrets were last updated from (:meth:`update_cloud`); None: :attr:`render`."""
+    cloud: AwsCloud | GcpCloud | None = None
+    """The render's cloud (tests/support/harness_clouds.py), made with the network."""
 
     @property
-    def _identities(self) -> AwsIdentities:
-        assert self._aws is not None, "the cloud is initialised with the network"
-        return self._aws
+    def _cloud(self) -> AwsCloud | GcpCloud:
+        assert self.cloud is not None, "the cloud is initialised with the network"
+        return self.cloud
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> ControlPlane:
@@ -241,34 +260,38 @@ class ControlPlane:
         return process
 
     # ------------------------------------------------------------------ the network
-    def _addresses(self) -> tuple[str, str, str]:
-        """Addresses the harness adds to the node network: internal LB, public LB, admin host.
-        Taken from the top of the node network, which the topology plan leaves unused."""
-        hosts = list(self.render.node_network().hosts())
-        return str(hosts[-2]), str(hosts[-3]), str(hosts[-4])
-
     @property
     def cloud_file(self) -> Path:
-        return self.workdir / "aws-state.json"
+        """The cloud stand-in's state file (AWS: awsapi.Cloud's)."""
+        return self._cloud.state_file if self.cloud is not None else self.workdir / "aws-state.json"
 
     def build_network(self) -> None:
+        """The cloud (its state from the render), the network, the load balancer's host on the
+        rendered API addresses (or, where the render has none, two from the top of the node
+        network, which the topology plan leaves unused), the metadata host, the admin host (the
+        top of the node network), and the API names in every host's /etc/hosts. An API address
+        outside the node network (GCP's public forwarding rule) is routed to the load balancer
+        from the admin host only: a client outside the cloud."""
         render = self.render
-        self._init_cloud()
+        self.cloud = cloud_for(render, self.workdir)
+        self.cloud.init()
         self.net = Network(f"cfcr{os.getpid() % 100000}", str(render.node_network()))
-        internal, public, admin = self._addresses()
-        self.net.add_host("lb", [internal, public])
+        internal, public = self.cloud.api_addresses()
+        admin = str(list(render.node_network().hosts())[-4])
+        self.net.add_host("lb", [internal] + ([public] if public else []))
         self.net.add_host("imds", ["169.254.169.254"])
         self.admin = self.net.add_host("admin", [admin])
-        self.lb_addresses = {"internal": internal, "public": public}
-        names = render.api_host_names()
-        private = [n for n in names if n.endswith(".internal") and not n.endswith("amazonaws.com")]
-        self.net.set_names({n: (internal if n in private else public) for n in names})
+        self.lb_addresses = {"internal": internal} | ({"public": public} if public else {})
+        for address in self.lb_addresses.values():
+            if ipaddress.ip_address(address) not in render.node_network():
+                run(*self.admin.command("ip", "route", "add", f"{address}/32", "dev", "eth0"))
+        self.net.set_names(self.cloud.api_names(internal, public))
 
     def add_node(self, role: str, address: str, hostname: str, instance_id: str, zone: str,
                  member: Member | None = None, *, render: RenderedCluster | None = None,
                  binaries: Mapping[str, Path] | None = None) -> Node:
         """A VM of ``role`` from the harness's render (or ``render``, with that release's
-        ``binaries``), launched in the network and the AWS stand-in."""
+        ``binaries``), launched in the network and the cloud's stand-in."""
         assert self.net is not None
         name = f"cp-{member.index}" if member is not None else f"w{len(self.nodes)}"
         host = self.net.add_host(name, [address])
@@ -277,16 +300,21 @@ class ControlPlane:
                               binaries)
         node = Node(role, root, instance_id, zone, member, binaries=dict(binaries or {}))
         self.nodes[host.name] = node
-        self.register_instance(node, *self._launch(role, member, render))
+        self._cloud.launch(node, render)
         return node
 
-    def _new_root(self, path: Path, host: Host, hostname: str, user_data: str,
+    def _add(self, role: str, launch: Launch, member: Member | None = None, *,
+             render: RenderedCluster | None = None, binaries: Mapping[str, Path] | None = None) -> Node:
+        return self.add_node(role, launch.address, launch.hostname, launch.instance_id, launch.zone, member,
+                             render=render, binaries=binaries)
+
+    def _new_root(self, path: Path, host: Host, hostname: str, user_data: bytes,
                   binaries: Mapping[str, Path] | None) -> NodeRoot:
         """A VM's fresh root disk from ``user_data``, with the programs a node binds and the
         stand-ins of the programs the harness cannot run (DIFFERENCES)."""
         assert self.net is not None
         root = NodeRoot.create(path, host, hostname, user_data, self._node_programs(binaries), self.net.hosts_file())
-        root.env["AWS_ENDPOINT_URL"] = ENDPOINT  # the node's AWS calls go to tests/support/awsapi.py
+        root.env.update(self._cloud.node_env())  # the node hook's cloud calls go to the cloud's stand-in
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
         root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
         return root
@@ -297,72 +325,23 @@ class ControlPlane:
         programs = {**self.binaries, **(binaries or {})}
         return {k: v for k, v in programs.items() if k in ("kubeadm", "kubectl", "etcdctl")}
 
-    def _launch(self, role: str, member: Member | None,
-                render: RenderedCluster | None = None) -> tuple[str, dict[str, str]]:
-        """(launch template id, instance tags) a VM of ``role`` is launched with in the render
-        (a member's: in ``render`` when given)."""
-        if member is not None:
-            instance = next(r for r in (render or self.render).rows("aws:ec2/instance:Instance")
-                            if unwrap(r.inputs)["privateIp"] == member.address)
-            args = unwrap(instance.inputs)
-            return str(args["launchTemplate"]["id"]), dict(args["tags"])
-        pool = role.removeprefix("worker-")
-        for template_id, tags in self._identities.template_instance_tags.items():
-            if tags.get("cfcr.io/pool") == pool:
-                return template_id, tags
-        raise HarnessError(f"no launch template in the render for pool {pool}")
-
     def cloud_state(self) -> dict[str, Any]:
-        """The AWS stand-in's state: instances and their profiles, secret values, calls."""
-        return Cloud(self.cloud_file).load()
-
-    def _init_cloud(self) -> None:
-        render = self.render
-        ids = aws_identities(render.result.resources)
-        secrets = {str(unwrap(r.inputs)["name"]): {"arn": str(r.outputs["arn"]), "value": render.secret_values[
-            str(unwrap(r.inputs)["name"])]} for r in render.rows("aws:secretsmanager/secret:Secret")}
-        role_arn = next(iter(ids.role_arns.values()))
-        Cloud(self.cloud_file).save({
-            "region": render.spec.region,
-            "account": role_arn.split(":")[4],
-            "instances": {},
-            "secrets": secrets,
-            "policies": {p: ids.policies_of_profile(p) for p in ids.profile_roles},
-            "profile_arns": ids.profile_arns,
-            "role_arns": {p: ids.role_arns[r] for p, r in ids.profile_roles.items()},
-            "log": [],
-        })
-        self._aws = ids
-
-    def register_instance(self, node: Node, template_id: str, tags: Mapping[str, str]) -> None:
-        """The VM exists in the AWS stand-in: its address, id, tags and launch profile."""
-        with Cloud(self.cloud_file).update() as state:
-            state["instances"][node.host.address] = {
-                "id": node.instance_id, "profile": self._identities.template_profiles[template_id],
-                "association": f"iip-assoc-{node.instance_id[2:]}", "tags": dict(tags)}
+        """The cloud stand-in's state (AWS: instances and their profiles, secret values, calls;
+        GCP: project, instances, secret values, accessors and, in ``log``, every secret read)."""
+        return self._cloud.state()
 
     def start_services(self) -> None:
         assert self.net is not None
         self._spawn_lb(self.render.members)
-        self.write_imds()
-        imds = self.net.hosts["imds"]
-        self.spawn("imds", imds.command(sys.executable, "-m", "tests.support.imds", str(self.workdir / "imds.json")))
-        self.spawn("awsapi", imds.command(sys.executable, "-m", "tests.support.awsapi", str(self.cloud_file)))
+        self._cloud.start(self.spawn, self.net.hosts["imds"])
 
-    def write_imds(self) -> None:
-        region = self.render.spec.region
-        data = {}
-        for node in self.nodes.values():
-            vm = aws_vm(node.host.address, region)
-            data[vm.address] = {
-                "instance-id": node.instance_id,
-                "placement/availability-zone": node.zone,
-                "placement/region": region,
-                "local-ipv4": vm.address,
-                "local-hostname": vm.private_dns,
-                "hostname": vm.private_dns,
-            }
-        (self.workdir / "imds.json").write_text(json.dumps(data, indent=2))
+    def vm(self, node: Node) -> VmFacts:
+        """The node's VM as its cloud presents it (tests/support/cloudfacts.py)."""
+        return self._cloud.vm(node)
+
+    def provider_id(self, node: Node) -> str:
+        """The provider ID the cloud gives the node's VM."""
+        return self._cloud.provider_id(node)
 
     # ------------------------------------------------------------------ boot
     def start_kubelet(self, node: Node) -> None:
@@ -383,9 +362,12 @@ class ControlPlane:
 
     def prepare(self, node: Node) -> None:
         """The boot script's own steps: the node's network sysctls (the ones a network namespace
-        owns), secrets from the store, configs rendered; on a member, the member model's steps
-        before kubeadm (etcd membership, a replaced VM's stale Node)."""
+        owns), the metadata guard where the render has one (its unit runs before containerd and
+        the kubelet), secrets from the store, configs rendered; on a member, the member model's
+        steps before kubeadm (etcd membership, a replaced VM's stale Node)."""
         node.run("grep -E '^net\\.ipv[46]\\.' /etc/sysctl.d/90-cfcr.conf | sysctl -q -p - >/dev/null")
+        if node.root.exists(GUARD_SCRIPT):
+            node.run(GUARD_SCRIPT)
         node.run(". /usr/local/lib/cfcr/bootstrap.sh && fetch_all_secrets && render_configs")
         if node.member is not None:
             out = node.run(". /usr/local/lib/cfcr/bootstrap.sh && . /usr/local/lib/cfcr/member.sh && "
@@ -399,32 +381,46 @@ class ControlPlane:
 
     def boot_control_plane(self, timeout: float = 600.0, before_init: Any = None) -> None:
         """Build the network and members, then ``kubeadm init`` on every member at once
-        (``before_init(member 0)`` runs once the members are prepared, before any kubelet)."""
+        (``before_init(member 0)`` runs once the members are prepared, before any kubelet).
+        Each step's seconds go to :attr:`timings`."""
+        started = time.monotonic()
         self.build_network()
         for member in self.render.members:
-            self.add_node(f"control-plane-{member.index}", member.address,
-                          aws_vm(member.address, self.render.spec.region).hostname, member.instance_id,
-                          member.zone, member)
+            self._add(f"control-plane-{member.index}", self._cloud.member_launch(member), member)
         self.start_services()
         members = [n for n in self.nodes.values() if n.member is not None]
-        for node in members:
-            self.prepare(node)
+        started = self._timed("network and VMs", started)
+        # every VM boots at once: each member's boot steps run alongside the others' (on a blank
+        # disk, the member model's steps wait for peers before they start a new cluster)
+        with concurrent.futures.ThreadPoolExecutor(len(members)) as pool:
+            for done in [pool.submit(self.prepare, node) for node in members]:
+                done.result()
+        started = self._timed("secrets and configs", started)
         if before_init is not None:
             before_init(members[0])
+            started = self._timed("preflight before", started)
         for node in members:
             self.start_kubelet(node)
         with concurrent.futures.ThreadPoolExecutor(len(members)) as pool:
             runs = {node.role: pool.submit(self.kubeadm, node, "init", "--config", "/etc/kubernetes/kubeadm.yaml",
                                             "--v=1", timeout=timeout) for node in members}
         failed = {role: r.result() for role, r in runs.items() if r.result().returncode != 0}
+        started = self._timed("kubeadm init", started)
         for node in members if not failed else []:
             self.finish(node)
+        self._timed("members ready", started)
         self.init_output = {role: r.result().stdout + r.result().stderr for role, r in runs.items()}
         if failed:
             raise HarnessError("kubeadm init failed:\n" + "\n\n".join(
                 f"== {role} (exit {out.returncode})\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}\n"
                 f"kubelet stand-in: {self.nodes[f'cp-{role.rsplit(chr(45), 1)[1]}'].kubelet_status()}"
                 for role, out in failed.items()))
+
+    def _timed(self, step: str, started: float) -> float:
+        """Record ``step``'s seconds since ``started`` in :attr:`timings`; returns now."""
+        now = time.monotonic()
+        self.timings[step] = round(now - started, 1)
+        return now
 
     def start_kwok(self) -> None:
         """kwok keeps every Node the kubelet stand-in registered (``kwok.x-k8s.io/node: fake``)
@@ -436,25 +432,15 @@ class ControlPlane:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-lease-duration-seconds=40", *stages))
 
-    def worker_address(self, role: str, index: int) -> tuple[str, str]:
-        """(address, zone) a VM of ``role``'s pool gets: from the pool's first private subnet in
-        the render, above the addresses the topology plan reserves."""
-        subnets = sorted((r for r in self.render.rows("aws:ec2/subnet:Subnet") if "-private-" in r.name),
-                         key=lambda r: r.name)
-        if not subnets:
-            raise HarnessError("the render has no private subnets to place a worker in")
-        inputs = subnets[index % len(subnets)].inputs
-        network = ipaddress.IPv4Network(str(inputs["cidrBlock"]))
-        return str(network.network_address + 100 + index), str(inputs["availabilityZone"])
-
     def new_worker(self, role: str, index: int, *, render: RenderedCluster | None = None,
                    binaries: Mapping[str, Path] | None = None) -> Node:
-        """A VM of ``role``'s pool, launched and prepared (secrets, configs) but not joined."""
-        address, zone = self.worker_address(role, index)
-        hostname = aws_vm(address, self.render.spec.region).hostname
-        instance_id = "i-0" + hashlib.sha256(f"{role}/{index}".encode()).hexdigest()[:16]
-        node = self.add_node(role, address, hostname, instance_id, zone, render=render, binaries=binaries)
-        self.write_imds()
+        """A VM of ``role``'s pool, launched where its cloud would put VM ``index`` of the pool
+        (:mod:`tests.support.harness_clouds`) and prepared (secrets, configs) but not joined."""
+        try:
+            launch = self._cloud.worker_launch(role, index)
+        except CloudError as exc:
+            raise HarnessError(str(exc)) from exc
+        node = self._add(role, launch, render=render, binaries=binaries)
         self.prepare(node)
         return node
 
@@ -535,13 +521,12 @@ class ControlPlane:
             data.mkdir(mode=0o700)
         node = Node(old.role, root, instance_id, old.zone, old.member, binaries=dict(binaries or {}))
         self.nodes[old.host.name] = node
-        self.register_instance(node, *self._launch(old.role, old.member, render))
+        self._cloud.launch(node, render)
         return self._boot_member(node, "replaced")
 
     def _boot_member(self, node: Node, what: str) -> Node:
         """A member's VM, in the cloud with its root and etcd disk, boots as bootstrap.sh boots it:
         the member model's steps, ``kubeadm init``, then :meth:`finish` (``member_ready``)."""
-        self.write_imds()
         self.prepare(node)
         self.start_kubelet(node)
         out = self.kubeadm(node, "init", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1")
@@ -554,39 +539,14 @@ class ControlPlane:
     # ------------------------------------------------------------------ growing and shrinking
     def update_cloud(self, render: RenderedCluster, *, prune: bool = False) -> None:
         """The cloud as `pulumi up` of ``render`` (the same stack, changed: another member count)
-        leaves what the nodes read: every instance profile of ``render`` with its role's policies;
-        its new secrets stored, and those whose rendered value changed since the render the cloud
-        was last updated from given the new value (a certificate whose names changed). Keys keep
+        leaves what the nodes read: every identity of ``render`` with its grants; its new secrets
+        stored, and those whose rendered value changed since the render the cloud was last
+        updated from given the new value (a certificate whose names changed). Keys keep
         theirs: Pulumi keeps a key in its state while its inputs stay, where the offline render
         makes RSA keys afresh each time. A value a node wrote stays unless the render changed it.
         ``prune``: what ``render`` no longer has goes (Pulumi deletes it at the end of the update;
         remove the VMs that use it first, :meth:`remove_member`)."""
-        before = self._cloud_render or self.render
-        ids = aws_identities(render.result.resources)
-        with Cloud(self.cloud_file).update() as state:
-            for row in render.rows("aws:secretsmanager/secret:Secret"):
-                name = str(unwrap(row.inputs)["name"])
-                value = render.secret_values[name]
-                stored = state["secrets"].get(name)
-                if stored is None:
-                    state["secrets"][name] = {"arn": str(row.outputs["arn"]), "value": value}
-                elif value != before.secret_values.get(name) and not any(
-                        f"{kind} KEY-----" in value for kind in ("PRIVATE", "PUBLIC")):
-                    stored["value"] = value
-                    stored["versions"] = int(stored.get("versions", 1)) + 1
-            state["policies"].update({p: ids.policies_of_profile(p) for p in ids.profile_roles})
-            state["profile_arns"].update(ids.profile_arns)
-            state["role_arns"].update({p: ids.role_arns[r] for p, r in ids.profile_roles.items()})
-            if prune:
-                for name in set(state["secrets"]) - set(render.secret_values):
-                    del state["secrets"][name]
-                for profile in set(state["profile_arns"]) - set(ids.profile_arns):
-                    for key in ("policies", "profile_arns", "role_arns"):
-                        state[key].pop(profile, None)
-        old = self._identities
-        self._aws = ids if prune else AwsIdentities(
-            *({**getattr(old, f.name), **getattr(ids, f.name)} for f in fields(AwsIdentities)))
-        self._cloud_render = render
+        self._cloud.update(render, prune=prune)
 
     def add_member(self, member: Member, instance_id: str, *, render: RenderedCluster,
                    binaries: Mapping[str, Path] | None = None) -> Node:
@@ -595,9 +555,9 @@ class ControlPlane:
         member's rendered address and zone, booted as bootstrap.sh boots it: a blank etcd disk,
         the member model's steps, ``kubeadm init`` and ``member_ready``. The load balancer does
         not send it requests until :meth:`set_lb_backends` names it."""
-        node = self.add_node(f"control-plane-{member.index}", member.address,
-                             aws_vm(member.address, self.render.spec.region).hostname, instance_id, member.zone,
-                             member, render=render, binaries=binaries)
+        launch = self._cloud.member_launch(member, render)
+        node = self._add(f"control-plane-{member.index}", Launch(launch.address, launch.zone, launch.hostname,
+                                                                  instance_id), member, render=render, binaries=binaries)
         return self._boot_member(node, "new")
 
     def remove_member(self, index: int) -> Path:
@@ -612,9 +572,7 @@ class ControlPlane:
                     if line.startswith("CFCR_NODE_NAME="))
         disk = self.lose_member(index, graceful=False)
         del self.nodes[node.host.name]
-        with Cloud(self.cloud_file).update() as state:
-            state["instances"].pop(node.host.address, None)
-        self.write_imds()
+        self._cloud.forget(node)
         # through the load balancer, which may still send a request to the VM just gone
         self.wait_for(f"Node {name} deleted", lambda: self.kubectl(
             "delete", "node", name, "--ignore-not-found", "--wait=false", check=False).returncode == 0, timeout=60)
@@ -677,17 +635,24 @@ class ControlPlane:
     def boot(self, workers: Sequence[str] = ()) -> None:
         """The whole drill setup: preflight before boot, parallel ``kubeadm init`` on every member,
         kwok, one VM of each pool in ``workers`` joined, every Node Ready; then preflight again
-        (what a retry would meet)."""
+        (what a retry would meet). Each phase's seconds go to :attr:`timings`."""
         self.boot_control_plane(before_init=self._preflight_before_boot)
+        mark = time.monotonic()
+        # kwok and every test reach the API as the operator does, with the exported admin kubeconfig
+        self.wait_for("the exported admin kubeconfig to reach the API (kubectl get --raw /readyz)",
+                      lambda: self.kubectl("get", "--raw", "/readyz", timeout=20).stdout == "ok", timeout=60, interval=2)
         self.start_kwok()
         for role in workers:
             self.join_worker(role)
+        mark = self._timed("workers joined", mark)
         self.wait_for("every Node Ready", self._all_ready, timeout=120)
+        mark = self._timed("nodes ready", mark)
         first = next(n for n in self.nodes.values() if n.member is not None and n.member.index == 0)
         self.preflight_after = {first.role: self.preflight_errors(first, "init")}
         for node in self.nodes.values():
             if node.member is None:
                 self.preflight_after[node.role] = self.preflight_errors(node, "join")
+        self._timed("preflight after", mark)
 
     def _preflight_before_boot(self, first: Node) -> None:
         self.preflight_before = {

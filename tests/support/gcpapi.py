@@ -22,6 +22,15 @@ Faults for tests: ``fail_next`` (status codes answered before the real answer), 
 (flip a byte of the next upload body as it arrives, as a bad link would), ``skip_hash_check``
 (keep a body without checking ``x-goog-hash``, so only the client's own check can catch it).
 Every request is recorded (:class:`Request`).
+
+For the control-plane harness (tests/support/controlplane.py) it also runs as a process, one
+per cluster: ``python -m tests.support.gcpapi STATE.json LOG.jsonl`` in the metadata host's
+network namespace answers the metadata server on ``169.254.169.254:80`` and Secret Manager and
+Cloud Storage on ``169.254.169.254:8080`` (each listener serves only its own paths). Every VM
+gets its own metadata, told apart by its source address as GCE tells VMs apart (``instances``:
+name, zone and service account of the VM at that address); the project, the VMs, the secrets and
+their accessors are read again from STATE.json on each request (the harness writes it as VMs
+launch), and every Secret Manager decision is appended to LOG.jsonl (:class:`Decision`).
 """
 
 from __future__ import annotations
@@ -31,9 +40,11 @@ import hashlib
 import http.server
 import json
 import secrets
+import sys
 import threading
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 PROJECT = "cfcr-test-project"
@@ -42,6 +53,12 @@ INSTANCE_ID = "4520851307012345678"
 """The stand-in VM's numeric instance id (``instance/id``)."""
 ZONE = "europe-west4-b"
 INSTANCE = "c1-cp-0"
+METADATA_ADDRESS = ("169.254.169.254", 80)
+"""Where the harness's metadata server listens (GCE's own address and port)."""
+API_ADDRESS = ("169.254.169.254", 8080)
+"""Where the harness's Secret Manager and Cloud Storage listen (``node_env``'s endpoints)."""
+METADATA = "metadata"
+APIS = "apis"
 
 
 @dataclass
@@ -52,6 +69,39 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    client: str = ""
+    """The caller's address."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A VM as its metadata server describes it."""
+
+    name: str
+    zone: str
+    service_account: str | None
+    """Its service account's e-mail (None: the VM has none)."""
+    instance_id: str | None = None
+    """Its numeric instance id (None: one derived from its name)."""
+
+    @property
+    def id(self) -> str:
+        """``instance/id``: the given one, or a stable number from the name."""
+        return self.instance_id or str(int(hashlib.sha256(self.name.encode()).hexdigest()[:15], 16))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One Secret Manager read, as the stand-in decided it."""
+
+    client: str
+    """The caller's address."""
+    service_account: str | None
+    """Whose token it carried (None: no token the metadata server issued)."""
+    secret: str
+    """The secret id asked for."""
+    status: int
+    """The HTTP status answered (200, 401, 403, 404)."""
 
 
 @dataclass
@@ -73,6 +123,42 @@ class GcpApi:
     fail_next: list[int] = field(default_factory=list)
     corrupt_next: bool = False
     skip_hash_check: bool = False
+    project: str = PROJECT
+    project_number: str = PROJECT_NUMBER
+    instances: dict[str, Instance] = field(default_factory=dict)
+    """Caller address -> the VM there. Empty: every caller is the one VM of :data:`INSTANCE`,
+    :data:`ZONE` and :attr:`service_account`; otherwise an unknown caller gets 404s."""
+    decisions: list[Decision] = field(default_factory=list)
+    listen: tuple[str, int] = ("127.0.0.1", 0)
+    state_file: Path | None = None
+    """When set, :meth:`load_state` reads project, instances, secrets and accessors from it
+    before each request (the module docstring's process mode)."""
+    decision_log: Path | None = None
+    """When set, every :class:`Decision` is appended to it as a JSON line."""
+
+    def load_state(self) -> None:
+        """Project, instances, secrets and accessors from :attr:`state_file` (the harness's
+        view of the cloud: ``{"project", "project_number", "instances": {address: {"name",
+        "zone", "service_account"}}, "secrets": {id: text}, "accessors": {id: [e-mail]}}``)."""
+        if self.state_file is None:
+            return
+        state = json.loads(self.state_file.read_text())
+        self.project, self.project_number = str(state["project"]), str(state["project_number"])
+        self.instances = {a: Instance(**i) for a, i in state["instances"].items()}
+        self.secrets = {k: v.encode() for k, v in state["secrets"].items()}
+        self.accessors = {k: set(v) for k, v in state["accessors"].items()}
+
+    def decide(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+        if self.decision_log is not None:
+            with self.decision_log.open("a") as handle:
+                handle.write(json.dumps(asdict(decision)) + "\n")
+
+    def instance(self, client: str) -> Instance | None:
+        """The VM calling from ``client``."""
+        if not self.instances:
+            return Instance(INSTANCE, ZONE, self.service_account, INSTANCE_ID)
+        return self.instances.get(client)
 
     def __post_init__(self) -> None:
         api = self
@@ -98,8 +184,13 @@ class GcpApi:
                 return api.tokens.get(auth.removeprefix("Bearer "))
 
             def record(self, body: bytes = b"") -> urllib.parse.SplitResult:
-                api.requests.append(Request(self.command, self.path, dict(self.headers.items()), body))
+                api.load_state()
+                api.requests.append(Request(self.command, self.path, dict(self.headers.items()), body,
+                                            self.client_address[0]))
                 return urllib.parse.urlsplit(self.path)
+
+            def serves(self, kind: str) -> bool:
+                return kind in getattr(self.server, "cfcr_serves", (METADATA, APIS))
 
             def fault(self) -> bool:
                 if api.fail_next:
@@ -109,9 +200,10 @@ class GcpApi:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 url = self.record()
-                if url.path.startswith("/computeMetadata/v1/"):
+                if url.path.startswith("/computeMetadata/v1/") and self.serves(METADATA):
                     self.metadata(url.path.removeprefix("/computeMetadata/v1/"))
-                elif url.path.startswith("/v1/projects/") and url.path.endswith("/versions/latest:access"):
+                elif (url.path.startswith("/v1/projects/") and url.path.endswith("/versions/latest:access")
+                      and self.serves(APIS)):
                     if not self.fault():
                         self.access(url.path.removeprefix("/v1/").removesuffix("/versions/latest:access"))
                 else:
@@ -121,11 +213,16 @@ class GcpApi:
                 if self.headers.get("Metadata-Flavor") != "Google" or "X-Forwarded-For" in self.headers:
                     self.reply(403, "Missing required header: Metadata-Flavor", "text/html")
                     return
-                answers = {"project/project-id": PROJECT, "instance/zone": f"projects/{PROJECT_NUMBER}/zones/{ZONE}",
-                           "instance/name": INSTANCE, "instance/id": INSTANCE_ID}
-                if path == "instance/service-accounts/default/token" and api.service_account:
+                vm = api.instance(self.client_address[0])
+                if vm is None:
+                    self.reply(404, "Not Found", "text/html")
+                    return
+                answers = {"project/project-id": api.project,
+                           "instance/zone": f"projects/{api.project_number}/zones/{vm.zone}", "instance/name": vm.name,
+                           "instance/id": vm.id}
+                if path == "instance/service-accounts/default/token" and vm.service_account:
                     token = "ya29." + secrets.token_urlsafe(32)
-                    api.tokens[token] = api.service_account
+                    api.tokens[token] = vm.service_account
                     self.reply(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
                 elif path in answers:
                     self.reply(200, answers[path], "application/text")
@@ -134,22 +231,29 @@ class GcpApi:
 
             def access(self, name: str) -> None:
                 who = self.caller()
-                if who is None:
-                    self.error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-                    return
                 parts = name.split("/")
-                if len(parts) != 4 or parts[0] != "projects" or parts[2] != "secrets":
-                    self.error(400, "INVALID_ARGUMENT", f"bad secret name {name}")
+                secret = parts[3] if len(parts) == 4 else name
+
+                def answer(status: int, *error: str) -> None:
+                    api.decide(Decision(self.client_address[0], who, secret, status))
+                    if error:
+                        self.error(status, *error)
+
+                if who is None:
+                    answer(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
                     return
-                secret = parts[3]
-                if parts[1] != PROJECT or secret not in api.secrets:
-                    self.error(404, "NOT_FOUND", f"Secret [{name}] not found or has no versions.")
+                if len(parts) != 4 or parts[0] != "projects" or parts[2] != "secrets":
+                    answer(400, "INVALID_ARGUMENT", f"bad secret name {name}")
+                    return
+                if parts[1] != api.project or secret not in api.secrets:
+                    answer(404, "NOT_FOUND", f"Secret [{name}] not found or has no versions.")
                     return
                 if who not in api.accessors.get(secret, set()):
-                    self.error(403, "PERMISSION_DENIED",
-                               f"Permission 'secretmanager.versions.access' denied for resource '{name}/versions/latest'")
+                    answer(403, "PERMISSION_DENIED",
+                           f"Permission 'secretmanager.versions.access' denied for resource '{name}/versions/latest'")
                     return
-                self.reply(200, {"name": f"projects/{PROJECT_NUMBER}/secrets/{secret}/versions/1",
+                answer(200)
+                self.reply(200, {"name": f"projects/{api.project_number}/secrets/{secret}/versions/1",
                                  "payload": {"data": base64.b64encode(api.secrets[secret]).decode()}})
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
@@ -157,7 +261,7 @@ class GcpApi:
                 body = self.rfile.read(length)
                 url = self.record(body)
                 prefix = "/upload/storage/v1/b/"
-                if not (url.path.startswith(prefix) and url.path.endswith("/o")):
+                if not (url.path.startswith(prefix) and url.path.endswith("/o") and self.serves(APIS)):
                     self.error(404, "NOT_FOUND", f"no such endpoint {url.path}")
                     return
                 if self.fault():
@@ -200,9 +304,17 @@ class GcpApi:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._handler = Handler
+        self._server = http.server.ThreadingHTTPServer(self.listen, Handler)
+        self.url = f"http://{self.listen[0]}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def listener(self, address: tuple[str, int], serves: tuple[str, ...]) -> http.server.ThreadingHTTPServer:
+        """Another HTTP server of this stand-in on ``address`` (not yet serving), answering only
+        ``serves`` (:data:`METADATA`, :data:`APIS`)."""
+        server = http.server.ThreadingHTTPServer(address, self._handler)
+        server.cfcr_serves = serves  # type: ignore[attr-defined]
+        return server
 
     @property
     def host(self) -> str:
@@ -221,3 +333,23 @@ class GcpApi:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def harness_node_env() -> dict[str, str]:
+    """The variables that point a harness node's GCP hook at :func:`main`'s listeners (the
+    metadata server stays at its own address, the hook's default)."""
+    api = f"http://{API_ADDRESS[0]}:{API_ADDRESS[1]}"
+    return {"CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER": api + "/", "STORAGE_EMULATOR_HOST": api}
+
+
+def main() -> None:
+    """The harness's process mode (module docstring): STATE.json, LOG.jsonl."""
+    api = GcpApi(state_file=Path(sys.argv[1]), decision_log=Path(sys.argv[2]), listen=API_ADDRESS)
+    api._server.cfcr_serves = (APIS,)  # type: ignore[attr-defined]
+    metadata = api.listener(METADATA_ADDRESS, (METADATA,))
+    threading.Thread(target=metadata.serve_forever, daemon=True).start()
+    api._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

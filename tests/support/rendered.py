@@ -111,12 +111,16 @@ class RenderedCluster:
     # ------------------------------------------------------------------ the secret store
     @cached_property
     def secret_values(self) -> dict[str, str]:
-        """Secret id (its name in the store) -> value."""
-        if self.spec.cloud != "aws":
-            raise UnsupportedCloud(f"the harness reads no {self.spec.cloud} secret store yet")
-        by_arn = {r.id: unwrap(r.inputs)["name"] for r in self.rows("aws:secretsmanager/secret:Secret")}
-        return {by_arn[unwrap(v.inputs)["secretId"]]: str(unwrap(v.inputs)["secretString"])
-                for v in self.rows("aws:secretsmanager/secretVersion:SecretVersion")}
+        """Secret id (its name in the store: Secrets Manager's name, Secret Manager's secret id) -> value."""
+        if self.spec.cloud == "aws":
+            by_arn = {r.id: unwrap(r.inputs)["name"] for r in self.rows("aws:secretsmanager/secret:Secret")}
+            return {by_arn[unwrap(v.inputs)["secretId"]]: str(unwrap(v.inputs)["secretString"])
+                    for v in self.rows("aws:secretsmanager/secretVersion:SecretVersion")}
+        if self.spec.cloud == "gcp":
+            by_name = {r.id: unwrap(r.inputs)["secretId"] for r in self.rows("gcp:secretmanager/secret:Secret")}
+            return {by_name[unwrap(v.inputs)["secret"]]: str(unwrap(v.inputs)["secretData"])
+                    for v in self.rows("gcp:secretmanager/secretVersion:SecretVersion")}
+        raise UnsupportedCloud(f"the harness reads no {self.spec.cloud} secret store yet")
 
     def node_network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.spec.networking.node_cidr)
