@@ -274,7 +274,7 @@ def test_the_public_address_is_an_ip_san_of_the_api_server_certificate(render: R
     against the certificate's IP SANs only (the harness found the address among the DNS names)."""
     spec = load_stack(render.stack)
     (request,) = [r for r in of_type(render, "tls:index/certRequest:CertRequest")
-                  if r.name == f"{spec.name}-apiserver-crt"]
+                  if r.name == f"{spec.name}-pki-apiserver-csr"]
     props = inputs(request)
     if spec.networking.api_public:
         address = render.exports["apiLoadBalancerAddress"]
