@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from cfcr.gcp.addon_profile import PROFILE
-from cfcr.node.metadata_guard import RULE_COMMENT
+from cfcr.node.metadata_guard import GUARD_CHAIN, RULE_COMMENT
 from cfcr.pki.specs import kubeadm_ca_cert_hash
 from cfcr.render.mocks import unwrap
 from tests.support.controlplane import ControlPlane, Node
@@ -210,10 +210,14 @@ def test_the_worker_joined_through_the_internal_api_name_with_discovery_pinned_t
 # --------------------------------------------------------------------------- Secret Manager and the metadata server
 
 def _readers(cp: ControlPlane) -> dict[str, set[str]]:
-    """Service account e-mail -> the secret ids the render grants it secretAccessor on."""
+    """Service account e-mail -> the secret ids the render grants it secretAccessor on (the
+    members' other grant, to rotate the join token, is on that one secret only)."""
     out: dict[str, set[str]] = {}
     for grant in rows(cp, "gcp:secretmanager/secretIamMember:SecretIamMember"):
-        assert grant["role"] == "roles/secretmanager.secretAccessor"
+        if grant["role"] != "roles/secretmanager.secretAccessor":
+            assert grant["role"] == "roles/secretmanager.secretVersionManager", grant
+            assert str(grant["secretId"]).endswith("-bootstrap-token"), grant
+            continue
         out.setdefault(str(grant["member"]).removeprefix("serviceAccount:"), set()).add(str(grant["secretId"]))
     return out
 
@@ -267,8 +271,12 @@ def test_every_node_keeps_pods_from_the_metadata_server(gcp: ControlPlane) -> No
     cp = gcp
     for node in cp.nodes.values():
         rules = node.run("iptables -w -t mangle -S FORWARD").stdout
-        assert f"-A FORWARD -d 169.254.169.254/32 -m comment --comment \"{RULE_COMMENT}\" -j DROP" in rules, (
+        assert f"-A FORWARD -d 169.254.169.254/32 -m comment --comment \"{RULE_COMMENT}\" -j {GUARD_CHAIN}" in rules, (
             node.role, rules)
+        chain = node.run(f"iptables -w -t mangle -S {GUARD_CHAIN}").stdout
+        assert chain.splitlines()[-1].startswith(f"-A {GUARD_CHAIN} -m comment") and chain.rstrip().endswith("-j DROP"), (
+            node.role, chain)
+        assert f"-A {GUARD_CHAIN} -p udp -m udp --dport 53" in chain, (node.role, chain)
         # the node itself (OUTPUT, not FORWARD) still reaches it: its provider ID came from there
         out = node.run("curl -fsS -H 'Metadata-Flavor: Google' http://169.254.169.254/computeMetadata/v1/instance/name")
         assert out.stdout == node.hostname
