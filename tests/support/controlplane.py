@@ -449,6 +449,7 @@ class ControlPlane:
         """Boot one VM of a worker pool: secrets, configs, kubelet stand-in, ``kubeadm join``."""
         node = self.new_worker(role, index, render=render, binaries=binaries)
         self.start_kubelet(node)
+        self.wait_for_signed_cluster_info(node)
         out = self.kubeadm(node, "join", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1", timeout=timeout)
         node.join_output = out.stdout + out.stderr
         if out.returncode != 0:
@@ -456,6 +457,27 @@ class ControlPlane:
                                f"{out.stderr[-4000:]}\nkubelet stand-in: {node.kubelet_status()}")
         self.finish(node)
         return node
+
+    def wait_for_signed_cluster_info(self, node: Node, timeout: float = 180.0) -> None:
+        """Wait until kube-controller-manager's bootstrap signer has signed ``cluster-info`` for
+        the node's join token (``jws-kubeconfig-<token id>``): a VM booting minutes after the
+        control plane finds it signed, while the harness's worker joins seconds after a
+        rotation (kubeadm's token discovery refuses an unsigned cluster-info at once)."""
+        token = ""
+        for doc in yaml.safe_load_all(node.root.read("/etc/kubernetes/kubeadm.yaml")):
+            if isinstance(doc, dict) and doc.get("kind") == "JoinConfiguration":
+                token = str(((doc.get("discovery") or {}).get("bootstrapToken") or {}).get("token") or "")
+        token_id = token.split(".")[0]
+        if not token_id:
+            return  # a template with the token filled in later: nothing to wait for here
+
+        def signed() -> bool:
+            out = self.kubectl("get", "configmap", "cluster-info", "-n", "kube-public", "-o", "json", check=False)
+            if out.returncode != 0:
+                return False
+            return f"jws-kubeconfig-{token_id}" in (json.loads(out.stdout).get("data") or {})
+
+        self.wait_for(f"cluster-info signed for join token {token_id}", signed, timeout=timeout)
 
     def finish(self, node: Node) -> None:
         """What bootstrap.sh's main does after kubeadm, in its order: every kubeconfig trusts the
