@@ -80,6 +80,17 @@ class AddonWiring:
     """The termination queue's URL, where the cloud has one."""
 
 
+class ClusterComponent(Protocol):
+    """What every cloud's ``Cluster`` component offers the program (:meth:`BuiltCluster.of`)."""
+
+    bootstrap: ClusterBootstrap
+    outputs: dict[str, Any]
+    admin_kubeconfig: pulumi.Output[str]
+    private_api_server_url: str
+    api_server_url: pulumi.Output[str]
+    control_plane_machines: list[pulumi.Resource]
+
+
 @dataclass
 class BuiltCluster:
     """What a cloud package's ``build`` returns."""
@@ -92,6 +103,26 @@ class BuiltCluster:
     """Inputs of the addons; None when the cloud builds no machines yet (bootstrap only)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else the caller may want (the cloud's ``Cluster`` component, ...)."""
+
+    @classmethod
+    def of(cls, cluster: ClusterComponent, exports: Sequence[str], node_groups: Mapping[str, NodeGroup], *,
+           termination_queue_url: pulumi.Input[str] | None = None) -> BuiltCluster:
+        """A cloud's ``Cluster`` component as the program takes it: its outputs named in
+        ``exports`` (those it has), and the addons wired to its API and machines."""
+        return cls(
+            bootstrap=cluster.bootstrap,
+            exports={key: cluster.outputs[key] for key in exports if key in cluster.outputs},
+            addons=AddonWiring(
+                kubeconfig=cluster.admin_kubeconfig,
+                api_server_url=cluster.private_api_server_url,
+                gate_url=cluster.api_server_url,
+                gate_after=cluster.control_plane_machines,
+                node_groups=node_groups,
+                parent=cluster,  # type: ignore[arg-type]  # a ComponentResource, as every Cluster is
+                termination_queue_url=termination_queue_url,
+            ),
+            extra={"cluster": cluster},
+        )
 
 
 class RestoreCommands(Protocol):

@@ -269,26 +269,12 @@ def changed_stems(before: RenderedCluster, after: RenderedCluster) -> set[str]:
 
 # --------------------------------------------------------------------------- the machine's one harness
 
-def _held_by_this_process(lock: Path) -> bool:
-    """Whether this very process holds the harness lock (the session's control plane is up):
-    taking it again would wait for ever, and a second harness here would clash with the
-    first one's network names."""
-    if not lock.exists():
-        return False
-    inode = lock.stat().st_ino
-    for line in Path("/proc/locks").read_text().splitlines():
-        parts = line.split()
-        if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].endswith(f":{inode}") and parts[4] == str(os.getpid()):
-            return True
-    return False
-
-
 @contextlib.contextmanager
 def machine_slot() -> Iterator[None]:
     """tests/conftest.py's lock: one real control plane on this machine at a time."""
-    from tests.conftest import HARNESS_LOCK, harness_lock
+    from tests.conftest import harness_lock, lock_held_by_this_process
 
-    if _held_by_this_process(HARNESS_LOCK):
+    if lock_held_by_this_process():
         pytest.fail("this pytest process already runs the session's control plane (tests/conftest.py "
                     "control_plane), and the rotation drill boots its own: run this module before the modules "
                     "that use `control_plane` (file order does) or on its own", pytrace=False)

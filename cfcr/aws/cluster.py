@@ -33,8 +33,8 @@ from cfcr.bootstrap.component import default_secret_id
 from cfcr.bootstrap.version import KubernetesVersion
 from cfcr.constants import API_PORT
 from cfcr.node.secrets import BOOTSTRAP_TOKEN_KEY
-from cfcr.config import ClusterSpec, NodePoolConfig
-from cfcr.config.topology import control_plane_members, zones
+from cfcr.config import ClusterSpec
+from cfcr.config.topology import control_plane_members, pool_share
 
 TYPE_TOKEN = "cfcr:aws:Cluster"
 
@@ -169,12 +169,7 @@ class Cluster(pulumi.ComponentResource):
         boot_deps: list[pulumi.Resource] = [*network.ready, *groups.rules, *(endpoints.ready if endpoints else []),
                                             *store.versions, *api.ready, self.version_record]
         self.private_api_server_url = f"https://{api.private_name}:{API_PORT}"
-        if api.public_name is not None:
-            self.api_server_url = pulumi.Output.concat("https://", api.public_name, f":{API_PORT}")
-            self.admin_kubeconfig = self.bootstrap.pki.kubeconfig("admin", self.api_server_url)
-        else:
-            self.api_server_url = pulumi.Output.from_input(self.private_api_server_url)
-            self.admin_kubeconfig = self.bootstrap.admin_kubeconfig
+        self.api_server_url, self.admin_kubeconfig = self.bootstrap.client_endpoint(api.public_name)
         members = build_control_plane_instances(
             name, spec, volumes,
             user_data=[self.bootstrap.user_data[f"control-plane-{i}"] for i in range(len(volumes))],
@@ -205,7 +200,7 @@ class Cluster(pulumi.ComponentResource):
                     pool=pool,
                     user_data=self.bootstrap.user_data[f"worker-{pool.name}"],
                     image_id=images.ami(pool.architecture),
-                    subnet_ids=pool_subnets(spec, pool, index, network.private_subnet_ids),
+                    subnet_ids=pool_share(spec, pool, index, network.private_subnet_ids),
                     security_group_id=groups.worker.id,
                     instance_profile_arn=identity.profile.arn,
                     depends_on=[*boot_deps, *identity.policies, *control_plane_rolled],
@@ -256,19 +251,3 @@ class Cluster(pulumi.ComponentResource):
             outputs["etcdBackupBucket"] = self.etcd_backup_bucket
         self.outputs = outputs
         self.register_outputs(outputs)
-
-
-def pool_subnets(spec: ClusterSpec, pool: NodePoolConfig, index: int,
-                 private_subnet_ids: list[pulumi.Output[str]]) -> list[pulumi.Output[str]]:
-    """The private subnets of the pool's zones (all of them when the pool names none)."""
-    if not pool.zones:
-        return list(private_subnet_ids)
-    plan = zones(spec)
-    by_name = {z.name: z.index for z in plan if z.name}
-    missing = [z for z in pool.zones if z not in by_name]
-    if missing:
-        raise ValueError(
-            f"cfcr:nodePools[{index}].zones: got {missing}; allowed: the control plane's zones "
-            f"(cfcr:controlPlane.zones: {sorted(by_name)})"
-        )
-    return [private_subnet_ids[by_name[z]] for z in dict.fromkeys(pool.zones)]

@@ -9,7 +9,7 @@ from cfcr.addons.cloud import NodeGroup
 from cfcr.aws.addon_profile import PROFILE
 from cfcr.aws.backups import OperatorCommands, operator_commands
 from cfcr.aws.node_hook import AwsNodeHook
-from cfcr.clouds import AddonWiring, BuiltCluster, CloudPackageData
+from cfcr.clouds import BuiltCluster, CloudPackageData
 from cfcr.config import ClusterSpec
 
 EXPORTS: tuple[str, ...] = (
@@ -62,20 +62,7 @@ class AwsCloud(CloudPackageData):
         )
         groups = {p.name: NodeGroup(cluster.node_pools[p.name].asg_name, p.min_size, p.max_size)
                   for p in spec.node_pools}
-        return BuiltCluster(
-            bootstrap=cluster.bootstrap,
-            exports={key: cluster.outputs[key] for key in EXPORTS if key in cluster.outputs},
-            addons=AddonWiring(
-                kubeconfig=cluster.admin_kubeconfig,
-                api_server_url=cluster.private_api_server_url,
-                gate_url=cluster.api_server_url,
-                gate_after=cluster.control_plane_machines,
-                node_groups=groups,
-                parent=cluster,
-                termination_queue_url=cluster.termination_queue_url,
-            ),
-            extra={"cluster": cluster},
-        )
+        return BuiltCluster.of(cluster, EXPORTS, groups, termination_queue_url=cluster.termination_queue_url)
 
 
 CLOUD = AwsCloud(name="aws", hook_type=AwsNodeHook, addon_profile=PROFILE, exports=EXPORTS)

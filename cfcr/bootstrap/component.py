@@ -202,3 +202,11 @@ class ClusterBootstrap(pulumi.ComponentResource):
             "adminKubeconfig": self.admin_kubeconfig,
         }
         self.register_outputs(dict(outputs))
+
+    def client_endpoint(self, public_name: pulumi.Input[str] | None) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The API URL clients use and the admin kubeconfig for it: ``https://<public_name>:6443``
+        when the API has a public name, else the private endpoint the nodes use."""
+        if public_name is None:
+            return pulumi.Output.from_input(self.api_server_url), self.admin_kubeconfig
+        url = pulumi.Output.concat("https://", public_name, f":{API_PORT}")
+        return url, self.pki.kubeconfig("admin", url)

@@ -14,9 +14,11 @@ part of a longer one with a hash, and leaves every name that fits as it is.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from cfcr.config.schema import ClusterSpec
+from cfcr.config.schema import ClusterSpec, NodePoolConfig
 from cfcr.constants import private_api_name
 from cfcr.names import fit_name
 
@@ -101,3 +103,22 @@ def api_endpoint(spec: ClusterSpec) -> str:
     ``api.<cluster>.cfcr.internal`` in the cluster's private zone."""
     assert spec.name is not None, "load_spec names every cluster"
     return spec.networking.api_dns_name or private_api_name(spec.name)
+
+
+T = TypeVar("T")
+
+
+def pool_share(spec: ClusterSpec, pool: NodePoolConfig, index: int, per_zone: Sequence[T]) -> list[T]:
+    """The entries of ``per_zone`` (one per zone of :func:`zones`: subnets, zone names) for the
+    pool's zones, all of them when the pool names none; ``ValueError`` naming
+    ``cfcr:nodePools[index].zones`` for a zone the control plane does not use."""
+    if not pool.zones:
+        return list(per_zone)
+    by_name = {z.name: z.index for z in zones(spec) if z.name}
+    missing = [z for z in pool.zones if z not in by_name]
+    if missing:
+        raise ValueError(
+            f"cfcr:nodePools[{index}].zones: got {missing}; allowed: the control plane's zones "
+            f"(cfcr:controlPlane.zones: {sorted(by_name)})"
+        )
+    return [per_zone[by_name[z]] for z in dict.fromkeys(pool.zones)]

@@ -17,8 +17,8 @@ from pulumi_gcp import compute
 from cfcr import channels
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from cfcr.bootstrap.version import KubernetesVersion
-from cfcr.config import ClusterSpec, NodePoolConfig
-from cfcr.config.topology import control_plane_members, zones
+from cfcr.config import ClusterSpec
+from cfcr.config.topology import control_plane_members, pool_share, zones
 from cfcr.constants import API_PORT
 from cfcr.gcp.api_lb import build_api_load_balancer
 from cfcr.gcp.backups import build_etcd_backups
@@ -141,12 +141,7 @@ class Cluster(pulumi.ComponentResource):
         boot_deps: list[pulumi.Resource] = [*network.ready, *firewall.rules, *store.versions, *identities.grants,
                                             *api.ready, self.version_record]
         self.private_api_server_url = f"https://{api.private_name}:{API_PORT}"
-        if api.public_name is not None:
-            self.api_server_url = pulumi.Output.concat("https://", api.public_name, f":{API_PORT}")
-            self.admin_kubeconfig = self.bootstrap.pki.kubeconfig("admin", self.api_server_url)
-        else:
-            self.api_server_url = pulumi.Output.from_input(self.private_api_server_url)
-            self.admin_kubeconfig = self.bootstrap.admin_kubeconfig
+        self.api_server_url, self.admin_kubeconfig = self.bootstrap.client_endpoint(api.public_name)
         machines = build_control_plane_instances(
             name, spec, project_id, disks,
             user_data=[self.bootstrap.user_data[f"control-plane-{i}"] for i in range(len(disks))],
@@ -175,7 +170,7 @@ class Cluster(pulumi.ComponentResource):
                     project=project_id,
                     user_data=self.bootstrap.user_data[f"worker-{pool.name}"],
                     image=images.image(pool.architecture),
-                    zones=pool_zones(spec, pool, index, zone_list),
+                    zones=pool_share(spec, pool, index, zone_list),
                     subnetwork=network.subnetwork,
                     service_account=workers[pool.name].email,
                     depends_on=[*boot_deps, *control_plane_rolled],
@@ -205,19 +200,3 @@ class Cluster(pulumi.ComponentResource):
             outputs["etcdBackupBucket"] = backups.bucket_name
         self.outputs = outputs
         self.register_outputs(outputs)
-
-
-def pool_zones(spec: ClusterSpec, pool: NodePoolConfig, index: int,
-               zone_list: list[pulumi.Output[str]]) -> list[pulumi.Output[str]]:
-    """The pool's zones (all the cluster's when the pool names none)."""
-    if not pool.zones:
-        return list(zone_list)
-    plan = zones(spec)
-    by_name = {z.name: z.index for z in plan if z.name}
-    missing = [z for z in pool.zones if z not in by_name]
-    if missing:
-        raise ValueError(
-            f"cfcr:nodePools[{index}].zones: got {missing}; allowed: the control plane's zones "
-            f"(cfcr:controlPlane.zones: {sorted(by_name)})"
-        )
-    return [zone_list[by_name[z]] for z in dict.fromkeys(pool.zones)]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 
 from cfcr.addons.cloud import NodeGroup
-from cfcr.clouds import AddonWiring, BuiltCluster, CloudPackageData
+from cfcr.clouds import BuiltCluster, CloudPackageData
 from cfcr.config import ClusterSpec
 from cfcr.gcp.addon_profile import PROFILE
 from cfcr.gcp.backups import OperatorCommands, operator_commands
@@ -71,19 +71,7 @@ class GcpCloud(CloudPackageData):
                   for p in spec.node_pools
                   for k, (url, (low, high)) in enumerate(zip(cluster.node_pools[p.name].group_urls,
                                                              cluster.node_pools[p.name].sizes))}
-        return BuiltCluster(
-            bootstrap=cluster.bootstrap,
-            exports={key: cluster.outputs[key] for key in EXPORTS if key in cluster.outputs},
-            addons=AddonWiring(
-                kubeconfig=cluster.admin_kubeconfig,
-                api_server_url=cluster.private_api_server_url,
-                gate_url=cluster.api_server_url,
-                gate_after=cluster.control_plane_machines,
-                node_groups=groups,
-                parent=cluster,
-            ),
-            extra={"cluster": cluster},
-        )
+        return BuiltCluster.of(cluster, EXPORTS, groups)
 
 
 CLOUD = GcpCloud(name="gcp", hook_type=GcpNodeHook, addon_profile=PROFILE, exports=EXPORTS,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_gcp import compute
 
-from cfcr.config import ClusterSpec
+from cfcr.machine_images import MachineImages
 
 UBUNTU_PROJECT = "ubuntu-os-cloud"
 """Canonical's public image project on GCE."""
@@ -22,28 +22,11 @@ def ubuntu_family(release: str, architecture: str) -> str:
     return f"ubuntu-{release.replace('.', '')}-lts-{architecture}"
 
 
-class Images:
-    """Image self links per architecture, looked up once each."""
+class Images(MachineImages):
+    """Image self links per architecture: the Ubuntu family's current image, or ``cfcr:image.id``."""
 
-    def __init__(self, spec: ClusterSpec, parent: pulumi.Resource) -> None:
-        self._spec = spec
-        self._parent = parent
-        self._cache: dict[str, pulumi.Output[str]] = {}
-
-    @property
-    def pinned(self) -> bool:
-        """True when the spec names the image (``cfcr:image.id``)."""
-        return self._spec.image.id is not None
-
-    def image(self, architecture: str) -> pulumi.Output[str]:
-        """The image for ``architecture``: ``cfcr:image.id`` if set, else the family's current image."""
-        if self._spec.image.id is not None:
-            return pulumi.Output.from_input(self._spec.image.id)
-        if architecture not in self._cache:
-            found = compute.get_image_output(
-                family=ubuntu_family(self._spec.image.ubuntu_release, architecture),
-                project=UBUNTU_PROJECT,
-                opts=pulumi.InvokeOutputOptions(parent=self._parent),
-            )
-            self._cache[architecture] = found.self_link
-        return self._cache[architecture]
+    def lookup(self, release: str, architecture: str, opts: pulumi.InvokeOutputOptions) -> pulumi.Output[str]:
+        """The current image of Canonical's family for ``release`` and ``architecture``."""
+        found = compute.get_image_output(family=ubuntu_family(release, architecture), project=UBUNTU_PROJECT,
+                                         opts=opts)
+        return found.self_link

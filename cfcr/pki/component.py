@@ -8,7 +8,6 @@ leaves this component as a Pulumi secret.
 
 from __future__ import annotations
 
-import ipaddress
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from cfcr.pki.specs import (
     Family,
     PkiInputs,
     bundle_generations,
+    is_ip_address,
     ca_files,
     ca_specs,
     certificate_specs,
@@ -252,7 +252,7 @@ class ClusterPki(pulumi.ComponentResource):
             return list(spec.dns_names)
         static = list(spec.dns_names)
         return pulumi.Output.from_input(self._args.extra_api_names).apply(
-            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static and not _is_ip(n)])
+            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static and not is_ip_address(n)])
 
     def _ip_addresses(self, spec: CertSpec) -> pulumi.Input[Sequence[str]]:
         """The certificate's IP SANs; the API server's add the extra API names that are addresses
@@ -261,7 +261,7 @@ class ClusterPki(pulumi.ComponentResource):
             return list(spec.ip_addresses)
         static = list(spec.ip_addresses)
         return pulumi.Output.from_input(self._args.extra_api_names).apply(
-            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static and _is_ip(n)])
+            lambda extra: static + [n for n in dict.fromkeys(extra or ()) if n and n not in static and is_ip_address(n)])
 
     def kubeconfig(self, user: str, server_url: pulumi.Input[str]) -> pulumi.Output[str]:
         """A kubeconfig (secret) for ``admin``, ``super-admin`` or a named user."""
@@ -285,12 +285,3 @@ class ClusterPki(pulumi.ComponentResource):
         if self._args.api_server_url is None:
             raise ValueError("admin_kubeconfig needs ClusterPkiArgs.api_server_url")
         return self.kubeconfig("admin", self._args.api_server_url)
-
-
-def _is_ip(name: str) -> bool:
-    """Whether ``name`` is an IP address (not a DNS name)."""
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True

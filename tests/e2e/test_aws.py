@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +25,7 @@ import pytest
 from cfcr.config import read_stack_config
 from cfcr.render import stack_config_strings
 
-from .conftest import ROOT
+from .conftest import ROOT, my_cidr, run_with
 
 pytestmark = pytest.mark.e2e
 
@@ -43,24 +41,10 @@ def aws_session() -> Any:
     return session
 
 
-@pytest.fixture(scope="session")
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.skip("kubectl is not installed; the AWS e2e test needs it to check nodes and run a workload")
-    return path
 
 
-def _my_cidr() -> str:
-    if os.environ.get("CFCR_E2E_ALLOWED_CIDR"):
-        return os.environ["CFCR_E2E_ALLOWED_CIDR"]
-    with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=10) as response:  # noqa: S310
-        return response.read().decode().strip() + "/32"
 
 
-def _run(args: list[str], kubeconfig: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, env={**os.environ, "KUBECONFIG": str(kubeconfig)}, capture_output=True, text=True,
-                          check=False, **kw)
 
 
 def _wait(what: str, check: Any, timeout: float = READY_TIMEOUT_S, every: float = 15) -> None:
@@ -140,7 +124,7 @@ def aws_stack(pulumi_cli: str, local_backend: str, aws_session: Any) -> Iterator
     region = os.environ.get("CFCR_E2E_AWS_REGION", config["cfcr:region"])
     config.update({
         "cfcr:name": cluster, "cfcr:region": region, "aws:region": region,
-        "cfcr:networking": json.dumps({"apiPublic": True, "apiAllowedCidrs": [_my_cidr()]}),
+        "cfcr:networking": json.dumps({"apiPublic": True, "apiAllowedCidrs": [my_cidr()]}),
         "cfcr:controlPlane": json.dumps({"count": 3}),
     })
     env = {"PULUMI_BACKEND_URL": local_backend, "PULUMI_CONFIG_PASSPHRASE": "cfcr-e2e"}
@@ -174,7 +158,7 @@ def test_up_nodes_ready_smoke_workload_destroy(aws_stack: tuple[Any, str, str], 
     spec_nodes = 3 + 3  # aws-stable: 3 control-plane members, pool "general" desiredSize 3
 
     def nodes_ready() -> tuple[bool, Any]:
-        done = _run([kubectl, "get", "nodes", "-o", "json"], kubeconfig)
+        done = run_with([kubectl, "get", "nodes", "-o", "json"], kubeconfig)
         if done.returncode != 0:
             return False, done.stderr
         items = json.loads(done.stdout)["items"]
@@ -185,17 +169,17 @@ def test_up_nodes_ready_smoke_workload_destroy(aws_stack: tuple[Any, str, str], 
     _wait(f"{spec_nodes} Ready nodes", nodes_ready)
 
     name = "cfcr-smoke"
-    assert _run([kubectl, "create", "deployment", name, "--image=registry.k8s.io/e2e-test-images/agnhost:2.53",
+    assert run_with([kubectl, "create", "deployment", name, "--image=registry.k8s.io/e2e-test-images/agnhost:2.53",
                  "--replicas=2", "--", "/agnhost", "netexec", "--http-port=8080"], kubeconfig).returncode == 0
-    done = _run([kubectl, "rollout", "status", f"deployment/{name}", "--timeout=10m"], kubeconfig)
+    done = run_with([kubectl, "rollout", "status", f"deployment/{name}", "--timeout=10m"], kubeconfig)
     assert done.returncode == 0, done.stderr
-    assert _run([kubectl, "expose", "deployment", name, "--port=80", "--target-port=8080"], kubeconfig).returncode == 0
-    done = _run([kubectl, "run", "cfcr-smoke-client", "--rm", "-i", "--restart=Never",
+    assert run_with([kubectl, "expose", "deployment", name, "--port=80", "--target-port=8080"], kubeconfig).returncode == 0
+    done = run_with([kubectl, "run", "cfcr-smoke-client", "--rm", "-i", "--restart=Never",
                  "--image=registry.k8s.io/e2e-test-images/agnhost:2.53", "--",
                  "/agnhost", "connect", f"{name}.default.svc.cluster.local:80", "--timeout=30s"],
                 kubeconfig, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    _run([kubectl, "delete", "service,deployment", name], kubeconfig)
+    run_with([kubectl, "delete", "service,deployment", name], kubeconfig)
 
     # cfcr's own smoke command, as an operator runs it after `pulumi up`: every check passes
     smoke = subprocess.run([sys.executable, "-m", "cfcr", "smoke", "--kubeconfig", str(kubeconfig)],

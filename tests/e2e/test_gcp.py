@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from cfcr.config import read_stack_config
 from cfcr.config.load import load_spec
 from cfcr.render import stack_config_strings
 
-from .conftest import ROOT
+from .conftest import ROOT, my_cidr, run_with
 
 pytestmark = pytest.mark.e2e
 
@@ -89,24 +88,10 @@ def gcloud(gcp_project: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.skip("kubectl is not installed; the GCP e2e test needs it to check nodes and run a workload")
-    return path
 
 
-def _my_cidr() -> str:
-    if os.environ.get("CFCR_E2E_ALLOWED_CIDR"):
-        return os.environ["CFCR_E2E_ALLOWED_CIDR"]
-    with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=10) as response:  # noqa: S310
-        return str(response.read().decode()).strip() + "/32"
 
 
-def _run(args: list[str], kubeconfig: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, env={**os.environ, "KUBECONFIG": str(kubeconfig)}, capture_output=True, text=True,
-                          check=False, **kw)
 
 
 def _wait(what: str, check: Any, timeout: float = READY_TIMEOUT_S, every: float = 15) -> None:
@@ -130,7 +115,7 @@ def _stack_config(cluster: str, project: str) -> dict[str, str]:
         raw["cfcr:nodePools"] = [{k: v for k, v in pool.items() if k != "zones"}
                                  for pool in raw.get("cfcr:nodePools") or []]
     networking = dict(raw.get("cfcr:networking") or {})
-    networking.update({"apiPublic": True, "apiAllowedCidrs": [_my_cidr()]})
+    networking.update({"apiPublic": True, "apiAllowedCidrs": [my_cidr()]})
     raw.update({"cfcr:name": cluster, "cfcr:region": region, "gcp:region": region, "gcp:project": project,
                 "cfcr:networking": networking})
     return stack_config_strings(raw)
@@ -208,7 +193,7 @@ def test_up_nodes_ready_smoke_workload_destroy(gcp_stack: tuple[Any, int], kubec
     kubeconfig.chmod(0o600)
 
     def nodes_ready() -> tuple[bool, Any]:
-        done = _run([kubectl, "get", "nodes", "-o", "json"], kubeconfig)
+        done = run_with([kubectl, "get", "nodes", "-o", "json"], kubeconfig)
         if done.returncode != 0:
             return False, done.stderr
         items = json.loads(done.stdout)["items"]
@@ -219,24 +204,24 @@ def test_up_nodes_ready_smoke_workload_destroy(gcp_stack: tuple[Any, int], kubec
     _wait(f"{spec_nodes} Ready nodes", nodes_ready)
 
     # every node carries its GCE provider ID (the node hook sets it; the cloud controller manager needs it)
-    done = _run([kubectl, "get", "nodes", "-o", "jsonpath={.items[*].spec.providerID}"], kubeconfig)
+    done = run_with([kubectl, "get", "nodes", "-o", "jsonpath={.items[*].spec.providerID}"], kubeconfig)
     assert done.returncode == 0, done.stderr
     ids = done.stdout.split()
     assert len(ids) >= spec_nodes and all(i.startswith("gce://") for i in ids), ids
 
     name = "cfcr-smoke"
-    assert _run([kubectl, "create", "deployment", name, "--image=registry.k8s.io/e2e-test-images/agnhost:2.53",
+    assert run_with([kubectl, "create", "deployment", name, "--image=registry.k8s.io/e2e-test-images/agnhost:2.53",
                  "--replicas=2", "--", "/agnhost", "netexec", "--http-port=8080"], kubeconfig).returncode == 0
-    done = _run([kubectl, "rollout", "status", f"deployment/{name}", "--timeout=10m"], kubeconfig)
+    done = run_with([kubectl, "rollout", "status", f"deployment/{name}", "--timeout=10m"], kubeconfig)
     assert done.returncode == 0, done.stderr
-    assert _run([kubectl, "expose", "deployment", name, "--port=80", "--target-port=8080"], kubeconfig).returncode == 0
-    done = _run([kubectl, "run", "cfcr-smoke-client", "--rm", "-i", "--restart=Never",
+    assert run_with([kubectl, "expose", "deployment", name, "--port=80", "--target-port=8080"], kubeconfig).returncode == 0
+    done = run_with([kubectl, "run", "cfcr-smoke-client", "--rm", "-i", "--restart=Never",
                  "--image=registry.k8s.io/e2e-test-images/agnhost:2.53", "--",
                  "/agnhost", "connect", f"{name}.default.svc.cluster.local:80", "--timeout=30s"],
                 kubeconfig, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     # a pod (not host-network) must not reach the metadata server (docs/gcp.md, "Pods and the metadata server")
-    done = _run([kubectl, "run", "cfcr-metadata-probe", "--rm", "-i", "--restart=Never",
+    done = run_with([kubectl, "run", "cfcr-metadata-probe", "--rm", "-i", "--restart=Never",
                  "--image=registry.k8s.io/e2e-test-images/agnhost:2.53", "--",
                  "/agnhost", "connect", "169.254.169.254:80", "--timeout=10s"],
                 kubeconfig, timeout=600)
@@ -244,7 +229,7 @@ def test_up_nodes_ready_smoke_workload_destroy(gcp_stack: tuple[Any, int], kubec
     blocked = ("TIMEOUT", "REFUSED", "no route to host")
     assert done.returncode != 0 and any(b in done.stdout + done.stderr for b in blocked), (
         "a pod reached the metadata server, or the probe did not run: " + done.stdout + done.stderr)
-    _run([kubectl, "delete", "service,deployment", name], kubeconfig)
+    run_with([kubectl, "delete", "service,deployment", name], kubeconfig)
 
     # cfcr's own smoke command, as an operator runs it after `pulumi up`: every check passes
     smoke = subprocess.run([sys.executable, "-m", "cfcr", "smoke", "--kubeconfig", str(kubeconfig)],

@@ -104,6 +104,30 @@ class Decision:
     """The HTTP status answered (200, 401, 403, 404)."""
 
 
+class GoogleHandler(http.server.BaseHTTPRequestHandler):
+    """What every stand-in of a Google API answers with: JSON (or text) replies, Google's error
+    body, and the caller's service account by the bearer token the metadata server issued."""
+
+    protocol_version = "HTTP/1.1"
+    tokens: dict[str, str] = {}
+    """Token -> service account e-mail (a subclass names its stand-in's)."""
+
+    def reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def error(self, status: int, reason: str, message: str) -> None:
+        self.reply(status, {"error": {"code": status, "message": message, "status": reason}})
+
+    def caller(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        return self.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+
+
 @dataclass
 class GcpApi:
     """The stand-in (module docstring). Use as a context manager; ``url`` is its root."""
@@ -163,25 +187,8 @@ class GcpApi:
     def __post_init__(self) -> None:
         api = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
-                data = (body if isinstance(body, str) else json.dumps(body)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def error(self, status: int, reason: str, message: str) -> None:
-                self.reply(status, {"error": {"code": status, "message": message, "status": reason}})
-
-            def caller(self) -> str | None:
-                auth = self.headers.get("Authorization", "")
-                if not auth.startswith("Bearer "):
-                    return None
-                return api.tokens.get(auth.removeprefix("Bearer "))
+        class Handler(GoogleHandler):
+            tokens = api.tokens
 
             def record(self, body: bytes = b"") -> urllib.parse.SplitResult:
                 api.load_state()

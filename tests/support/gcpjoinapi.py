@@ -38,7 +38,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.gcpapi import PROJECT, PROJECT_NUMBER, GcpApi, Request
+from tests.support.gcpapi import GoogleHandler, PROJECT, PROJECT_NUMBER, GcpApi, Request
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "roles/secretmanager.secretAccessor": frozenset({"secretmanager.versions.access"}),
@@ -109,23 +109,8 @@ class GcpJoinApi:
     def __post_init__(self) -> None:
         join = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def reply(self, status: int, body: Any) -> None:
-                data = (body if isinstance(body, bytes) else json.dumps(body).encode())
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def error(self, status: int, reason: str, message: str) -> None:
-                self.reply(status, {"error": {"code": status, "message": message, "status": reason}})
-
-            def caller(self) -> str | None:
-                auth = self.headers.get("Authorization", "")
-                return join.api.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+        class Handler(GoogleHandler):
+            tokens = join.api.tokens
 
             def allowed(self, who: str, secret: str, permission: str, resource: str) -> bool:
                 roles = join.grants.get(secret, {}).get(who, set())
