@@ -71,11 +71,13 @@ class AddonWiring:
     gate_url: pulumi.Input[str]
     """Where this program reaches the API (the readiness gate polls it)."""
     gate_after: Sequence[pulumi.Resource]
-    """What the readiness gate waits for: the control-plane machines."""
+    """What the readiness gate waits for: the control-plane machines and the last member gate."""
     node_groups: Mapping[str, NodeGroup]
     """Pool name -> its autoscaling group as the cloud names it."""
     parent: pulumi.Resource
     """The addons' parent (the cloud's ``Cluster``)."""
+    gate_machines: pulumi.Input[Sequence[str]] = ()
+    """The control-plane machines' ids (the readiness gate waits again when they change)."""
     termination_queue_url: pulumi.Input[str] | None = None
     """The termination queue's URL, where the cloud has one."""
 
@@ -89,6 +91,9 @@ class ClusterComponent(Protocol):
     private_api_server_url: str
     api_server_url: pulumi.Output[str]
     control_plane_machines: list[pulumi.Resource]
+    control_plane_rolled: list[pulumi.Resource]
+    """The last member gate (:class:`cfcr.bootstrap.rollout.MemberGate`): done when every member
+    replaced by an update is back."""
 
 
 @dataclass
@@ -116,7 +121,8 @@ class BuiltCluster:
                 kubeconfig=cluster.admin_kubeconfig,
                 api_server_url=cluster.private_api_server_url,
                 gate_url=cluster.api_server_url,
-                gate_after=cluster.control_plane_machines,
+                gate_after=[*cluster.control_plane_machines, *cluster.control_plane_rolled],
+                gate_machines=cluster.outputs["controlPlaneInstanceIds"],
                 node_groups=node_groups,
                 parent=cluster,  # type: ignore[arg-type]  # a ComponentResource, as every Cluster is
                 termination_queue_url=termination_queue_url,

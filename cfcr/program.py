@@ -48,6 +48,7 @@ def build(spec: ClusterSpec) -> ProgramResult:
                 api_server_url=inputs.api_server_url,
                 gate_url=inputs.gate_url,
                 gate_after=inputs.gate_after,
+                gate_machines=inputs.gate_machines,
                 cloud=CloudFacts.from_spec(spec, inputs.node_groups, termination_queue_url=inputs.termination_queue_url),
             ),
             opts=pulumi.ResourceOptions(parent=inputs.parent),

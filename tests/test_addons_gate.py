@@ -212,6 +212,15 @@ def test_provider_create_and_credential_change(pki: Pki, server: tuple[str, type
     assert same.changes is False
     rotated = _kubeconfig(url, Pki())
     assert provider.diff(created.id, created.outs, {"url": url, "kubeconfig": rotated}).changes is True
+    # a member replaced (its machine's id changed): the gate waits again, and keeps the new ids
+    machines = {"url": url, "kubeconfig": kubeconfig, "timeoutSeconds": 30, "machines": ["i-0a", "i-0b"]}
+    assert provider.diff(created.id, created.outs, machines).changes is True
+    handler.answers[:] = [503, 503, 200]
+    updated = provider.update(created.id, created.outs, machines)
+    assert updated.outs is not None and updated.outs["machines"] == ["i-0a", "i-0b"]
+    assert updated.outs["lastSeen"] == "HTTP 200 ok" and not handler.answers, "it polled until ready"
+    assert provider.diff(created.id, updated.outs, machines).changes is False
+    assert provider.diff(created.id, updated.outs, {**machines, "machines": ["i-0c", "i-0b"]}).changes is True
 
 
 def test_cni_lock_refuses_a_change_with_the_procedure() -> None:

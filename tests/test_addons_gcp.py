@@ -225,3 +225,14 @@ def test_the_gcp_edge_stack_renders_every_gcp_addon(tmp_path: Path) -> None:
                "/zones/" in g["name"] and "/instanceGroups/" in g["name"] for g in groups)
     images = set(render_refs(tmp_path).images)
     assert {release.cloud("gcp").ccm.image, *release.cloud("gcp").csi.images} <= images
+
+
+def test_the_serving_csr_approver_does_not_resolve_gcp_node_names_and_checks_the_rest() -> None:
+    from cfcr.addons.csr_approver import csr_approver_chart
+
+    gcp = csr_approver_chart(make_spec(), ImageRewriter({})).values
+    aws = csr_approver_chart(make_spec(cloud="aws", region="eu-west-1"), ImageRewriter({})).values
+    assert gcp["bypassDnsResolution"] is True and aws["bypassDnsResolution"] is False
+    for values in (gcp, aws):
+        assert values["bypassHostnameCheck"] is False and values["allowedDnsNames"] == 1
+        assert values["providerIpPrefixes"] == [make_spec().networking.node_cidr]

@@ -577,6 +577,11 @@ def test_every_member_address_is_reserved_in_its_subnet(render: RenderResult) ->
 def test_the_readiness_gate_starts_its_clock_when_the_control_plane_exists(render: RenderResult) -> None:
     gates = [r for r in render.resources if r.type == "pulumi-python:dynamic:Resource" and r.name.endswith("-readiness-gate")]
     assert len(gates) == 1
-    members = {r.urn for r in of_type(render, "aws:ec2/instance:Instance")}
+    instances = of_type(render, "aws:ec2/instance:Instance")
+    members = {r.urn for r in instances}
     assert members and members <= set(gates[0].dependencies), (
         "the gate must wait for every control-plane instance, or its timeout runs while they are created")
+    last = sorted((r for r in render.resources if is_member_gate(r)), key=lambda r: r.name)[-1]
+    assert last.urn in gates[0].dependencies, "and for the last member gate: an update's replaced members are back"
+    assert unwrap(gates[0].inputs)["machines"] == [i.id for i in instances], (
+        "it keeps the instances' ids: replacing a member makes it wait again before the addons change")

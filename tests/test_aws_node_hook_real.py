@@ -24,6 +24,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,6 +374,10 @@ def test_join_candidates(cp: Account, tmp_path: Path) -> None:
     def candidate(name: str) -> int:
         result = _run(root, cp, f"cfcr_join_candidate {shlex.quote(name)}")
         assert result.returncode in (0, 1), result.stderr
+        if result.returncode == 0:  # it prints the VM's launch time: moto's, now
+            assert abs(int(result.stdout) - time.time()) < 3600, result.stdout
+        else:
+            assert result.stdout == "", result.stdout
         return result.returncode
 
     node = cp.instances["joining-unlisted"]
@@ -387,7 +392,7 @@ def test_join_candidates(cp: Account, tmp_path: Path) -> None:
         assert candidate("ip-" + other["ip"].replace(".", "-")) == 1, label
     for name in ("ip-10-0-1-99", "ip-10-0-1-11&Action=x", "node-1", "i-zzz", ""):
         assert candidate(name) == 1, name
-    assert AwsNodeHook(region=REGION, cluster=CLUSTER).candidate_command().count("return 0") == 0, \
+    assert AwsNodeHook(region=REGION, cluster=CLUSTER).candidate_command().count(") ;;") == 0, \
         "a hook without join profiles approves nobody"
 
 
@@ -482,9 +487,11 @@ def test_the_drill_harness_stand_in_answers_the_hook(tmp_path: Path) -> None:
     Cloud(state).save({
         "region": REGION, "account": ACCOUNT, "log": [],
         "instances": {
-            "127.0.0.1": {"id": "i-0aaaaaaaaaaaaaaaa", "profile": "cp", "association": "iip-assoc-cp", "tags": {}},
+            "127.0.0.1": {"id": "i-0aaaaaaaaaaaaaaaa", "profile": "cp", "association": "iip-assoc-cp", "tags": {},
+                          "launched": "2026-11-30T08:00:00.000Z"},
             "10.0.1.11": {"id": "i-0bbbbbbbbbbbbbbbb", "profile": JOIN, "association": "iip-assoc-w",
-                          "tags": {f"kubernetes.io/cluster/{CLUSTER}": "owned", "cfcr.io/role": "worker"}}},
+                          "tags": {f"kubernetes.io/cluster/{CLUSTER}": "owned", "cfcr.io/role": "worker"},
+                          "launched": "2026-11-30T09:30:00.000Z"}},
         "secrets": {"tok": {"arn": arn, "value": "abcdef.0123456789abcdef"}},
         "policies": {"cp": [allow_all], JOIN: [], JOINED: []},
         "profile_arns": {p: f"arn:aws:iam::{ACCOUNT}:instance-profile/{p}" for p in ("cp", JOIN, JOINED)},
@@ -502,7 +509,8 @@ def test_the_drill_harness_stand_in_answers_the_hook(tmp_path: Path) -> None:
             stored = _run(root, account, "printf new.value | cfcr_secret_store bootstrap-token")
             assert stored.returncode == 0, stored.stderr
             assert Cloud(state).load()["secrets"]["tok"]["value"] == "new.value"
-            assert _run(root, account, "cfcr_join_candidate ip-10-0-1-11").returncode == 0
+            joining = _run(root, account, "cfcr_join_candidate ip-10-0-1-11")
+            assert joining.returncode == 0 and joining.stdout == "1796031000\n", "its launch time, epoch seconds"
             revoked = _run(root, account, "cfcr_revoke_join_access", stdin="aws:///x/i-0bbbbbbbbbbbbbbbb\n")
             assert revoked.stdout == f"iip-assoc-w: {JOIN} -> {JOINED}\n", revoked.stderr
             assert Cloud(state).load()["instances"]["10.0.1.11"]["profile"] == JOINED

@@ -586,6 +586,44 @@ def test_a_join_token_gets_a_node_certificate_only_for_a_vm_still_joining(contro
     assert approved and approved[0]["reason"] == "KubectlApprove", "approved by cfcr's check, not the any-name binding"
 
 
+def _node_ready(cp: ControlPlane, name: str) -> bool:
+    node = kubectl_json(cp, "get", "node", name)
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+
+
+def test_a_vm_recreated_under_its_nodes_name_rejoins_and_nobody_else_gets_the_name(control_plane: ControlPlane) -> None:
+    """A cloud repair recreates a worker VM under its old name (GCP's managed instance groups;
+    on AWS a new instance given a terminated one's address) while the old Node is still there:
+    the control plane deletes that stale Node and approves the new VM; a join token still gets
+    no certificate for the name of a Ready Node, nor of a NotReady one whose VM is older."""
+    cp = control_plane
+    first = members(cp)[0]
+    with join_credentials_timer(cp):
+        vm = cp.join_worker(workers(cp)[0].role, 41)
+    name = vm.kubelet_status()["node"]
+    old_uid = kubectl_json(cp, "get", "node", name)["metadata"]["uid"]
+    token = _token_kubeconfig(cp)
+    while_ready = _node_client_csr(cp, token, name)
+    first.run("/usr/local/lib/cfcr/join-credentials.sh")
+    assert _csr_state(cp, while_ready) == "Denied", "the name of a Ready Node"
+    cp.lose_worker(vm)
+    cp.wait_for(f"the node lifecycle controller to find {name} not Ready", lambda: not _node_ready(cp, name),
+                timeout=180, interval=3)
+    older_vm = _node_client_csr(cp, token, name)
+    first.run("/usr/local/lib/cfcr/join-credentials.sh")
+    assert _csr_state(cp, older_vm) == "Denied", "a NotReady Node whose VM is no newer than the Node"
+    assert kubectl_json(cp, "get", "node", name)["metadata"]["uid"] == old_uid, "and the Node stays"
+    with join_credentials_timer(cp):
+        again = cp.recreate_worker(vm, "i-0" + old_uid.replace("-", "")[:16])
+    assert again.kubelet_status()["node"] == name
+    node = kubectl_json(cp, "get", "node", name)
+    assert node["metadata"]["uid"] != old_uid, "the stale Node was deleted; the new VM's kubelet registered anew"
+    assert _node_ready(cp, name)
+    csr = kubectl_json(cp, "get", "csr", again.kubelet_status()["clientCsr"])
+    approved = [c for c in csr["status"]["conditions"] if c["type"] == "Approved"]
+    assert approved and approved[0]["reason"] == "KubectlApprove", csr["status"]
+
+
 # --------------------------------------------------------------------------- RBAC personas
 
 PERSONA_GROUPS = {"cfcr-test-admins": "cluster-admin", "cfcr-test-operators": "platform-operator",

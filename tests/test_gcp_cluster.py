@@ -160,6 +160,13 @@ def test_members_are_shielded_private_and_keep_their_etcd_disk(render: RenderRes
         assert unwrap(gate.inputs)["machine"] == r.outputs["instanceId"], "the gate waits for this instance"
         reserved = one(render, "gcp:compute/address:Address", f"{spec.name}-cp-{i}-address")
         assert inputs(reserved)["address"] == member.address and inputs(reserved)["addressType"] == "INTERNAL"
+    # the addons' readiness gate waits for the instances and the last member gate, and keeps the
+    # instances' own ids (a replaced member keeps its name on GCP): a replacement makes it wait again
+    ready = next(r for r in render.resources if r.type == "pulumi-python:dynamic:Resource"
+                 and r.name.endswith("-readiness-gate"))
+    assert f"{spec.name}-cp-{len(members) - 1}-ready" in " ".join(ready.dependencies)
+    assert {r.urn for r in instances.values()} <= set(ready.dependencies)
+    assert unwrap(ready.inputs)["machines"] == [instances[m.name].outputs["instanceId"] for m in members]
 
 
 def test_user_data_fits_the_metadata_value_and_carries_no_key_material(render: RenderResult) -> None:

@@ -174,6 +174,12 @@ def test_every_node_serving_csr_passes_the_rendered_approver(gcp: ControlPlane) 
     forged = serving_request(f"system:node:{vm.hostname}", [{"type": "Hostname", "address": "kubernetes.default.svc"},
                                                             {"type": "InternalIP", "address": vm.address}])
     assert not decide(values, forged, vm.resolve)[0]
+    # the bare instance name resolves from its own zone only (zonal DNS): the approver does not
+    # resolve it on GCP, and still refuses an address outside the node network
+    assert values["bypassDnsResolution"] is True and not vm.resolve(vm.hostname)
+    outside = serving_request(f"system:node:{vm.hostname}", [{"type": "Hostname", "address": vm.hostname},
+                                                             {"type": "InternalIP", "address": "192.0.2.7"}])
+    assert decide(values, outside, vm.resolve) == (False, "IP SANs ['192.0.2.7'] are outside providerIpPrefixes")
 
 
 def test_the_worker_joined_through_the_internal_api_name_with_discovery_pinned_to_the_ca(gcp: ControlPlane) -> None:

@@ -9,9 +9,10 @@ appear in one. And the GCP stacks' renders: the control plane rotates the join t
 
 from __future__ import annotations
 
+import datetime
 import json
-import re
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -60,7 +61,7 @@ def join() -> Iterator[GcpJoinApi]:
             compute_listers={CP_SA},
             instances=[
                 Instance("c1-general-z0-ab12", "europe-west4-a", "RUNNING", WORKER_LABELS),
-                Instance("c1-general-z1-cd34", "europe-west4-b", "PROVISIONING", WORKER_LABELS),
+                Instance("c1-general-z1-cd34", "europe-west4-b", "PROVISIONING", WORKER_LABELS, "2026-12-01T06:00:00.500Z"),
                 Instance("c1-general-z2-ef56", "europe-west4-c", "STAGING", WORKER_LABELS),
                 Instance("c1-general-z0-dead", "europe-west4-a", "TERMINATED", WORKER_LABELS),
                 Instance("c1-general-z1-stop", "europe-west4-b", "STOPPING", WORKER_LABELS),
@@ -199,6 +200,10 @@ def test_revoking_reads_the_provider_ids_and_changes_nothing(join: GcpJoinApi, t
     assert join.requests == [] and join.api.requests == [], "GCP cannot change a running VM's account: no call"
 
 
+def _epoch(rfc3339: str) -> int:
+    return int(datetime.datetime.fromisoformat(rfc3339).timestamp())
+
+
 @needs("curl", "jq")
 def test_join_candidates(join: GcpJoinApi, tmp_path: Path) -> None:
     root = _node_files(tmp_path)
@@ -206,6 +211,11 @@ def test_join_candidates(join: GcpJoinApi, tmp_path: Path) -> None:
     def candidate(name: str, hook_root: Path = root) -> int:
         result = _run(hook_root, join, f"cfcr_join_candidate {shlex.quote(name)}")
         assert result.returncode in (0, 1), result.stderr
+        created = next((i.created for i in join.instances if i.name == name and i.status != "TERMINATED"), None)
+        if result.returncode == 0:  # the instance's creationTimestamp, in epoch seconds
+            assert created is not None and result.stdout == f"{_epoch(created)}\n".encode(), result.stdout
+        else:
+            assert result.stdout == b"", result.stdout
         return result.returncode
 
     for name in ("c1-general-z0-ab12", "c1-general-z1-cd34", "c1-general-z2-ef56"):
@@ -225,6 +235,7 @@ def test_join_candidates(join: GcpJoinApi, tmp_path: Path) -> None:
     # every page of the answer is read: the match is on the last
     join.page_size = 1
     join.instances.insert(0, Instance("c1-general-z0-ab12", "europe-west4-c", "TERMINATED", WORKER_LABELS))
+    join.instances[1].created = "2026-11-29T23:59:59.000-08:00"  # the running one: its time is printed
     assert candidate("c1-general-z0-ab12") == 0
     assert any("pageToken=1" in r.path for r in join.requests)
     # a hook that names no cluster approves nobody

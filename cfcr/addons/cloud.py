@@ -116,6 +116,12 @@ class CloudAddonProfile:
     node_name_pattern: str
     """The Node names the cloud's machines register with: the kubelet serving CSRs the approver
     signs must match it (``addons.nodeNamePattern`` overrides it)."""
+    node_names_resolve: bool = True
+    """Whether a Node's name resolves to its address from a pod on any node (the serving-CSR
+    approver checks that, ``bypassDnsResolution``). False on GCP: the Node name is the bare
+    instance name, which a pod resolves only through its own node's zone search domain in a
+    project with zonal DNS; the approver then checks the name's prefix, the provider regex and
+    the node network only."""
     csi_values: CsiValues | None = None
     """The CSI chart's values; None when the channel has no chart for the cloud's driver."""
     csi_transforms: Callable[[], list[pulumi.ResourceTransform]] = list

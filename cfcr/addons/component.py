@@ -55,7 +55,11 @@ class ClusterAddonsArgs:
     readiness gate polls it. Default: ``api_server_url``."""
     gate_after: Sequence[pulumi.Resource] = ()
     """What the readiness gate waits for before its clock starts: the control-plane machines
-    (their boot is what the gate's timeout measures)."""
+    (their boot is what the gate's timeout measures) and the last member gate (an update that
+    replaces members is done with them)."""
+    gate_machines: pulumi.Input[Sequence[str]] = ()
+    """The control-plane machines' ids: when they change (an update replaced a member), the
+    readiness gate waits for the API again before any addon changes."""
     gate: bool = True
     """Wait for ``/readyz`` before anything (turn off only for clusters known to be up)."""
 
@@ -73,6 +77,7 @@ class ClusterAddons(pulumi.ComponentResource):
             self.gate = ReadinessGate(
                 f"{name}-readiness-gate", args.gate_url or args.api_server_url, args.kubeconfig,
                 timeout_seconds=spec.addons.gate_timeout_minutes * 60,
+                machines=args.gate_machines,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.gate_after)),
             )
             gated = [self.gate]

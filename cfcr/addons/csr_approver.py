@@ -5,7 +5,9 @@ kube-controller-manager does not approve those; without an approver ``kubectl lo
 and metrics-server fail. postfinance's kubelet-csr-approver approves a
 ``kubernetes.io/kubelet-serving`` CSR only when it comes from ``system:node:<name>``, the
 name matches the node-name pattern, the certificate's IP addresses lie inside the node
-network and its DNS name resolves to them (one DNS name allowed).
+network and its DNS name (one allowed) starts with the node name and resolves to them — where
+the cloud's node names resolve cluster-wide (``CloudAddonProfile.node_names_resolve``: not GCP's
+bare instance names in a zonal-DNS project; there the name is not resolved).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def csr_approver_chart(spec: ClusterSpec, rewriter: ImageRewriter) -> ChartSpec:
         "providerRegex": node_name_pattern(spec),
         "providerIpPrefixes": [spec.networking.node_cidr],
         "allowedDnsNames": 1,
-        "bypassDnsResolution": False,
+        "bypassDnsResolution": not addon_profile(spec.cloud).node_names_resolve,
         "bypassHostnameCheck": False,
         "maxExpirationSeconds": str(spec.pki.leaf_validity_hours * 3600),
         "replicas": 1,

@@ -1,14 +1,18 @@
 """The readiness gate: no addon is applied before the API server answers.
 
 ``ReadinessGate`` is a ``pulumi.dynamic.Resource``. Its provider's create (and update, when
-the endpoint or the credential changes) polls ``<api_server_url>/readyz`` through the load
+the endpoint, the credential or the control-plane machines change) polls ``<api_server_url>/readyz`` through the load
 balancer with the admin client certificate, verifying the server against the cluster CA,
 until it answers 200 **and** a SelfSubjectAccessReview says the admin credential may do
 everything (kubeadm binds ``kubeadm:cluster-admins`` during init, after the API answers), or
 the timeout (default 15 minutes) passes. Then it fails with an error naming the endpoint and
 the last status or error seen. Every addon depends on it. The gate is created only once the
-control-plane machines exist (``ClusterAddonsArgs.gate_after``), so its clock measures the
-boot, not the time Pulumi spends creating the machines.
+control-plane machines exist and the control plane has rolled (``ClusterAddonsArgs.gate_after``:
+the machines and the last member gate of :mod:`cfcr.bootstrap.rollout`), so its clock measures
+the boot, not the time Pulumi spends creating the machines. It keeps the machines' ids
+(``machines``): when an update replaces a member (a channel bump, a new image), the gate waits
+again after the last member gate, so no addon is applied while the API server of a one-member
+control plane is away.
 
 The polling itself (:func:`wait_until_ready`) is plain Python, tested against a real local
 HTTPS server that checks client certificates, and against the real control plane of a render.
@@ -25,7 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,13 +200,16 @@ class ReadinessGateProvider(ResourceProvider):
         url = str(props["url"])
         _, creds = credentials_from_kubeconfig(str(props["kubeconfig"]))
         seen = wait_until_ready(url, creds, float(props.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)))
-        return {"url": url, "credential": _fingerprint(str(props["kubeconfig"])), "lastSeen": seen}
+        return {"url": url, "credential": _fingerprint(str(props["kubeconfig"])),
+                "machines": list(props.get("machines") or []), "lastSeen": seen}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"readyz-{_fingerprint(str(props['url']))[:12]}", outs=self._wait(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = olds.get("url") != news.get("url") or olds.get("credential") != _fingerprint(str(news.get("kubeconfig", "")))
+        changed = (olds.get("url") != news.get("url")
+                   or olds.get("credential") != _fingerprint(str(news.get("kubeconfig", "")))
+                   or list(olds.get("machines") or []) != list(news.get("machines") or []))
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -210,14 +217,18 @@ class ReadinessGateProvider(ResourceProvider):
 
 
 class ReadinessGate(Resource):
-    """Waits (on create and on credential change) until the API server is ready."""
+    """Waits (on create, and when the endpoint, the credential or the machines change) until
+    the API server is ready."""
 
     url: pulumi.Output[str]
     last_seen: pulumi.Output[str]
 
     def __init__(self, name: str, api_server_url: pulumi.Input[str], kubeconfig: pulumi.Input[str],
                  timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+                 machines: pulumi.Input[Sequence[pulumi.Input[str]]] = (),
                  opts: pulumi.ResourceOptions | None = None) -> None:
+        """``machines``: the ids of the control-plane machines; a change (a member replaced)
+        makes the gate wait again."""
         super().__init__(
             ReadinessGateProvider(),
             name,
@@ -225,6 +236,7 @@ class ReadinessGate(Resource):
                 "url": api_server_url,
                 "kubeconfig": pulumi.Output.secret(kubeconfig),
                 "timeoutSeconds": timeout_seconds,
+                "machines": machines,
                 "lastSeen": None,
             },
             opts,

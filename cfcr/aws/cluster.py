@@ -95,6 +95,8 @@ class Cluster(pulumi.ComponentResource):
     minor, a downgrade or kubelets ahead of the API server; every machine waits for it."""
     control_plane_machines: list[pulumi.Resource]
     """The control-plane instances: what must exist before anything waits for the API to boot."""
+    control_plane_rolled: list[pulumi.Resource]
+    """The last member's rollout gate: done once every member an update replaced is back."""
     control_plane_instance_ids: pulumi.Output[list[str]]
     """Instance id of each control-plane member."""
     etcd_volume_ids: pulumi.Output[list[str]]
@@ -224,6 +226,7 @@ class Cluster(pulumi.ComponentResource):
             group_ids["internalApiLoadBalancer"] = groups.internal_load_balancer.id
         self.security_group_ids = pulumi.Output.all(**group_ids).apply(lambda ids: {k: str(v) for k, v in ids.items()})
         self.control_plane_machines = list(instances)
+        self.control_plane_rolled = list(control_plane_rolled)
         self.control_plane_instance_ids = pulumi.Output.all(
             *[i.id for i in instances]
         ).apply(lambda ids: [str(i) for i in ids])

@@ -267,12 +267,13 @@ class AwsNodeHook:
     def candidate_command(self) -> str:
         """``NAME`` is ``ip-a-b-c-d`` (or ``i-…``), optionally with a domain: succeed when a pending
         or running instance of that private address (or id), tagged ``owned`` by this cluster
-        and as a worker, holds a join profile (EC2 ``DescribeInstances``, every page)."""
+        and as a worker, holds a join profile (EC2 ``DescribeInstances``, every page), and print
+        its launch time in seconds since the epoch."""
         tag = f"tag:kubernetes.io/cluster/{self.cluster}"
         joins = " | ".join(shlex.quote(j) for j in sorted(self.joined_profiles))
-        match = [f"    {joins}) return 0 ;;"] if joins else []
+        match = [f"    {joins}) ;;"] if joins else []
         return "\n".join([
-            "local name=${1%%.*} filter profiles arn",
+            "local name=${1%%.*} filter rows arn launched",
             "if [[ $name =~ ^ip-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})$ ]]; then",
             "  filter=private-ip-address",
             "  name=\"${BASH_REMATCH[1]}.${BASH_REMATCH[2]}.${BASH_REMATCH[3]}.${BASH_REMATCH[4]}\"",
@@ -281,17 +282,19 @@ class AwsNodeHook:
             "else",
             "  return 1",
             "fi",
-            "profiles=$(cfcr_aws_ec2_rows reservationSet/item/instancesSet/item iamInstanceProfile/arn -- \\",
+            "rows=$(cfcr_aws_ec2_rows reservationSet/item/instancesSet/item iamInstanceProfile/arn launchTime -- \\",
             "  -d Action=DescribeInstances -d \"Filter.1.Name=$filter\" --data-urlencode \"Filter.1.Value.1=$name\" \\",
             f"  --data-urlencode {shlex.quote('Filter.2.Name=' + tag)} -d Filter.2.Value.1=owned \\",
             "  --data-urlencode Filter.3.Name=tag:cfcr.io/role -d Filter.3.Value.1=worker \\",
             "  -d Filter.4.Name=instance-state-name -d Filter.4.Value.1=pending -d Filter.4.Value.2=running) || return 1",
-            "while read -r arn; do",
+            "while IFS=$'\\t' read -r arn launched; do",
             "  case \"${arn##*/}\" in",
             *match,
-            "    *) ;;",
+            "    *) continue ;;",
             "  esac",
-            "done <<<\"$profiles\"",
+            "  date -d \"$launched\" +%s",
+            "  return",
+            "done <<<\"$rows\"",
             "return 1",
         ])
 

@@ -89,6 +89,7 @@ PROFILE = CloudAddonProfile(
     storage_parameters={"type": "pd-balanced", "csi.storage.k8s.io/fstype": "ext4"},
     cloud_config_format="ini",
     node_name_pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9-]+)*$",  # the instance name
+    node_names_resolve=False,  # a bare instance name: zonal DNS resolves it from its own zone only
     ccm_args=CCM_ARGS,
     cloud_config_defaults=CLOUD_CONFIG_DEFAULTS,
     cloud_config_defaults_of=cluster_config_defaults,

@@ -83,6 +83,8 @@ class Cluster(pulumi.ComponentResource):
     """``https://api.<cluster>.cfcr.internal:6443``, what nodes use."""
     control_plane_machines: list[pulumi.Resource]
     """The control-plane instances."""
+    control_plane_rolled: list[pulumi.Resource]
+    """The last member's rollout gate: done once every member an update replaced is back."""
     version_record: KubernetesVersion
     """The deployed Kubernetes versions in state (skew checks before any machine changes)."""
     outputs: dict[str, Any]
@@ -178,6 +180,7 @@ class Cluster(pulumi.ComponentResource):
                 opts=child,
             )
         self.control_plane_machines = list(instances)
+        self.control_plane_rolled = list(control_plane_rolled)
         outputs: dict[str, Any] = {
             "adminKubeconfig": self.admin_kubeconfig,
             "apiServerUrl": self.api_server_url,

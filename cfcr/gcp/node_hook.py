@@ -266,24 +266,26 @@ class GcpNodeHook:
         in :attr:`project` carries this cluster's ``cfcr-cluster`` label and ``cfcr-role: worker``
         (set by the pools' instance template; the control plane's custom role cannot change
         instance labels) and is PROVISIONING, STAGING or RUNNING (Compute Engine
-        ``aggregatedList`` filtered by name, every page). A control-plane member, a stopped or
+        ``aggregatedList`` filtered by name, every page), and prints that instance's
+        ``creationTimestamp`` in seconds since the epoch. A control-plane member, a stopped or
         deleted VM, another cluster's VM and any other name fail; so does every name when the
         hook names no cluster."""
         if not self.cluster:
             return 'echo "cfcr: the node hook names no cluster: no join candidate" >&2\nreturn 1'
         root = f"${{{COMPUTE_VARIABLE}:-{COMPUTE_ROOT}}}"
         states = " or ".join(f'.status == "{s}"' for s in JOINING_STATES)
-        select = (f'[.items[]?.instances[]? | select(.name == $name and .labels["{CLUSTER_LABEL}"] == $cluster'
-                  f' and .labels["{ROLE_LABEL}"] == "worker" and ({states}))] | length > 0')
+        select = (f'first(.items[]?.instances[]? | select(.name == $name and .labels["{CLUSTER_LABEL}"] == $cluster'
+                  f' and .labels["{ROLE_LABEL}"] == "worker" and ({states}))) | .creationTimestamp')
         return "\n".join([
-            f"local name=${{1:-}} root={root} answer page=''",
+            f"local name=${{1:-}} root={root} answer page='' created",
             f"[[ $name =~ {INSTANCE_NAME} ]] || return 1",
             "while :; do",
             f"  answer=$(cfcr_gcp \"${{root%/}}/projects/{self.project}/aggregated/instances\" '' -G \\",
             "    --data-urlencode \"filter=name = \\\"$name\\\"\" ${page:+--data-urlencode \"pageToken=$page\"}) || return 1",
-            f"  if printf '%s' \"$answer\" | jq -e --arg name \"$name\" --arg cluster {shlex.quote(label_text(self.cluster))} \\",
-            f"    {shlex.quote(select)} >/dev/null; then",
-            "    return 0",
+            f"  if created=$(printf '%s' \"$answer\" | jq -er --arg name \"$name\" --arg cluster {shlex.quote(label_text(self.cluster))} \\",
+            f"    {shlex.quote(select)}); then",
+            "    date -d \"$created\" +%s",
+            "    return",
             "  fi",
             "  page=$(printf '%s' \"$answer\" | jq -r '.nextPageToken // \"\"')",
             "  [ -n \"$page\" ] || return 1",

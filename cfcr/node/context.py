@@ -121,7 +121,10 @@ class JoinAccess(Protocol):
       join secrets (on AWS: swaps its instance profile for the pool's joined one);
     * ``candidate_command()``: the body of a bash function ``cfcr_join_candidate NAME`` that
       succeeds only when NAME is a VM of this cluster's pools that still holds the join
-      identity: the control plane approves a node-client certificate for no other name.
+      identity, and prints that VM's creation time in seconds since the epoch: the control
+      plane approves a node-client certificate for no other name, and for the name of an
+      existing Node only when that Node is not Ready and registered before the VM was created
+      (the cloud recreated the VM under the same name; join-credentials.sh).
     """
 
     def store_command(self, secret_id: str) -> str:
@@ -133,7 +136,8 @@ class JoinAccess(Protocol):
         ...
 
     def candidate_command(self) -> str:
-        """The body of ``cfcr_join_candidate NAME`` (success: a pool VM still joining)."""
+        """The body of ``cfcr_join_candidate NAME`` (success: a pool VM still joining; prints its
+        creation time, seconds since the epoch)."""
         ...
 
 

@@ -134,6 +134,7 @@ class Cloud:
                 if any(other["tags"].get(k) not in v for k, v in tags.items()):
                     continue
                 found.append(f"<item><instancesSet><item><instanceId>{escape(other['id'])}</instanceId>"
+                             f"<launchTime>{escape(other['launched'])}</launchTime>"
                              f"<iamInstanceProfile><arn>{escape(state['profile_arns'][other['profile']])}</arn>"
                              "</iamInstanceProfile></item></instancesSet></item>")
             return 200, _ec2(operation, f"<reservationSet>{''.join(found)}</reservationSet>")

@@ -8,8 +8,11 @@ Sources: AWS — an instance in a subnet with IP-based host names gets the OS ho
 guide, "Amazon EC2 instance hostname types"); cloud-provider-aws publishes InternalIP,
 InternalDNS and Hostname, both names being the private DNS name (pkg/providers/v1/aws.go,
 ``NodeAddresses``). GCP — the host name is the instance name and
-``<name>.<zone>.c.<project>.internal`` resolves inside the network; cloud-provider-gcp publishes
-InternalIP (and ExternalIP), the kubelet's Hostname stays. Azure — the host name is the VM's
+``<name>.<zone>.c.<project>.internal`` resolves inside the network; the bare name resolves only
+through the search domain of a VM's own zone (``<zone>.c.<project>.internal``) in a project with
+zonal DNS (the default for new projects; "Zonal DNS" in the Compute Engine internal DNS guide),
+so the model, for a pod anywhere in the cluster, resolves the zonal name only;
+cloud-provider-gcp publishes InternalIP (and ExternalIP), the kubelet's Hostname stays. Azure — the host name is the VM's
 computer name, which Azure DNS resolves inside the virtual network; cloud-provider-azure
 publishes Hostname (the node name) and InternalIP.
 """
@@ -52,7 +55,7 @@ def aws_vm(address: str, region: str) -> VmFacts:
 def gcp_vm(instance: str, address: str, zone: str, project: str) -> VmFacts:
     """A Compute Engine instance (its host name is its name)."""
     return VmFacts(instance, address, (("InternalIP", address), ("Hostname", instance)),
-                   (instance, f"{instance}.{zone}.c.{project}.internal"))
+                   (f"{instance}.{zone}.c.{project}.internal",))
 
 
 def azure_vm(computer_name: str, address: str) -> VmFacts:

@@ -447,16 +447,46 @@ class ControlPlane:
     def join_worker(self, role: str, index: int = 0, timeout: float = 300.0, *, render: RenderedCluster | None = None,
                     binaries: Mapping[str, Path] | None = None) -> Node:
         """Boot one VM of a worker pool: secrets, configs, kubelet stand-in, ``kubeadm join``."""
-        node = self.new_worker(role, index, render=render, binaries=binaries)
+        return self._join(self.new_worker(role, index, render=render, binaries=binaries), timeout)
+
+    def _join(self, node: Node, timeout: float) -> Node:
+        """A prepared worker VM joins: kubelet stand-in, ``kubeadm join``, then :meth:`finish`."""
         self.start_kubelet(node)
         self.wait_for_signed_cluster_info(node)
         out = self.kubeadm(node, "join", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1", timeout=timeout)
         node.join_output = out.stdout + out.stderr
         if out.returncode != 0:
-            raise HarnessError(f"kubeadm join on {role} failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n"
+            raise HarnessError(f"kubeadm join on {node.role} failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n"
                                f"{out.stderr[-4000:]}\nkubelet stand-in: {node.kubelet_status()}")
         self.finish(node)
         return node
+
+    def lose_worker(self, node: Node) -> None:
+        """A worker's VM is gone, as a cloud's repair deletes it: its kubelet stand-in and every
+        process in its namespace end and its root disk is dropped; the host (its address) stays.
+        The cloud's stand-in keeps the instance until :meth:`recreate_worker` replaces it."""
+        self._kill_namespace(node)
+        shutil.rmtree(node.root.path)
+        shutil.rmtree(node.state, ignore_errors=True)
+
+    def recreate_worker(self, old: Node, instance_id: str, timeout: float = 300.0) -> Node:
+        """The cloud recreates a lost worker VM under its old name (a GCP managed instance group's
+        repair keeps the instance name; on AWS a new instance may get the private address, so the
+        name, of a terminated one): a fresh root from the pool's user-data on the same host with
+        the same host name, a new instance id, launched now; then it joins as any pool VM does."""
+        root = self._new_root(old.root.path, old.host, old.root.hostname, self.render.user_data(old.role), None)
+        node = Node(old.role, root, instance_id, old.zone)
+        self.nodes[old.host.name] = node
+        self._cloud.launch(node)
+        self.prepare(node)
+        return self._join(node, timeout)
+
+    def _kill_namespace(self, node: Node) -> None:
+        for pid in run("ip", "netns", "pids", node.host.netns, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def wait_for_signed_cluster_info(self, node: Node, timeout: float = 180.0) -> None:
         """Wait until kube-controller-manager's bootstrap signer has signed ``cluster-info`` for
@@ -506,11 +536,7 @@ class ControlPlane:
         node = self.member(index)
         if node.kubelet is not None and graceful:
             node.kubelet.stop()
-        for pid in run("ip", "netns", "pids", node.host.netns, check=False).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self._kill_namespace(node)
         disk = self.workdir / f"etcd-disk-{index}"
         if disk.exists():
             shutil.rmtree(disk)

@@ -90,6 +90,8 @@ class Instance:
     zone: str
     status: str
     labels: dict[str, str]
+    created: str = "2026-11-30T01:30:00.000-08:00"
+    """``creationTimestamp`` (RFC 3339, in the Pacific offset Compute Engine answers with)."""
 
 
 @dataclass
@@ -238,6 +240,7 @@ class GcpJoinApi:
                 items: dict[str, Any] = {}
                 for zone in zones:
                     here = [{"kind": "compute#instance", "name": i.name, "status": i.status, "labels": i.labels,
+                             "creationTimestamp": i.created,
                              "zone": f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{zone}"}
                             for i in rows if i.zone == zone]
                     items[f"zones/{zone}"] = {"instances": here} if here else {"warning": {

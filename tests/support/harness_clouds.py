@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import json
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -193,7 +194,8 @@ class AwsCloud:
         with Cloud(self.state_file).update() as state:
             state["instances"][node.host.address] = {
                 "id": node.instance_id, "profile": self._ids().template_profiles[template_id],
-                "association": f"iip-assoc-{node.instance_id[2:]}", "tags": dict(tags)}
+                "association": f"iip-assoc-{node.instance_id[2:]}", "tags": dict(tags),
+                "launched": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
         region = self.render.spec.region
         vm = aws_vm(node.host.address, region)
         self.metadata[vm.address] = {

@@ -8,8 +8,11 @@
 #  2. a join token is good for one thing, the node-client certificate of a VM that is joining:
 #     kubeadm's binding that lets kube-controller-manager approve such a request for any node
 #     name is removed, and a request is approved here only for a VM of this cluster's pools
-#     that still holds its join identity and has no Node yet (cfcr_join_candidate); a request
-#     for the name of an existing Node is denied;
+#     that still holds its join identity (cfcr_join_candidate) and has no Node yet, or whose
+#     Node is stale: not Ready and registered before this VM was created (the cloud recreated
+#     the VM under the same name: a managed instance group's repair, a reused private
+#     address); the stale Node is deleted first. A request for any other existing Node's name
+#     is denied;
 #  3. every worker that has joined loses the cloud identity that may read the join secrets
 #     (cfcr_revoke_join_access). Both hooks come from the cloud, in join-access.sh.
 # Never a token on a command line: values travel on standard input.
@@ -86,8 +89,18 @@ csr_subject() {
     sed 's/^subject=//'
 }
 
+# node_facts NAME: "<registered, seconds since the epoch> <Ready status>" of Node NAME; nothing
+# when there is no such Node; fails when the API server does not answer.
+node_facts() {
+  local out
+  out=$(kubectl get node "$1" --ignore-not-found \
+    -o jsonpath='{.metadata.creationTimestamp} {.status.conditions[?(@.type=="Ready")].status}') || return 1
+  [ -n "$out" ] || return 0
+  printf '%s %s\n' "$(date -d "${out%% *}" +%s)" "${out#* }"
+}
+
 approve_joining() {
-  local csr signer user conditions subject name
+  local csr signer user conditions subject name node created
   kubectl delete clusterrolebinding "$AUTO_APPROVE_BINDING" --ignore-not-found >/dev/null || return 1
   while read -r csr signer user conditions; do
     if [ "$signer" != "$CLIENT_SIGNER" ] || [ "$conditions" != "<none>" ]; then continue; fi
@@ -97,12 +110,27 @@ approve_joining() {
     if [ -z "$name" ] || ! printf '%s' "$subject" | tr ',' '\n' | grep -qx 'O=system:nodes'; then
       kubectl certificate deny "$csr" >/dev/null
       log "denied $csr from $user: '$subject' is not a node's client certificate"
-    elif kubectl get node "$name" >/dev/null 2>&1; then
+    elif ! node=$(node_facts "$name"); then
+      log "could not look up Node $name: $csr waits for the next run"
+    elif [ -n "$node" ] && [ "${node#* }" = True ]; then
       kubectl certificate deny "$csr" >/dev/null
-      log "denied $csr from $user: a Node named $name exists; a join token never takes over a node"
-    elif cfcr_join_candidate "$name"; then
+      log "denied $csr from $user: a Ready Node named $name exists; a join token never takes over a node"
+    elif ! created=$(cfcr_join_candidate "$name"); then
+      if [ -n "$node" ]; then
+        kubectl certificate deny "$csr" >/dev/null
+        log "denied $csr from $user: a Node named $name exists and no VM of that name is joining"
+      fi
+    elif [ -z "$node" ]; then
       kubectl certificate approve "$csr" >/dev/null
       log "approved $csr: $name is a pool VM still joining"
+    elif [ "$created" -gt "${node%% *}" ]; then
+      # the VM was created after its Node registered: the Node's kubelet ran on a VM that is gone
+      kubectl delete node "$name" --wait=false >/dev/null || { log "could not delete the stale Node $name"; continue; }
+      kubectl certificate approve "$csr" >/dev/null
+      log "approved $csr: $name is a pool VM recreated under its old name; its stale Node is deleted"
+    else
+      kubectl certificate deny "$csr" >/dev/null
+      log "denied $csr from $user: Node $name registered after its VM was created; a join token never takes over a node"
     fi
   done < <(kubectl get csr --no-headers \
     -o custom-columns=NAME:.metadata.name,SIGNER:.spec.signerName,USER:.spec.username,COND:.status.conditions[*].type)
