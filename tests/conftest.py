@@ -114,8 +114,15 @@ def _booted(stack: str, binaries: dict[str, Path]) -> Iterator[object]:
     except HarnessError as exc:
         logs = harness.logs()
         harness.close()
-        pytest.fail(f"{exc}\n--- logs ---\n{logs[-20000:]}", pytrace=False)
+        fail_with_logs(exc, logs)
     yield harness
     harness.close()
     if os.environ.get("CFCR_KEEP_HARNESS") != "1":
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fail_with_logs(exc: BaseException, logs: str) -> None:
+    """Fail a harness fixture: the error, the logs' tail, and the error again at the end (a CI
+    summary shows a long message's end only)."""
+    pytest.fail(f"{exc}\n--- logs ---\n{logs[-20000:]}\n--- the harness failed: ---\n{str(exc)[-3000:]}",
+                pytrace=False)

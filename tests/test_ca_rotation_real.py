@@ -555,7 +555,7 @@ def renders(tmp_path_factory: pytest.TempPathFactory) -> Renders:
 def drill(renders: Renders) -> Iterator[Drill]:
     """A control plane of this module's own (the session's stays untouched), booted from the
     step-1 render: 3 members, kwok, one worker."""
-    from tests.conftest import _unavailable
+    from tests.conftest import _unavailable, fail_with_logs
     from tests.support import netns
     from tests.support.tools import kwok_stage_configs, require_tool
 
@@ -572,13 +572,13 @@ def drill(renders: Renders) -> Iterator[Drill]:
             cp.boot_control_plane()
             cp.start_kwok()
             worker = cp.join_worker(f"worker-{cp.render.spec.node_pools[0].name}")
-            cp.wait_for("every Node Ready", cp._all_ready, timeout=120)
+            cp.wait_for("every Node Ready", cp._all_ready, timeout=300)
         except BaseException as exc:
             logs = cp.logs()
             cp.close()
             shutil.rmtree(workdir, ignore_errors=True)
             if isinstance(exc, HarnessError):
-                pytest.fail(f"{exc}\n--- logs ---\n{logs[-20000:]}", pytrace=False)
+                fail_with_logs(exc, logs)
             raise
         out = Drill(cp, renders, worker)
         for node in out.members:

@@ -432,6 +432,13 @@ class ControlPlane:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-lease-duration-seconds=40", *stages))
 
+    def restart_kwok(self) -> None:
+        """kwok anew: it manages the Nodes that carry its annotation now."""
+        for process in [p for p in self.processes if p.name == "kwok"]:
+            process.stop()
+            self.processes.remove(process)
+        self.start_kwok()
+
     def new_worker(self, role: str, index: int, *, render: RenderedCluster | None = None,
                    binaries: Mapping[str, Path] | None = None) -> Node:
         """A VM of ``role``'s pool, launched where its cloud would put VM ``index`` of the pool
@@ -464,8 +471,14 @@ class ControlPlane:
     def lose_worker(self, node: Node) -> None:
         """A worker's VM is gone, as a cloud's repair deletes it: its kubelet stand-in and every
         process in its namespace end and its root disk is dropped; the host (its address) stays.
-        The cloud's stand-in keeps the instance until :meth:`recreate_worker` replaces it."""
+        The cloud's stand-in keeps the instance until :meth:`recreate_worker` replaces it, and
+        kwok stops keeping the Node's status and lease fresh (its kubelet is gone): the node
+        lifecycle controller finds it not Ready after its grace period."""
+        name = node.kubelet_status().get("node")
         self._kill_namespace(node)
+        if name:
+            self.kubectl("annotate", "node", str(name), "kwok.x-k8s.io/node-")
+            self.restart_kwok()  # kwok keeps a node it once managed: a fresh one manages the rest only
         shutil.rmtree(node.root.path)
         shutil.rmtree(node.state, ignore_errors=True)
 
