@@ -128,10 +128,10 @@ def test_ssh_is_denied_from_the_internet_and_everything_else_below_the_allows(pu
     assert ssh["priority"] < min(x["priority"] for x in allows)
     assert not any(x["destinationPortRange"] in ("22", "*") for x in allows if x["protocol"] == "Tcp")
     assert not any(sources(x) & {"Internet", "*", "0.0.0.0/0"} for x in allows), "no allow from the internet"
-    vnet, everything = r["deny-vnet-inbound"], r["deny-all-inbound"]
-    assert (vnet["access"], vnet["sourceAddressPrefix"], vnet["protocol"]) == ("Deny", "VirtualNetwork", "*")
-    assert (everything["access"], everything["sourceAddressPrefix"], everything["priority"]) == ("Deny", "*", 4096)
-    assert max(x["priority"] for x in allows) < vnet["priority"] < everything["priority"]
+    everything = r["deny-all-inbound"]
+    assert (everything["access"], everything["sourceAddressPrefix"], everything["protocol"], everything["priority"]) == (
+        "Deny", "*", "*", 4096)
+    assert max(x["priority"] for x in allows) < 500, "500-4095 stay free for the cloud controller manager's rules"
     assert all(x["direction"] == "Inbound" for x in r.values())
 
 

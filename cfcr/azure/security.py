@@ -4,9 +4,10 @@ groups**, "control plane" and "workers", that each node's NIC joins. Rules are s
 ``SecurityRule`` resources (never inline as well: pulumi-azure-native#3359).
 
 Azure's default rules admit everything from the virtual network (``AllowVnetInBound``, 65000)
-and from the load balancer's probes (``AllowAzureLoadBalancerInBound``, 65001); cfcr overrides
-both with denies at 4095 and 4096, so only the rules below let anything in. Priorities 500-4094
-stay free for the rules the cloud controller manager adds for Services of type LoadBalancer.
+and from the load balancer's probes (``AllowAzureLoadBalancerInBound``, 65001); cfcr's deny at
+4096, the lowest priority a rule may have, comes before both, so only the rules below let
+anything in. Priorities 500-4095 stay free for the rules the cloud controller manager adds for
+Services of type LoadBalancer.
 
 | priority | port | protocol | to | from |
 |---|---|---|---|---|
@@ -19,7 +20,6 @@ stay free for the rules the cloud controller manager adds for Services of type L
 | 160 | 10250 | tcp | every node | control plane (API server) |
 | 170 | 10250 | tcp | every node | workers, when a pool may run metrics-server |
 | 200+ | CNI ports | per CNI | every node | every node |
-| 4095 | all | all | every node | ``VirtualNetwork``: **denied** |
 | 4096 | all | all | every node | anything: **denied** |
 
 Outbound keeps Azure's defaults (to the virtual network and the internet): nodes pull images
@@ -46,10 +46,8 @@ LOAD_BALANCER_TAG = "AzureLoadBalancer"
 """The service tag of Azure's load balancer probes (they come from 168.63.129.16)."""
 LOAD_BALANCER_PROBE_ADDRESS = "168.63.129.16"
 """Where Azure's load balancer health probes come from (the ``AzureLoadBalancer`` tag)."""
-VIRTUAL_NETWORK_TAG = "VirtualNetwork"
 INTERNET_TAG = "Internet"
 SSH_PORT = 22
-DENY_VNET_PRIORITY = 4095
 DENY_ALL_PRIORITY = 4096
 """The lowest priority a rule may have: overrides only Azure's default rules (65000 and up)."""
 CNI_FIRST_PRIORITY = 200
@@ -161,9 +159,7 @@ def build_security(name: str, spec: ClusterSpec, group: ResourceGroup, parent: p
     for i, p in enumerate(node_ports(spec.cni)):
         rule(f"cni-{p.name or p.protocol + str(p.port)}", CNI_FIRST_PRIORITY + i, f"{spec.cni} {p.purpose}, between "
              "nodes", PROTOCOLS[p.protocol], "*" if p.protocol == "icmp" else str(p.port), to=nodes, sources=nodes)
-    rule("deny-vnet-inbound", DENY_VNET_PRIORITY, "nothing else from the virtual network (overrides Azure's "
-         "AllowVnetInBound)", "*", "*", prefixes=[VIRTUAL_NETWORK_TAG], access="Deny")
-    rule("deny-all-inbound", DENY_ALL_PRIORITY, "nothing else from anywhere (overrides Azure's "
-         "AllowAzureLoadBalancerInBound)", "*", "*", prefixes=["*"], access="Deny")
+    rule("deny-all-inbound", DENY_ALL_PRIORITY, "nothing else from anywhere (before Azure's AllowVnetInBound "
+         "and AllowAzureLoadBalancerInBound)", "*", "*", prefixes=["*"], access="Deny")
     return Security(security_group=nsg, security_group_name=nsg_name, control_plane=cp, workers=workers,
                     rules=rules)
