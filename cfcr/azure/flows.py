@@ -247,7 +247,7 @@ class _Reader:
 
     # ---------------------------------------------------------------- machines
 
-    def _ip_config(self, configs: Any, nsg: str | None, subnets: Mapping[str, Subnet]) -> _Nic:
+    def _ip_config(self, configs: Any, nsg: str | None) -> _Nic:
         ipc = next((c for c in _list(configs) if isinstance(c, Mapping) and c.get("primary")), None) or next(
             (c for c in _list(configs) if isinstance(c, Mapping)), {})
         subnet = self.key(ipc.get("subnet"), SUBNET)
@@ -259,7 +259,7 @@ class _Reader:
         return _Nic(subnet=subnet, address=ipc.get("privateIPAddress"), asgs=asgs, nsg=nsg, pools=pools,
                     public=public)
 
-    def _nics_of(self, profile: Any, subnets: Mapping[str, Subnet]) -> list[_Nic]:
+    def _nics_of(self, profile: Any) -> list[_Nic]:
         """The NICs of a VM's or scale set's network profile (referenced, or configured inline)."""
         profile = profile if isinstance(profile, Mapping) else {}
         out: list[_Nic] = []
@@ -267,20 +267,20 @@ class _Reader:
             nic = self.find(ref, NIC)
             if nic is not None:
                 out.append(self._ip_config(_get(nic, "ipConfigurations"),
-                                           self.key(_get(nic, "networkSecurityGroup"), NSG), subnets))
+                                           self.key(_get(nic, "networkSecurityGroup"), NSG)))
         for conf in _list(profile.get("networkInterfaceConfigurations")):
             if isinstance(conf, Mapping):
                 out.append(self._ip_config(conf.get("ipConfigurations"),
-                                           self.key(conf.get("networkSecurityGroup"), NSG), subnets))
+                                           self.key(conf.get("networkSecurityGroup"), NSG)))
         return out
 
-    def machines(self, subnets: Mapping[str, Subnet]) -> tuple[list[Machine], dict[str, list[str]]]:
+    def machines(self) -> tuple[list[Machine], dict[str, list[str]]]:
         """The machines, and each backend pool reference's members (by member name)."""
         out: list[Machine] = []
         pools: dict[str, list[str]] = {}
         for r in self.of(VM):
             member = (_get(r, "tags") or {}).get(MEMBER_TAG)
-            nics = self._nics_of(_get(r, "networkProfile"), subnets) if member else []
+            nics = self._nics_of(_get(r, "networkProfile")) if member else []
             if not nics:
                 continue
             nic = nics[0]
@@ -292,7 +292,7 @@ class _Reader:
         for r in self.of(VMSS):
             pool = (_get(r, "tags") or {}).get(POOL_TAG)
             profile = (_get(r, "virtualMachineProfile") or {}).get("networkProfile")
-            nics = self._nics_of(profile, subnets) if pool else []
+            nics = self._nics_of(profile) if pool else []
             if not nics:
                 continue
             nic = nics[0]
@@ -496,8 +496,7 @@ class _Reader:
 
     # ---------------------------------------------------------------- names
 
-    def private_names(self, fronts: list[_Frontend], lbs: list[LoadBalancer],
-                      machines: list[Machine]) -> dict[str, Resolution]:
+    def private_names(self, fronts: list[_Frontend], lbs: list[LoadBalancer]) -> dict[str, Resolution]:
         vnet_keys = {str(self.vnet["id"]), self.name(self.vnet)} if self.vnet is not None else set()
         linked: set[str] = set()
         for link in self.of(LINK):
@@ -546,7 +545,7 @@ def read_network(rows: Sequence[Row]) -> Network | None:
     if not reader.of(VM, VMSS):
         return None
     subnets = reader.subnets()
-    machines, members_of = reader.machines(subnets)
+    machines, members_of = reader.machines()
     rules, extra = reader.rules(machines)
     machines = [Machine(**{**m.__dict__, "groups": m.groups | extra.get(m.label, set())}) for m in machines]
     fronts = reader.frontends(members_of)
@@ -565,7 +564,7 @@ def read_network(rows: Sequence[Row]) -> Network | None:
         group_labels=labels,
         rules=rules,
         load_balancers=lbs,
-        private_names=reader.private_names(fronts, lbs, machines),
+        private_names=reader.private_names(fronts, lbs),
         group_noun="network security group",
         cidrs=reader.cidrs,
         icmp_by_type=False,  # an Azure rule admits ICMP as a whole or not at all
