@@ -27,7 +27,7 @@ from cfcr.azure.secrets import SECRETS_OFFICER, SECRETS_USER, SecretStore, build
 from cfcr.config import load_spec, read_stack_config
 from cfcr.render import unwrap
 from cfcr.render.azure import SUBSCRIPTION, TENANT
-from tests.support.pulumi_mocks import MockRecording, RecordedResource, pulumi_mocks, run_program
+from tests.support.pulumi_mocks import MockRecording, RecordedResource, pulumi_mocks, resolve, run_program
 
 __all__ = ["pulumi_mocks"]  # the fixture
 
@@ -130,6 +130,17 @@ def test_only_the_members_hold_the_role(pulumi_mocks: MockRecording) -> None:
     assert len(identities.grants) == 4 and [i for i in identities.control_plane] == \
         [identities.identities[s] for s in SLUGS[:3]]
     assert sorted(identities.workers()) == ["general", "gpu"]
+
+
+def test_machine_tags_name_the_vault_and_the_roles_identity(pulumi_mocks: MockRecording) -> None:
+    identities, store = _build()
+    tags = identities.machine_tags("c1", "worker-gpu", store.vault_name)
+    values, _ = resolve(pulumi.Output.all(**tags))
+    (gpu,) = [r for r in pulumi_mocks.by_type(UAMI) if inputs(r)["tags"]["cfcr-role-slug"] == "worker-gpu"]
+    (vault,) = pulumi_mocks.by_type(VAULT)
+    assert values == {"cfcr-cluster": "c1", "cfcr-role": "worker", "cfcr-key-vault": inputs(vault)["vaultName"],
+                      "cfcr-identity-client-id": gpu.outputs["clientId"]}
+    assert identities.machine_tags("c1", "control-plane-1", "kv")["cfcr-role"] == "control-plane"
 
 
 def test_no_members_no_role(pulumi_mocks: MockRecording) -> None:

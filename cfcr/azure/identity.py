@@ -30,6 +30,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, managedidentity
 
 from cfcr.azure.names import identity_name
+from cfcr.azure.node_hook import CLIENT_ID_TAG, CLUSTER_TAG, ROLE_TAG, VAULT_TAG
 from cfcr.config import ClusterSpec
 
 CCM_ACTIONS = (
@@ -126,6 +127,14 @@ class Identities:
     def resource_id(self, slug: str) -> pulumi.Output[str]:
         """The ARM id of role ``slug``'s identity (what a VM's ``identity.userAssignedIdentities`` lists)."""
         return self.identities[slug].id
+
+    def machine_tags(self, cluster: str, slug: str, vault_name: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+        """The tags a VM or scale set of role ``slug`` carries for its node hook
+        (``cfcr.azure.node_hook``): the cluster and role (the join candidate check lists worker
+        scale sets by them), the vault and the client id of the role's identity (IMDS shows the
+        tags to the VM: neither is a secret)."""
+        return {CLUSTER_TAG: cluster, ROLE_TAG: "control-plane" if slug.startswith("control-plane-") else "worker",
+                VAULT_TAG: vault_name, CLIENT_ID_TAG: self.client_id(slug)}
 
     def principal_ids(self) -> dict[str, pulumi.Output[str]]:
         """Role slug -> principal id, for :func:`cfcr.azure.secrets.build_secret_store`."""

@@ -117,13 +117,14 @@ def build_secret_store(name: str, spec: ClusterSpec, subscription_id: pulumi.Inp
                 raise ValueError(f"secret {sid}: {len(text.encode())} bytes exceed Key Vault's {MAX_SECRET_BYTES} per secret")
             return text
 
+        value: pulumi.Input[str] = values[secret_name]
         secret = keyvault.Secret(
             secret_name,
             resource_group_name=resource_group_name,
             vault_name=vault.name,
             secret_name=secret_name,
             properties=keyvault.SecretPropertiesArgs(
-                value=pulumi.Output.secret(values[secret_name]).apply(fits),
+                value=pulumi.Output.secret(value).apply(fits),
                 content_type="text/plain",
             ),
             tags=dict(tags or {}),
