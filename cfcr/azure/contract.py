@@ -18,7 +18,7 @@ ETCD_DISK_DEVICE = "/dev/disk/azure/scsi1/lun0"
 def node_hook(spec: ClusterSpec) -> AzureNodeHook:
     """Key Vault with the VM's managed identity."""
     assert spec.name is not None, "load_spec names every cluster"
-    return AzureNodeHook(vault_name=key_vault_name(spec.name))
+    return AzureNodeHook(vault_name=key_vault_name(spec.name), cluster=spec.name)
 
 
 CLOUD = BootstrapOnlyCloud(name="azure", hook_type=AzureNodeHook, addon_profile=PROFILE, exports=EXPORTS,

@@ -1,0 +1,271 @@
+"""A stand-in for the Azure endpoints an Azure node calls, on loopback: the instance metadata
+service (IMDS), Key Vault's secrets (``GET``/``PUT secrets/<name>``) and the two Azure Resource
+Manager listings of the join candidate check. Azure cannot run here and no emulator covers
+managed identities with Key Vault RBAC; this one follows the documented wire formats and refuses
+what Azure refuses:
+
+* IMDS (``/metadata/...``): only with ``Metadata: true`` and without ``X-Forwarded-For`` (400
+  otherwise, as IMDS answers); ``identity/oauth2/token`` (``api-version``, ``resource``, optional
+  ``client_id``) issues a token of the VM's user-assigned identity with that ``client_id``, or of its
+  only identity when none is named; an unknown client id or an ambiguous choice is 400
+  ``invalid_request`` "Identity not found"; ``instance/compute/{tagsList,subscriptionId,
+  resourceGroupName,resourceId,vmId}``;
+* Key Vault (``/secrets/<name>?api-version=7.4``): a bearer token IMDS issued for the audience
+  ``https://vault.azure.net`` (401 otherwise); ``GET`` needs "Key Vault Secrets User" or
+  "Secrets Officer" on that secret, ``PUT`` "Secrets Officer" (403 ``Forbidden`` /
+  ``ForbiddenByRbac``); 404 ``SecretNotFound``; answers ``{"value", "id", "attributes"}``; a
+  ``PUT`` keeps the old version and makes the body's ``value`` the current one;
+* ARM (``GET /subscriptions/<s>/resourceGroups/<g>/providers/Microsoft.Compute/virtualMachineScaleSets``
+  and ``<scale set id>/virtualMachines``): a token for ``https://management.azure.com/`` whose
+  identity is in :attr:`AzureApi.arm_readers` (403 ``AuthorizationFailed``); :attr:`AzureApi.page_size`
+  items per page with a ``nextLink`` to the next.
+
+Role assignments apply late on Azure (up to 10 minutes): :attr:`AzureApi.propagation` holds, per
+(principal, secret), how many Key Vault requests are still answered 403 although the grant exists.
+Faults: ``fail_next`` (status codes answered before the real answer). Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import secrets as token_bytes
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+RESOURCE_GROUP = "c1-rg"
+VM_ID = "2f6a1c3e-7b8d-4e9f-a0b1-c2d3e4f5a6b7"
+VAULT_AUDIENCE = "https://vault.azure.net"
+ARM_AUDIENCE = "https://management.azure.com/"
+USER = "Key Vault Secrets User"
+OFFICER = "Key Vault Secrets Officer"
+
+
+@dataclass
+class Request:
+    """One request as the stand-in saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Instance:
+    """A scale-set instance as ARM lists it."""
+
+    computer_name: str
+    time_created: str
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass
+class ScaleSet:
+    """A scale set in the resource group."""
+
+    name: str
+    tags: dict[str, str]
+    instances: list[Instance] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/"
+                f"virtualMachineScaleSets/{self.name}")
+
+
+@dataclass
+class AzureApi:
+    """The stand-in (module docstring). Use as a context manager; ``url`` is its root."""
+
+    identities: dict[str, str] = field(default_factory=dict)
+    """The VM's user-assigned identities: client id -> principal (object) id."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """The VM's tags (IMDS ``compute/tagsList``)."""
+    secrets: dict[str, list[str]] = field(default_factory=dict)
+    """Secret name -> its versions' values, the current one last."""
+    grants: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    """Secret name -> {principal id: roles (:data:`USER`, :data:`OFFICER`) on that secret}."""
+    propagation: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(principal id, secret) -> Key Vault requests still denied before its grant applies."""
+    arm_readers: set[str] = field(default_factory=set)
+    """Principals whose role reads the resource group's scale sets."""
+    scale_sets: list[ScaleSet] = field(default_factory=list)
+    page_size: int = 2
+    resource_id: str = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+                        "Microsoft.Compute/virtualMachines/c1-cp-0")
+    requests: list[Request] = field(default_factory=list)
+    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Token -> (principal id, audience) it was issued for."""
+    fail_next: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def error(self, status: int, code: str, message: str, inner: str | None = None) -> None:
+                body: dict[str, Any] = {"code": code, "message": message}
+                if inner:
+                    body["innererror"] = {"code": inner}
+                self.reply(status, {"error": body})
+
+            def caller(self, audience: str) -> str | None:
+                auth = self.headers.get("Authorization", "")
+                issued = api.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+                return issued[0] if issued and issued[1] == audience else None
+
+            def handle_any(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                api.requests.append(Request(method, self.path, dict(self.headers.items()), body))
+                url = urllib.parse.urlsplit(self.path)
+                query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+                if url.path.startswith("/metadata/") and method == "GET":
+                    self.imds(url.path.removeprefix("/metadata/"), query)
+                    return
+                if api.fail_next:
+                    self.error(api.fail_next.pop(0), "ServiceUnavailable", "injected fault")
+                    return
+                if url.path.startswith("/secrets/"):
+                    self.vault(method, urllib.parse.unquote(url.path.removeprefix("/secrets/")), query, body)
+                elif url.path.startswith("/subscriptions/") and method == "GET":
+                    self.arm(url.path, query)
+                else:
+                    self.error(404, "NotFound", f"no such endpoint {url.path}")
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.handle_any("GET")
+
+            def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+                self.handle_any("PUT")
+
+            def imds(self, path: str, query: dict[str, str]) -> None:
+                if self.headers.get("Metadata") != "true" or "X-Forwarded-For" in self.headers:
+                    self.reply(400, {"error": "Bad request. Required metadata header not specified"})
+                    return
+                if "api-version" not in query:
+                    self.reply(400, {"error": "Bad request. api-version was not specified in the request"})
+                    return
+                if path == "identity/oauth2/token":
+                    client = query.get("client_id")
+                    if client is not None:
+                        principal = api.identities.get(client)
+                    else:
+                        principal = next(iter(api.identities.values())) if len(api.identities) == 1 else None
+                    if principal is None or "resource" not in query:
+                        self.reply(400, {"error": "invalid_request", "error_description": "Identity not found"})
+                        return
+                    token = "eyJ0eXAi." + token_bytes.token_urlsafe(32)
+                    api.tokens[token] = (principal, query["resource"])
+                    self.reply(200, {"access_token": token, "client_id": client or "", "expires_in": "86399",
+                                     "resource": query["resource"], "token_type": "Bearer"})
+                    return
+                compute = {"subscriptionId": SUBSCRIPTION, "resourceGroupName": RESOURCE_GROUP,
+                           "resourceId": api.resource_id, "vmId": VM_ID}
+                key = path.removeprefix("instance/compute/")
+                if key == "tagsList":
+                    self.reply(200, [{"name": k, "value": v} for k, v in api.tags.items()])
+                elif key in compute and query.get("format") == "text":
+                    self.reply(200, compute[key], "text/plain")
+                else:
+                    self.reply(404, {"error": "Not found"})
+
+            def vault(self, method: str, name: str, query: dict[str, str], body: bytes) -> None:
+                who = self.caller(VAULT_AUDIENCE)
+                if who is None:
+                    self.error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
+                    return
+                if query.get("api-version") != "7.4" or "/" in name:
+                    self.error(400, "BadParameter", f"bad request for secret {name}")
+                    return
+                needed = {USER, OFFICER} if method == "GET" else {OFFICER}
+                held = api.grants.get(name, {}).get(who, set())
+                waiting = api.propagation.get((who, name), 0)
+                if waiting:
+                    api.propagation[(who, name)] = waiting - 1
+                if not (held & needed) or waiting:
+                    action = "getSecret" if method == "GET" else "setSecret"
+                    self.error(403, "Forbidden", f"Caller is not authorized to perform action on resource. "
+                                                 f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}/action' "
+                                                 f"Caller: oid={who}", "ForbiddenByRbac")
+                    return
+                if method == "PUT":
+                    value = json.loads(body)["value"]
+                    if not isinstance(value, str):
+                        self.error(400, "BadParameter", "value must be a string")
+                        return
+                    api.secrets.setdefault(name, []).append(value)
+                elif name not in api.secrets:
+                    self.error(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault.")
+                    return
+                versions = api.secrets[name]
+                self.reply(200, {"value": versions[-1], "id": f"https://kv.vault.azure.net/secrets/{name}/{len(versions):032x}",
+                                 "attributes": {"enabled": True}})
+
+            def arm(self, path: str, query: dict[str, str]) -> None:
+                who = self.caller(ARM_AUDIENCE)
+                if who is None:
+                    self.error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+                    return
+                if who not in api.arm_readers:
+                    self.error(403, "AuthorizationFailed", f"The client with object id '{who}' does not have "
+                                                           f"authorization to perform action 'read' over scope '{path}'")
+                    return
+                listing = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+                           "Microsoft.Compute/virtualMachineScaleSets")
+                items: list[dict[str, Any]]
+                if path == listing:
+                    items = [{"id": s.id, "name": s.name, "tags": s.tags} for s in api.scale_sets]
+                else:
+                    found = [s for s in api.scale_sets if path == f"{s.id}/virtualMachines"]
+                    if not found:
+                        self.error(404, "ResourceNotFound", f"{path} was not found")
+                        return
+                    items = [{"name": f"{found[0].name}_{i}", "instanceId": str(i),
+                              "properties": {"osProfile": {"computerName": vm.computer_name},
+                                             "provisioningState": vm.provisioning_state,
+                                             "timeCreated": vm.time_created}}
+                             for i, vm in enumerate(found[0].instances)]
+                start = int(query.get("$skiptoken", "0"))
+                page: dict[str, Any] = {"value": items[start:start + api.page_size]}
+                if start + api.page_size < len(items):
+                    page["nextLink"] = (f"{api.url}{path}?api-version={query.get('api-version', '')}"
+                                        f"&$skiptoken={start + api.page_size}")
+                self.reply(200, page)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def node_env(self) -> dict[str, str]:
+        """The variables that point an Azure node hook here, and a short RBAC wait."""
+        return {"AZURE_POD_IDENTITY_AUTHORITY_HOST": self.url, "CFCR_AZURE_VAULT_URL": self.url,
+                "CFCR_AZURE_ARM_URL": self.url, "CFCR_AZURE_RBAC_WAIT": "6"}
+
+    def principal_of(self, request: Request) -> str | None:
+        """Whose token a recorded request carried."""
+        issued = self.tokens.get(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        return issued[0] if issued else None
+
+    def __enter__(self) -> AzureApi:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
