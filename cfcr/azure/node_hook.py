@@ -43,7 +43,9 @@ candidate check are the limits (as on GCP).
 
 Optional capabilities it implements (cfcr.node): :class:`~cfcr.node.context.NodeIdentity`,
 :class:`~cfcr.node.context.MachineId`, :class:`~cfcr.node.context.JoinAccess`,
-:class:`~cfcr.node.context.ShellFunctions` and :class:`~cfcr.node.metadata_guard.MetadataGuard`
+:class:`~cfcr.node.context.ShellFunctions`, :class:`~cfcr.node.context.LocalApiOnMembers` (the
+load balancer's hairpin: members use their own API server) and
+:class:`~cfcr.node.metadata_guard.MetadataGuard`
 (pods may reach neither IMDS, which hands every pod the VM's identity tokens, nor the WireServer;
 AKS's ``podLinkLocalAccess=None``).
 """
@@ -331,6 +333,12 @@ class AzureNodeHook:
             "[[ $id =~ ^[0-9a-fA-F-]{36}$ ]] || return 1",
             "printf '%s\\n' \"$id\"",
         ])
+
+    def members_use_local_api(self) -> bool:
+        """True: an Azure load balancer does not carry a backend's packets to its own frontend,
+        so members reach the API on themselves (:class:`~cfcr.node.context.LocalApiOnMembers`,
+        ``cfcr.azure.api_lb``)."""
+        return True
 
     def guarded_addresses(self) -> tuple[str, ...]:
         """IMDS and the WireServer: pods (forwarded traffic) reach neither, but for DNS

@@ -9,6 +9,7 @@ it. Every resource lives in :data:`SUBSCRIPTION` of :data:`TENANT`.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -18,12 +19,17 @@ from cfcr.render.aws import ID_KEY
 AZURE_PREFIX = "azure-native:"
 SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
 TENANT = "00000000-0000-4000-8000-00000000000a"
+_PUBLIC_POOL = ipaddress.IPv4Network("198.51.100.0/24")
+"""Where the stand-in's public IP addresses come from (TEST-NET-2, as the GCP stand-in's)."""
 
 _PROVIDERS = {
     # type token -> (ARM provider/type path, the input naming the resource)
     "azure-native:managedidentity:UserAssignedIdentity": ("Microsoft.ManagedIdentity/userAssignedIdentities", "resourceName"),
     "azure-native:keyvault:Vault": ("Microsoft.KeyVault/vaults", "vaultName"),
     "azure-native:resources:ResourceGroup": ("", "resourceGroupName"),
+    "azure-native:compute:VirtualMachine": ("Microsoft.Compute/virtualMachines", "vmName"),
+    "azure-native:compute:VirtualMachineScaleSet": ("Microsoft.Compute/virtualMachineScaleSets", "vmScaleSetName"),
+    "azure-native:compute:Disk": ("Microsoft.Compute/disks", "diskName"),
 }
 
 
@@ -62,6 +68,11 @@ def azure_resource(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
         out.setdefault("name", logical)
     if typ == "azure-native:managedidentity:UserAssignedIdentity":
         out.update(clientId=_guid(urn, "client"), principalId=_guid(urn, "principal"), tenantId=TENANT)
+    elif typ == "azure-native:compute:VirtualMachine":
+        out["vmId"] = _guid(urn, "vm")
+    elif typ == "azure-native:network:PublicIPAddress" and not inputs.get("ipAddress"):
+        digest = int(hashlib.sha256(urn.encode()).hexdigest()[:4], 16)
+        out["ipAddress"] = str(_PUBLIC_POOL.network_address + 1 + digest % 250)
     elif typ == "azure-native:keyvault:Vault":
         out["properties"] = {**dict(inputs.get("properties") or {}), "vaultUri": f"https://{out['name']}.vault.azure.net/"}
     return out
