@@ -35,7 +35,7 @@ from pulumi_azure_native import network as azure_network
 from pulumi_azure_native import privatedns
 
 from cfcr.azure.names import resource_name
-from cfcr.azure.network import ResourceGroup, control_plane_range
+from cfcr.azure.network import ResourceGroup, after, control_plane_range
 from cfcr.azure.tags import ROLE_TAG, base_tags
 from cfcr.config import ClusterSpec
 from cfcr.constants import API_PORT, private_api_name
@@ -154,7 +154,7 @@ def build_api_load_balancer(name: str, spec: ClusterSpec, group: ResourceGroup, 
     link = privatedns.VirtualNetworkLink(
         f"{name}-zone-link",
         virtual_network_link_name=resource_name(f"{name}-vnet-link", keep="-vnet-link"),
-        private_zone_name=zone.name,
+        private_zone_name=after(zone, zone_name),
         resource_group_name=group.name,
         location="Global",
         registration_enabled=False,
@@ -164,7 +164,7 @@ def build_api_load_balancer(name: str, spec: ClusterSpec, group: ResourceGroup, 
     )
     record = privatedns.PrivateRecordSet(
         f"{name}-api-record",
-        private_zone_name=zone.name,
+        private_zone_name=after(zone, zone_name),
         resource_group_name=group.name,
         record_type="A",
         relative_record_set_name=private.split(".", 1)[0],

@@ -1,26 +1,70 @@
 """Azure's side of the cloud contract (:class:`cfcr.clouds.CloudPackage`): the registry finds
-``CLOUD`` here for ``cfcr:cloud: azure``. The package builds the cluster's bootstrap alone for
-now (:mod:`cfcr.bootstrap.standalone`); ``cfcr.azure.Cluster`` replaces it in ``build``."""
+``CLOUD`` here for ``cfcr:cloud: azure``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from cfcr.addons.cloud import NodeGroup
 from cfcr.azure.addon_profile import PROFILE
-from cfcr.azure.names import key_vault_name
 from cfcr.azure.node_hook import AzureNodeHook
-from cfcr.bootstrap.standalone import EXPORTS
-from cfcr.clouds import BootstrapOnlyCloud
+from cfcr.clouds import BuiltCluster, CloudPackageData
 from cfcr.config import ClusterSpec
 
 ETCD_DISK_DEVICE = "/dev/disk/azure/scsi1/lun0"
 """The etcd data disk at LUN 0 (the Azure udev rules' stable path)."""
 
+EXPORTS: tuple[str, ...] = (
+    "apiServerUrl",
+    "privateApiServerUrl",
+    "apiLoadBalancerAddress",
+    "internalApiLoadBalancerAddress",
+    "adminKubeconfig",
+    "subscriptionId",
+    "resourceGroup",
+    "virtualNetwork",
+    "workersSubnet",
+    "securityGroup",
+    "keyVault",
+    "nodePoolScaleSets",
+    "identityClientIds",
+    "controlPlaneInstanceIds",
+    "etcdDiskIds",
+)
+"""The outputs an Azure cluster adds to the common ones."""
+
 
 def node_hook(spec: ClusterSpec) -> AzureNodeHook:
-    """Key Vault with the VM's managed identity."""
+    """Key Vault with the VM's user-assigned identity; the vault's name (it ends in a random
+    suffix kept in state) and the identity's client id come from the VM's tags
+    (:meth:`cfcr.azure.identity.Identities.machine_tags`)."""
     assert spec.name is not None, "load_spec names every cluster"
-    return AzureNodeHook(vault_name=key_vault_name(spec.name), cluster=spec.name)
+    return AzureNodeHook(cluster=spec.name)
 
 
-CLOUD = BootstrapOnlyCloud(name="azure", hook_type=AzureNodeHook, addon_profile=PROFILE, exports=EXPORTS,
-                           etcd_disk_device=ETCD_DISK_DEVICE, hook_for=node_hook)
+@dataclass(frozen=True)
+class AzureCloud(CloudPackageData):
+    """``cfcr.azure`` behind the cloud contract."""
+
+    def node_hook(self, spec: ClusterSpec) -> AzureNodeHook:
+        """Key Vault with the VM's managed identity, provider ID and vmId from IMDS."""
+        return node_hook(spec)
+
+    def restore_commands(self, spec: ClusterSpec) -> None:
+        """No etcd snapshots on Azure yet (``cfcr:etcdBackups`` is refused for azure)."""
+        return None
+
+    def build(self, spec: ClusterSpec) -> BuiltCluster:
+        """``cfcr.azure.Cluster`` from the spec."""
+        from cfcr.azure.cluster import Cluster, ClusterArgs
+
+        assert spec.name is not None, "load_spec names every cluster"
+        cluster = Cluster(spec.name, ClusterArgs(spec=spec))
+        groups = {p.name: NodeGroup(cluster.node_pools[p.name].scale_set_name, *cluster.node_pools[p.name].sizes)
+                  for p in spec.node_pools}
+        return BuiltCluster.of(cluster, EXPORTS, groups)
+
+
+CLOUD = AzureCloud(name="azure", hook_type=AzureNodeHook, addon_profile=PROFILE, exports=EXPORTS,
+                   etcd_disk_device=ETCD_DISK_DEVICE)
 """The contract's entry point for ``cfcr:cloud: azure``."""

@@ -43,7 +43,8 @@ def _group(inputs: Mapping[str, Any]) -> str:
 
 def azure_resource(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
     """Any ``azure-native:`` resource: inputs echoed, plus the name and ARM id Azure would give it,
-    and the outputs the program reads (identities' ids, a vault's URI)."""
+    and the outputs the program reads (identities' ids, a vault's URI, a VM's ``vmId``, a public
+    IP's address); a VM's or scale set's user-assigned identities as the map Azure answers."""
     typ = urn.rsplit("::", 1)[0].rsplit("$", 1)[-1]
     logical = urn.rsplit("::", 1)[-1]
     out: dict[str, Any] = {**inputs}
@@ -68,7 +69,14 @@ def azure_resource(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
         out.setdefault("name", logical)
     if typ == "azure-native:managedidentity:UserAssignedIdentity":
         out.update(clientId=_guid(urn, "client"), principalId=_guid(urn, "principal"), tenantId=TENANT)
-    elif typ == "azure-native:compute:VirtualMachine":
+    if typ in ("azure-native:compute:VirtualMachine", "azure-native:compute:VirtualMachineScaleSet"):
+        identity = inputs.get("identity")
+        if isinstance(identity, Mapping) and isinstance(identity.get("userAssignedIdentities"), list):
+            # the request lists the identities' ids; Azure answers a map of them (a list fails the SDK's types)
+            out["identity"] = {**identity, "userAssignedIdentities": {
+                str(i): {"clientId": _guid(f"{urn}|{i}", "client"), "principalId": _guid(f"{urn}|{i}", "principal")}
+                for i in identity["userAssignedIdentities"]}}
+    if typ == "azure-native:compute:VirtualMachine":
         out["vmId"] = _guid(urn, "vm")
     elif typ == "azure-native:network:PublicIPAddress" and not inputs.get("ipAddress"):
         digest = int(hashlib.sha256(urn.encode()).hexdigest()[:4], 16)
