@@ -1,147 +1,47 @@
-"""The flow check on Azure (cfcr.azure.flows): the network and security group cfcr builds
-(cfcr.azure.network, cfcr.azure.security), with machines, API load balancers and the private zone
-wired as an Azure cluster wires them (members' NICs with fixed addresses in the control-plane
-subnet and the internal load balancer's backend pool, a scale set per pool in the workers'
-subnet), pass every flow of the model with nothing open beyond them; removing one rule blocks
-exactly the flows that need it. Roles, user-data and addons come from the azure-stable render."""
+"""The flow check on Azure (cfcr.azure.flows): the whole program (cfcr.azure.Cluster and the
+addons) rendered for azure-stable and two variants of it (a public API; Cilium) passes every flow
+of the model with nothing open beyond them; removing one rule blocks exactly the flows that need
+it."""
 
 from __future__ import annotations
 
 import copy
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-import pulumi
 import pytest
-from pulumi_azure_native import compute, privatedns
-from pulumi_azure_native import network as azure_network
 
 from cfcr.azure.flows import read_network
-from cfcr.azure.network import Network, build_network, control_plane_range, resource_group
-from cfcr.azure.security import Security, build_security
-from cfcr.azure.tags import MEMBER_TAG, POOL_TAG
 from cfcr.config import ClusterSpec
-from cfcr.config.topology import api_endpoint, control_plane_members
-from cfcr.constants import API_PORT
+from cfcr.config.topology import control_plane_members
 from cfcr.flows import FlowReport, check_rows, rows_of
-from cfcr.flows.facts import HELM_TYPES
-from tests.test_azure_network import Holder
 from tests.test_flows import Renders, blocked
 
 Row = dict[str, Any]
 RULE = "azure-native:network:SecurityRule"
-SUB = "/subscriptions/s-1/resourceGroups/{group}/providers/Microsoft.Network/loadBalancers/{lb}"
 
 
-def api_lb(name: str, spec: ClusterSpec, group: str, frontend: azure_network.FrontendIPConfigurationArgs,
-           parent: pulumi.Resource) -> tuple[azure_network.LoadBalancer, str]:
-    """A Standard load balancer with one frontend, the members' pool, an HTTPS /readyz probe and
-    a 6443 rule; returns it and its pool's ARM id."""
-    lb_id = SUB.format(group=group, lb=name)
-    lb = azure_network.LoadBalancer(
-        name, load_balancer_name=name, resource_group_name=group, location=spec.region,
-        sku=azure_network.LoadBalancerSkuArgs(name="Standard"),
-        frontend_ip_configurations=[frontend],
-        backend_address_pools=[azure_network.BackendAddressPoolArgs(name="members")],
-        probes=[azure_network.ProbeArgs(name="readyz", protocol="Https", port=API_PORT, request_path="/readyz",
-                                        interval_in_seconds=15)],
-        load_balancing_rules=[azure_network.LoadBalancingRuleArgs(
-            name="api", protocol="Tcp", frontend_port=API_PORT, backend_port=API_PORT,
-            frontend_ip_configuration=azure_network.SubResourceArgs(id=f"{lb_id}/frontendIPConfigurations/api"),
-            backend_address_pool=azure_network.SubResourceArgs(id=f"{lb_id}/backendAddressPools/members"),
-            probe=azure_network.SubResourceArgs(id=f"{lb_id}/probes/readyz"))],
-        opts=pulumi.ResourceOptions(parent=parent))
-    return lb, f"{lb_id}/backendAddressPools/members"
-
-
-def machines(name: str, spec: ClusterSpec, group: str, net: Network, sec: Security, parent: pulumi.Resource) -> None:
-    """What cfcr.azure.Cluster wires around the network: the internal (and public) API load
-    balancers, the private zone, one NIC and VM per member, one scale set per pool."""
-    child = pulumi.ResourceOptions(parent=parent)
-    internal_ip = str(ipaddress.ip_network(control_plane_range(spec)).network_address + 4)
-    _, pool = api_lb(f"{name}-api-internal", spec, group, azure_network.FrontendIPConfigurationArgs(
-        name="api", subnet=azure_network.SubnetArgs(id=net.control_plane_subnet), private_ip_address=internal_ip,
-        private_ip_allocation_method="Static"), parent)
-    pools = [pool]
-    if spec.networking.api_public:
-        ip = azure_network.PublicIPAddress(f"{name}-api-ip", public_ip_address_name=f"{name}-api-ip",
-                                           resource_group_name=group, sku=azure_network.PublicIPAddressSkuArgs(
-                                               name="Standard"), public_ip_allocation_method="Static", opts=child)
-        _, public_pool = api_lb(f"{name}-api-public", spec, group, azure_network.FrontendIPConfigurationArgs(
-            name="api", public_ip_address=azure_network.PublicIPAddressArgs(id=ip.id)), parent)
-        pools.append(public_pool)
-    zone = api_endpoint(spec).split(".", 1)[1]
-    privatedns.PrivateZone(f"{name}-zone", private_zone_name=zone, resource_group_name=group, location="Global",
-                           opts=child)
-    privatedns.VirtualNetworkLink(f"{name}-zone-link", private_zone_name=zone, resource_group_name=group,
-                                  location="Global", registration_enabled=False,
-                                  virtual_network=privatedns.SubResourceArgs(id=net.vnet_id), opts=child)
-    privatedns.PrivateRecordSet(f"{name}-api-record", private_zone_name=zone, resource_group_name=group,
-                                record_type="A", relative_record_set_name="api", ttl=30,
-                                a_records=[privatedns.ARecordArgs(ipv4_address=internal_ip)], opts=child)
-    nsg = azure_network.NetworkSecurityGroupArgs(id=sec.security_group.id) if net.security_group_on_nics else None
-    for m in control_plane_members(spec):
-        nic = azure_network.NetworkInterface(
-            f"{m.name}-nic", network_interface_name=f"{m.name}-nic", resource_group_name=group,
-            network_security_group=nsg,
-            ip_configurations=[azure_network.NetworkInterfaceIPConfigurationArgs(
-                name="ipconfig", primary=True, subnet=azure_network.SubnetArgs(id=net.control_plane_subnet),
-                private_ip_address=m.address, private_ip_allocation_method="Static",
-                application_security_groups=[azure_network.ApplicationSecurityGroupArgs(id=sec.control_plane.id)],
-                load_balancer_backend_address_pools=[azure_network.BackendAddressPoolArgs(id=p) for p in pools])],
-            opts=child)
-        compute.VirtualMachine(m.name, vm_name=m.name, resource_group_name=group, tags={MEMBER_TAG: m.name},
-                               network_profile=compute.NetworkProfileArgs(
-                                   network_interfaces=[compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True)]),
-                               opts=child)
-    for p in spec.node_pools:
-        compute.VirtualMachineScaleSet(
-            f"{name}-{p.name}", vm_scale_set_name=f"{name}-{p.name}", resource_group_name=group,
-            tags={POOL_TAG: p.name},
-            virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
-                network_profile=compute.VirtualMachineScaleSetNetworkProfileArgs(network_interface_configurations=[
-                    compute.VirtualMachineScaleSetNetworkConfigurationArgs(
-                        name="nic", primary=True, network_security_group=compute.SubResourceArgs(
-                            id=sec.security_group.id) if net.security_group_on_nics else None,
-                        ip_configurations=[compute.VirtualMachineScaleSetIPConfigurationArgs(
-                            name="ipconfig", primary=True, subnet=compute.ApiEntityReferenceArgs(id=net.workers_subnet),
-                            application_security_groups=[compute.SubResourceArgs(id=sec.workers.id)])])])),
-            opts=child)
-
-
-def cluster_rows(spec: ClusterSpec) -> list[Row]:
+def program_rows(spec: ClusterSpec) -> list[Row]:
+    """The rows of the program (``cfcr.program.build``) for ``spec``, rendered offline."""
+    from cfcr.program import build
     from cfcr.render import run_program
 
-    def program() -> None:
-        assert spec.name is not None
-        holder = Holder(spec.name)
-        group = resource_group(spec.name, spec, holder)
-        sec = build_security(spec.name, spec, group, holder)
-        net = build_network(spec.name, spec, group, sec.security_group.id, holder)
-        machines(spec.name, spec, f"{spec.name}-rg", net, sec, holder)
-
-    monitor, _, _ = run_program(program, project="cfcr", stack="azure-stable")
+    monitor, _, _ = run_program(lambda: build(spec), project="cfcr", stack="azure-stable")
     return rows_of(monitor.recorded)
 
 
 class Azure:
-    """The azure-stable render (roles, user-data, addons) and the network rows of a spec like it."""
+    """The azure-stable render (roles and user-data) and the program's rows for each variant."""
 
     def __init__(self) -> None:
         self.renders = Renders()
         self.rows: dict[str, list[Row]] = {}
 
-    def metrics_server(self) -> list[Row]:
-        """The metrics-server chart as the addons layer renders it (taken from the GCP render: the
-        Azure render builds the bootstrap alone so far, and its placement is cloud-neutral)."""
-        rows = [r for r in self.renders.rows("gcp-stable") if r["type"] in HELM_TYPES
-                and str(r["inputs"].get("chart", "")).endswith("metrics-server")]
-        assert len(rows) == 1
-        return rows
-
     def spec(self, variant: str) -> ClusterSpec:
         spec, _ = self.renders.get("azure-stable")
+        if variant == "private":
+            net = spec.networking.model_copy(update={"api_public": False, "api_allowed_cidrs": []})
+            return spec.model_copy(update={"networking": net})
         if variant == "public":
             net = spec.networking.model_copy(update={"api_public": True,
                                                      "api_allowed_cidrs": ["203.0.113.0/24"]})
@@ -154,7 +54,7 @@ class Azure:
         spec = self.spec(variant)
         _, result = self.renders.get("azure-stable")
         if variant not in self.rows:
-            self.rows[variant] = rows_of(result.resources) + self.metrics_server() + cluster_rows(spec)
+            self.rows[variant] = rows_of(result.resources) if variant == "stack" else program_rows(spec)
         rows = copy.deepcopy(self.rows[variant])
         if change is not None:
             change(rows)
@@ -172,7 +72,7 @@ def drop(rows: list[Row], suffix: str, token: str = RULE) -> None:
     assert len(rows) < before, f"no {token} ends with {suffix}"
 
 
-@pytest.mark.parametrize("variant", ["private", "public", "cilium"])
+@pytest.mark.parametrize("variant", ["stack", "private", "public", "cilium"])
 def test_every_flow_passes_with_nothing_open(azure: Azure, variant: str) -> None:
     report = azure.check(variant)
     assert report.problem is None and report.network is not None

@@ -168,7 +168,7 @@ def test_aws_stacks_carry_the_full_addon_set(rendered: tuple[RenderResult, Path]
     result, _ = rendered
     spec = load_stack(result.stack)
     if spec.cloud == "azure":
-        pytest.skip("the addons are wired into the AWS and GCP clusters; Azure's comes later")
+        pytest.skip("cluster-autoscaler is not wired for Azure yet (cfcr.azure.addon_profile)")
     types = {r.type for r in result.resources}
     expected = {"cfcr:addons:ClusterAddons", "cfcr:addons:CoreDns", "cfcr:addons:CsrApprover",
                 "cfcr:addons:CloudIntegration", "cfcr:addons:ClusterAutoscaler", "cfcr:addons:MetricsServer"}
