@@ -30,6 +30,7 @@ _PROVIDERS = {
     "azure-native:compute:VirtualMachine": ("Microsoft.Compute/virtualMachines", "vmName"),
     "azure-native:compute:VirtualMachineScaleSet": ("Microsoft.Compute/virtualMachineScaleSets", "vmScaleSetName"),
     "azure-native:compute:Disk": ("Microsoft.Compute/disks", "diskName"),
+    "azure-native:network:LoadBalancer": ("Microsoft.Network/loadBalancers", "loadBalancerName"),
 }
 
 

@@ -62,6 +62,9 @@ class RecordedResource:
     secret_outputs: frozenset[str] = frozenset()
     """Top-level output names that are secret: of ``outputs`` for a custom resource, of
     ``registered_outputs`` for a component."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The resource options the engine acts on at update time: ``protect``,
+    ``deleteBeforeReplace``, ``replaceOnChanges``, ``ignoreChanges`` (tests; not in resources.json)."""
 
     @property
     def state(self) -> dict[str, Any]:
@@ -171,6 +174,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             id=registration.id if request.custom else None,
             outputs=state if request.custom else {},
             secret_outputs=secret_outputs if request.custom else frozenset(),
+            options={"protect": bool(request.protect), "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                     "replaceOnChanges": list(request.replaceOnChanges), "ignoreChanges": list(request.ignoreChanges)},
         )
         with self._lock:
             self.recorded.append(record)
