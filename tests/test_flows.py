@@ -448,9 +448,13 @@ def test_cli_fails_the_broken_stack_naming_the_flows(run: Run) -> None:
     assert "why: " in out and "no default route" in out
 
 
-def test_cli_reports_a_cloud_without_network_layer(run: Run) -> None:
-    code, out, _ = run("flows", "--stack", "azure-stable")
-    assert code == 0 and "no network layer rendered for azure" in out
+@pytest.mark.parametrize("stack", ["azure-stable", "azure-edge"])
+def test_cli_passes_every_flow_of_the_azure_stacks(run: Run, stack: str) -> None:
+    code, out, _ = run("flows", "--stack", stack)
+    results = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0].isupper()
+               and line.split()[0] in ("PASS", "BLOCKED", "UNVERIFIED", "FAILED")]
+    assert code == 0 and results and set(results) == {"PASS"}, out
+    assert "nothing open beyond them" in out and f"flows: {len(results)} PASS;" in out
 
 
 def test_cli_refuses_a_missing_or_stale_render(run: Run, tmp_path: Path) -> None:
