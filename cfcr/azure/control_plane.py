@@ -29,6 +29,7 @@ member that outlives the VM.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -186,14 +187,15 @@ def build_control_plane_vms(
             location=spec.region,
             zones=[member.zone] if member.zone else None,
             hardware_profile=compute.HardwareProfileArgs(vm_size=size),
-            identity=compute.VirtualMachineIdentityArgs(type="UserAssigned", user_assigned_identities=[identities[i]]),
+            identity=compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
+                                                        user_assigned_identities=[identities[i]]),
             security_profile=trusted_launch(),
             storage_profile=compute.StorageProfileArgs(
                 image_reference=pulumi.Output.from_input(image).apply(image_reference),
                 os_disk=compute.OSDiskArgs(
                     name=resource_name(f"{member.name}-os", keep="-os"),
                     create_option="FromImage",
-                    caching="ReadWrite",
+                    caching=compute.CachingTypes.READ_WRITE,
                     delete_option="Delete",
                     disk_size_gb=spec.control_plane.root_disk_gb,
                     managed_disk=compute.ManagedDiskParametersArgs(storage_account_type=DISK_SKU),
@@ -201,7 +203,7 @@ def build_control_plane_vms(
                 data_disks=[compute.DataDiskArgs(
                     lun=ETCD_LUN,
                     create_option="Attach",
-                    caching="None",
+                    caching=compute.CachingTypes.NONE,
                     delete_option="Detach",
                     managed_disk=compute.ManagedDiskParametersArgs(id=member.disk.id),
                 )],
@@ -209,7 +211,7 @@ def build_control_plane_vms(
             os_profile=compute.OSProfileArgs(
                 computer_name=member.name,
                 admin_username=ADMIN_USER,
-                custom_data=user_data[i].apply(lambda raw, slug=f"control-plane-{i}": custom_data(raw, slug)),
+                custom_data=user_data[i].apply(functools.partial(custom_data, role=f"control-plane-{i}")),
                 linux_configuration=linux_configuration(ssh_public_key),
                 allow_extension_operations=True,
             ),

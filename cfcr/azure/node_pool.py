@@ -147,12 +147,12 @@ class NodePool(pulumi.ComponentResource):
             overprovision=False,
             single_placement_group=False,
             do_not_run_extensions_on_overprovisioned_vms=False,
-            identity=compute.VirtualMachineScaleSetIdentityArgs(type="UserAssigned",
+            identity=compute.VirtualMachineScaleSetIdentityArgs(type=compute.ResourceIdentityType.USER_ASSIGNED,
                                                                 user_assigned_identities=[args.identity]),
             automatic_repairs_policy=compute.AutomaticRepairsPolicyArgs(enabled=True, grace_period=REPAIR_GRACE,
                                                                         repair_action="Replace"),
             upgrade_policy=compute.UpgradePolicyArgs(
-                mode="Rolling",
+                mode=compute.UpgradeMode.ROLLING,
                 rolling_upgrade_policy=compute.RollingUpgradePolicyArgs(
                     max_batch_instance_percent=BATCH_PERCENT,
                     max_unhealthy_instance_percent=BATCH_PERCENT,
@@ -182,7 +182,7 @@ class NodePool(pulumi.ComponentResource):
                 storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
                     image_reference=pulumi.Output.from_input(args.image).apply(image_reference),
                     os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
-                        create_option="FromImage", caching="ReadWrite", delete_option="Delete",
+                        create_option="FromImage", caching=compute.CachingTypes.READ_WRITE, delete_option="Delete",
                         disk_size_gb=pool.root_disk_gb,
                         managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
                             storage_account_type=DISK_SKU)),
