@@ -346,3 +346,23 @@ def test_the_public_address_is_an_ip_san_of_the_api_server_certificate(render: R
         address = render.exports["apiLoadBalancerAddress"]
         assert address in props["ipAddresses"] and address not in props["dnsNames"]
     assert private_api_name(str(spec.name)) in props["dnsNames"]
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_only_azures_members_map_the_api_name_to_themselves(cloud: str) -> None:
+    """AWS's NLB and GCP's proxy load balancer carry a member's own calls; Azure's does not."""
+    from cfcr import channels
+    from cfcr.node.context import Role, members_use_local_api
+    from cfcr.node.userdata import render_user_data
+    from tests.test_node_userdata import make_ctx, make_hook, make_spec
+
+    hook = make_hook(cloud)
+    assert members_use_local_api(hook) is (cloud == "azure")
+    spec = make_spec(cloud, 3)
+    release = channels.resolve(spec.kubernetes.version)
+    ctx = make_ctx(spec)
+    member = load_cloud_config(render_user_data(spec, release, ctx, Role.control_plane(0), hook))
+    worker = load_cloud_config(render_user_data(spec, release, ctx, Role.worker(spec.node_pools[0].name), hook))
+    assert ("bootcmd" in member) is (cloud == "azure") and "bootcmd" not in worker
+    if cloud == "azure":
+        assert member["bootcmd"] == [local_api_command(ctx.api_endpoint)]
