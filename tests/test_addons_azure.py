@@ -171,6 +171,28 @@ def test_disk_csi_reads_the_cloud_config_secret_with_its_controller_on_the_contr
     assert sc["provisioner"] == "disk.csi.azure.com" and sc["parameters"] == {"skuName": "Premium_LRS"}
 
 
+def test_disk_csi_images_stay_whole_image_names_under_a_mirror() -> None:
+    """The chart takes ``image.azuredisk.repository`` without a leading ``/`` as the whole image
+    name (``repository:tag``): a mirror of another registry leaves it as the channel's, a mirror of
+    MCR rewrites it and the sidecars' base (``image.baseRepo``)."""
+    facts = CloudFacts.from_spec(make_spec(), SCALE_SETS)
+    pin = channels.resolve("stable").cloud("azure").csi
+    assert pin is not None
+    repository, tag = pin.image.rsplit(":", 1)
+    for mirrors, expected, base in (
+            ({"registry.k8s.io": "mirror.example.com/k8s"}, repository, None),
+            ({"mcr.microsoft.com": "mirror.example.com/mcr"},
+             repository.replace("mcr.microsoft.com", "mirror.example.com/mcr"), "mirror.example.com/mcr")):
+        chart = csi_chart(facts, channels.resolve("stable"), ImageRewriter(mirrors), control_plane_count=3)
+        assert chart is not None
+        image = chart.values["image"]
+        assert image["azuredisk"] == {"repository": expected, "tag": tag}
+        assert expected.endswith("/azuredisk-csi") and not expected.startswith("/")
+        assert image.get("baseRepo") == base
+    unmirrored = csi_chart(facts, channels.resolve("stable"), ImageRewriter({}), control_plane_count=3)
+    assert unmirrored is not None and "image" not in unmirrored.values
+
+
 def test_autoscaler_names_each_scale_set_with_the_managed_identity(rendered: dict[str, RecordingMonitor]) -> None:
     values = charts(rendered["cilium"])["cluster-autoscaler"]["values"]
     assert values["cloudProvider"] == "azure" and values["azureVMType"] == "vmss"

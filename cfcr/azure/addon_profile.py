@@ -96,6 +96,10 @@ def cloud_config_defaults(facts: CloudFacts) -> dict[str, Any]:
     return {**CLOUD_CONFIG_DEFAULTS, "location": facts.region, **names}
 
 
+MCR = "mcr.microsoft.com"
+"""The registry of the Azure Disk chart's images (its ``image.baseRepo``)."""
+
+
 def azure_disk_values(facts: CloudFacts, rewriter: ImageRewriter, repository: str, tag: str,
                       control_plane_count: int) -> dict[str, Any]:
     """The Azure Disk chart's values: its image only when mirrored; the cloud config Secret for
@@ -104,8 +108,14 @@ def azure_disk_values(facts: CloudFacts, rewriter: ImageRewriter, repository: st
     controller on the control-plane nodes (``runOnControlPlane``: only their identities hold
     the disk role), host-network (IMDS), one replica per member up to two (its health and
     metrics ports are host ports)."""
-    values: dict[str, Any] = {"image": {"azuredisk": {"repository": rewriter.repository(repository.rsplit("/", 1)[0]) + "/",
-                                                      "tag": tag}}} if rewriter.active else {}
+    values: dict[str, Any] = {}
+    if rewriter.active:
+        # a repository without a leading "/" is the whole image name to the chart; the sidecars'
+        # defaults are "/oss/..." paths under image.baseRepo (mcr.microsoft.com)
+        values["image"] = {"azuredisk": {"repository": rewriter.repository(repository), "tag": tag}}
+        base = rewriter.registry(MCR)
+        if base:
+            values["image"]["baseRepo"] = base
     secret = {"cloudConfigSecretName": "cloud-config", "cloudConfigSecretNamespace": NAMESPACE}
     controller = {**secret, "runOnControlPlane": True, "hostNetwork": True,
                   "replicas": max(1, min(DISK_CONTROLLER_MAX_REPLICAS, control_plane_count))}
