@@ -281,9 +281,16 @@ def test_a_private_api_is_reached_only_from_inside_the_network(edge: Rendered) -
     report = _pack(edge, public_frontend, storage=False)
     assert {(v.policy, v.message.split(" ")[0]) for v in report.violations} == {
         ("api-private-unless-public", "loadBalancingRules[0]")}, report.format()
-    # the same rule is the allowed CIDRs' on a public stack
-    assert _pack(edge, lambda found, _: [i.update(apiPublic=True) for (k, _), i in found.items()
-                                         if k == t.AZ_CLUSTER] and None, storage=False).violations == []
+    # the same rule is the allowed CIDRs' to judge on a public stack
+    def public_api(found: dict[tuple[str, str], Inputs], resources: list[RecordedResource]) -> None:
+        public_rule(found, resources)
+        for (kind, _), inputs in found.items():
+            if kind == t.AZ_CLUSTER:
+                inputs["apiPublic"] = True
+
+    assert _pack(edge, public_api, storage=False).violations == []
+    assert {v.policy for v in _pack(edge, public_api, {"api-allowed-cidrs": {"apiAllowedCidrs": ["198.51.100.0/24"]}},
+                                    storage=False).violations} == {"api-allowed-cidrs"}
 
 
 def test_the_azure_policies_reach_the_rendered_stack(stable: Rendered) -> None:
