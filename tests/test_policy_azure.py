@@ -418,3 +418,16 @@ def test_vault_retention_and_purge_protection_on_request() -> None:
     assert len(stack_check("key-vault-hardened", [vault], {"minSoftDeleteRetentionDays": 30})) == 1
     assert "purgeProtectionOutsideProduction is set" in stack_check(
         "key-vault-hardened", [vault], {"purgeProtectionOutsideProduction": True})[0][0]
+
+
+def test_a_private_api_judges_the_load_balancer_rules_frontend() -> None:
+    cluster = res(t.AZ_CLUSTER, "c", {"apiPublic": False})
+    lb = res(t.AZ_LOAD_BALANCER, "c-api", {
+        "frontendIPConfigurations": [{"name": "public", "publicIPAddress": {"id": "pip"}},
+                                     {"name": "internal", "privateIPAddress": "10.0.0.4"}],
+        "loadBalancingRules": [{"name": "api", "frontendPort": 6443,
+                                "frontendIPConfiguration": {"id": ".../frontendIPConfigurations/internal"}}]})
+    assert stack_check("api-private-unless-public", [cluster, lb]) == []
+    lb.props["loadBalancingRules"][0]["frontendIPConfiguration"]["id"] = ".../frontendIPConfigurations/public"
+    assert [urn for _, urn in stack_check("api-private-unless-public", [cluster, lb])] == [lb.urn]
+    assert stack_check("api-private-unless-public", [res(t.AZ_CLUSTER, "c", {"apiPublic": True}), lb]) == []

@@ -369,7 +369,8 @@ def _check_private_api(resources: Sequence[PolicyResource], cfg: Mapping[str, An
             for i, rule in enumerate(as_list(r.props.get("loadBalancingRules"))):
                 port = _port(get(rule, "frontendPort"))
                 frontend = str(get(rule, "frontendIPConfiguration", "id") or "").rsplit("/", 1)[-1]
-                if public and (port in api_ports or port == 0) and (frontend in public or len(public) == 1):
+                # a rule that names no frontend (not known yet) is judged by the public ones there are
+                if public and (port in api_ports or port == 0) and (frontend in public or not frontend):
                     report(f"loadBalancingRules[{i}] forwards the API (port {port}) from a public frontend, "
                            "but the cluster's apiPublic is false", r.urn)
 
