@@ -226,10 +226,10 @@ def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
 
 def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
     backups = spec.etcd_backups
-    if spec.cloud == "azure" and backups.enabled and "enabled" in backups.model_fields_set:
-        yield Problem(_key("etcdBackups.enabled"), backups.enabled,
-                      f"etcd backups write to S3 (aws) and Cloud Storage (gcp) so far; cloud is {spec.cloud} "
-                      "(leave etcdBackups unset, or set enabled: false)")
+    if spec.cloud == "azure" and backups.existing_bucket:
+        yield Problem(_key("etcdBackups.existingBucket"), backups.existing_bucket,
+                      "not on azure: cfcr creates the cluster's storage account and container (a bucket name "
+                      "does not say both); leave it unset")
     if spec.cloud == "aws" and backups.existing_bucket and not bucket_name_ok(backups.existing_bucket):
         yield Problem(_key("etcdBackups.existingBucket"), backups.existing_bucket,
                       "must be an S3 bucket name on aws: 3-63 lowercase letters, digits, '.' or '-', starting and "
