@@ -118,6 +118,9 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("bad-dns-zone-id", {"aws": {"apiDnsZoneId": "zone-1"}}, "cfcr:aws.apiDnsZoneId", "pattern"),
     ("existing-bucket-on-azure", {"cloud": "azure", "region": "westeurope", "etcdBackups": {"existingBucket": "corp-backups"}}, "cfcr:etcdBackups.existingBucket", "not on azure"),
     ("gcp-settings-on-aws", {"gcp": {"protectEtcdDisks": False}}, "cfcr:gcp", "GCP-only"),
+    ("azure-settings-on-gcp", {"cloud": "gcp", "region": "europe-west4", "azure": {"protectEtcdDisks": False}}, "cfcr:azure", "Azure-only"),
+    ("azure-protect-not-boolean", {"cloud": "azure", "region": "westeurope", "azure": {"protectEtcdDisks": "maybe"}}, "cfcr:azure.protectEtcdDisks", "boolean"),
+    ("azure-unknown-setting", {"cloud": "azure", "region": "westeurope", "azure": {"protectEtcdDisk": False}}, "cfcr:azure.protectEtcdDisk", "protectEtcdDisks"),
     ("gcp-dns-zone-without-name", {"cloud": "gcp", "region": "europe-west4", "gcp": {"apiDnsZone": "example-zone"}},
      "cfcr:gcp.apiDnsZone", "apiDnsName"),
     ("gcp-existing-network-without-proxy-subnet", {"cloud": "gcp", "region": "europe-west4", "networking": {

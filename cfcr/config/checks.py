@@ -212,6 +212,9 @@ def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
     if spec.cloud != "gcp" and spec.gcp.model_fields_set:
         yield Problem(_key("gcp"), spec.gcp.model_dump(by_alias=True, exclude_unset=True),
                       f"GCP-only settings; cloud is {spec.cloud}")
+    if spec.cloud != "azure" and spec.azure.model_fields_set:
+        yield Problem(_key("azure"), spec.azure.model_dump(by_alias=True, exclude_unset=True),
+                      f"Azure-only settings; cloud is {spec.cloud}")
     if spec.gcp.api_dns_zone and not spec.networking.api_dns_name:
         yield Problem(_key("gcp.apiDnsZone"), spec.gcp.api_dns_zone,
                       "needs networking.apiDnsName: the name to create in that zone")
