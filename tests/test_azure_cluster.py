@@ -252,6 +252,8 @@ def test_one_self_repairing_rolling_scale_set_per_pool(render: RenderResult) -> 
         (health,) = props["virtualMachineProfile"]["extensionProfile"]["extensions"]
         assert (health["publisher"], health["type"]) == ("Microsoft.ManagedServices", "ApplicationHealthLinux")
         assert health["settings"] == node_health(spec)
+        # binary health states: kube-proxy's /livez answers 200 without the rich states' JSON body
+        assert health["typeHandlerVersion"] == "1.0" and "gracePeriod" not in health["settings"]
         assert health["settings"]["port"] == 10256 and health["settings"]["requestPath"] == "/livez"
         profile = props["virtualMachineProfile"]
         assert profile["securityProfile"]["securityType"] == "TrustedLaunch"

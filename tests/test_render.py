@@ -167,8 +167,6 @@ def test_every_manifest_validates_and_every_chart_is_pinned(rendered: tuple[Rend
 def test_aws_stacks_carry_the_full_addon_set(rendered: tuple[RenderResult, Path]) -> None:
     result, _ = rendered
     spec = load_stack(result.stack)
-    if spec.cloud == "azure":
-        pytest.skip("cluster-autoscaler is not wired for Azure yet (cfcr.azure.addon_profile)")
     types = {r.type for r in result.resources}
     expected = {"cfcr:addons:ClusterAddons", "cfcr:addons:CoreDns", "cfcr:addons:CsrApprover",
                 "cfcr:addons:CloudIntegration", "cfcr:addons:ClusterAutoscaler", "cfcr:addons:MetricsServer"}

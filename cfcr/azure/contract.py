@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import pulumi
 
 from cfcr.addons.cloud import NodeGroup
 from cfcr.azure.addon_profile import PROFILE
@@ -41,6 +44,27 @@ EXPORTS: tuple[str, ...] = (
 """The outputs an Azure cluster adds to the common ones."""
 
 
+def cloud_names(spec: ClusterSpec, outputs: Mapping[str, Any], tenant_id: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    """The names ``azure.json`` and cluster-autoscaler read (:func:`cfcr.azure.addon_profile.cloud_config_defaults`),
+    under their ``azure.json`` keys: from the cluster's outputs (``outputs``), the tenant from
+    the provider's client config; the virtual network's group is the cluster's, or, on an
+    existing network, the one its ARM id names."""
+    from cfcr.azure.network import parse_arm_id
+
+    existing = spec.networking.existing_network
+    vnet_group = (parse_arm_id("networking.existingNetwork.networkId", existing.network_id, subnet=False).resource_group
+                  if existing is not None else outputs["resourceGroup"])
+    return {
+        "tenantId": tenant_id,
+        "subscriptionId": outputs["subscriptionId"],
+        "resourceGroup": outputs["resourceGroup"],
+        "vnetName": outputs["virtualNetwork"],
+        "vnetResourceGroup": vnet_group,
+        "subnetName": outputs["workersSubnet"],
+        "securityGroupName": outputs["securityGroup"],
+    }
+
+
 def node_hook(spec: ClusterSpec) -> AzureNodeHook:
     """Key Vault with the VM's user-assigned identity; the vault's name (it ends in a random
     suffix kept in state) and the identity's client id come from the VM's tags
@@ -68,13 +92,17 @@ class AzureCloud(CloudPackageData):
 
     def build(self, spec: ClusterSpec) -> BuiltCluster:
         """``cfcr.azure.Cluster`` from the spec."""
+        from pulumi_azure_native import authorization
+
         from cfcr.azure.cluster import Cluster, ClusterArgs
 
         assert spec.name is not None, "load_spec names every cluster"
         cluster = Cluster(spec.name, ClusterArgs(spec=spec))
         groups = {p.name: NodeGroup(cluster.node_pools[p.name].scale_set_name, *cluster.node_pools[p.name].sizes)
                   for p in spec.node_pools}
-        return BuiltCluster.of(cluster, EXPORTS, groups)
+        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=cluster))
+        return BuiltCluster.of(cluster, EXPORTS, groups,
+                               cloud_names=cloud_names(spec, cluster.outputs, client.tenant_id))
 
 
 CLOUD = AzureCloud(name="azure", hook_type=AzureNodeHook, addon_profile=PROFILE, exports=EXPORTS,

@@ -53,8 +53,11 @@ BATCH_PERCENT = 20
 TERMINATE_NOTICE = "PT5M"
 HEALTH_EXTENSION = "ApplicationHealthLinux"
 HEALTH_PUBLISHER = "Microsoft.ManagedServices"
-HEALTH_VERSION = "2.0"
-"""The extension's handler version (the rich health states and ``gracePeriod`` of version 2)."""
+HEALTH_VERSION = "1.0"
+"""The extension's handler version: binary health states (HTTP 200, or a TCP connect, is
+Healthy). Version 2's rich health states want a JSON body (``ApplicationHealthState``) that
+kube-proxy's ``/livez`` does not give: every instance would be Unknown, and repaired again and
+again."""
 AUTOSCALER_PREFIX = "k8s.io_cluster-autoscaler_"
 COMPUTER_NAME_PREFIX_MAX = 57
 """A Uniform scale set adds six characters to the prefix: the Node name stays a DNS label (63)."""
@@ -66,7 +69,7 @@ def node_health(spec: ClusterSpec) -> dict[str, object]:
         probe: dict[str, object] = {"protocol": "tcp", "port": KUBELET_PORT}
     else:
         probe = {"protocol": "http", "port": KUBE_PROXY_HEALTH_PORT, "requestPath": "/livez"}
-    return {**probe, "intervalInSeconds": 10, "numberOfProbes": 3, "gracePeriod": 600}
+    return {**probe, "intervalInSeconds": 10, "numberOfProbes": 3}
 
 
 def autoscaler_tags(cluster: str, pool: NodePoolConfig) -> dict[str, str]:

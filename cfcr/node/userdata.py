@@ -236,6 +236,7 @@ def node_env(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role, 
             "CFCR_ETCD_CLIENT_URLS": ",".join(member_client_url(m) for m in ctx.control_plane_members),
             "CFCR_ETCD_INITIAL_CLUSTER": initial_cluster(ctx.control_plane_members),
             "CFCR_API_SERVER": ctx.api_server_url,
+            "CFCR_API_PORT": str(ctx.api_port),
             "CFCR_SIGNING_CA": SIGNING_CA_PATH,
         })
         values.update(control_plane_path_variables())
