@@ -368,3 +368,26 @@ def test_only_azures_members_map_the_api_name_to_themselves(cloud: str) -> None:
     assert ("bootcmd" in member) is (cloud == "azure") and "bootcmd" not in worker
     if cloud == "azure":
         assert member["bootcmd"] == [local_api_command(ctx.api_endpoint)]
+
+
+# --------------------------------------------------------------------------- cfcr:azure.protectEtcdDisks
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_the_etcd_disks_are_protected_as_configured(protect: bool) -> None:
+    from cfcr.config import read_stack_config
+    from cfcr.render.mocks import RecordingMonitor
+
+    protected: dict[str, bool] = {}
+    original = RecordingMonitor.RegisterResource
+
+    def spy(self: RecordingMonitor, request: Any) -> Any:
+        if request.type == "azure-native:compute:Disk":
+            protected[request.name] = bool(request.protect)
+        return original(self, request)
+
+    config = {**read_stack_config("azure-stable"), **({} if protect else {"cfcr:azure": {"protectEtcdDisks": False}})}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RecordingMonitor, "RegisterResource", spy)
+        render_stack("azure-stable", None, config=config)
+    assert len(protected) == 5 and set(protected.values()) == {protect}, protected

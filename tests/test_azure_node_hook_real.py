@@ -1,15 +1,20 @@
 """The Azure node hook (cfcr/azure/node_hook.py) as a node runs it: its rendered files
-(``/etc/cfcr/secrets.sh`` with ``cfcr_secret_store``, ``join-access.sh`` and ``identity.sh``, from
+(``/etc/cfcr/secrets.sh`` with ``cfcr_secret_store``, ``join-access.sh``, ``identity.sh`` and
+``backup.sh`` with ``cfcr_backup_upload``, from
 the very renderers user-data uses) sourced in bash after the node library, the real curl and jq,
-against a stand-in for IMDS, Key Vault and ARM on loopback (tests/support/azureapi.py: it checks
+against a stand-in for IMDS, Key Vault, ARM and Blob Storage on loopback (tests/support/azureapi.py: it checks
 the metadata header, the token IMDS issued and its audience, the identity's roles on each secret,
 and answers 403 while a role assignment propagates). A wrapper before curl and jq on PATH logs
 every command line they get: no token and no secret value may appear in one."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,17 +24,30 @@ from pathlib import Path
 
 import pytest
 
-from cfcr.azure.node_hook import CLIENT_ID_TAG, CLUSTER_TAG, ROLE_TAG, VAULT_TAG, AzureNodeHook
+from cfcr.azure.node_hook import (
+    BACKUP_ACCOUNT_TAG,
+    BLOB_API,
+    STORAGE_AUDIENCE,
+    CLIENT_ID_TAG,
+    CLUSTER_TAG,
+    ROLE_TAG,
+    VAULT_TAG,
+    AzureNodeHook,
+    BlobSnapshotTarget,
+)
+from cfcr.node.backup import backup_hook_script
 from cfcr.node.secrets import SecretFile, render_secrets_script
 from cfcr.node.userdata import identity_script, join_access_script
 from tests.support.azureapi import (
     ARM_AUDIENCE,
+    BACKUP_ACCOUNT,
     OFFICER,
     USER,
     VAULT_AUDIENCE,
     VM_ID,
     AzureApi,
     Instance,
+    Request,
     ScaleSet,
 )
 from tests.support.tools import needs
@@ -43,13 +61,14 @@ TOKEN_SECRET = f"{CLUSTER}-bootstrap-token"
 CA_SECRET = f"{CLUSTER}-ca-crt"
 CA_VALUE = '-----BEGIN CERTIFICATE-----\nline "two" \\ $HOME `x` %s\n-----END CERTIFICATE-----\n\n'
 FIRST_TOKEN = "abcdef.0123456789abcdef"
-HOOK = AzureNodeHook(cluster=CLUSTER)
-LOGGED = ("curl", "jq")
+CONTAINER = "etcd-backups"
+HOOK = AzureNodeHook(cluster=CLUSTER, backups=BlobSnapshotTarget(container=CONTAINER))
+LOGGED = ("curl", "jq", "python3")
 WORKER_TAGS = {CLUSTER_TAG: CLUSTER, ROLE_TAG: "worker"}
 
 
 def _vm_tags(client: str) -> dict[str, str]:
-    return {VAULT_TAG: "c1-kv-0a1b2c", CLIENT_ID_TAG: client, CLUSTER_TAG: CLUSTER}
+    return {VAULT_TAG: "c1-kv-0a1b2c", CLIENT_ID_TAG: client, CLUSTER_TAG: CLUSTER, BACKUP_ACCOUNT_TAG: BACKUP_ACCOUNT}
 
 
 @pytest.fixture
@@ -61,6 +80,8 @@ def api() -> Iterator[AzureApi]:
         grants={CA_SECRET: {CP_PRINCIPAL: {USER}, WORKER_PRINCIPAL: {USER}},
                 TOKEN_SECRET: {CP_PRINCIPAL: {USER, OFFICER}, WORKER_PRINCIPAL: {USER}}},
         arm_readers={CP_PRINCIPAL},
+        containers={CONTAINER},
+        blob_writers={CP_PRINCIPAL: (CONTAINER, f"etcd/{CLUSTER}/")},
         scale_sets=[
             ScaleSet("c1-general", WORKER_TAGS, [
                 Instance("c1-general000000", "2026-12-01T06:00:00.5+00:00"),
@@ -86,6 +107,8 @@ def _node_files(tmp_path: Path, hook: AzureNodeHook = HOOK) -> Path:
     (root / "secrets.sh").write_text(render_secrets_script(files, hook, {"bootstrap-token": TOKEN_SECRET}))
     (root / "join-access.sh").write_text(join_access_script(hook.revoke_command(), hook.candidate_command()))
     (root / "identity.sh").write_text(identity_script(hook.provider_id_command(), hook.machine_id_command()))
+    upload = hook.snapshot_upload_command()
+    (root / "backup.sh").write_text(backup_hook_script(CLUSTER, upload) if upload else "")
     log = shlex.quote(str(root / "argv.log"))
     for program in LOGGED:
         wrapper = root / "bin" / program
@@ -99,7 +122,7 @@ def _run(root: Path, api: AzureApi, script: str, stdin: bytes = b"",
          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """``script`` in bash as the node's scripts run: ``set -euo pipefail``, lib.sh, the hook's files."""
     program = (f"set -euo pipefail\n. {shlex.quote(str(LIB))}\n"
-               + "".join(f". {shlex.quote(str(root / f))}\n" for f in ("secrets.sh", "join-access.sh", "identity.sh"))
+               + "".join(f". {shlex.quote(str(root / f))}\n" for f in ("secrets.sh", "join-access.sh", "identity.sh", "backup.sh"))
                + script + "\n")
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "CFCR_AZURE_"))}
     environment.update(api.node_env() if env is None else env)
@@ -310,6 +333,134 @@ def test_provider_and_machine_ids_come_from_imds(api: AzureApi, tmp_path: Path) 
 
 @needs("shellcheck")
 def test_the_rendered_files_pass_shellcheck(tmp_path: Path) -> None:
-    root = _node_files(tmp_path, AzureNodeHook(vault_name="kv1", client_id=CP_CLIENT, cluster=CLUSTER))
-    texts = {f: (root / f).read_text() for f in ("secrets.sh", "join-access.sh", "identity.sh")}
+    root = _node_files(tmp_path, AzureNodeHook(vault_name="kv1", client_id=CP_CLIENT, cluster=CLUSTER,
+                                               backups=BlobSnapshotTarget(CONTAINER, "acct1")))
+    texts = {f: (root / f).read_text() for f in ("secrets.sh", "join-access.sh", "identity.sh", "backup.sh")}
+    assert "cfcr_backup_upload()" in texts["backup.sh"]
     assert shellcheck_text_failures(texts, tmp_path) == []
+
+
+# ============================================================================ etcd snapshots
+
+
+def _snapshot(tmp_path: Path, size: int = 300_000) -> Path:
+    path = tmp_path / "snapshot.db"
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _puts(api: AzureApi) -> list[Request]:
+    return [r for r in api.requests if r.path.startswith("/blob/")]
+
+
+@needs("curl", "jq")
+def test_a_snapshot_is_put_as_a_block_blob_with_the_members_storage_token(api: AzureApi, tmp_path: Path) -> None:
+    root = _node_files(tmp_path)
+    snapshot = _snapshot(tmp_path)
+    key = f"etcd/{CLUSTER}/20261201T200000Z-c1-cp-0.db"
+    result = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} {key}")
+    assert result.returncode == 0, result.stderr
+    assert api.blobs[f"{CONTAINER}/{key}"] == snapshot.read_bytes()
+    (put,) = _puts(api)
+    assert put.method == "PUT" and put.path == f"/blob/{BACKUP_ACCOUNT}/{CONTAINER}/{key}", "the account from the VM's tag"
+    assert put.headers["x-ms-blob-type"] == "BlockBlob" and put.headers["x-ms-version"] == BLOB_API
+    assert put.headers["Content-MD5"] == _md5(snapshot.read_bytes()) and put.headers["If-None-Match"] == "*"
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT", put.headers["x-ms-date"])
+    assert api.tokens[put.headers["Authorization"].removeprefix("Bearer ")] == (CP_PRINCIPAL, STORAGE_AUDIENCE)
+    tokens = [r.path for r in api.requests if r.path.startswith("/metadata/identity/")]
+    assert f"client_id={CP_CLIENT}" in tokens[-1] and "resource=https%3A%2F%2Fstorage.azure.com%2F" in tokens[-1]
+    _assert_nothing_secret_on_command_lines(root, api)
+
+
+@needs("curl", "jq")
+def test_the_upload_is_refused_without_the_role_and_outside_the_prefix(api: AzureApi, tmp_path: Path) -> None:
+    root = _node_files(tmp_path)
+    snapshot = _snapshot(tmp_path, 1000)
+    outside = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/c2/x.db")
+    assert outside.returncode != 0, "the role's condition admits etcd/c1/ only"
+    assert b"refuses etcd/c2/x.db in container etcd-backups (AuthorizationPermissionMismatch: This request is not " \
+           b"authorized" in outside.stderr and b"may not write etcd snapshots" in outside.stderr, outside.stderr
+    assert len(_puts(api)) == 1, "a 403 is not retried"
+    api.identities, api.tags = {WORKER_CLIENT: WORKER_PRINCIPAL}, _vm_tags(WORKER_CLIENT)
+    worker = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/y.db")
+    assert worker.returncode != 0 and b"AuthorizationPermissionMismatch" in worker.stderr, "no role, no upload"
+    assert api.blobs == {}
+    api.identities, api.tags = {CP_CLIENT: CP_PRINCIPAL}, {k: v for k, v in _vm_tags(CP_CLIENT).items()
+                                                          if k != BACKUP_ACCOUNT_TAG}
+    untagged = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/y.db")
+    assert untagged.returncode != 0 and f"no {BACKUP_ACCOUNT_TAG} tag".encode() in untagged.stderr
+    named = _node_files(tmp_path / "b", AzureNodeHook(cluster=CLUSTER, backups=BlobSnapshotTarget(CONTAINER, "other1")))
+    elsewhere = _run(named, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/y.db")
+    assert elsewhere.returncode != 0 and b"ResourceNotFound" in elsewhere.stderr, "the hook's own account wins"
+    bad_key = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} 'etcd/{CLUSTER}/a b.db'")
+    assert bad_key.returncode != 0 and b"characters the upload does not encode" in bad_key.stderr
+
+
+@needs("curl", "jq")
+def test_a_snapshot_is_never_overwritten_and_a_corrupted_body_is_refused(api: AzureApi, tmp_path: Path) -> None:
+    root = _node_files(tmp_path)
+    snapshot = _snapshot(tmp_path, 5000)
+    key = f"etcd/{CLUSTER}/a.db"
+    assert _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} {key}").returncode == 0
+    first = api.blobs[f"{CONTAINER}/{key}"]
+    snapshot.write_bytes(os.urandom(5000))
+    again = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} {key}")
+    assert again.returncode != 0 and b"Azure error (HTTP 409): BlobAlreadyExists" in again.stderr, again.stderr
+    assert api.blobs[f"{CONTAINER}/{key}"] == first
+    api.corrupt_next_upload = True
+    corrupted = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/b.db")
+    assert corrupted.returncode != 0 and b"Azure error (HTTP 400): Md5Mismatch" in corrupted.stderr, corrupted.stderr
+    assert f"{CONTAINER}/etcd/{CLUSTER}/b.db" not in api.blobs
+
+
+@needs("curl", "jq")
+def test_an_answer_without_the_snapshots_md5_fails_the_upload(api: AzureApi, tmp_path: Path) -> None:
+    """The client's own check of the answer: a store that kept other bytes (it echoes their MD5)."""
+    root = _node_files(tmp_path)
+    snapshot = _snapshot(tmp_path, 2000)
+    script = (f"curl() {{ command curl \"$@\"; local rc=$?; local i; for ((i = 1; i <= $#; i++)); do "
+              f"[ \"${{!i}}\" != -D ] || {{ i=$((i + 1)); sed -i 's/^Content-MD5: .*/Content-MD5: AAAAAAAAAAAAAAAAAAAAAA==/' \"${{!i}}\"; }}; "
+              f"done; return $rc; }}\ncfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/c.db")
+    result = _run(root, api, script)
+    assert result.returncode != 0 and b"kept etcd/c1/c.db with another MD5" in result.stderr, result.stderr
+
+
+@needs("curl", "jq")
+def test_server_errors_are_retried_and_a_dead_endpoint_fails(api: AzureApi, tmp_path: Path) -> None:
+    root = _node_files(tmp_path)
+    snapshot = _snapshot(tmp_path, 4000)
+    api.fail_next = [503, 500]
+    ok = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/r.db")
+    assert ok.returncode == 0, ok.stderr
+    assert [r.method for r in _puts(api)] == ["PUT"] * 3 and api.blobs[f"{CONTAINER}/etcd/{CLUSTER}/r.db"] == snapshot.read_bytes()
+    api.fail_next = [503, 503, 503]
+    failed = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/s.db")
+    assert failed.returncode != 0 and b"Azure error (HTTP 503)" in failed.stderr
+    dead = _run(root, api, f"cfcr_backup_upload {shlex.quote(str(snapshot))} etcd/{CLUSTER}/t.db",
+                env={**api.node_env(), "CFCR_AZURE_BLOB_URL": "http://127.0.0.1:9"})
+    assert dead.returncode != 0
+
+
+@needs("curl")
+def test_the_blob_stand_in_refuses_what_azure_refuses(api: AzureApi) -> None:
+    def status(*args: str) -> str:
+        return subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--data-binary", "x",
+                               *args], capture_output=True, text=True, check=False).stdout
+
+    url = f"{api.url}/blob/{BACKUP_ACCOUNT}/{CONTAINER}/etcd/{CLUSTER}/x.db"
+    assert status("-H", "Authorization: SharedKey acct:sig", url) == "403"
+    assert status(url) == "401"
+    token_url = f"{api.url}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F"
+    answer = subprocess.run(["curl", "-sS", "-H", "Metadata: true", token_url], capture_output=True, text=True, check=False)
+    token = json.loads(answer.stdout)["access_token"]
+    bearer = f"Authorization: Bearer {token}"
+    assert status("-H", bearer, "-H", "x-ms-blob-type: BlockBlob", url) == "400", "no x-ms-version"
+    assert status("-H", bearer, "-H", "x-ms-version: 2017-04-17", "-H", "x-ms-blob-type: BlockBlob", url) == "400"
+    assert status("-H", bearer, "-H", f"x-ms-version: {BLOB_API}", url) == "400", "no blob type"
+    assert status("-H", bearer, "-H", f"x-ms-version: {BLOB_API}", "-H", "x-ms-blob-type: BlockBlob", url) == "201"
+    assert status("-H", bearer, "-H", f"x-ms-version: {BLOB_API}", "-H", "x-ms-blob-type: BlockBlob",
+                  "-H", "Content-MD5: AAAAAAAAAAAAAAAAAAAAAA==", url) == "400"

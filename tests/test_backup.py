@@ -127,12 +127,16 @@ def test_a_bad_backup_setting_names_its_key(backups: dict[str, Any], key: str, w
     assert problem.key == key and words in problem.allowed, problem
 
 
-def test_backups_on_another_cloud_are_refused_until_it_has_object_storage() -> None:
-    """Asked for on Azure, refused; left to the default there, none are taken (no store, no timer)."""
-    with pytest.raises(ConfigError, match=r"cfcr:etcdBackups.enabled: .*so far; cloud is azure"):
-        load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope", "cfcr:etcdBackups": {"enabled": True}}, "a")
-    load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope", "cfcr:etcdBackups": {"enabled": False}}, "a")
-    result = render_stack("azure-stable", None)
+def test_azure_takes_backups_by_default_and_refuses_an_existing_bucket() -> None:
+    """Azure writes to the storage account cfcr creates (cfcr/azure/backups.py): an existing bucket
+    name is refused there; backups off leave no timer on its nodes."""
+    with pytest.raises(ConfigError, match=r"cfcr:etcdBackups.existingBucket: .*not on azure"):
+        load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope",
+                   "cfcr:etcdBackups": {"existingBucket": "corp-backups"}}, "a")
+    spec = load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope", "cfcr:etcdBackups": {"enabled": True}}, "a")
+    assert spec.etcd_backups.enabled
+    config = {**read_stack_config("azure-stable"), "cfcr:etcdBackups": {"enabled": False}}
+    result = render_stack("azure-stable", None, config=config)
     for data in result.user_data.values():
         assert_no_backup_on_the_node(data)
 

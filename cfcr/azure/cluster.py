@@ -3,7 +3,7 @@
 Built in one direction: subscription and tenant -> resource group -> network security group
 and application security groups -> virtual network, subnets, NAT gateway -> user-assigned
 identities and the control plane's custom role -> API load balancers and private DNS -> etcd
-disks -> ClusterBootstrap (PKI, secrets, user-data) -> Key Vault, secrets and their grants ->
+disks -> etcd backup storage and its writers' role (``backups.py``) -> ClusterBootstrap (PKI, secrets, user-data) -> Key Vault, secrets and their grants ->
 control-plane members, one after the other's rollout gate -> node pools (scale sets), after
 the last member's gate.
 """
@@ -18,11 +18,13 @@ from pulumi_azure_native import authorization
 
 from cfcr import channels
 from cfcr.azure.api_lb import build_api_load_balancer
+from cfcr.azure.backups import build_etcd_backups
 from cfcr.azure.contract import ETCD_DISK_DEVICE, node_hook
 from cfcr.azure.control_plane import build_control_plane_vms, build_etcd_disks, ssh_key
 from cfcr.azure.identity import build_identities
 from cfcr.azure.image import Images, image_reference
 from cfcr.azure.network import build_network, resource_group
+from cfcr.azure.node_hook import BACKUP_ACCOUNT_TAG
 from cfcr.azure.node_pool import NodePool, NodePoolArgs
 from cfcr.azure.secrets import build_secret_store
 from cfcr.azure.security import build_security
@@ -111,6 +113,10 @@ class Cluster(pulumi.ComponentResource):
         api = build_api_load_balancer(name, spec, group, subscription_id, net.control_plane_subnet, net.vnet_id,
                                       [z for z in zone_list if z], self)
         disks = build_etcd_disks(name, spec, group.name, zone_list, self)
+        control_plane_slugs = slugs[:len(members)]
+        backups = build_etcd_backups(name, spec, subscription_id, group.created.id,
+                                     [identities.principal_id(slug) for slug in control_plane_slugs], zone_list, self,
+                                     tags=tags)
         self.bootstrap = ClusterBootstrap(
             name,
             ClusterBootstrapArgs(
@@ -134,7 +140,8 @@ class Cluster(pulumi.ComponentResource):
                                             *api.ready, self.version_record]
         self.private_api_server_url = f"https://{api.private_name}:{API_PORT}"
         self.api_server_url, self.admin_kubeconfig = self.bootstrap.client_endpoint(api.public_name)
-        control_plane_slugs = slugs[:len(members)]
+        backup_tags: dict[str, pulumi.Input[str]] = (
+            {BACKUP_ACCOUNT_TAG: backups.account_name} if backups is not None else {})
         machines = build_control_plane_vms(
             name, spec, group.name, disks,
             user_data=[self.bootstrap.user_data[slug] for slug in control_plane_slugs],
@@ -144,9 +151,10 @@ class Cluster(pulumi.ComponentResource):
             security_group=nsg_on_nics,
             backend_pools=api.backend_pools,
             identities=[identities.resource_id(slug) for slug in control_plane_slugs],
-            machine_tags=[identities.machine_tags(spec.name, slug, store.vault_name) for slug in control_plane_slugs],
+            machine_tags=[{**identities.machine_tags(spec.name, slug, store.vault_name), **backup_tags}
+                          for slug in control_plane_slugs],
             ssh_public_key=key.public_key_openssh,
-            depends_on=boot_deps,
+            depends_on=[*boot_deps, *(backups.grants if backups is not None else [])],
             gate_after=api.load_balancers,
             parent=self,
             api_server_url=self.api_server_url,
@@ -199,5 +207,9 @@ class Cluster(pulumi.ComponentResource):
                 lambda ids: [str(i) for i in ids]),
             "etcdDiskIds": pulumi.Output.all(*[m.disk.id for m in disks]).apply(lambda ids: [str(i) for i in ids]),
         }
+        if backups is not None:
+            outputs["etcdBackupAccount"] = backups.account_name
+            outputs["etcdBackupContainer"] = backups.container_name
+            outputs["etcdBackupResourceGroup"] = backups.resource_group_name
         self.outputs = outputs
         self.register_outputs(outputs)

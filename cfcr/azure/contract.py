@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 
@@ -14,6 +14,9 @@ from cfcr.azure.addon_profile import PROFILE
 from cfcr.azure.node_hook import AzureNodeHook
 from cfcr.clouds import BuiltCluster, CloudPackageData
 from cfcr.config import ClusterSpec
+
+if TYPE_CHECKING:
+    from cfcr.azure.backups import OperatorCommands
 
 ETCD_DISK_DEVICE = "/dev/disk/azure/scsi1/lun0"
 """The etcd data disk at LUN 0 (the Azure udev rules' stable path)."""
@@ -34,6 +37,9 @@ EXPORTS: tuple[str, ...] = (
     "identityClientIds",
     "controlPlaneInstanceIds",
     "etcdDiskIds",
+    "etcdBackupAccount",
+    "etcdBackupContainer",
+    "etcdBackupResourceGroup",
 )
 """The outputs an Azure cluster adds to the common ones."""
 
@@ -62,9 +68,12 @@ def cloud_names(spec: ClusterSpec, outputs: Mapping[str, Any], tenant_id: pulumi
 def node_hook(spec: ClusterSpec) -> AzureNodeHook:
     """Key Vault with the VM's user-assigned identity; the vault's name (it ends in a random
     suffix kept in state) and the identity's client id come from the VM's tags
-    (:meth:`cfcr.azure.identity.Identities.machine_tags`)."""
+    (:meth:`cfcr.azure.identity.Identities.machine_tags`); etcd snapshots go to the backup
+    container (``cfcr.azure.backups``), in the account the members' tag names."""
+    from cfcr.azure.backups import snapshot_target
+
     assert spec.name is not None, "load_spec names every cluster"
-    return AzureNodeHook(cluster=spec.name)
+    return AzureNodeHook(cluster=spec.name, backups=snapshot_target(spec))
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,11 @@ class AzureCloud(CloudPackageData):
         """Key Vault with the VM's managed identity, provider ID and vmId from IMDS."""
         return node_hook(spec)
 
-    def restore_commands(self, spec: ClusterSpec) -> None:
-        """No etcd snapshots on Azure yet (``cfcr:etcdBackups`` is refused for azure)."""
-        return None
+    def restore_commands(self, spec: ClusterSpec) -> OperatorCommands:
+        """The Azure CLI commands of the restore runbook (``cfcr.azure.backups``)."""
+        from cfcr.azure.backups import operator_commands
+
+        return operator_commands(spec)
 
     def build(self, spec: ClusterSpec) -> BuiltCluster:
         """``cfcr.azure.Cluster`` from the spec."""

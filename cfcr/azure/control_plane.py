@@ -16,7 +16,7 @@ member that outlives the VM.
   detached, not deleted (``deleteOption: Detach``), then attached to the successor at LUN 0
   (``/dev/disk/azure/scsi1/lun0``): the member rejoins with its data.
 - **The etcd disk** is its own resource, protected (``pulumi destroy`` stops at it until
-  ``pulumi state unprotect``), in the member's zone, host caching off (etcd's writes are
+  ``pulumi state unprotect``; ``cfcr:azure.protectEtcdDisks: false`` turns that off), in the member's zone, host caching off (etcd's writes are
   synchronous).
 - **One member at a time**: member ``i + 1``'s VM waits for member ``i``'s
   :class:`~cfcr.bootstrap.rollout.MemberGate`, which waits for the VM's ``vmId``: a VM recreated
@@ -107,7 +107,7 @@ class MemberMachine:
 
 def build_etcd_disks(name: str, spec: ClusterSpec, group: pulumi.Input[str], zone_names: Sequence[str],
                      parent: pulumi.Resource) -> list[MemberMachine]:
-    """One protected Premium SSD per member, in the member's zone."""
+    """One Premium SSD per member, in the member's zone, protected unless ``cfcr:azure.protectEtcdDisks`` is false."""
     out = []
     for i, member in enumerate(control_plane_members(spec)):
         zone = zone_names[i % len(zone_names)] if zone_names else ""
@@ -123,7 +123,7 @@ def build_etcd_disks(name: str, spec: ClusterSpec, group: pulumi.Input[str], zon
             network_access_policy="DenyAll",
             public_network_access="Disabled",
             tags=base_tags(spec, **{ROLE_TAG: "etcd", MEMBER_TAG: member.name}),
-            opts=pulumi.ResourceOptions(parent=parent, protect=True),
+            opts=pulumi.ResourceOptions(parent=parent, protect=spec.azure.protect_etcd_disks),
         )
         out.append(MemberMachine(name=member.name, address=member.address, zone=zone, disk=disk))
     return out

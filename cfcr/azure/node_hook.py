@@ -41,8 +41,17 @@ instance, those still joining too), and Key Vault's RBAC sees the identity, not 
 ``revoke_command`` reads the provider IDs and changes nothing; the token's short life and the
 candidate check are the limits (as on GCP).
 
+etcd snapshots (:class:`~cfcr.node.backup.SnapshotStore`, when the hook has a
+:class:`BlobSnapshotTarget`): a member uploads a snapshot as a block blob (``Put Blob``) to the
+cluster's backup container with its identity's token for ``https://storage.azure.com/`` (the
+account takes no shared key: Entra ID alone), never overwriting one (``If-None-Match: *``), the
+body's MD5 in ``Content-MD5`` (checked by Blob Storage before it keeps the blob, and the answer's
+``Content-MD5`` checked here). The account's name ends in a random suffix, so it comes from the
+VM's tag :data:`BACKUP_ACCOUNT_TAG` when the target names none (``cfcr.azure.backups``).
+
 Optional capabilities it implements (cfcr.node): :class:`~cfcr.node.context.NodeIdentity`,
 :class:`~cfcr.node.context.MachineId`, :class:`~cfcr.node.context.JoinAccess`,
+:class:`~cfcr.node.backup.SnapshotStore`,
 :class:`~cfcr.node.context.ShellFunctions`, :class:`~cfcr.node.context.LocalApiOnMembers` (the
 load balancer's hairpin: members use their own API server) and
 :class:`~cfcr.node.metadata_guard.MetadataGuard`
@@ -69,6 +78,9 @@ VAULT_URL_VARIABLE = "CFCR_AZURE_VAULT_URL"
 """Another Key Vault root URL than ``https://<vault>.<suffix>`` (tests)."""
 ARM_URL_VARIABLE = "CFCR_AZURE_ARM_URL"
 """Another Azure Resource Manager root URL than :attr:`AzureNodeHook.arm_url` (tests)."""
+BLOB_URL_VARIABLE = "CFCR_AZURE_BLOB_URL"
+"""A Blob endpoint that takes the account as the first path segment (``<root>/<account>/...``, as Azurite
+does) instead of ``https://<account>.blob.<suffix>`` (tests)."""
 RBAC_WAIT_VARIABLE = "CFCR_AZURE_RBAC_WAIT"
 RBAC_WAIT_SECONDS = 720
 """How long a Key Vault 403 is retried: role assignments apply within 10 minutes, plus margin."""
@@ -80,6 +92,17 @@ CLUSTER_TAG = "cfcr-cluster"
 """Tag of every cfcr scale set and VM: the cluster name."""
 ROLE_TAG = "cfcr-role"
 """Tag of every cfcr scale set and VM: ``control-plane`` or ``worker``."""
+BACKUP_ACCOUNT_TAG = "cfcr-etcd-backup-account"
+"""The control-plane VM tag naming the storage account of etcd snapshots (when the target names none)."""
+BLOB_API = "2023-11-03"
+"""Blob Storage REST version (``x-ms-version``); Entra ID tokens need 2017-11-09 or later."""
+STORAGE_AUDIENCE = "https://storage.azure.com/"
+"""The token audience of Azure Storage's data plane."""
+UPLOAD_MAX_SECONDS = 1800
+"""How long one snapshot upload may take."""
+PUT_BLOB_MAX_BYTES = 5000 * 1024 * 1024
+"""The largest blob one ``Put Blob`` takes (version 2019-12-12 and later): etcd's data quota is at most 8 GiB,
+its default 2 GiB; a larger snapshot fails its upload saying so."""
 KEY_VAULT_API = "7.4"
 """Key Vault data-plane REST API version."""
 COMPUTE_API = "2024-07-01"
@@ -137,12 +160,30 @@ def _call_function() -> list[str]:
         "    [ \"$n\" = 3 ] || sleep \"$n\"",
         "  done",
         "  cfcr_azure_denied=$(printf '%s' \"$out\" | jq -r '.error | \"\\(.code)\\(if .innererror.code then \"/\" + .innererror.code"
-        " else \"\" end): \\(.message)\"' 2>/dev/null || printf '%s' \"$out\" | tr -s ' \\n' ' ' | cut -c1-500)",
+        " else \"\" end): \\(.message)\"' 2>/dev/null ||",
+        # Blob Storage answers XML: <Error><Code>..</Code><Message>..</Message></Error>
+        "    printf '%s' \"$out\" | tr -s ' \\r\\n' ' ' | sed -E 's|.*<Code>([^<]*)</Code> ?<Message>([^<]*)</Message>.*|\\1: \\2|' | cut -c1-500)",
         "  [ \"$code\" != 403 ] || return 3",
         "  [ \"$code\" = 000 ] || printf 'Azure error (HTTP %s): %s\\n' \"$code\" \"$cfcr_azure_denied\" >&2",
         "  return 1",
         "}",
     ]
+
+
+_MD5_PROGRAM = ("import base64, hashlib, sys; h = hashlib.md5(usedforsecurity=False); f = open(sys.argv[1], \"rb\"); "
+                "[h.update(b) for b in iter(lambda: f.read(1 << 20), b\"\")]; print(base64.b64encode(h.digest()).decode())")
+"""The file's MD5, base64 (one line: the hook's lines are indented in backup.sh)."""
+
+
+@dataclass(frozen=True)
+class BlobSnapshotTarget:
+    """Where a control-plane member uploads etcd snapshots (``cfcr.azure.backups``)."""
+
+    container: str
+    """The blob container."""
+    account: str = ""
+    """The storage account; empty: the VM's :data:`BACKUP_ACCOUNT_TAG` tag (the name ends in a
+    random suffix kept in Pulumi state)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +206,10 @@ class AzureNodeHook:
     """Key Vault's DNS suffix (``vault.azure.cn``, ``vault.usgovcloudapi.net`` in other clouds)."""
     arm_url: str = "https://management.azure.com"
     """Azure Resource Manager's root (``https://management.chinacloudapi.cn`` ...)."""
+    storage_dns_suffix: str = "core.windows.net"
+    """Azure Storage's DNS suffix (``core.chinacloudapi.cn``, ``core.usgovcloudapi.net`` in other clouds)."""
+    backups: BlobSnapshotTarget | None = None
+    """Where etcd snapshots go; None: this cluster takes none."""
 
     def packages(self) -> list[str]:
         """Nothing more from apt: curl and jq are the node's own packages."""
@@ -332,6 +377,56 @@ class AzureNodeHook:
             f"id=$({_CURL_IMDS} \"${{root%/}}/metadata/instance/compute/vmId?api-version={IMDS_API}&format=text\") || return 1",
             "[[ $id =~ ^[0-9a-fA-F-]{36}$ ]] || return 1",
             "printf '%s\\n' \"$id\"",
+        ])
+
+    def snapshot_upload_command(self) -> str | None:
+        """``cfcr_backup_upload FILE KEY``: one ``Put Blob`` of FILE as block blob KEY in the
+        backup container, with this VM's token for Azure Storage (the members' identities hold a
+        role that writes blobs under ``etcd/<cluster>/`` of that container and does nothing else:
+        no read, list or delete; ``cfcr.azure.backups``). ``If-None-Match: *``: an existing
+        snapshot is never overwritten (409 ``BlobAlreadyExists``). The body's MD5 travels in
+        ``Content-MD5``, which Blob Storage checks before it keeps the blob (400 ``Md5Mismatch``),
+        and the answer's ``Content-MD5`` is checked again here. The file streams from disk
+        (``-T``); throttling, server errors and lost connections are tried three times
+        (``cfcr_azure_call``); a 403 fails at once, naming the account, the container and Azure's
+        code (the next timer period tries again)."""
+        if self.backups is None:
+            return None
+        account = shlex.quote(self.backups.account) if self.backups.account else "''"
+        container = self.backups.container
+        resource = self._resource(STORAGE_AUDIENCE)
+        return "\n".join([
+            f"local account={account} size md5 root url token headers rc=0",
+            "size=$(stat -c %s \"$1\") || return 1",
+            f"[ \"$size\" -le {PUT_BLOB_MAX_BYTES} ] ||",
+            f"  {{ echo \"cfcr: $1 is $size bytes; one Put Blob takes at most {PUT_BLOB_MAX_BYTES}\" >&2; return 1; }}",
+            "[[ $2 =~ ^[A-Za-z0-9._/-]+$ ]] || { echo \"cfcr: blob name $2 has characters the upload does not encode\" >&2; return 1; }",
+            f"[ -n \"$account\" ] || account=$(cfcr_azure_tag {BACKUP_ACCOUNT_TAG}) || return 1",
+            f"[ -n \"$account\" ] || {{ echo \"cfcr: the hook names no backup storage account and the VM has no {BACKUP_ACCOUNT_TAG} tag\" >&2; return 1; }}",
+            f"md5=$(python3 -c {shlex.quote(_MD5_PROGRAM)} \"$1\") || return 1",
+            f"root=https://$account.blob.{self.storage_dns_suffix}",
+            f"[ -z \"${{{BLOB_URL_VARIABLE}:-}}\" ] || root=${{{BLOB_URL_VARIABLE}%/}}/$account",
+            f"url=\"${{root%/}}/{container}/$2\"",
+            f"token=$(cfcr_azure_token {resource}) ||",
+            "  { echo \"cfcr: no access token from the instance metadata service (is a user-assigned identity attached?)\" >&2; return 1; }",
+            "headers=$(mktemp) || return 1",
+            f"cfcr_azure_call \"$url\" '' -X PUT -T \"$1\" --max-time {UPLOAD_MAX_SECONDS} -D \"$headers\" \\",
+            f"  -H 'x-ms-version: {BLOB_API}' -H 'x-ms-blob-type: BlockBlob' -H \"x-ms-date: $(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')\" \\",
+            "  -H 'Content-Type: application/octet-stream' -H \"Content-MD5: $md5\" -H 'If-None-Match: *' \\",
+            "  < <(printf '%s\\n' \"$token\") >/dev/null || rc=$?",
+            "if [ \"$rc\" != 0 ]; then",
+            "  rm -f \"$headers\"",
+            "  # shellcheck disable=SC2154  # cfcr_azure_denied: set by cfcr_azure_call (secrets.sh)",
+            f"  [ \"$rc\" != 3 ] || echo \"cfcr: storage account $account refuses $2 in container {container} ($cfcr_azure_denied):\" \\",
+            "    \"this VM's identity may not write etcd snapshots there\" >&2",
+            "  return 1",
+            "fi",
+            "if ! tr -d '\\r' <\"$headers\" | awk -v m=\"$md5\" 'tolower($1) == \"content-md5:\" && $2 == m { f = 1 } END { exit !f }'; then",
+            "  rm -f \"$headers\"",
+            "  echo \"cfcr: Blob Storage kept $2 with another MD5 than $1 ($size bytes, md5 $md5)\" >&2",
+            "  return 1",
+            "fi",
+            "rm -f \"$headers\"",
         ])
 
     def members_use_local_api(self) -> bool:

@@ -20,6 +20,16 @@ what Azure refuses:
   identity is in :attr:`AzureApi.arm_readers` (403 ``AuthorizationFailed``); :attr:`AzureApi.page_size`
   items per page with a ``nextLink`` to the next.
 
+* Blob Storage (``PUT /blob/<account>/<container>/<name>``, path-style as Azurite): a bearer token
+  for ``https://storage.azure.com/`` (401 ``InvalidAuthenticationInfo`` otherwise; a shared key is
+  403 ``KeyBasedAuthenticationNotPermitted``, the account allows none); ``x-ms-version`` of
+  2017-11-09 or later (Entra ID needs it) and ``x-ms-blob-type: BlockBlob`` (400
+  ``MissingRequiredHeader``); the caller's write role on that container with its path condition
+  (:attr:`AzureApi.blob_writers`; 403 ``AuthorizationPermissionMismatch``); ``Content-MD5``
+  checked against the body received (400 ``Md5Mismatch``); ``If-None-Match: *`` on an existing
+  blob is 409 ``BlobAlreadyExists``; 201 with ``Content-MD5`` and ``ETag``. Errors are XML, as
+  Blob Storage's. :attr:`AzureApi.corrupt_next_upload` flips a byte of the next body on arrival.
+
 Role assignments apply late on Azure (up to 10 minutes): :attr:`AzureApi.propagation` holds, per
 (principal, secret), how many Key Vault requests are still answered 403 although the grant exists.
 Faults: ``fail_next`` (status codes answered before the real answer). Every request is recorded.
@@ -27,6 +37,8 @@ Faults: ``fail_next`` (status codes answered before the real answer). Every requ
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import json
 import secrets as token_bytes
@@ -40,6 +52,8 @@ RESOURCE_GROUP = "c1-rg"
 VM_ID = "2f6a1c3e-7b8d-4e9f-a0b1-c2d3e4f5a6b7"
 VAULT_AUDIENCE = "https://vault.azure.net"
 ARM_AUDIENCE = "https://management.azure.com/"
+STORAGE_AUDIENCES = ("https://storage.azure.com/", "https://storage.azure.com")
+BACKUP_ACCOUNT = "c1etcd0a1b2c3d4e"
 USER = "Key Vault Secrets User"
 OFFICER = "Key Vault Secrets Officer"
 
@@ -101,6 +115,15 @@ class AzureApi:
     tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Token -> (principal id, audience) it was issued for."""
     fail_next: list[int] = field(default_factory=list)
+    account: str = BACKUP_ACCOUNT
+    """The storage account of the Blob endpoint."""
+    containers: set[str] = field(default_factory=set)
+    """Its blob containers."""
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    """``<container>/<name>`` -> the blob's bytes."""
+    blob_writers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Principal -> (container, path prefix) its write role and the role's condition admit."""
+    corrupt_next_upload: bool = False
 
     def __post_init__(self) -> None:
         api = self
@@ -138,7 +161,9 @@ class AzureApi:
                 if api.fail_next:
                     self.error(api.fail_next.pop(0), "ServiceUnavailable", "injected fault")
                     return
-                if url.path.startswith("/secrets/"):
+                if url.path.startswith("/blob/"):
+                    self.blob(method, urllib.parse.unquote(url.path.removeprefix("/blob/")), body)
+                elif url.path.startswith("/secrets/"):
                     self.vault(method, urllib.parse.unquote(url.path.removeprefix("/secrets/")), query, body)
                 elif url.path.startswith("/subscriptions/") and method == "GET":
                     self.arm(url.path, query)
@@ -150,6 +175,66 @@ class AzureApi:
 
             def do_PUT(self) -> None:  # noqa: N802 - http.server's name
                 self.handle_any("PUT")
+
+            def blob_error(self, status: int, code: str, message: str) -> None:
+                self.reply(status, '<?xml version="1.0" encoding="utf-8"?><Error><Code>'
+                           f"{code}</Code><Message>{message}\nRequestId:0f1e2d3c-a01e-0000-0000-000000000000\n"
+                           "Time:2026-12-01T20:00:00.0000000Z</Message></Error>", "application/xml")
+
+            def blob(self, method: str, path: str, body: bytes) -> None:
+                account, _, rest = path.partition("/")
+                container, _, name = rest.partition("/")
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("SharedKey "):
+                    self.blob_error(403, "KeyBasedAuthenticationNotPermitted",
+                                    "Key based authentication is not permitted on this storage account.")
+                    return
+                issued = api.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+                if issued is None or issued[1] not in STORAGE_AUDIENCES:
+                    self.blob_error(401, "InvalidAuthenticationInfo", "Authentication information is not given "
+                                                                      "in the correct format.")
+                    return
+                version = self.headers.get("x-ms-version", "")
+                if version < "2017-11-09":
+                    self.blob_error(400, "MissingRequiredHeader" if not version else "InvalidHeaderValue",
+                                    "x-ms-version 2017-11-09 or later is required with OAuth.")
+                    return
+                if account != api.account or container not in api.containers or not name:
+                    self.blob_error(404, "ContainerNotFound" if account == api.account else "ResourceNotFound",
+                                    "The specified container does not exist.")
+                    return
+                if method != "PUT":
+                    self.blob_error(405, "UnsupportedHttpVerb", "The resource doesn't support the specified HTTP verb.")
+                    return
+                if self.headers.get("x-ms-blob-type") != "BlockBlob":
+                    self.blob_error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request "
+                                                                  "is not specified: x-ms-blob-type.")
+                    return
+                grant = api.blob_writers.get(issued[0])
+                if grant is None or grant[0] != container or not name.startswith(grant[1]):
+                    self.blob_error(403, "AuthorizationPermissionMismatch",
+                                    "This request is not authorized to perform this operation using this permission.")
+                    return
+                if api.corrupt_next_upload and body:
+                    api.corrupt_next_upload = False
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+                sent = self.headers.get("Content-MD5")
+                if sent is not None and sent != md5:
+                    self.blob_error(400, "Md5Mismatch", "The MD5 value specified in the request did not match with "
+                                                        "the MD5 value calculated by the server.")
+                    return
+                key = f"{container}/{name}"
+                if self.headers.get("If-None-Match") == "*" and key in api.blobs:
+                    self.blob_error(409, "BlobAlreadyExists", "The specified blob already exists.")
+                    return
+                api.blobs[key] = body
+                self.send_response(201)
+                self.send_header("Content-MD5", md5)
+                self.send_header("ETag", f'"0x8DC{len(api.blobs):012X}"')
+                self.send_header("x-ms-request-server-encrypted", "true")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def imds(self, path: str, query: dict[str, str]) -> None:
                 if self.headers.get("Metadata") != "true" or "X-Forwarded-For" in self.headers:
@@ -255,7 +340,7 @@ class AzureApi:
     def node_env(self) -> dict[str, str]:
         """The variables that point an Azure node hook here, and a short RBAC wait."""
         return {"AZURE_POD_IDENTITY_AUTHORITY_HOST": self.url, "CFCR_AZURE_VAULT_URL": self.url,
-                "CFCR_AZURE_ARM_URL": self.url, "CFCR_AZURE_RBAC_WAIT": "6"}
+                "CFCR_AZURE_ARM_URL": self.url, "CFCR_AZURE_BLOB_URL": f"{self.url}/blob", "CFCR_AZURE_RBAC_WAIT": "6"}
 
     def principal_of(self, request: Request) -> str | None:
         """Whose token a recorded request carried."""
