@@ -13,9 +13,9 @@ over the pool's zones.
   no capacity lost), across zones; a batch whose instances do not come back healthy stops the
   upgrade (20 % unhealthy at most).
 - **Drain**: Azure raises a *Terminate* scheduled event 5 minutes before it deletes an instance
-  (``terminateNotificationProfile``), and shuts the guest down, which the kubelet's graceful
-  node shutdown turns into ordered pod termination; cluster-autoscaler drains a node itself
-  before it scales it down.
+  (``terminateNotificationProfile``); nothing on the node consumes it yet, so a rolling upgrade
+  or a repair deletes an instance undrained (docs/azure.md, *Limits*); cluster-autoscaler drains
+  a node itself before it scales it down.
 - **Spot**: priority ``Spot``, evicted instances deleted (the scale set then recreates them
   when capacity returns, ``spotRestorePolicy``), paying at most the on-demand price.
 - **cluster-autoscaler**: the tags it discovers scale sets by (``k8s.io_cluster-autoscaler_enabled``,
