@@ -45,6 +45,7 @@ from cfcr.flows.model import (
     Ports,
     PrivateApi,
     PublicApi,
+    ServiceProbes,
 )
 from cfcr.flows.network import Address, LoadBalancer, Machine, Network, Rule, ServiceEndpoint, Ternary
 
@@ -343,6 +344,8 @@ class Evaluator:
             return self._lb_to_servers(flow)
         if isinstance(src, PoolHealthCheckers):
             return self._pool_health(flow)
+        if isinstance(src, ServiceProbes):
+            return self._service_probes(flow)
         if isinstance(dst, PublicApi):
             assert isinstance(src, ExternalClients)
             return self._public_api(flow, src)
@@ -483,6 +486,23 @@ class Evaluator:
         for t in targets:
             out.append(self._prefix(f"health check {health.check.text()} -> {t.label}",
                                     [self.allows(t.groups, "ingress", ports, source, t.label)]))
+        return out
+
+    def _service_probes(self, flow: Flow) -> list[Verdict]:
+        """The probes of Services' load balancers reach every node of the flow's group on the
+        NodePort range: admitted by the nodes' own rules from where the probes come from, or
+        by the rules the cloud controller manager adds for each Service."""
+        targets, out = self.machines(flow.destination)
+        sources = self.net.service_probe_sources
+        if not sources:
+            if self.net.service_probes_opened_by:
+                return [*out, Verdict(True, self.net.service_probes_opened_by)]
+            return [*out, Verdict(None, f"the render does not say where the probes of {self.net.cloud}'s "
+                                        f"Service load balancers come from, or who admits them")]
+        source = Address(f"the Service load balancers' probes ({', '.join(sources)})", sources)
+        for t in targets:
+            out.append(self._prefix(f"probes -> {t.label}", [
+                self.allows(t.groups, "ingress", ports, source, t.label) for ports in flow.ports]))
         return out
 
     def _public_api(self, flow: Flow, src: ExternalClients) -> list[Verdict]:
