@@ -6,7 +6,9 @@ address, an internet gateway), and the destination's groups let it in *as it arr
 the source's private address and groups inside the network, with the NAT's public address
 after a NAT. A name is followed to what it resolves to inside the network; a load balancer
 needs a listener on the port, the API servers registered as targets, and, when it preserves
-client addresses, targets that admit the clients.
+client addresses, targets that admit the clients. The cloud's probes (a pool's health check, the
+probes of Services' load balancers) must be admitted from where the network says they come
+from, unless the network says the cloud checks without traffic or opens them itself.
 
 An air-gapped network (:attr:`ClusterFacts.private`) must have no way to the internet: no
 internet gateway, no default route to one or to a NAT. Its nodes reach the cloud's services
