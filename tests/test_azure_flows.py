@@ -112,6 +112,16 @@ def test_the_kubelet_rules(azure: Azure) -> None:
         rows, "-kubelet-from-workers")))} == {"kubelet-metrics"}
 
 
+def test_without_the_nodeports_rule_no_service_load_balancer_sees_a_worker(azure: Azure) -> None:
+    """The final deny overrides AllowAzureLoadBalancerInBound: without rule 180 the probes of
+    every Service's load balancer (168.63.129.16, on the NodePort range) are dropped."""
+    report = azure.check("private", lambda rows: drop(rows, "-nodeports-from-lb"))
+    assert blocked(report) == {"service-lb-health:pool/general"}
+    assert "tcp/30000-32767" in report.format()
+    # the control plane is no backend (kubeadm's exclude-from-external-load-balancers label)
+    assert not any(r.flow.id == "service-lb-health:control-plane" for r in report.results)
+
+
 def test_each_cni_port_needs_its_rule(azure: Azure) -> None:
     assert blocked(azure.check("private", lambda rows: drop(rows, "-cni-vxlan"))) == {"cni:udp/8472"}
     assert blocked(azure.check("cilium", lambda rows: drop(rows, "-cni-icmp-echo"))) == {"cni:icmp/8"}

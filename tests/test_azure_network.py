@@ -2,7 +2,8 @@
 (cfcr.azure.network, cfcr.azure.security): subnets without default outbound access behind one
 NAT gateway with a Standard static IP, the security group on both subnets, application security
 groups for the control plane and the workers, SSH denied from the internet, 6443 only from the
-allowed CIDRs, the nodes and Azure's load balancer probes; an existing network is used as given."""
+allowed CIDRs, the nodes and Azure's load balancer probes, the NodePort range to the workers from
+the probes of Services' load balancers; an existing network is used as given."""
 
 from __future__ import annotations
 
@@ -161,6 +162,21 @@ def test_etcd_only_between_members_and_kubelet_from_what_needs_it(public: Record
     # metrics-server off: no kubelet rule from the workers
     quiet, _ = build(make_spec(addons={"metricsServer": False}))
     assert "kubelet-from-workers" not in rules(quiet)
+
+
+def test_the_service_load_balancers_probes_reach_the_workers_on_the_nodeport_range(public: RecordingMonitor) -> None:
+    """cfcr's deny at 4096 overrides AllowAzureLoadBalancerInBound: the probes of Services' load
+    balancers (NodePorts, healthCheckNodePorts) need their own rule, to the workers only."""
+    ids = asg_ids(public)
+    r = rules(public)
+    probes = r["nodeports-from-lb"]
+    assert (probes["access"], probes["protocol"], probes["destinationPortRange"], sources(probes), targets(probes)) == (
+        "Allow", "Tcp", "30000-32767", {"AzureLoadBalancer"}, {ids["workers"]})
+    assert probes["priority"] < r["deny-all-inbound"]["priority"]
+    # no pool may be a backend: no rule
+    excluded, _ = build(make_spec(nodePools=[{"name": "edge", "labels": {
+        "node.kubernetes.io/exclude-from-external-load-balancers": "true"}}]))
+    assert "nodeports-from-lb" not in rules(excluded)
 
 
 @pytest.mark.parametrize("cni", ["calico", "cilium", "flannel", "none"])

@@ -117,7 +117,7 @@ def test_the_flow_list(renders: Renders) -> None:
     expected = {
         *(f"{kind}:{g}" for kind in ("api-internal", "api-service", "kubelet-apiserver", "kubelet-metrics",
                                      "egress-secrets", "egress-images", "egress-packages") for g in groups),
-        *(f"node-health:pool/{p.name}" for p in spec.node_pools),
+        *(f"{kind}:pool/{p.name}" for kind in ("node-health", "service-lb-health") for p in spec.node_pools),
         "api-lb-forward", "api-lb-health", "etcd-client", "etcd-peer", "egress-cloud-api:control-plane",
         *(f"api-public:{c}" for c in spec.networking.api_allowed_cidrs),
         *(f"cni:{p.protocol}/{p.from_port}" for p, _ in facts.cni_ports),
@@ -321,6 +321,45 @@ def test_removing_a_route_or_a_registration_blocks_its_flows(renders: Renders) -
     report = renders.check("aws-stable", unregistered)
     assert blocked(report) == {"api-lb-forward", "api-lb-health"}
     assert f"{spec.name}-cp-1 not registered" in " ".join(report.blocked[0].details)
+
+
+def test_the_cloud_controller_manager_admits_the_service_load_balancers_probes_on_aws_and_gcp(
+        renders: Renders) -> None:
+    """AWS and GCP: the controller opens each Service's probes itself (no cfcr rule needs to); on
+    AWS only through the one security group of each node tagged kubernetes.io/cluster/<cluster>,
+    so a node without one leaves the flow unverified, never passed."""
+    for stack, how in (("aws-stable", "security group tagged kubernetes.io/cluster/"),
+                       ("gcp-stable", "firewall rules from Google's health-check ranges")):
+        report = renders.check(stack)
+        probes = [r for r in report.results if r.flow.id.startswith("service-lb-health:")]
+        assert probes and all(r.status == "PASS" and how in " ".join(r.details) for r in probes), stack
+        assert not any(r.flow.id == "service-lb-health:control-plane" for r in report.results), (
+            "kubeadm labels the control plane exclude-from-external-load-balancers")
+    spec, _ = renders.get("aws-stable")
+    rows = renders.rows("aws-stable")
+    for r in rows:
+        if r["type"] == SG and r["name"] == f"{spec.name}-worker":
+            r["inputs"]["tags"] = {k: v for k, v in r["inputs"]["tags"].items()
+                                   if not k.startswith("kubernetes.io/cluster/")}
+    report = renders.check("aws-stable", rows)
+    assert {r.flow.id for r in report.unverified} == {f"service-lb-health:pool/{p.name}" for p in spec.node_pools}
+    assert not report.blocked
+
+
+def test_a_pool_labelled_out_of_the_load_balancers_needs_no_probes() -> None:
+    from cfcr.flows.facts import ClusterFacts
+    from cfcr.flows.model import cluster_flows
+
+    def role(pool: str | None, labels: dict[str, str]) -> NodeRole:
+        return NodeRole(f"worker-{pool}" if pool else "control-plane-0", pool, None if pool else "cp-0", (), labels,
+                        None)
+    facts = ClusterFacts("c", "azure", (
+        role(None, {"node.kubernetes.io/exclude-from-external-load-balancers": ""}),
+        role("general", {}),
+        role("edge", {"node.kubernetes.io/exclude-from-external-load-balancers": "true"})),
+        "api.c.cfcr.internal", 6443, False, (), "none", (), None)
+    assert [f.id for f in cluster_flows(facts) if f.id.startswith("service-lb-health:")] == [
+        "service-lb-health:pool/general"]
 
 
 # --------------------------------------------------------------------------- the broken stack

@@ -26,7 +26,10 @@ resource cfcr named so:
   group of their own, and probe from 168.63.129.16;
 - **names**: A records of private DNS zones linked to the virtual network;
 - **pool health**: a scale set's ``healthProbe`` (a load balancer probe); the Application Health
-  extension checks from inside the VM, with no network traffic.
+  extension checks from inside the VM, with no network traffic;
+- **Services' load balancers** (the cloud controller manager's, not in the render) probe from
+  168.63.129.16 as well; the cluster's rules must admit them (cfcr's final deny overrides
+  ``AllowAzureLoadBalancerInBound``, and the controller's rules admit only the Services' clients).
 """
 
 from __future__ import annotations
@@ -569,4 +572,5 @@ def read_network(rows: Sequence[Row]) -> Network | None:
         cidrs=reader.cidrs,
         icmp_by_type=False,  # an Azure rule admits ICMP as a whole or not at all
         pool_health=reader.pool_health(),
+        service_probe_sources=PROBE_SOURCES,  # Services' load balancers probe from 168.63.129.16 too
     )

@@ -7,7 +7,12 @@ Azure's default rules admit everything from the virtual network (``AllowVnetInBo
 and from the load balancer's probes (``AllowAzureLoadBalancerInBound``, 65001); cfcr's deny at
 4096, the lowest priority a rule may have, comes before both, so only the rules below let
 anything in. Priorities 500-4095 stay free for the rules the cloud controller manager adds for
-Services of type LoadBalancer.
+Services of type LoadBalancer; those admit the Services' clients, not the load balancer's probes
+(cloud-provider-azure relies on ``AllowAzureLoadBalancerInBound`` for them), so rule 180 admits
+the probes: to a Service's NodePort (``externalTrafficPolicy: Cluster``, cloud-provider-azure's
+default ``clusterServiceLoadBalancerHealthProbeMode: servicenodeport``) or its
+``healthCheckNodePort`` (``Local``), both in the NodePort range, on the workers only (kubeadm
+labels the control plane ``node.kubernetes.io/exclude-from-external-load-balancers``).
 
 | priority | port | protocol | to | from |
 |---|---|---|---|---|
@@ -19,6 +24,7 @@ Services of type LoadBalancer.
 | 150 | 2379-2380 | tcp | control plane | control plane (etcd client and peer) |
 | 160 | 10250 | tcp | every node | control plane (API server) |
 | 170 | 10250 | tcp | every node | workers, when a pool may run metrics-server |
+| 180 | 30000-32767 | tcp | workers | ``AzureLoadBalancer`` (the probes of Services' load balancers), when a pool may be their backend |
 | 200+ | CNI ports | per CNI | every node | every node |
 | 4096 | all | all | every node | anything: **denied** |
 
@@ -40,7 +46,14 @@ from cfcr.azure.network import ResourceGroup, after
 from cfcr.azure.tags import ROLE_TAG, base_tags
 from cfcr.cni_ports import node_ports
 from cfcr.config import ClusterSpec
-from cfcr.constants import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT
+from cfcr.constants import (
+    API_PORT,
+    ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT,
+    EXCLUDE_FROM_LOAD_BALANCERS_LABEL,
+    KUBELET_PORT,
+    NODE_PORTS,
+)
 
 LOAD_BALANCER_TAG = "AzureLoadBalancer"
 """The service tag of Azure's load balancer probes (they come from 168.63.129.16)."""
@@ -62,6 +75,12 @@ def metrics_server_pools(spec: ClusterSpec) -> list[str]:
         return []
     return [p.name for p in spec.node_pools
             if not any(t.effect in ("NoSchedule", "NoExecute") for t in p.taints)]
+
+
+def service_backend_pools(spec: ClusterSpec) -> list[str]:
+    """The pools whose nodes may be backends of a Service's load balancer: those without the
+    ``node.kubernetes.io/exclude-from-external-load-balancers`` label."""
+    return [p.name for p in spec.node_pools if EXCLUDE_FROM_LOAD_BALANCERS_LABEL not in p.labels]
 
 
 @dataclass
@@ -156,6 +175,9 @@ def build_security(name: str, spec: ClusterSpec, group: ResourceGroup, parent: p
     if metrics_server_pools(spec):
         rule("kubelet-from-workers", 170, "kubelet API from metrics-server on the workers", "Tcp",
              str(KUBELET_PORT), to=nodes, sources=[workers])
+    if service_backend_pools(spec):
+        rule("nodeports-from-lb", 180, "the probes of Services' load balancers (NodePorts, healthCheckNodePorts)",
+             "Tcp", f"{NODE_PORTS[0]}-{NODE_PORTS[1]}", to=[workers], prefixes=[LOAD_BALANCER_TAG])
     for i, p in enumerate(node_ports(spec.cni)):
         rule(f"cni-{p.name or p.protocol + str(p.port)}", CNI_FIRST_PRIORITY + i, f"{spec.cni} {p.purpose}, between "
              "nodes", PROTOCOLS[p.protocol], "*" if p.protocol == "icmp" else str(p.port), to=nodes, sources=nodes)
