@@ -467,9 +467,15 @@ def test_the_cli_writes_every_members_kit_and_the_procedure(tmp_path: Path, caps
     assert cli(["etcd-restore", "--stack", STACK, "--out", str(out)]) == 2
 
 
-def test_the_restore_needs_a_cloud_with_snapshots() -> None:
+def test_the_restore_needs_a_cloud_with_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cloud stores snapshots now (Azure's runbook is built); a cloud package that gives
+    no restore commands is refused by name."""
+    from cfcr import clouds
+
     spec = load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope"}, "az")
-    with pytest.raises(RestoreError, match="aws and gcp only so far"):
+    assert "az storage blob" in json.dumps(runbook(spec), default=str)
+    monkeypatch.setattr(type(clouds.package("azure")), "restore_commands", lambda self, spec: None)
+    with pytest.raises(RestoreError, match="cfcr:cloud is azure: its cloud package stores no etcd snapshots"):
         runbook(spec)
 
 
