@@ -88,7 +88,9 @@ def rendered() -> Iterator[dict[str, RecordingMonitor]]:
 
 def azure_json(monitor: RecordingMonitor) -> dict[str, Any]:
     secret = objects(monitor, "Secret")["cloud-config"]
-    text = secret["stringData"]["cloud.json"]
+    # the key cloud-provider-azure's readers of a Secret take (the Disk CSI driver's)
+    assert set(secret["stringData"]) == {"cloud-config"}
+    text = secret["stringData"]["cloud-config"]
     assert isinstance(text, str), "the Outputs in the cloud config are resolved into its text"
     parsed: dict[str, Any] = json.loads(text)
     return parsed
@@ -98,7 +100,7 @@ def test_azure_json_defaults_name_the_clusters_resources(rendered: dict[str, Rec
     assert azure_json(rendered["cilium"]) == {
         "cloud": "AzurePublicCloud", "location": "westeurope", **NAMES,
         "vmType": "vmss", "loadBalancerSku": "standard", "useManagedIdentityExtension": True,
-        "useInstanceMetadata": True, "excludeMasterFromStandardLB": True,
+        "useInstanceMetadata": True, "excludeMasterFromStandardLB": True, "cloudConfigType": "file",
     }
     assert "userAssignedIdentityID" not in azure_json(rendered["cilium"]), \
         "each member has its own identity: IMDS picks the VM's only one"
@@ -119,7 +121,7 @@ def test_cloud_config_text_is_plain_without_outputs_and_waits_for_them() -> None
     assert isinstance(cloud_config_text("azure", {"a": pulumi.Output.from_input("x")}), pulumi.Output)
     facts = CloudFacts.from_spec(make_spec(), SCALE_SETS)
     (secret,) = [o for o in ccm_objects(facts, channels.resolve("stable"), ImageRewriter({})) if o["kind"] == "Secret"]
-    assert json.loads(secret["stringData"]["cloud.json"])["location"] == "westeurope", \
+    assert json.loads(secret["stringData"]["cloud-config"])["location"] == "westeurope", \
         "without the cluster's names the constant defaults and the region still apply"
 
 
@@ -128,7 +130,7 @@ def test_ccm_runs_without_the_cloud_node_controller(rendered: dict[str, Recordin
     (container,) = pod["containers"]
     assert container["image"] == channels.resolve("stable").cloud("azure").ccm.image
     for flag in ("--cloud-provider=azure", "--controllers=*,-cloud-node", "--allocate-node-cidrs=false",
-                 "--configure-cloud-routes=false", "--cloud-config=/etc/kubernetes/cloud-config/cloud.json"):
+                 "--configure-cloud-routes=false", "--cloud-config=/etc/kubernetes/cloud-config/cloud-config"):
         assert flag in container["args"]
     assert pod["hostNetwork"] is True and pod["nodeSelector"] == {CP_LABEL: ""}
 
@@ -259,7 +261,7 @@ def test_the_azure_stacks_render_every_azure_addon(stack: str, tmp_path: Path) -
     made = {(o.get("kind"), o["metadata"]["name"]): o for o in
             (unwrap(r.inputs) for r in result.resources if r.type.startswith("kubernetes:") and r.type != CHART)
             if "metadata" in o}
-    config = json.loads(made[("Secret", "cloud-config")]["stringData"]["cloud.json"])
+    config = json.loads(made[("Secret", "cloud-config")]["stringData"]["cloud-config"])
     assert config["resourceGroup"] == f"{spec.name}-rg" and config["vnetName"] == f"{spec.name}-vnet"
     assert config["subnetName"] == f"{spec.name}-workers" and config["securityGroupName"] == f"{spec.name}-nsg"
     assert config["location"] == spec.region and config["tenantId"] and config["subscriptionId"]

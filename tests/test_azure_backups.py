@@ -168,6 +168,11 @@ def test_only_the_members_may_write_and_only_under_the_clusters_prefix(render: R
     (role,) = [r for r in of_type(render, ROLE) if "etcd-backup-writer" in r.name]
     (permission,) = inputs(role)["permissions"]
     assert permission["dataActions"] == list(WRITER_DATA_ACTIONS) and not permission.get("actions")
+    # defined and assignable in the backups' own group, where the container it is assigned on is
+    # (a custom role assigned outside its assignable scopes is refused)
+    (backup_group,) = [r for r in of_type(render, "azure-native:resources:ResourceGroup") if "etcd-backups" in r.name]
+    assert set(role.property_dependencies["assignableScopes"]) == {backup_group.urn}
+    assert set(role.property_dependencies["scope"]) == {backup_group.urn}
     assert not any(a.endswith(("/read", "/delete", "deleteBlobVersion/action")) for a in permission["dataActions"])
     assignments = [r for r in of_type(render, ASSIGNMENT) if "etcd-backup-writer" in r.name]
     members = {r.urn for r in of_type(render, IDENTITY) if "-control-plane-" in r.name}

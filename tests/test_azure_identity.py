@@ -111,7 +111,11 @@ def test_the_control_plane_role_is_narrow_and_scoped_to_the_group(pulumi_mocks: 
         assert not any(forbidden in a for a in actions), forbidden
     for needed in ("Microsoft.Network/loadBalancers/write", "Microsoft.Compute/disks/write",
                    "Microsoft.Compute/virtualMachineScaleSets/delete/action",
-                   "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read"):
+                   "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
+                   # a Service's pool gets scale-set instances (ARM checks join on the pool and on the
+                   # application security groups the instances' IP configurations name)
+                   "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+                   "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action"):
         assert needed in actions, needed
     assert "dataActions" not in permission or not permission["dataActions"]
 

@@ -163,10 +163,15 @@ class CloudAddonProfile:
     metadata_ports: tuple[int, ...] = ()
     """The TCP ports denied to pods at :attr:`metadata_cidrs`; other traffic (DNS, when the
     address is also the VPC's resolver) stays allowed."""
+    cloud_config_key: str | None = None
+    """The cloud config's key in its Secret where another component reads the Secret itself
+    (Azure's Disk CSI driver reads the key ``cloud-config``); None: by the format."""
 
     @property
     def cloud_config_file(self) -> str:
         """The cloud config's file name in its Secret and on the CCM's disk."""
+        if self.cloud_config_key:
+            return self.cloud_config_key
         return "cloud.json" if self.cloud_config_format == "json" else "cloud.conf"
 
 

@@ -53,6 +53,9 @@ CLOUD_CONFIG_DEFAULTS: dict[str, Any] = {
     "useManagedIdentityExtension": True,
     "useInstanceMetadata": True,
     "excludeMasterFromStandardLB": True,
+    # the file is the whole config: the default "merge" also reads the Secret
+    # kube-system/azure-cloud-provider, which cfcr does not make and the CCM may not read
+    "cloudConfigType": "file",
 }
 """The ``azure.json`` keys that do not depend on the cluster (cloud-provider-azure's ``Config``
 field names, ``pkg/provider/config``)."""
@@ -96,6 +99,9 @@ def cloud_config_defaults(facts: CloudFacts) -> dict[str, Any]:
     return {**CLOUD_CONFIG_DEFAULTS, "location": facts.region, **names}
 
 
+CLOUD_CONFIG_KEY = "cloud-config"
+"""The key the Azure Disk CSI driver reads its cloud config from in the Secret it is given
+(cloud-provider-azure's ``secretCloudConfigKey``): the CCM's file has the same name."""
 MCR = "mcr.microsoft.com"
 """The registry of the Azure Disk chart's images (its ``image.baseRepo``)."""
 
@@ -182,6 +188,7 @@ PROFILE = CloudAddonProfile(
     csi_provisioner="disk.csi.azure.com",
     storage_parameters={"skuName": "Premium_LRS"},
     cloud_config_format="json",
+    cloud_config_key=CLOUD_CONFIG_KEY,
     node_name_pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",  # the VM or scale set instance name
     ccm_args=CCM_ARGS,
     cloud_config_defaults_of=cloud_config_defaults,

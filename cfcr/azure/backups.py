@@ -147,13 +147,15 @@ class EtcdBackups:
 
 
 def build_etcd_backups(name: str, spec: ClusterSpec, subscription_id: pulumi.Input[str],
-                       cluster_group_id: pulumi.Input[str], member_principal_ids: Sequence[pulumi.Input[str]],
+                       member_principal_ids: Sequence[pulumi.Input[str]],
                        zone_names: Sequence[str], parent: pulumi.Resource,
                        tags: Mapping[str, str] | None = None) -> EtcdBackups | None:
     """The backup resource group, account, container, lifecycle policy and the writers' role of
     the cluster component ``name`` (children of ``parent``); None when ``etcdBackups.enabled`` is
-    false. ``cluster_group_id``: the cluster's resource group, where the writer role is defined;
-    ``member_principal_ids``: the members' identities, which alone may write snapshots."""
+    false. The writer role is defined in the backups' resource group and assignable there only
+    (a custom role is assignable only within its assignable scopes, and the container it is
+    assigned on lives there); ``member_principal_ids``: the members' identities, which alone may
+    write snapshots."""
     if snapshot_target(spec) is None:
         return None
     assert spec.name is not None, "load_spec names every cluster"
@@ -217,12 +219,12 @@ def build_etcd_backups(name: str, spec: ClusterSpec, subscription_id: pulumi.Inp
     role_guid = random.RandomUuid(f"{name}-etcd-writer-role-id", opts=child)
     role = authorization.RoleDefinition(
         f"{name}-etcd-backup-writer",
-        scope=cluster_group_id,
+        scope=group.id,  # assignable where it is assigned: the container, in the backups' own group
         role_definition_id=role_guid.result,
         role_name=suffix.hex.apply(lambda h: f"cfcr {cluster} etcd snapshot writer {h}"),
         description=f"cfcr {cluster}: writes etcd snapshots (blobs) and nothing else: no read, list or delete",
         role_type="CustomRole",
-        assignable_scopes=[cluster_group_id],
+        assignable_scopes=[group.id],
         permissions=[authorization.PermissionArgs(actions=[], data_actions=list(WRITER_DATA_ACTIONS))],
         opts=child,
     )

@@ -114,7 +114,7 @@ class Cluster(pulumi.ComponentResource):
                                       [z for z in zone_list if z], self)
         disks = build_etcd_disks(name, spec, group.name, zone_list, self)
         control_plane_slugs = slugs[:len(members)]
-        backups = build_etcd_backups(name, spec, subscription_id, group.created.id,
+        backups = build_etcd_backups(name, spec, subscription_id,
                                      [identities.principal_id(slug) for slug in control_plane_slugs], zone_list, self,
                                      tags=tags)
         self.bootstrap = ClusterBootstrap(

@@ -40,6 +40,11 @@ CCM_ACTIONS = (
     "Microsoft.Network/loadBalancers/backendAddressPools/read",
     "Microsoft.Network/loadBalancers/backendAddressPools/write",
     "Microsoft.Network/loadBalancers/backendAddressPools/delete",
+    # putting scale-set instances into a Service's pool: ARM checks join on the pool (a
+    # LinkedAuthorizationFailed otherwise, cloud-provider-azure issue #1999) and on the
+    # application security groups the instances' IP configurations already name
+    "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+    "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action",
     "Microsoft.Network/loadBalancers/inboundNatRules/join/action",
     "Microsoft.Network/publicIPAddresses/read", "Microsoft.Network/publicIPAddresses/write",
     "Microsoft.Network/publicIPAddresses/delete", "Microsoft.Network/publicIPAddresses/join/action",
