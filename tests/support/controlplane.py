@@ -325,7 +325,15 @@ class ControlPlane:
         root.env.update(self._cloud.node_env())  # the node hook's cloud calls go to the cloud's stand-in
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
         root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
+        # the VM's own /etc/hosts first, as cloud-init's bootcmd finds it (the network's names are
+        # its resolver's, which glibc asks after the files: they go below, after bootcmd)
+        lines = self.net.hosts_file().splitlines()
+        network = [line for line in lines if line.split()[1:] and line.split()[1] in self.net.names]
+        root.write("/etc/hosts", "".join(f"{line}\n" for line in lines if line not in network), 0o644)
         self._bootcmd(root, user_data)
+        with root.file("/etc/hosts").open("a") as hosts:
+            hosts.write("# the network's resolver (the harness's stand-in for the cloud's DNS)\n")
+            hosts.write("".join(f"{line}\n" for line in network))
         return root
 
     @staticmethod
