@@ -163,16 +163,19 @@ def test_the_members_reach_the_api_on_themselves_as_the_render_says(azure: Contr
     for node in members(cp):
         assert f"127.0.0.1 {name}" in node.root.read("/etc/hosts").splitlines()
         assert node.run(f"getent ahostsv4 {name} | awk '{{print $1}}' | sort -u").stdout.split() == ["127.0.0.1"]
-        # the member's own admin.conf (join-credentials.sh, member.sh use it) reaches its API server
+        # the member's own admin.conf (join-credentials.sh, member.sh use it) names the API name and
+        # reaches its own API server by it
+        admin = yaml.safe_load(node.root.read("/etc/kubernetes/admin.conf"))
+        assert admin["clusters"][0]["cluster"]["server"] == f"https://{name}:6443"
         assert node.run("kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz").stdout == "ok"
         # the load balancer's frontend does not answer a member (no hairpin)
         hairpin = node.run(f"curl -sk --max-time 3 -o /dev/null -w '%{{http_code}}' https://{internal}:6443/readyz",
                            check=False)
         assert hairpin.returncode != 0 and hairpin.stdout in ("", "000"), (node.role, hairpin.stdout)
-        # and its kubelet registered through the API name all the same
+        # and its kubelet registered (kubeadm points an init node's kubelet at its own API server's
+        # address; the stand-in resolves a name through the node's /etc/hosts, as a kubelet does)
         status = node.kubelet_status()
         assert status["registered"], (node.role, status)
-        # (kubeadm points an init node's kubelet at its own API server's address)
         kubelet_conf = yaml.safe_load(node.root.read("/etc/kubernetes/kubelet.conf"))
         assert kubelet_conf["clusters"][0]["cluster"]["server"] in (f"https://{node.host.address}:6443",
                                                                      f"https://{name}:6443")
