@@ -33,6 +33,16 @@ what Azure refuses:
 Role assignments apply late on Azure (up to 10 minutes): :attr:`AzureApi.propagation` holds, per
 (principal, secret), how many Key Vault requests are still answered 403 although the grant exists.
 Faults: ``fail_next`` (status codes answered before the real answer). Every request is recorded.
+
+For the control-plane harness (tests/support/controlplane.py) it also runs as a process, one per
+cluster: ``python -m tests.support.azureapi STATE.json LOG.jsonl`` in the metadata host's network
+namespace answers IMDS on ``169.254.169.254:80`` and Key Vault and ARM on ``169.254.169.254:8080``
+(each listener serves only its own paths). Every VM gets its own IMDS answers, told apart by its
+source address (:attr:`AzureApi.instances`: its identities, tags, resource id and ``vmId``); the
+subscription, resource group, VMs, secrets, grants, ARM readers and scale sets are read again from
+STATE.json on each request (the harness writes it as VMs launch); a version a node writes (``PUT``)
+is kept by the process on top of the state's versions, and every Key Vault decision is appended
+to LOG.jsonl (:class:`Decision`; a written version's value with it).
 """
 
 from __future__ import annotations
@@ -42,9 +52,11 @@ import hashlib
 import http.server
 import json
 import secrets as token_bytes
+import sys
 import threading
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
@@ -56,6 +68,38 @@ STORAGE_AUDIENCES = ("https://storage.azure.com/", "https://storage.azure.com")
 BACKUP_ACCOUNT = "c1etcd0a1b2c3d4e"
 USER = "Key Vault Secrets User"
 OFFICER = "Key Vault Secrets Officer"
+IMDS_LISTEN = ("169.254.169.254", 80)
+"""Where the process mode answers IMDS (Azure's own address and port)."""
+API_LISTEN = ("169.254.169.254", 8080)
+"""Where the process mode answers Key Vault and ARM (``harness_node_env``'s roots)."""
+IMDS = "imds"
+APIS = "apis"
+
+
+@dataclass(frozen=True)
+class Vm:
+    """A VM (or scale-set instance) as IMDS describes it to its caller."""
+
+    identities: dict[str, str]
+    """Its user-assigned identities: client id -> principal id."""
+    tags: dict[str, str]
+    resource_id: str
+    vm_id: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One Key Vault request, as the stand-in decided it."""
+
+    client: str
+    """The caller's address."""
+    principal: str | None
+    """Whose token it carried (None: none IMDS issued for Key Vault)."""
+    method: str
+    secret: str
+    status: int
+    value: str | None = None
+    """A version written (``PUT``, 200): its value."""
 
 
 @dataclass
@@ -84,11 +128,13 @@ class ScaleSet:
     name: str
     tags: dict[str, str]
     instances: list[Instance] = field(default_factory=list)
+    subscription: str = SUBSCRIPTION
+    resource_group: str = RESOURCE_GROUP
 
     @property
     def id(self) -> str:
-        return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/"
-                f"virtualMachineScaleSets/{self.name}")
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+                f"Microsoft.Compute/virtualMachineScaleSets/{self.name}")
 
 
 @dataclass
@@ -124,6 +170,46 @@ class AzureApi:
     blob_writers: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Principal -> (container, path prefix) its write role and the role's condition admit."""
     corrupt_next_upload: bool = False
+    subscription: str = SUBSCRIPTION
+    resource_group: str = RESOURCE_GROUP
+    instances: dict[str, Vm] = field(default_factory=dict)
+    """Caller address -> the VM there. Empty: every caller is the one VM of :attr:`identities`,
+    :attr:`tags`, :attr:`resource_id` and :data:`VM_ID`; otherwise an unknown caller gets 404s."""
+    listen: tuple[str, int] = ("127.0.0.1", 0)
+    state_file: Path | None = None
+    """When set, :meth:`load_state` reads the cloud from it before each request (process mode)."""
+    decision_log: Path | None = None
+    """When set, every :class:`Decision` is appended to it as a JSON line."""
+    written: dict[str, list[str]] = field(default_factory=dict)
+    """Process mode: versions the nodes wrote, on top of the state file's."""
+
+    def load_state(self) -> None:
+        """Everything but tokens and written versions from :attr:`state_file`: ``{"subscription",
+        "resource_group", "instances": {address: {"identities", "tags", "resource_id", "vm_id"}},
+        "secrets": {name: [versions]}, "grants": {name: {principal: [roles]}}, "arm_readers":
+        [principal], "scale_sets": [{"name", "tags", "instances": [{"computer_name",
+        "time_created", "provisioning_state"}]}]}``."""
+        if self.state_file is None:
+            return
+        state = json.loads(self.state_file.read_text())
+        self.subscription, self.resource_group = str(state["subscription"]), str(state["resource_group"])
+        self.instances = {a: Vm(**i) for a, i in state["instances"].items()}
+        self.secrets = {k: list(v) + self.written.get(k, []) for k, v in state["secrets"].items()}
+        self.grants = {k: {p: set(r) for p, r in v.items()} for k, v in state["grants"].items()}
+        self.arm_readers = set(state["arm_readers"])
+        self.scale_sets = [ScaleSet(s["name"], dict(s["tags"]), [Instance(**i) for i in s["instances"]],
+                                    self.subscription, self.resource_group) for s in state["scale_sets"]]
+
+    def decide(self, decision: Decision) -> None:
+        if self.decision_log is not None:
+            with self.decision_log.open("a") as handle:
+                handle.write(json.dumps(asdict(decision)) + "\n")
+
+    def vm(self, client: str) -> Vm | None:
+        """The VM calling from ``client``."""
+        if not self.instances:
+            return Vm(self.identities, self.tags, self.resource_id, VM_ID)
+        return self.instances.get(client)
 
     def __post_init__(self) -> None:
         api = self
@@ -150,13 +236,21 @@ class AzureApi:
                 issued = api.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
                 return issued[0] if issued and issued[1] == audience else None
 
+            def serves(self, kind: str) -> bool:
+                return kind in getattr(self.server, "cfcr_serves", (IMDS, APIS))
+
             def handle_any(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-                api.requests.append(Request(method, self.path, dict(self.headers.items()), body))
+                api.load_state()
+                if api.state_file is None:
+                    api.requests.append(Request(method, self.path, dict(self.headers.items()), body))
                 url = urllib.parse.urlsplit(self.path)
                 query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-                if url.path.startswith("/metadata/") and method == "GET":
+                if url.path.startswith("/metadata/") and method == "GET" and self.serves(IMDS):
                     self.imds(url.path.removeprefix("/metadata/"), query)
+                    return
+                if not self.serves(APIS):
+                    self.error(404, "NotFound", f"no such endpoint {url.path}")
                     return
                 if api.fail_next:
                     self.error(api.fail_next.pop(0), "ServiceUnavailable", "injected fault")
@@ -243,12 +337,16 @@ class AzureApi:
                 if "api-version" not in query:
                     self.reply(400, {"error": "Bad request. api-version was not specified in the request"})
                     return
+                vm = api.vm(self.client_address[0])
+                if vm is None:
+                    self.reply(404, {"error": "Not found"})
+                    return
                 if path == "identity/oauth2/token":
                     client = query.get("client_id")
                     if client is not None:
-                        principal = api.identities.get(client)
+                        principal = vm.identities.get(client)
                     else:
-                        principal = next(iter(api.identities.values())) if len(api.identities) == 1 else None
+                        principal = next(iter(vm.identities.values())) if len(vm.identities) == 1 else None
                     if principal is None or "resource" not in query:
                         self.reply(400, {"error": "invalid_request", "error_description": "Identity not found"})
                         return
@@ -257,11 +355,11 @@ class AzureApi:
                     self.reply(200, {"access_token": token, "client_id": client or "", "expires_in": "86399",
                                      "resource": query["resource"], "token_type": "Bearer"})
                     return
-                compute = {"subscriptionId": SUBSCRIPTION, "resourceGroupName": RESOURCE_GROUP,
-                           "resourceId": api.resource_id, "vmId": VM_ID}
+                compute = {"subscriptionId": api.subscription, "resourceGroupName": api.resource_group,
+                           "resourceId": vm.resource_id, "vmId": vm.vm_id}
                 key = path.removeprefix("instance/compute/")
                 if key == "tagsList":
-                    self.reply(200, [{"name": k, "value": v} for k, v in api.tags.items()])
+                    self.reply(200, [{"name": k, "value": v} for k, v in vm.tags.items()])
                 elif key in compute and query.get("format") == "text":
                     self.reply(200, compute[key], "text/plain")
                 else:
@@ -269,7 +367,12 @@ class AzureApi:
 
             def vault(self, method: str, name: str, query: dict[str, str], body: bytes) -> None:
                 who = self.caller(VAULT_AUDIENCE)
+
+                def decided(status: int, value: str | None = None) -> None:
+                    api.decide(Decision(self.client_address[0], who, method, name, status, value))
+
                 if who is None:
+                    decided(401)
                     self.error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
                     return
                 if query.get("api-version") != "7.4" or "/" in name:
@@ -281,6 +384,7 @@ class AzureApi:
                 if waiting:
                     api.propagation[(who, name)] = waiting - 1
                 if not (held & needed) or waiting:
+                    decided(403)
                     action = "getSecret" if method == "GET" else "setSecret"
                     self.error(403, "Forbidden", f"Caller is not authorized to perform action on resource. "
                                                  f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}/action' "
@@ -292,9 +396,15 @@ class AzureApi:
                         self.error(400, "BadParameter", "value must be a string")
                         return
                     api.secrets.setdefault(name, []).append(value)
+                    if api.state_file is not None:
+                        api.written.setdefault(name, []).append(value)
+                    decided(200, value)
                 elif name not in api.secrets:
+                    decided(404)
                     self.error(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault.")
                     return
+                else:
+                    decided(200)
                 versions = api.secrets[name]
                 self.reply(200, {"value": versions[-1], "id": f"https://kv.vault.azure.net/secrets/{name}/{len(versions):032x}",
                                  "attributes": {"enabled": True}})
@@ -308,7 +418,7 @@ class AzureApi:
                     self.error(403, "AuthorizationFailed", f"The client with object id '{who}' does not have "
                                                            f"authorization to perform action 'read' over scope '{path}'")
                     return
-                listing = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+                listing = (f"/subscriptions/{api.subscription}/resourceGroups/{api.resource_group}/providers/"
                            "Microsoft.Compute/virtualMachineScaleSets")
                 items: list[dict[str, Any]]
                 if path == listing:
@@ -333,8 +443,9 @@ class AzureApi:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._handler = Handler
+        self._server = http.server.ThreadingHTTPServer(self.listen, Handler)
+        self.url = f"http://{self.listen[0]}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def node_env(self) -> dict[str, str]:
@@ -354,3 +465,24 @@ class AzureApi:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def harness_node_env() -> dict[str, str]:
+    """The variables that point a harness node's Azure hook at :func:`main`'s Key Vault and ARM
+    (IMDS stays at its own address, the hook's default)."""
+    root = f"http://{API_LISTEN[0]}:{API_LISTEN[1]}"
+    return {"CFCR_AZURE_VAULT_URL": root, "CFCR_AZURE_ARM_URL": root}
+
+
+def main() -> None:
+    """The harness's process mode (module docstring): STATE.json, LOG.jsonl."""
+    api = AzureApi(state_file=Path(sys.argv[1]), decision_log=Path(sys.argv[2]), listen=API_LISTEN)
+    api._server.cfcr_serves = (APIS,)  # type: ignore[attr-defined]
+    imds = http.server.ThreadingHTTPServer(IMDS_LISTEN, api._handler)
+    imds.cfcr_serves = (IMDS,)  # type: ignore[attr-defined]
+    threading.Thread(target=imds.serve_forever, daemon=True).start()
+    api._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
