@@ -238,7 +238,7 @@ class AzureNodeHook:
             "cfcr_azure_token() {",
             f"  local client={client} answer",
             f"  [ -n \"$client\" ] || client=$(cfcr_azure_tag {CLIENT_ID_TAG}) || return 1",
-            f"  answer=$(cfcr_azure_imds \"identity/oauth2/token?api-version=2018-02-01&resource=$1${{client:+&client_id=$client}}\")"
+            "  answer=$(cfcr_azure_imds \"identity/oauth2/token?api-version=2018-02-01&resource=$1${client:+&client_id=$client}\")"
             " || return 1",
             "  printf '%s' \"$answer\" | jq -er 'if (.access_token | type) == \"string\" and (.access_token | length) > 0"
             " then .access_token else error(\"no access token from IMDS\") end'",
