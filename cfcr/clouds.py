@@ -80,6 +80,9 @@ class AddonWiring:
     """The control-plane machines' ids (the readiness gate waits again when they change)."""
     termination_queue_url: pulumi.Input[str] | None = None
     """The termination queue's URL, where the cloud has one."""
+    cloud_names: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Names of the cluster's cloud resources its addon profile reads
+    (:attr:`cfcr.addons.cloud.CloudFacts.cloud_names`; Azure: the ``azure.json`` names)."""
 
 
 class ClusterComponent(Protocol):
@@ -111,7 +114,8 @@ class BuiltCluster:
 
     @classmethod
     def of(cls, cluster: ClusterComponent, exports: Sequence[str], node_groups: Mapping[str, NodeGroup], *,
-           termination_queue_url: pulumi.Input[str] | None = None) -> BuiltCluster:
+           termination_queue_url: pulumi.Input[str] | None = None,
+           cloud_names: Mapping[str, pulumi.Input[str]] | None = None) -> BuiltCluster:
         """A cloud's ``Cluster`` component as the program takes it: its outputs named in
         ``exports`` (those it has), and the addons wired to its API and machines."""
         return cls(
@@ -126,6 +130,7 @@ class BuiltCluster:
                 node_groups=node_groups,
                 parent=cluster,  # type: ignore[arg-type]  # a ComponentResource, as every Cluster is
                 termination_queue_url=termination_queue_url,
+                cloud_names=dict(cloud_names or {}),
             ),
             extra={"cluster": cluster},
         )

@@ -11,6 +11,13 @@ ETCD_CLIENT_PORT = 2379
 """etcd client port (TLS, client-certificate auth)."""
 ETCD_PEER_PORT = 2380
 """etcd peer port (TLS, client-certificate auth)."""
+NODE_PORTS = (30000, 32767)
+"""First and last port of the NodePort range: kube-apiserver's default ``--service-node-port-range``
+(cfcr does not set it). A Service's NodePorts and its ``healthCheckNodePort`` come from it: where
+a cloud's load balancers of Services of type LoadBalancer forward and probe on every node."""
+EXCLUDE_FROM_LOAD_BALANCERS_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+"""A node with this label is no backend of a Service's load balancer (the cloud controller
+managers leave it out); kubeadm's ``mark-control-plane`` phase puts it on every control-plane node."""
 
 INTERNAL_API_DOMAIN = "cfcr.internal"
 """Parent domain of each cluster's private DNS zone (``<cluster>.cfcr.internal``), where the

@@ -204,7 +204,7 @@ def restore_commands(spec: ClusterSpec) -> RestoreCommands:
     :class:`RestoreError` where the cloud stores no etcd snapshots yet."""
     commands = clouds.package(spec.cloud).restore_commands(spec)
     if commands is None:
-        raise RestoreError(f"cfcr:cloud is {spec.cloud}: etcd snapshots are stored on aws and gcp only so far")
+        raise RestoreError(f"cfcr:cloud is {spec.cloud}: its cloud package stores no etcd snapshots, so there is nothing to restore from")
     return commands
 
 

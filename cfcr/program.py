@@ -49,7 +49,8 @@ def build(spec: ClusterSpec) -> ProgramResult:
                 gate_url=inputs.gate_url,
                 gate_after=inputs.gate_after,
                 gate_machines=inputs.gate_machines,
-                cloud=CloudFacts.from_spec(spec, inputs.node_groups, termination_queue_url=inputs.termination_queue_url),
+                cloud=CloudFacts.from_spec(spec, inputs.node_groups, termination_queue_url=inputs.termination_queue_url,
+                                           cloud_names=inputs.cloud_names),
             ),
             opts=pulumi.ResourceOptions(parent=inputs.parent),
         )

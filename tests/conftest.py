@@ -52,9 +52,10 @@ def control_plane() -> Iterator[object]:
     yield from booted_harness(DEFAULT_STACK)
 
 
-def booted_harness(stack: str) -> Iterator[object]:
+def booted_harness(stack: str, config: dict[str, object] | None = None) -> Iterator[object]:
     """``stack``'s control plane booted from its render (every member, kwok, one VM of its first
-    pool), under the machine's harness lock; skipped (failed under CI) where it cannot run."""
+    pool), under the machine's harness lock; skipped (failed under CI) where it cannot run.
+    ``config``: the stack's configuration to render instead of its file's (a variant)."""
     from tests.support import netns
     from tests.support.tools import require_tool
 
@@ -66,7 +67,7 @@ def booted_harness(stack: str) -> Iterator[object]:
         pytest.fail(f"this pytest process already holds the harness lock ({HARNESS_LOCK}): the {stack} harness "
                     "would wait for it for ever; mark the module that boots it `boots_own_harness`", pytrace=False)
     with harness_lock():
-        yield from _booted(stack, binaries)
+        yield from _booted(stack, binaries, config)
 
 
 HARNESS_LOCK = Path(tempfile.gettempdir()) / "cfcr-harness.lock"
@@ -97,7 +98,7 @@ def lock_held_by_this_process() -> bool:
     return False
 
 
-def _booted(stack: str, binaries: dict[str, Path]) -> Iterator[object]:
+def _booted(stack: str, binaries: dict[str, Path], config: dict[str, object] | None = None) -> Iterator[object]:
     """Boot the harness, yield it, tear it down. The boot's time is printed."""
     from tests.support.controlplane import ControlPlane, HarnessError
     from tests.support.rendered import render_cluster
@@ -105,7 +106,7 @@ def _booted(stack: str, binaries: dict[str, Path]) -> Iterator[object]:
 
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="cfcr-cp-"))
-    render = render_cluster(stack, workdir / "render")
+    render = render_cluster(stack, workdir / "render", config)
     harness = ControlPlane(render, workdir, binaries, kwok_stage_configs())
     try:
         harness.boot(workers=["worker-" + p.name for p in render.spec.node_pools][:1])

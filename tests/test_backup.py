@@ -127,12 +127,16 @@ def test_a_bad_backup_setting_names_its_key(backups: dict[str, Any], key: str, w
     assert problem.key == key and words in problem.allowed, problem
 
 
-def test_backups_on_another_cloud_are_refused_until_it_has_object_storage() -> None:
-    """Asked for on Azure, refused; left to the default there, none are taken (no store, no timer)."""
-    with pytest.raises(ConfigError, match=r"cfcr:etcdBackups.enabled: .*so far; cloud is azure"):
-        load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope", "cfcr:etcdBackups": {"enabled": True}}, "a")
-    load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope", "cfcr:etcdBackups": {"enabled": False}}, "a")
-    result = render_stack("azure-stable", None)
+def test_azure_takes_backups_by_default_and_refuses_an_existing_bucket() -> None:
+    """Azure writes to the storage account cfcr creates (cfcr/azure/backups.py): an existing bucket
+    name is refused there; backups off leave no timer on its nodes."""
+    with pytest.raises(ConfigError, match=r"cfcr:etcdBackups.existingBucket: .*not on azure"):
+        load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope",
+                   "cfcr:etcdBackups": {"existingBucket": "corp-backups"}}, "a")
+    spec = load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope", "cfcr:etcdBackups": {"enabled": True}}, "a")
+    assert spec.etcd_backups.enabled
+    config = {**read_stack_config("azure-stable"), "cfcr:etcdBackups": {"enabled": False}}
+    result = render_stack("azure-stable", None, config=config)
     for data in result.user_data.values():
         assert_no_backup_on_the_node(data)
 
@@ -463,9 +467,15 @@ def test_the_cli_writes_every_members_kit_and_the_procedure(tmp_path: Path, caps
     assert cli(["etcd-restore", "--stack", STACK, "--out", str(out)]) == 2
 
 
-def test_the_restore_needs_a_cloud_with_snapshots() -> None:
+def test_the_restore_needs_a_cloud_with_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cloud stores snapshots now (Azure's runbook is built); a cloud package that gives
+    no restore commands is refused by name."""
+    from cfcr import clouds
+
     spec = load_spec({"cfcr:cloud": "azure", "cfcr:region": "westeurope"}, "az")
-    with pytest.raises(RestoreError, match="aws and gcp only so far"):
+    assert "az storage blob" in json.dumps(runbook(spec), default=str)
+    monkeypatch.setattr(type(clouds.package("azure")), "restore_commands", lambda self, spec: None)
+    with pytest.raises(RestoreError, match="cfcr:cloud is azure: its cloud package stores no etcd snapshots"):
         runbook(spec)
 
 

@@ -116,8 +116,11 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("aws-settings-on-gcp", {"cloud": "gcp", "region": "europe-west4", "aws": {"terminationQueue": False}}, "cfcr:aws", "AWS-only"),
     ("dns-zone-without-name", {"aws": {"apiDnsZoneId": "Z0123456789ABC"}}, "cfcr:aws.apiDnsZoneId", "apiDnsName"),
     ("bad-dns-zone-id", {"aws": {"apiDnsZoneId": "zone-1"}}, "cfcr:aws.apiDnsZoneId", "pattern"),
-    ("etcd-backups-on-azure", {"cloud": "azure", "region": "westeurope", "etcdBackups": {"enabled": True}}, "cfcr:etcdBackups.enabled", "so far"),
+    ("existing-bucket-on-azure", {"cloud": "azure", "region": "westeurope", "etcdBackups": {"existingBucket": "corp-backups"}}, "cfcr:etcdBackups.existingBucket", "not on azure"),
     ("gcp-settings-on-aws", {"gcp": {"protectEtcdDisks": False}}, "cfcr:gcp", "GCP-only"),
+    ("azure-settings-on-gcp", {"cloud": "gcp", "region": "europe-west4", "azure": {"protectEtcdDisks": False}}, "cfcr:azure", "Azure-only"),
+    ("azure-protect-not-boolean", {"cloud": "azure", "region": "westeurope", "azure": {"protectEtcdDisks": "maybe"}}, "cfcr:azure.protectEtcdDisks", "boolean"),
+    ("azure-unknown-setting", {"cloud": "azure", "region": "westeurope", "azure": {"protectEtcdDisk": False}}, "cfcr:azure.protectEtcdDisk", "protectEtcdDisks"),
     ("gcp-dns-zone-without-name", {"cloud": "gcp", "region": "europe-west4", "gcp": {"apiDnsZone": "example-zone"}},
      "cfcr:gcp.apiDnsZone", "apiDnsName"),
     ("gcp-existing-network-without-proxy-subnet", {"cloud": "gcp", "region": "europe-west4", "networking": {

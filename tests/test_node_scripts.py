@@ -242,3 +242,65 @@ def test_delivered_scripts_run_on_a_member_whose_node_env_predates_them(tmp_path
         kept = subprocess.run(["bash", "-c", "\n".join(["set -eu", *header, 'echo "$CFCR_PKI_DIR"'])],
                               capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CFCR_PKI_DIR": "/x"})
         assert kept.stdout.strip() == "/x", name
+
+
+# --------------------------------------------------------------------------- member.sh's guard
+
+FAKE_CURL = """#!/bin/bash
+# Answers as $CURL_ANSWERS says (URL prefix -> HTTP status; no entry: no connection) and
+# records every URL asked.
+url=${@: -1}
+echo "$url" >>"$CURL_LOG"
+for pair in $CURL_ANSWERS; do
+  if [[ $url == "${pair%%=*}"* ]]; then
+    for arg in "$@"; do [ "$arg" = "%{http_code}" ] && printf '%s' "${pair#*=}"; done
+    exit 0
+  fi
+done
+for arg in "$@"; do [ "$arg" = "%{http_code}" ] && printf '000'; done
+exit 7
+"""
+
+
+def _membership(tmp_path: Path, answers: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """member.sh's ``etcd_membership`` on a blank member 0 of a 3-member cluster whose etcd
+    peers do not answer, with curl answering only ``answers`` (URL prefix -> HTTP status)."""
+    spec = make_spec("aws", 3)
+    (tmp_path / "node.env").write_text(node_env(spec, resolve(spec.kubernetes.version), make_ctx(spec),
+                                                Role.control_plane(0), "amd64"))
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "curl").write_text(FAKE_CURL)
+    (tmp_path / "bin" / "curl").chmod(0o755)
+    program = (f"set -euo pipefail\n. {SCRIPTS / 'lib.sh'}\n. {tmp_path}/node.env\n"
+               f"CFCR_ETCD_DATA_DIR={tmp_path}/etcd CFCR_STATE={tmp_path} ETCD_PEER_TRIES=1\n"
+               f". {SCRIPTS / 'member.sh'}\netcd_membership\necho new=$ETCD_NEW_CLUSTER")
+    env = {"PATH": f"{tmp_path}/bin:/usr/bin:/bin", "CURL_LOG": str(tmp_path / "curl.log"),
+           "CURL_ANSWERS": " ".join(f"{k}={v}" for k, v in answers.items())}
+    out = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=False, env=env)
+    return out, (tmp_path / "curl.log").read_text().split()
+
+
+def test_a_blank_member_with_no_peer_and_no_api_answering_starts_the_new_cluster(tmp_path: Path) -> None:
+    out, asked = _membership(tmp_path, {})
+    assert out.returncode == 0 and out.stdout.strip() == "new=1", out.stderr
+    env = dict(line.split("=", 1) for line in (tmp_path / "node.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    members = [u.strip("'").removeprefix("https://").rsplit(":", 1)[0]
+               for u in env["CFCR_ETCD_CLIENT_URLS"].strip("'").split(",")]
+    api = env["CFCR_API_SERVER"].strip("'")
+    # the load balancer and both other members' own API servers were asked, not this member's
+    assert [u for u in asked if u.endswith("/readyz")] == [
+        f"{api}/readyz", *(f"https://{m}:{env['CFCR_API_PORT']}/readyz" for m in members[1:])]
+
+
+@pytest.mark.parametrize("who", ["load balancer", "another member"])
+def test_a_blank_member_refuses_a_second_cluster_when_an_api_server_answers(tmp_path: Path, who: str) -> None:
+    """A member that reaches no etcd peer but some API server (at the load balancer, or, where
+    the API name leads back to the member itself, at another member's address) stops."""
+    spec = make_spec("aws", 3)
+    ctx = make_ctx(spec)
+    url = (ctx.api_server_url if who == "load balancer"
+           else f"https://{ctx.control_plane_members[2].address}:{ctx.api_port}")
+    out, _ = _membership(tmp_path, {url: "401"})
+    assert out.returncode == 1 and "new=" not in out.stdout
+    assert f"but the API at {url} does" in out.stderr and "it will not start a second cluster" in out.stderr

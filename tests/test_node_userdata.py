@@ -317,9 +317,13 @@ def test_hooks() -> None:
     assert "name=projects/p1/secrets/$name" in gcp_library and "/versions/latest:access" in gcp_library
     assert "Metadata-Flavor: Google" in gcp_library and "GCE_METADATA_HOST" in gcp_library
     # the GCP functions run against a stand-in: tests/test_gcp_node_hook_real.py
-    az = AzureNodeHook(vault_name="kv1").fetch_command("s1")
-    assert "https://kv1.vault.azure.net/secrets/s1?api-version=7.4" in az
-    assert "resource=https%3A%2F%2Fvault.azure.net" in az and "client_id" not in az
+    az = AzureNodeHook(vault_name="kv1")
+    assert az.fetch_command("s1") == "cfcr_azure_secret_get s1" and az.packages() == []
+    az_library = az.shell_functions()
+    assert "https://$vault.vault.azure.net" in az_library and "vault=kv1 " in az_library
+    assert "resource=$1${client:+&client_id=$client}" in az_library and "cfcr-identity-client-id" in az_library
+    assert "client=00000000-0000-0000-0000-000000000001 " in make_hook("azure").shell_functions()  # type: ignore[attr-defined]
+    # the Azure functions run against a stand-in: tests/test_azure_node_hook_real.py
 
 
 # --------------------------------------------------------------------------- binaries
@@ -736,7 +740,7 @@ def test_join_credentials_are_short_lived_where_the_cloud_can_rotate_them(render
         init = next((d for d in yaml.safe_load_all(files["/etc/cfcr/kubeadm.yaml.tmpl"]["content"])
                      if d.get("kind") == "InitConfiguration"), None)
         env = files["/etc/cfcr/node.env"]["content"]
-        rotating = case.startswith(("aws", "gcp"))  # the AWS and GCP hooks have JoinAccess; the Azure one not yet
+        rotating = case.startswith(("aws", "gcp", "azure"))  # every cloud's hook has JoinAccess
         assert ("CFCR_JOIN_ROTATION=1" in env) == rotating, (case, role.slug)
         if role.is_control_plane:
             assert init is not None
@@ -752,6 +756,7 @@ def test_join_credentials_are_short_lived_where_the_cloud_can_rotate_them(render
     from cfcr.gcp.node_hook import GcpNodeHook
 
     assert join_access(GcpNodeHook(project="p", cluster="c1")) is not None
+    assert join_access(AzureNodeHook(cluster="c1")) is not None
 
 
 def test_scripts_travel_without_comments_but_whole(tmp_path: Path) -> None:

@@ -389,7 +389,9 @@ def test_worker_user_data_has_no_cluster_configuration_to_judge() -> None:
     (t.AWS_ASG, {"healthCheckType": "EC2"}, {"healthCheckType": "EC2", "suspendedProcesses": ["ReplaceUnhealthy"]}),
     (t.GCP_RIGM, {"autoHealingPolicies": {"healthCheck": "hc", "initialDelaySec": 300}}, {}),
     (t.GCP_IGM, {"autoHealingPolicies": [{"healthCheck": "hc"}]}, {"autoHealingPolicies": []}),
-    (t.AZ_VMSS, {"automaticRepairsPolicy": {"enabled": True, "gracePeriod": "PT10M"}},
+    (t.AZ_VMSS, {"automaticRepairsPolicy": {"enabled": True, "gracePeriod": "PT10M"},
+                 "virtualMachineProfile": {"extensionProfile": {"extensions": [
+                     {"name": "health", "publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux"}]}}},
      {"automaticRepairsPolicy": {"enabled": False}}),
 ])
 def test_node_pools_self_heal(type_token: str, good: dict[str, Any], bad: dict[str, Any]) -> None:

@@ -271,10 +271,9 @@ def test_the_serialized_provider_refuses_in_a_fresh_process(aws: RenderResult) -
 
 
 @pytest.mark.parametrize(("stack", "parent"), [("gcp-stable", "cfcr:gcp:Cluster"),
-                                                ("azure-stable", "cfcr:bootstrap:ClusterBootstrap")])
+                                                ("azure-stable", "cfcr:azure:Cluster")])
 def test_other_clouds_keep_the_record_too(stack: str, parent: str) -> None:
-    """GCP's cluster keeps it as AWS's does (its machines wait for it); a bootstrap-only cloud
-    under its bootstrap."""
+    """GCP's and Azure's clusters keep it as AWS's does (their machines wait for it)."""
     result = render_stack(stack, None)
     (record,) = [r for r in result.resources if r.type == RECORD]
     (owner,) = [r for r in result.resources if r.type == parent]

@@ -1,5 +1,5 @@
 """cluster-autoscaler, wired to the node pools of the clouds whose addon profile gives its values
-(AWS and GCP).
+(AWS, GCP and Azure).
 
 AWS: discovery by the ASG tags ``k8s.io/cluster-autoscaler/enabled`` and
 ``k8s.io/cluster-autoscaler/<cluster>`` (the AWS layer puts them on every pool's ASG, with
@@ -10,11 +10,13 @@ the pool's min and max on the ASG itself). Where the facts say ``autoscaler_auto
 (``https://www.googleapis.com/compute/v1/projects/P/zones/Z/instanceGroups/NAME``), the only
 form its GCE provider takes; the similar zonal groups of a pool are balanced
 (``--balance-similar-node-groups``), and a group scaled to zero is sized from its instance
-template's ``kube-env`` metadata. The image's minor matches the cluster's Kubernetes minor.
+template's ``kube-env`` metadata. On Azure one ``--nodes=MIN:MAX:<scale set name>`` per pool
+(:func:`cfcr.azure.addon_profile.autoscaler_values`). The image's minor matches the cluster's
+Kubernetes minor.
 
 It runs on the control-plane nodes with host networking (the chart's ``hostNetwork`` and
 ``dnsPolicy`` values): its credentials are the control plane's (AWS instance profile, GCP
-service account), from the instance metadata, which only host-network processes reach (the
+service account, Azure managed identity), from the instance metadata, which only host-network processes reach (the
 IMDSv2 hop limit of 1 on AWS; the metadata guards on GCP). It needs nothing inbound from
 other nodes (its health and metrics port, 8085, is probed by the local kubelet), so the
 firewalls open nothing for it.

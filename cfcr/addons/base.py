@@ -157,7 +157,7 @@ class Addon(pulumi.ComponentResource):
     def _one(self, obj: Mapping[str, Any], depends_on: Sequence[pulumi.Resource],
              secret_kinds: tuple[str, ...]) -> pulumi.Resource:
         cls = KINDS[(obj["apiVersion"], obj["kind"])]
-        kwargs: dict[str, Any] = {_snake(k): copy.deepcopy(v) for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        kwargs: dict[str, Any] = {_snake(k): _copy(v) for k, v in obj.items() if k not in ("apiVersion", "kind")}
         if obj["kind"] in secret_kinds:
             for key in ("string_data", "data"):
                 if key in kwargs:
@@ -200,6 +200,18 @@ def namespace(name: str, enforce: str, labels: Mapping[str, str] | None = None) 
             },
         },
     }
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of an object's mappings and lists; a Pulumi Output (a Secret's text that waits
+    for resource names) is kept as it is (an Output cannot be copied)."""
+    if isinstance(value, pulumi.Output):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def meta(name: str, namespace: str | None = None, labels: Mapping[str, str] | None = None,

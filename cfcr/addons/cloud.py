@@ -12,7 +12,10 @@ config's format and the autoscaler's values. This module builds the objects from
   versions. ``spec.cloud_config`` reaches it untouched: rendered as INI sections
   (``{Global: {Zone: x}}`` -> ``[Global]\\nZone = x``) or as JSON, as the profile says.
   The profile may add flags (GCP: the controllers cfcr runs) and cloud config defaults that
-  fill only the keys the user's config leaves out (GCP: ``multizone``).
+  fill only the keys the user's config leaves out (GCP: ``multizone``; Azure: the whole
+  ``azure.json`` from the cluster's resource names, some of them Pulumi Outputs, which the
+  Secret's text waits for). A cloud may add node-side objects of its provider (Azure's
+  cloud-node-manager DaemonSet).
 * CSI: the cloud's driver chart from the channel, with the profile's values and transforms
   (AWS's EBS controller goes onto the host network by a transform: :mod:`cfcr.aws.addon_profile`),
   or, for a driver without a chart, the objects the profile authors (GCP's PD driver:
@@ -98,6 +101,8 @@ CsiValues = Callable[["CloudFacts", ImageRewriter, str, str, int], dict[str, Any
 """(facts, rewriter, image repository, image tag, control-plane count) -> the CSI chart's values."""
 CsiObjects = Callable[["CloudFacts", CloudComponent, ImageRewriter, int], list[dict[str, Any]]]
 """(facts, the channel's CSI pin, rewriter, control-plane count) -> the CSI driver's objects."""
+CcmNodeObjects = Callable[["CloudFacts", CloudComponent, ImageRewriter], list[dict[str, Any]]]
+"""(facts, the channel's CCM pin, rewriter) -> the provider's objects on every node."""
 
 
 @dataclass(frozen=True)
@@ -133,11 +138,14 @@ class CloudAddonProfile:
     """Whether aws-node-termination-handler applies (given a termination queue)."""
     ccm_args: tuple[str, ...] = ()
     """Flags the CCM gets besides cfcr's common ones."""
-    cloud_config_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """INI sections and keys written for the CCM where ``spec.cloud_config`` leaves them out
-    (section and key names compared case-insensitively; the user's values always win)."""
-    cloud_config_defaults_of: Callable[[CloudFacts], Mapping[str, Mapping[str, Any]]] | None = None
-    """Defaults like :attr:`cloud_config_defaults` that depend on the cluster (its name), over them."""
+    cloud_config_defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Written for the CCM where ``spec.cloud_config`` leaves them out: INI sections of keys, or
+    (JSON) top-level keys; names compared case-insensitively, the user's values always win."""
+    cloud_config_defaults_of: Callable[[CloudFacts], Mapping[str, Any]] | None = None
+    """Defaults like :attr:`cloud_config_defaults` that depend on the cluster (its name, its
+    resources' names, which may be Pulumi Outputs), over them."""
+    ccm_node_objects: CcmNodeObjects | None = None
+    """The provider's node-side objects (Azure: cloud-node-manager on every node), or None."""
     ccm_configmaps: tuple[str, ...] = ()
     """ConfigMaps of ``kube-system`` the CCM creates and keeps (GCP: ``ingress-uid``, its cluster
     id): a Role lets it create ConfigMaps there and change only these."""
@@ -155,10 +163,15 @@ class CloudAddonProfile:
     metadata_ports: tuple[int, ...] = ()
     """The TCP ports denied to pods at :attr:`metadata_cidrs`; other traffic (DNS, when the
     address is also the VPC's resolver) stays allowed."""
+    cloud_config_key: str | None = None
+    """The cloud config's key in its Secret where another component reads the Secret itself
+    (Azure's Disk CSI driver reads the key ``cloud-config``); None: by the format."""
 
     @property
     def cloud_config_file(self) -> str:
         """The cloud config's file name in its Secret and on the CCM's disk."""
+        if self.cloud_config_key:
+            return self.cloud_config_key
         return "cloud.json" if self.cloud_config_format == "json" else "cloud.conf"
 
 
@@ -207,6 +220,10 @@ class CloudFacts:
     """``networking.existingNetwork.networkId``, when the cluster uses an existing network."""
     existing_subnets: tuple[str, ...] = ()
     """``networking.existingNetwork.subnetIds`` (the nodes' subnets of an existing network)."""
+    cloud_names: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Names of the cluster's cloud resources the addons pass on, as the cloud package's build
+    gives them (:attr:`cfcr.clouds.AddonWiring.cloud_names`; Azure: tenant, subscription,
+    resource group, virtual network, subnet, security group), some of them Pulumi Outputs."""
 
     @property
     def profile(self) -> CloudAddonProfile:
@@ -215,7 +232,8 @@ class CloudFacts:
 
     @classmethod
     def from_spec(cls, spec: ClusterSpec, node_groups: Mapping[str, NodeGroup] | None = None, *,
-                  termination_queue_url: pulumi.Input[str] | None = None) -> CloudFacts:
+                  termination_queue_url: pulumi.Input[str] | None = None,
+                  cloud_names: Mapping[str, pulumi.Input[str]] | None = None) -> CloudFacts:
         """Facts from the spec; group names default to ``<cluster>-<pool>``."""
         assert spec.name is not None
         groups = dict(node_groups) if node_groups is not None else {
@@ -226,16 +244,19 @@ class CloudFacts:
                    autoscaler_auto_discovery=addon_profile(spec.cloud).autoscaler_auto_discovery,
                    termination_queue_url=termination_queue_url, air_gapped=spec.networking.air_gapped,
                    existing_network=existing.network_id if existing else None,
-                   existing_subnets=tuple(existing.subnet_ids) if existing else ())
+                   existing_subnets=tuple(existing.subnet_ids) if existing else (),
+                   cloud_names=dict(cloud_names or {}))
 
 
-def with_defaults(config: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def with_defaults(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` with the INI ``defaults`` added where it lacks them: a section or key the
     config names (in any case) keeps the config's value; a default key of a section the config
     has goes into that section, under the config's spelling of its name."""
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in config.items()}
     sections = {name.lower(): name for name in out}
     for section, keys in defaults.items():
+        if not isinstance(keys, Mapping):
+            raise ValueError(f"INI cloud config defaults: section {section!r} is not a mapping of keys")
         name = sections.get(section.lower(), section)
         body = out.setdefault(name, {})
         if not isinstance(body, dict):
@@ -245,6 +266,44 @@ def with_defaults(config: Mapping[str, Any], defaults: Mapping[str, Mapping[str,
             if key.lower() not in present:
                 body[key] = value
     return out
+
+
+def with_json_defaults(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a JSON cloud config's top-level keys) with the ``defaults`` it lacks; a key
+    the config names in any case keeps the config's value (cloud-provider-azure reads the file
+    with Go's JSON decoding, which matches key names case-insensitively)."""
+    out = dict(config)
+    present = {key.lower() for key in out}
+    for key, value in defaults.items():
+        if key.lower() not in present:
+            out[key] = value
+    return out
+
+
+def config_with_defaults(cloud: str, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with ``defaults`` where it lacks them, as the cloud config's format compares them."""
+    if addon_profile(cloud).cloud_config_format == "json":
+        return with_json_defaults(config, defaults)
+    return with_defaults(config, defaults)
+
+
+def has_outputs(value: Any) -> bool:
+    """Whether ``value`` holds a Pulumi Output anywhere (in a mapping or list)."""
+    if isinstance(value, pulumi.Output):
+        return True
+    if isinstance(value, Mapping):
+        return any(has_outputs(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_outputs(v) for v in value)
+    return False
+
+
+def cloud_config_text(cloud: str, config: Mapping[str, Any]) -> pulumi.Input[str]:
+    """The cloud config file of ``config``: text at once, or, where a value is a Pulumi Output
+    (a resource's name or id), an Output of the text once every value is known."""
+    if not has_outputs(config):
+        return render_cloud_config(cloud, config)
+    return pulumi.Output.from_input(dict(config)).apply(lambda resolved: render_cloud_config(cloud, resolved))
 
 
 def render_cloud_config(cloud: str, config: Mapping[str, Any]) -> str:
@@ -295,9 +354,9 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
         *profile.ccm_args,
         "--v=2",
     ]
-    cloud_config = with_defaults(facts.cloud_config, profile.cloud_config_defaults)
+    cloud_config = config_with_defaults(facts.cloud, facts.cloud_config, profile.cloud_config_defaults)
     if profile.cloud_config_defaults_of is not None:
-        cloud_config = with_defaults(cloud_config, profile.cloud_config_defaults_of(facts))
+        cloud_config = config_with_defaults(facts.cloud, cloud_config, profile.cloud_config_defaults_of(facts))
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = [
@@ -328,7 +387,7 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
     if cloud_config:
         name = profile.cloud_config_file
         objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta("cloud-config", NAMESPACE),
-                        "type": "Opaque", "stringData": {name: render_cloud_config(facts.cloud, cloud_config)}})
+                        "type": "Opaque", "stringData": {name: cloud_config_text(facts.cloud, cloud_config)}})
         args.append(f"--cloud-config={CLOUD_CONFIG_DIR}/{name}")
         volumes.append({"name": "cloud-config", "secret": {"secretName": "cloud-config"}})
         mounts.append({"name": "cloud-config", "mountPath": CLOUD_CONFIG_DIR, "readOnly": True})
@@ -361,6 +420,14 @@ def ccm_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) ->
         },
     })
     return objects
+
+
+def ccm_node_objects(facts: CloudFacts, release: Release, rewriter: ImageRewriter) -> list[dict[str, Any]]:
+    """The provider's node-side objects its profile authors (Azure's cloud-node-manager), or []."""
+    build = facts.profile.ccm_node_objects
+    if build is None:
+        return []
+    return build(facts, release.cloud(facts.cloud).ccm, rewriter)
 
 
 def storage_class(cloud: str, spec: ClusterSpec | None = None) -> dict[str, Any]:
@@ -461,7 +528,8 @@ class CloudIntegrationArgs:
 
 
 class CloudIntegration(Addon):
-    """CCM + CSI driver + default StorageClass (``cfcr:addons:CloudIntegration``)."""
+    """CCM (and its node-side part, where the cloud has one) + CSI driver + default
+    StorageClass (``cfcr:addons:CloudIntegration``)."""
 
     def __init__(self, name: str, args: CloudIntegrationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cfcr:addons:CloudIntegration", name, opts, args.depends_on)
@@ -471,6 +539,7 @@ class CloudIntegration(Addon):
         release = args.release or channels.resolve(spec.kubernetes.version)
         rewriter = ImageRewriter.for_spec(spec)
         ccm = self.apply(ccm_objects(args.facts, release, rewriter))
+        self.apply(ccm_node_objects(args.facts, release, rewriter))
         chart = csi_chart(args.facts, release, rewriter, spec.addons.extra_values.get("csi"),
                           control_plane_count=spec.control_plane.count)
         authored = csi_objects(args.facts, release, rewriter, control_plane_count=spec.control_plane.count)

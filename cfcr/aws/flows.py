@@ -15,6 +15,8 @@ From the render's rows (``resources.json``: type, name, ``id``, ``inputs``, ``ou
   unknown routes;
 - **load balancers**: scheme, subnets, security groups, listeners, target groups (port,
   health check, client IP preservation) and registered instances;
+- **Services' load balancers**: the cloud controller manager admits their probes itself, in
+  the one security group of each node tagged ``kubernetes.io/cluster/<cluster>``;
 - **names**: records of private hosted zones, followed through aliases and CNAMEs to a load
   balancer (by its ``dnsName``) or an address;
 - **air-gapped**: VPC endpoints (service, type, private DNS, subnets, security groups, route
@@ -31,6 +33,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cfcr.aws.tags import cluster_tag_key
 from cfcr.config import ClusterSpec
 from cfcr.flows.facts import PrivateServices
 from cfcr.flows.network import (
@@ -69,6 +72,8 @@ SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 INSTANCE = "aws:ec2/instance:Instance"
 ASG = "aws:autoscaling/group:Group"
 LB = "aws:lb/loadBalancer:LoadBalancer"
+CLUSTER_TAG_PREFIX = cluster_tag_key("")
+"""``kubernetes.io/cluster/``: the tag the cloud controller manager finds a node's security group by."""
 LISTENER = "aws:lb/listener:Listener"
 ATTACHMENT = "aws:lb/targetGroupAttachment:TargetGroupAttachment"
 ZONE = "aws:route53/zone:Zone"
@@ -353,6 +358,19 @@ class _Reader:
             ))
         return out
 
+    def service_probes_opened_by(self, machines: Sequence[Machine]) -> str:
+        """How the cloud controller manager admits the probes of Services' load balancers: it
+        adds rules for each Service to the one security group of every node tagged
+        ``kubernetes.io/cluster/<cluster>``; empty when a node has none or several (it then
+        cannot choose, and the probes stay out)."""
+        tagged = {str(g.get("id")) for g in self.of(SECURITY_GROUP)
+                  if any(k.startswith(CLUSTER_TAG_PREFIX) for k in _tags(g))}
+        if not machines or any(len(m.groups & tagged) != 1 for m in machines):
+            return ""
+        names = ", ".join(sorted({str(g["name"]) for g in self.of(SECURITY_GROUP) if str(g.get("id")) in tagged}))
+        return (f"the AWS cloud controller manager admits them itself, for each Service, with rules it adds to the "
+                f"node's one security group tagged {CLUSTER_TAG_PREFIX}<cluster> ({names})")
+
     # ------------------------------------------------------------------ load balancers
 
     def load_balancers(self) -> list[LoadBalancer]:
@@ -487,10 +505,11 @@ def read_network(rows: Sequence[Row]) -> Network | None:
     else:
         vpc_ids = {str(_get(g, "vpcId")) for g in reader.of(SECURITY_GROUP) if _get(g, "vpcId")}
         label = f"existing VPC {', '.join(sorted(vpc_ids)) or '(unknown)'}"
+    machines = reader.machines(subnets)
     return Network(
         cloud="aws",
         label=label,
-        machines=reader.machines(subnets),
+        machines=machines,
         subnets=subnets,
         group_labels={str(g.get("id")): str(g["name"]) for g in reader.of(SECURITY_GROUP)},
         rules=reader.rules(),
@@ -504,4 +523,5 @@ def read_network(rows: Sequence[Row]) -> Network | None:
             if str(_get(r, "connectivityType") or "public") != "private"],
         private_dns=reader.private_dns(),
         route_table_labels=reader.route_table_labels(),
+        service_probes_opened_by=reader.service_probes_opened_by(machines),
     )

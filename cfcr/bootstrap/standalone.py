@@ -1,8 +1,9 @@
-"""A cluster's bootstrap alone, for a cloud whose package builds no machines yet (GCP and Azure
-today): the PKI, the per-role secrets and the user-data of every role, with the cloud's node
+"""A cluster's bootstrap alone, for a new cloud whose package builds no machines yet
+(:class:`cfcr.clouds.BootstrapOnlyCloud`; every cloud of :data:`cfcr.clouds.CLOUD_PACKAGES` has
+its ``Cluster`` now): the PKI, the per-role secrets and the user-data of every role, with the cloud's node
 hook, the fixed control-plane addresses of the topology plan, the stable API name, and the
 cluster's :class:`~cfcr.bootstrap.version.KubernetesVersion` record (the skew policy on every
-deploy). Their issues replace it with a ``Cluster`` component that wraps the same bootstrap."""
+deploy). A cloud's issue replaces it with a ``Cluster`` component that wraps the same bootstrap."""
 
 from __future__ import annotations
 

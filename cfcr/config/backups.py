@@ -1,5 +1,5 @@
 """The ``cfcr:etcdBackups`` key: scheduled, encrypted etcd snapshots from the control plane to
-the cloud's object storage (S3 on AWS, Cloud Storage on GCP; Azure adds its own later). docs/backups.md.
+the cloud's object storage (S3 on AWS, Cloud Storage on GCP, Blob Storage on Azure). docs/backups.md.
 
 By default (``enabled: true`` and nothing else) a cluster gets a snapshot every 30 minutes, kept
 14 days, in a bucket cfcr creates for it.
@@ -105,8 +105,8 @@ class EtcdBackupsConfig(Model):
 
     enabled: bool = Field(
         True,
-        description="Take scheduled, encrypted etcd snapshots to the cloud's object storage (AWS: S3, GCP: Cloud Storage). "
-                    "Azure has no snapshot store yet: there the default takes none, and `true` is refused.",
+        description="Take scheduled, encrypted etcd snapshots to the cloud's object storage (AWS: S3, GCP: Cloud Storage, "
+                    "Azure: Blob Storage).",
     )
     schedule: str = Field(
         DEFAULT_SCHEDULE,
@@ -121,7 +121,7 @@ class EtcdBackupsConfig(Model):
     existing_bucket: str | None = Field(
         None,
         description="Write to this existing bucket instead of creating one; its owner sets its encryption, "
-                    "retention and access.",
+                    "retention and access (aws and gcp; not azure).",
     )
 
     @field_validator("schedule")

@@ -212,6 +212,9 @@ def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
     if spec.cloud != "gcp" and spec.gcp.model_fields_set:
         yield Problem(_key("gcp"), spec.gcp.model_dump(by_alias=True, exclude_unset=True),
                       f"GCP-only settings; cloud is {spec.cloud}")
+    if spec.cloud != "azure" and spec.azure.model_fields_set:
+        yield Problem(_key("azure"), spec.azure.model_dump(by_alias=True, exclude_unset=True),
+                      f"Azure-only settings; cloud is {spec.cloud}")
     if spec.gcp.api_dns_zone and not spec.networking.api_dns_name:
         yield Problem(_key("gcp.apiDnsZone"), spec.gcp.api_dns_zone,
                       "needs networking.apiDnsName: the name to create in that zone")
@@ -226,10 +229,10 @@ def _cloud_only(spec: ClusterSpec) -> Iterator[Problem]:
 
 def _etcd_backups(spec: ClusterSpec) -> Iterator[Problem]:
     backups = spec.etcd_backups
-    if spec.cloud == "azure" and backups.enabled and "enabled" in backups.model_fields_set:
-        yield Problem(_key("etcdBackups.enabled"), backups.enabled,
-                      f"etcd backups write to S3 (aws) and Cloud Storage (gcp) so far; cloud is {spec.cloud} "
-                      "(leave etcdBackups unset, or set enabled: false)")
+    if spec.cloud == "azure" and backups.existing_bucket:
+        yield Problem(_key("etcdBackups.existingBucket"), backups.existing_bucket,
+                      "not on azure: cfcr creates the cluster's storage account and container (a bucket name "
+                      "does not say both); leave it unset")
     if spec.cloud == "aws" and backups.existing_bucket and not bucket_name_ok(backups.existing_bucket):
         yield Problem(_key("etcdBackups.existingBucket"), backups.existing_bucket,
                       "must be an S3 bucket name on aws: 3-63 lowercase letters, digits, '.' or '-', starting and "

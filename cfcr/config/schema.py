@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from cfcr.config.addons import AddonsConfig
 from cfcr.config.aws import AwsConfig
+from cfcr.config.azure import AzureConfig
 from cfcr.config.gcp import GcpConfig
 from cfcr.config.backups import EtcdBackupsConfig
 from cfcr.config.mirrors import MirrorsConfig
@@ -243,4 +244,5 @@ class ClusterSpec(Model):
         default_factory=EtcdBackupsConfig, description="Scheduled etcd snapshots to object storage (docs/backups.md).")
     aws: AwsConfig = Field(default_factory=AwsConfig, description="AWS-only settings.")
     gcp: GcpConfig = Field(default_factory=GcpConfig, description="GCP-only settings.")
+    azure: AzureConfig = Field(default_factory=AzureConfig, description="Azure-only settings.")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags / labels put on every cloud resource (e.g. owner, cost-centre).")

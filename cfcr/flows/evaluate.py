@@ -6,7 +6,9 @@ address, an internet gateway), and the destination's groups let it in *as it arr
 the source's private address and groups inside the network, with the NAT's public address
 after a NAT. A name is followed to what it resolves to inside the network; a load balancer
 needs a listener on the port, the API servers registered as targets, and, when it preserves
-client addresses, targets that admit the clients.
+client addresses, targets that admit the clients. The cloud's probes (a pool's health check, the
+probes of Services' load balancers) must be admitted from where the network says they come
+from, unless the network says the cloud checks without traffic or opens them itself.
 
 An air-gapped network (:attr:`ClusterFacts.private`) must have no way to the internet: no
 internet gateway, no default route to one or to a NAT. Its nodes reach the cloud's services
@@ -45,6 +47,7 @@ from cfcr.flows.model import (
     Ports,
     PrivateApi,
     PublicApi,
+    ServiceProbes,
 )
 from cfcr.flows.network import Address, LoadBalancer, Machine, Network, Rule, ServiceEndpoint, Ternary
 
@@ -343,6 +346,8 @@ class Evaluator:
             return self._lb_to_servers(flow)
         if isinstance(src, PoolHealthCheckers):
             return self._pool_health(flow)
+        if isinstance(src, ServiceProbes):
+            return self._service_probes(flow)
         if isinstance(dst, PublicApi):
             assert isinstance(src, ExternalClients)
             return self._public_api(flow, src)
@@ -483,6 +488,23 @@ class Evaluator:
         for t in targets:
             out.append(self._prefix(f"health check {health.check.text()} -> {t.label}",
                                     [self.allows(t.groups, "ingress", ports, source, t.label)]))
+        return out
+
+    def _service_probes(self, flow: Flow) -> list[Verdict]:
+        """The probes of Services' load balancers reach every node of the flow's group on the
+        NodePort range: admitted by the nodes' own rules from where the probes come from, or
+        by the rules the cloud controller manager adds for each Service."""
+        targets, out = self.machines(flow.destination)
+        sources = self.net.service_probe_sources
+        if not sources:
+            if self.net.service_probes_opened_by:
+                return [*out, Verdict(True, self.net.service_probes_opened_by)]
+            return [*out, Verdict(None, f"the render does not say where the probes of {self.net.cloud}'s "
+                                        f"Service load balancers come from, or who admits them")]
+        source = Address(f"the Service load balancers' probes ({', '.join(sources)})", sources)
+        for t in targets:
+            out.append(self._prefix(f"probes -> {t.label}", [
+                self.allows(t.groups, "ingress", ports, source, t.label) for ports in flow.ports]))
         return out
 
     def _public_api(self, flow: Flow, src: ExternalClients) -> list[Verdict]:

@@ -20,7 +20,7 @@ import yaml
 from cfcr.cni_ports import node_ports
 from cfcr.config import ClusterSpec
 from cfcr.config.topology import api_endpoint
-from cfcr.constants import API_PORT
+from cfcr.constants import API_PORT, EXCLUDE_FROM_LOAD_BALANCERS_LABEL
 from cfcr.flows.model import Ports
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -43,7 +43,7 @@ class NodeRole:
     taints: tuple[tuple[str, str, str], ...]
     """(key, value, effect) of every taint the kubelet registers with."""
     labels: Mapping[str, str]
-    """Labels the node carries (kubelet ``--node-labels``, kubeadm's role label, os and arch)."""
+    """Labels the node carries (kubelet ``--node-labels``, kubeadm's control-plane labels, os and arch)."""
     api_endpoint: str | None
     """``host:port`` of the API as this role's kubeadm config names it."""
 
@@ -253,8 +253,9 @@ def node_role(role: str, files: Mapping[str, str]) -> NodeRole:
                 key, _, value = pair.partition("=")
                 if key:
                     labels[key] = value
-    if pool is None:
+    if pool is None:  # kubeadm's mark-control-plane phase
         labels[CONTROL_PLANE_LABEL] = ""
+        labels[EXCLUDE_FROM_LOAD_BALANCERS_LABEL] = ""
     # a member is known by its etcd member name (the machines carry it); its Node name is the
     # host name its cloud gives it
     name = env.get("CFCR_MEMBER") or registration.get("name") or env.get("CFCR_NODE_NAME") or None

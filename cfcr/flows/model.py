@@ -9,7 +9,11 @@ render, and :mod:`cfcr.flows.evaluate` decides whether each flow gets through.
 
 :func:`cluster_flows` builds the list from :class:`~cfcr.flows.facts.ClusterFacts` (what the
 render says about the nodes: roles, the API name in kubeadm's config, taints, labels, where
-metrics-server may run) and the spec (CNI, whether the API is public and to whom).
+metrics-server may run) and the spec (CNI, whether the API is public and to whom). Besides the
+cluster's own traffic, it lists what the cloud sends to the nodes: the pools' health checks
+(``node-health:pool/<p>``) and the probes of Services' load balancers on the NodePort range
+(``service-lb-health:<group>``, for every group that may be their backend); the network says
+whether the cluster's rules must admit them or the cloud does so itself.
 
 On an air-gapped network (:attr:`ClusterFacts.private`) the egress flows keep their ids but go
 to the cloud's services through private endpoints (:class:`CloudService`, the services the
@@ -23,7 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from cfcr.constants import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT
+from cfcr.constants import (
+    API_PORT,
+    ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT,
+    EXCLUDE_FROM_LOAD_BALANCERS_LABEL,
+    KUBELET_PORT,
+    NODE_PORTS,
+)
 
 if TYPE_CHECKING:
     from cfcr.flows.facts import ClusterFacts
@@ -209,8 +220,20 @@ class PoolHealthCheckers:
         return "the cloud's health checkers of the pool"
 
 
+@dataclass(frozen=True)
+class ServiceProbes:
+    """The health probes of the load balancers the cloud controller manager makes for Services of
+    type LoadBalancer: to a Service's NodePort (``externalTrafficPolicy: Cluster``) or its
+    ``healthCheckNodePort`` (``Local``) on every backend node. Where they come from, and whether
+    the cluster's own rules or the controller (for each Service) admit them, is the network's."""
+
+    def text(self) -> str:
+        return "the health probes of Services' load balancers"
+
+
 Endpoint = (NodeSet | AllNodes | NodesRunning | ApiServers | ApiName | PublicApi | PrivateApi | NetworkClients
-            | ApiLoadBalancers | ExternalClients | Internet | CloudService | SiteMirrors | PoolHealthCheckers)
+            | ApiLoadBalancers | ExternalClients | Internet | CloudService | SiteMirrors | PoolHealthCheckers
+            | ServiceProbes)
 
 
 @dataclass(frozen=True)
@@ -297,6 +320,15 @@ def cluster_flows(facts: ClusterFacts) -> list[Flow]:
             f"node-health:pool/{pool}", PoolHealthCheckers(), NodeSet(pool), (),
             "where the cloud heals a pool by a health check over the network, the check reaches every node "
             "(a node it cannot reach is replaced again and again)",
+        ))
+    for g in groups:
+        roles = facts.members if g.pool is None else [r for r in facts.roles if r.pool == g.pool]
+        if roles and all(EXCLUDE_FROM_LOAD_BALANCERS_LABEL in r.labels for r in roles):
+            continue  # no backend of a Service's load balancer (kubeadm's label on the control plane)
+        flows.append(Flow(
+            f"service-lb-health:{g.key()}", ServiceProbes(), g, (Ports.tcp(*NODE_PORTS),),
+            "the load balancer of a Service of type LoadBalancer sends traffic only to nodes whose probe of "
+            "the Service's NodePort (healthCheckNodePort with externalTrafficPolicy Local) passes",
         ))
     cp = NodeSet(None)
     flows.append(Flow("etcd-client", cp, cp, (Ports.tcp(ETCD_CLIENT_PORT),),

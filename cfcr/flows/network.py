@@ -295,6 +295,14 @@ class Network:
     pool_health: dict[str, PoolHealth] = field(default_factory=dict)
     """Pool name -> the cloud's network health check of its machines; a pool without one is
     checked by the cloud without network traffic (AWS's EC2 status checks)."""
+    service_probe_sources: tuple[str, ...] = ()
+    """Where the health probes of Services' load balancers come from, where the cluster's own
+    rules must admit them on the NodePort range (Azure: 168.63.129.16, the ``AzureLoadBalancer``
+    tag, which cfcr's final deny would drop); empty where the cloud opens them itself."""
+    service_probes_opened_by: str = ""
+    """How the cloud controller manager admits those probes itself, for each Service (AWS: rules
+    in the node security groups; GCP: firewall rules for the nodes' network tag); empty where
+    the cluster's rules must (:attr:`service_probe_sources`)."""
 
     def group(self, gid: str) -> str:
         return self.group_labels.get(gid, gid)

@@ -18,7 +18,10 @@ From the render's rows (type, name, ``id``, ``inputs``, ``outputs``):
   (``InstanceGroupMembership``), named port and health check; health checks come from
   Google's probe ranges;
 - **names**: A records of private Cloud DNS zones, to a forwarding rule's address;
-- **pool health**: each group's autohealing health check, from Google's probe ranges.
+- **pool health**: each group's autohealing health check, from Google's probe ranges;
+- **Services' load balancers**: the cloud controller manager creates the firewall rules of
+  each Service, its health checks' from Google's ranges too, for the nodes' network tag
+  (``node-tags`` of its cloud config, :mod:`cfcr.gcp.addon_profile`): none of cfcr's.
 """
 
 from __future__ import annotations
@@ -349,6 +352,11 @@ class _Reader:
         return out
 
 
+SERVICE_PROBES = ("the GCE cloud controller manager admits them itself, for each Service, with firewall rules "
+                  "from Google's health-check ranges to the nodes' network tag (node-tags of its cloud config)")
+"""How the probes of Services' load balancers get in on GCP."""
+
+
 def read_network(rows: Sequence[Row]) -> Network | None:
     """The GCP network of a render, or None when it has no GCP machines."""
     reader = _Reader(rows)
@@ -375,4 +383,5 @@ def read_network(rows: Sequence[Row]) -> Network | None:
         cidrs=cidrs,
         icmp_by_type=False,  # a GCP firewall rule allows ICMP as a whole or not at all
         pool_health=reader.pool_health(),
+        service_probes_opened_by=SERVICE_PROBES,
     )

@@ -8,7 +8,7 @@ off takes none. The script saves a snapshot of its own etcd, checks it, and hand
 ``cfcr_backup_upload FILE KEY``, defined in ``/etc/cfcr/backup.sh`` by the cloud's hook: where
 the snapshot goes, with which identity, is the cloud's business (on AWS: S3, through a role
 that may write snapshots and nothing else; ``cfcr.aws.node_hook``). A hook that cannot
-store snapshots (GCP and Azure so far) gets no timer.
+store snapshots gets no timer.
 
 Pure functions, no Pulumi.
 """

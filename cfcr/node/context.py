@@ -110,6 +110,24 @@ def with_node_names(members: Sequence[ControlPlaneMember], hook: object) -> list
 
 
 @runtime_checkable
+class LocalApiOnMembers(Protocol):
+    """Optional capability of a cloud hook whose internal load balancer does not carry a
+    backend's packets to its own frontend (Azure's "hairpin"): a control-plane member then
+    reaches the API on itself. Its user-data maps the API name to ``127.0.0.1`` in
+    ``/etc/hosts`` on every boot, before anything starts (cloud-init ``bootcmd``), as CAPZ does;
+    workers keep the load balancer."""
+
+    def members_use_local_api(self) -> bool:
+        """True: members resolve the API name to their own API server."""
+        ...
+
+
+def members_use_local_api(hook: object) -> bool:
+    """Whether the hook's members reach the API on themselves (:class:`LocalApiOnMembers`)."""
+    return isinstance(hook, LocalApiOnMembers) and hook.members_use_local_api()
+
+
+@runtime_checkable
 class JoinAccess(Protocol):
     """Optional capability of a cloud hook: how the control plane keeps join credentials
     short-lived and takes them away from nodes that have joined.

@@ -29,6 +29,7 @@ from cfcr.node.context import (
     UserDataLimit,
     join_access,
     machine_id_command,
+    members_use_local_api,
     provider_id_command,
 )
 from cfcr.node.host import MODULES_LOAD_PATH, host_files
@@ -235,6 +236,7 @@ def node_env(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role, 
             "CFCR_ETCD_CLIENT_URLS": ",".join(member_client_url(m) for m in ctx.control_plane_members),
             "CFCR_ETCD_INITIAL_CLUSTER": initial_cluster(ctx.control_plane_members),
             "CFCR_API_SERVER": ctx.api_server_url,
+            "CFCR_API_PORT": str(ctx.api_port),
             "CFCR_SIGNING_CA": SIGNING_CA_PATH,
         })
         values.update(control_plane_path_variables())
@@ -412,6 +414,17 @@ def node_files(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role
     return files
 
 
+LOCAL_API_ADDRESS = "127.0.0.1"
+
+
+def local_api_command(api_endpoint: str) -> list[str]:
+    """The ``bootcmd`` entry that maps ``api_endpoint`` to this member's own API server in
+    ``/etc/hosts`` (:class:`cfcr.node.context.LocalApiOnMembers`): idempotent, run on every boot,
+    before cloud-init writes files and long before the kubelet starts."""
+    line = f"{LOCAL_API_ADDRESS} {api_endpoint}"
+    return ["sh", "-c", f"grep -qxF {shlex.quote(line)} /etc/hosts || echo {shlex.quote(line)} >> /etc/hosts"]
+
+
 def cloud_config(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Role,
                  hook: NodeHook) -> dict[str, Any]:
     """The ``#cloud-config`` document (as a mapping) of ``role``."""
@@ -420,11 +433,13 @@ def cloud_config(spec: ClusterSpec, release: Release, ctx: NodeContext, role: Ro
     apt = Mirrors.of(spec).apt_config()
     trusted = spec.mirrors.certificates()
     time_servers = list(getattr(hook, "time_servers", ()))
+    local_api = role.is_control_plane and members_use_local_api(hook)
     return {
         # the site's CAs before anything is fetched (cloud-init runs ca_certs before apt and runcmd)
         **({"ca_certs": {"trusted": trusted}} if trusted else {}),
         **({"ntp": {"enabled": True, "ntp_client": "chrony", "servers": time_servers}} if time_servers else {}),
         **({"apt": apt} if apt else {}),
+        **({"manage_etc_hosts": False, "bootcmd": [local_api_command(ctx.api_endpoint)]} if local_api else {}),
         "package_update": True,
         "packages": packages,
         "write_files": [

@@ -1,5 +1,6 @@
-"""GCP persistent-disk policies over the whole stack: etcd's disks are SSDs, and customer-managed
-keys, once a stack uses them, are on every disk.
+"""Disk policies over the whole stack: etcd's disks are SSDs (GCP, Azure), Azure etcd disks cannot
+be exported or deleted with their VM, and GCP customer-managed keys, once a stack uses them, are
+on every disk.
 
 Google encrypts every persistent disk at rest; a stack that names a Cloud KMS key
 (``cfcr:gcp.diskKmsKey``) wants that key on every disk, and one disk left on Google's key is
@@ -18,6 +19,8 @@ from pulumi_policy import EnforcementLevel, PolicyResource, ReportViolation
 from cfcr.policy.base import CfcrStackPolicy, Setting, string_list
 from cfcr.policy.common import as_list, get
 from cfcr.policy.types import (
+    AZ_DISK,
+    AZ_VM,
     BOOTSTRAP,
     GCP_DISK,
     GCP_INSTANCE,
@@ -30,6 +33,10 @@ GCP_PROVIDER_DEFAULT_DISK_TYPE = "pd-standard"
 """The disk type pulumi-gcp gives a ``compute.Disk`` without ``type`` (the API's default)."""
 
 _TEMPLATES = (GCP_INSTANCE_TEMPLATE, GCP_REGION_INSTANCE_TEMPLATE)
+AZURE_DEFAULT_DISK_SKU = "Standard_LRS"
+"""The SKU Azure gives a managed disk created without ``sku`` (Disks - Create Or Update, REST API)."""
+AZURE_SSD_SKUS = ("Premium_LRS", "Premium_ZRS", "PremiumV2_LRS", "UltraSSD_LRS")
+"""Azure managed-disk SKUs that are Premium SSD or faster (StandardSSD and Standard HDD are not)."""
 ETCD_LABEL = ("cfcr-role", "etcd")
 """The label cfcr puts on etcd's disks (cfcr/gcp/control_plane.py)."""
 
@@ -80,14 +87,20 @@ def _check_etcd_disks(resources: Sequence[PolicyResource], cfg: Mapping[str, Any
                 if kind not in allowed:
                     report(f"disks[{i}] (etcd) is {kind}; etcd needs the fsync latency of {', '.join(allowed)}",
                            tpl.urn)
+    skus = [str(k) for k in as_list(cfg["azureEtcdDiskSkus"])]
+    for disk in azure_etcd_disks(resources):
+        sku = str(get(disk.props, "sku", "name") or AZURE_DEFAULT_DISK_SKU)
+        if sku not in skus:
+            report(f"etcd's disk is {sku}; etcd needs the fsync latency of {', '.join(skus)}", disk.urn)
 
 
 etcd_disk_ssd = CfcrStackPolicy(
     "etcd-disk-ssd",
-    "etcd's GCP persistent disks are SSDs (pd-ssd or faster), never pd-standard or pd-balanced.",
+    "etcd's disks are SSDs: GCP pd-ssd or faster (never pd-standard or pd-balanced), Azure Premium SSD or "
+    "faster (never Standard).",
     enforcement=EnforcementLevel.MANDATORY,
-    resource_types=(GCP_DISK, GCP_REGION_DISK, GCP_INSTANCE, *_TEMPLATES),
-    clouds=("gcp",),
+    resource_types=(GCP_DISK, GCP_REGION_DISK, GCP_INSTANCE, *_TEMPLATES, AZ_DISK),
+    clouds=("gcp", "azure"),
     check=_check_etcd_disks,
     settings=[
         Setting("etcdDiskTypes", string_list(
@@ -95,8 +108,11 @@ etcd_disk_ssd = CfcrStackPolicy(
         Setting("etcdDeviceNames", string_list(
             "Device names under which etcd's disk is attached (cfcr: etcd, /dev/disk/by-id/google-etcd).",
             ["etcd"])),
+        Setting("azureEtcdDiskSkus", string_list(
+            "Azure managed-disk SKUs etcd may live on.", AZURE_SSD_SKUS)),
     ],
-    remediation="Give etcd's disk type pd-ssd (cfcr does).",
+    remediation="Give etcd's disk type pd-ssd on GCP, sku Premium_LRS (or Premium_ZRS, PremiumV2_LRS, "
+                "UltraSSD_LRS) on Azure (cfcr does).",
 )
 
 
@@ -151,4 +167,60 @@ gcp_disk_keys = CfcrStackPolicy(
     check=_check_keys,
     remediation="Set the key on every disk: Disk.diskEncryptionKey.kmsKeySelfLink, Instance.bootDisk.kmsKeySelfLink, "
                 "template disks[].diskEncryptionKey.kmsKeySelfLink.",
+)
+
+
+# ----------------------------------------------------------------------------- Azure etcd disks protected
+
+
+def azure_etcd_disks(resources: Sequence[PolicyResource]) -> list[PolicyResource]:
+    """Azure managed disks that hold etcd: tagged ``cfcr-role: etcd`` or named ``*-etcd``
+    (cfcr/azure names and tags them so)."""
+    return [r for r in resources if r.resource_type == AZ_DISK
+            and (r.name.endswith("-etcd") or get(r.props, "tags", ETCD_LABEL[0]) == ETCD_LABEL[1])]
+
+
+def _attached(vm: PolicyResource, disk: PolicyResource) -> list[tuple[int, Mapping[str, Any]]]:
+    """``(index, dataDisks entry)`` of the VM's data disks that attach ``disk`` (by the disk's id
+    through a property dependency, or by its name at the end of ``managedDisk.id``)."""
+    name = str(disk.props.get("diskName") or disk.name)
+    by_dependency = any(d.urn == disk.urn for d in vm.property_dependencies.get("storageProfile", []))
+    data = [(i, d) for i, d in enumerate(as_list(get(vm.props, "storageProfile", "dataDisks")))
+            if isinstance(d, Mapping)]
+    named = [(i, d) for i, d in data
+             if str(get(d, "managedDisk", "id") or "").rstrip("/").rsplit("/", 1)[-1].lower() == name.lower()]
+    if named:
+        return named
+    attaching = [(i, d) for i, d in data if str(d.get("createOption") or "").lower() == "attach"]
+    return attaching if by_dependency and len(attaching) == 1 else []
+
+
+def _check_etcd_protected(resources: Sequence[PolicyResource], cfg: Mapping[str, Any],
+                          report: ReportViolation) -> None:
+    vms = [r for r in resources if r.resource_type == AZ_VM]
+    for disk in azure_etcd_disks(resources):
+        access = str(disk.props.get("networkAccessPolicy") or "AllowAll")
+        if access.lower() != "denyall":
+            report(f"etcd's disk has networkAccessPolicy {access}: a SAS URL can export every Secret of the "
+                   "cluster; use DenyAll", disk.urn)
+        public = str(disk.props.get("publicNetworkAccess") or "Enabled")
+        if public.lower() != "disabled":
+            report(f"etcd's disk has publicNetworkAccess {public}; use Disabled", disk.urn)
+        for vm in vms:
+            for i, entry in _attached(vm, disk):
+                if str(entry.get("deleteOption") or "Detach").lower() == "delete":
+                    report(f"storageProfile.dataDisks[{i}] (etcd's disk {disk.name}) has deleteOption Delete: "
+                           "replacing the VM destroys the member's data; use Detach", vm.urn)
+
+
+azure_etcd_disk_protected = CfcrStackPolicy(
+    "azure-etcd-disk-protected",
+    "Azure etcd disks cannot be exported (networkAccessPolicy DenyAll, publicNetworkAccess Disabled) and "
+    "outlive their VM (dataDisks deleteOption Detach).",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=(AZ_DISK, AZ_VM),
+    clouds=("azure",),
+    check=_check_etcd_protected,
+    remediation="On etcd's Disk: networkAccessPolicy DenyAll, publicNetworkAccess Disabled; on the VM's data "
+                "disk: deleteOption Detach (cfcr does all three).",
 )

@@ -15,6 +15,7 @@ from cfcr.policy.types import (
     AWS_LAUNCH_TEMPLATE,
     AWS_VOLUME,
     AZ_DISK,
+    AZ_NIC,
     AZ_VM,
     AZ_VMSS,
     GCP_DISK,
@@ -233,7 +234,27 @@ disks_encrypted = CfcrResourcePolicy(
 # ----------------------------------------------------------------------------- public addresses
 
 
+def _azure_public_ips(res: Resource) -> list[str]:
+    """Paths of the public addresses an Azure NIC, VM (inline NICs) or scale set gives machines."""
+    if res.type == AZ_NIC:
+        return [f"ipConfigurations[{get(c, 'name') or i}].publicIPAddress"
+                for i, c in enumerate(as_list(res.props.get("ipConfigurations"))) if get(c, "publicIPAddress")]
+    base = ("virtualMachineProfile", "networkProfile") if res.type == AZ_VMSS else ("networkProfile",)
+    found = []
+    for n, nic in enumerate(as_list(get(res.props, *base, "networkInterfaceConfigurations"))):
+        for i, config in enumerate(as_list(get(nic, "ipConfigurations"))):
+            if get(config, "publicIPAddressConfiguration"):
+                found.append(f"{'.'.join(base)}.networkInterfaceConfigurations[{get(nic, 'name') or n}]"
+                             f".ipConfigurations[{get(config, 'name') or i}].publicIPAddressConfiguration")
+    return found
+
+
 def _check_public_ip(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    if res.type in (AZ_VM, AZ_VMSS, AZ_NIC):
+        for path in _azure_public_ips(res):
+            report(f"{path} gives the machine a public address; cluster machines reach the internet through "
+                   "the NAT gateway and are reached through the load balancers")
+        return
     for i, nic in enumerate(as_list(res.props.get("networkInterfaces"))):
         for key in ("accessConfigs", "ipv6AccessConfigs"):
             if as_list(get(nic, key)):
@@ -243,10 +264,12 @@ def _check_public_ip(res: Resource, cfg: Mapping[str, Any], report: Reporter) ->
 
 no_public_ip = CfcrResourcePolicy(
     "no-public-ip",
-    "Cluster machines on GCP have no external address (no accessConfigs on their network interfaces).",
+    "Cluster machines have no public address: no accessConfigs on GCP network interfaces, no public IP on "
+    "Azure network interfaces, VMs or scale sets.",
     enforcement=EnforcementLevel.MANDATORY,
-    resource_types=GCP_MACHINES,
-    clouds=("gcp",),
+    resource_types=[*GCP_MACHINES, AZ_VM, AZ_VMSS, AZ_NIC],
+    clouds=("gcp", "azure"),
     check=_check_public_ip,
-    remediation="Leave networkInterfaces[].accessConfigs empty; outbound traffic goes through Cloud NAT.",
+    remediation="GCP: leave networkInterfaces[].accessConfigs empty (egress through Cloud NAT); Azure: no "
+                "publicIPAddress on ipConfigurations (egress through the NAT gateway).",
 )

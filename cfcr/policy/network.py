@@ -1,4 +1,5 @@
-"""Network policies: etcd only from the control plane, the API only from allowed CIDRs, no SSH
+"""Network policies: etcd only from the control plane, the API only from allowed CIDRs (and from
+inside the virtual network only when an Azure cluster's API is private), no SSH
 or RDP from the internet, no other ingress from the whole internet, no GCP rule from outside
 without targets, and private DNS on every AWS
 interface endpoint (so calls to an AWS service never leave by its public addresses).
@@ -22,6 +23,8 @@ from cfcr.policy.types import (
     AWS_SECURITY_GROUP,
     AWS_SG_INGRESS_RULE,
     AWS_SG_RULE,
+    AZ_CLUSTER,
+    AZ_LOAD_BALANCER,
     AZ_NSG,
     AZ_SECURITY_RULE,
     FIREWALLS,
@@ -341,6 +344,48 @@ no_world_ingress = CfcrResourcePolicy(
                            "etcd-control-plane-only instead (so one rule is reported once)."}),
     ],
     remediation="Narrow the rule's sources to the networks that need it.",
+)
+
+
+# ----------------------------------------------------------------------------- a private API stays private
+
+
+def _check_private_api(resources: Sequence[PolicyResource], cfg: Mapping[str, Any], report: ReportViolation) -> None:
+    clusters = [r for r in resources if r.resource_type == AZ_CLUSTER]
+    if not clusters or any(as_bool(c.props.get("apiPublic")) is not False for c in clusters):
+        return  # a public API (or one not known yet) is api-allowed-cidrs' to judge
+    api_ports = _ints(cfg["apiPorts"])
+    for r in resources:
+        if r.resource_type in (AZ_NSG, AZ_SECURITY_RULE):
+            for rule in ingress_rules(r.resource_type, r.props):
+                hit = rule.covers_any(api_ports)
+                outside = [s for s in rule.sources if not _internal(s)]
+                if hit and outside:
+                    report(f"{rule.label}: the API (port {hit[0]}) is open to {', '.join(outside)}, outside the "
+                           "virtual network, but the cluster's apiPublic is false", r.urn)
+        elif r.resource_type == AZ_LOAD_BALANCER:
+            public = {str(get(f, "name")) for f in as_list(r.props.get("frontendIPConfigurations"))
+                      if get(f, "publicIPAddress") is not None or get(f, "publicIPPrefix") is not None}
+            for i, rule in enumerate(as_list(r.props.get("loadBalancingRules"))):
+                port = _port(get(rule, "frontendPort"))
+                frontend = str(get(rule, "frontendIPConfiguration", "id") or "").rsplit("/", 1)[-1]
+                # a rule that names no frontend (not known yet) is judged by the public ones there are
+                if public and (port in api_ports or port == 0) and (frontend in public or not frontend):
+                    report(f"loadBalancingRules[{i}] forwards the API (port {port}) from a public frontend, "
+                           "but the cluster's apiPublic is false", r.urn)
+
+
+api_private_unless_public = CfcrStackPolicy(
+    "api-private-unless-public",
+    "When the Azure cluster's API is private (apiPublic false), no NSG rule admits a source from outside "
+    "the virtual network to it and no public load-balancer frontend forwards it.",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=(AZ_CLUSTER, AZ_NSG, AZ_SECURITY_RULE, AZ_LOAD_BALANCER),
+    clouds=("azure",),
+    check=_check_private_api,
+    settings=[NETWORK_SETTINGS_API[0]],
+    remediation="Keep the API's NSG rules to VirtualNetwork, AzureLoadBalancer and private ranges, and its load "
+                "balancer internal, or set cfcr:networking.apiPublic with apiAllowedCidrs.",
 )
 
 

@@ -1,6 +1,7 @@
 """Node-pool policies: every pool replaces unhealthy machines itself, no pool may grow past a
-configured size (ASG, managed instance group and autoscaler, VMSS and autoscale), and GCP pools
-are zonal groups that roll updates without losing capacity."""
+configured size (ASG, managed instance group and autoscaler, VMSS and autoscale), GCP pools
+are zonal groups that roll updates without losing capacity, and Azure scale sets upgrade
+rolling within unhealthy limits and never overprovision."""
 
 from __future__ import annotations
 
@@ -39,6 +40,23 @@ def _check_healing(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> N
     elif res.type == AZ_VMSS:
         if as_bool(get(res.props, "automaticRepairsPolicy", "enabled")) is not True:
             report("automaticRepairsPolicy.enabled is not true: unhealthy instances are not repaired")
+        elif not _azure_health_source(res.props):
+            report("automaticRepairsPolicy is enabled but the scale set has no application health extension "
+                   "(ApplicationHealthLinux/Windows) nor networkProfile.healthProbe: repairs never trigger")
+
+
+AZURE_HEALTH_EXTENSIONS = frozenset({"applicationhealthlinux", "applicationhealthwindows"})
+"""Extension types that report an instance's health to a scale set (Microsoft.ManagedServices)."""
+
+
+def _azure_health_source(props: Mapping[str, Any]) -> bool:
+    """True when a scale set's instances report health: the application health extension, or a
+    load balancer health probe on the network profile (the two sources automatic repairs accept)."""
+    profile = get(props, "virtualMachineProfile")
+    if get(profile, "networkProfile", "healthProbe", "id"):
+        return True
+    return any(str(get(ext, "type") or get(ext, "properties", "type") or "").lower() in AZURE_HEALTH_EXTENSIONS
+               for ext in as_list(get(profile, "extensionProfile", "extensions")))
 
 
 node_pools_self_heal = CfcrResourcePolicy(
@@ -85,6 +103,63 @@ node_pools_roll_without_capacity_loss = CfcrResourcePolicy(
     clouds=("gcp",),
     check=_check_rollout,
     remediation="updatePolicy {type: PROACTIVE, minimalAction: REPLACE, maxUnavailableFixed: 0, maxSurgeFixed: 1}.",
+)
+
+
+def _check_vmss_upgrades(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    policy = get(res.props, "upgradePolicy")
+    mode = str(get(policy, "mode") or "")
+    if mode.lower() not in {"rolling", "automatic"}:
+        report(f"upgradePolicy.mode is {mode or 'unset (Manual)'}: instances keep an old model until someone "
+               "upgrades them; use Rolling (or Automatic)")
+    rolling = get(policy, "rollingUpgradePolicy")
+    if not isinstance(rolling, Mapping):
+        report("upgradePolicy.rollingUpgradePolicy is not set: no limit on unhealthy instances during an upgrade")
+        return
+    limit = int(cfg["maxUnhealthyPercent"])
+    for key in ("maxUnhealthyInstancePercent", "maxUnhealthyUpgradedInstancePercent"):
+        value = as_number(rolling.get(key))
+        if value is None or value > limit:
+            report(f"upgradePolicy.rollingUpgradePolicy.{key} is {'unset' if value is None else fmt_number(value)}; "
+                   f"set it to at most {limit}")
+    if as_bool(rolling.get("prioritizeUnhealthyInstances")) is not True:
+        report("upgradePolicy.rollingUpgradePolicy.prioritizeUnhealthyInstances is not true: unhealthy instances "
+               "are upgraded last")
+
+
+azure_scale_set_upgrades = CfcrResourcePolicy(
+    "azure-scale-set-upgrades",
+    "Azure scale sets upgrade Rolling (or Automatic) within explicit unhealthy-instance limits, unhealthy "
+    "instances first.",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=[AZ_VMSS],
+    clouds=("azure",),
+    check=_check_vmss_upgrades,
+    settings=[Setting("maxUnhealthyPercent", integer(
+        "Highest maxUnhealthyInstancePercent and maxUnhealthyUpgradedInstancePercent (Azure's default is 20).",
+        20, 5))],
+    remediation="upgradePolicy {mode: Rolling, rollingUpgradePolicy {maxUnhealthyInstancePercent: 20, "
+                "maxUnhealthyUpgradedInstancePercent: 20, prioritizeUnhealthyInstances: true}}.",
+)
+
+
+def _check_overprovision(res: Resource, cfg: Mapping[str, Any], report: Reporter) -> None:
+    if str(res.props.get("orchestrationMode") or "Uniform").lower() == "flexible":
+        return  # Flexible orchestration never overprovisions
+    value = as_bool(res.props.get("overprovision"))
+    if value is not False:
+        report(f"overprovision is {'unset (Azure turns it on)' if value is None else 'true'}: extra VMs boot, "
+               "join the cluster and are deleted again, leaving nodes behind")
+
+
+azure_scale_set_no_overprovision = CfcrResourcePolicy(
+    "azure-scale-set-no-overprovision",
+    "Azure scale sets (Uniform orchestration) set overprovision false: every VM that boots joins the cluster.",
+    enforcement=EnforcementLevel.MANDATORY,
+    resource_types=[AZ_VMSS],
+    clouds=("azure",),
+    check=_check_overprovision,
+    remediation="Set overprovision: false on the scale set.",
 )
 
 

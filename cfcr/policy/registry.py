@@ -11,11 +11,12 @@ from cfcr.policy.base import CfcrPolicy
 from cfcr.policy.bootstrap import audit_logging, no_key_material, secrets_encrypted
 from cfcr.policy.certificates import certificate_keys, certificate_validity
 from cfcr.policy.cluster import cni_network_policy, control_plane_count, kubernetes_version
-from cfcr.policy.disks import etcd_disk_ssd, gcp_disk_keys
+from cfcr.policy.disks import azure_etcd_disk_protected, etcd_disk_ssd, gcp_disk_keys
 from cfcr.policy.hosts import disks_encrypted, instance_metadata, no_public_ip, verified_boot
 from cfcr.policy.identity import no_basic_project_roles, secret_access_least_privilege
 from cfcr.policy.network import (
     api_allowed_cidrs,
+    api_private_unless_public,
     etcd_control_plane_only,
     gcp_firewall_targets,
     no_ssh_from_internet,
@@ -23,6 +24,8 @@ from cfcr.policy.network import (
     private_endpoints_private_dns,
 )
 from cfcr.policy.pools import (
+    azure_scale_set_no_overprovision,
+    azure_scale_set_upgrades,
     node_pool_max_size,
     node_pools_roll_without_capacity_loss,
     node_pools_self_heal,
@@ -30,6 +33,7 @@ from cfcr.policy.pools import (
 )
 from cfcr.policy.storage import object_storage_private
 from cfcr.policy.tags import required_tags
+from cfcr.policy.vaults import key_vault_hardened
 
 PACK_NAME = "cfcr"
 """Name of the policy pack (as in ``policy/PulumiPolicy.yaml``)."""
@@ -41,6 +45,7 @@ POLICIES: tuple[CfcrPolicy, ...] = (
     api_allowed_cidrs,
     no_world_ingress,
     no_ssh_from_internet,
+    api_private_unless_public,
     gcp_firewall_targets,
     private_endpoints_private_dns,
     instance_metadata,
@@ -49,6 +54,7 @@ POLICIES: tuple[CfcrPolicy, ...] = (
     disks_encrypted,
     gcp_disk_keys,
     etcd_disk_ssd,
+    azure_etcd_disk_protected,
     no_key_material,
     secrets_encrypted,
     audit_logging,
@@ -56,10 +62,13 @@ POLICIES: tuple[CfcrPolicy, ...] = (
     node_pools_self_heal,
     node_pools_roll_without_capacity_loss,
     node_pools_zonal,
+    azure_scale_set_upgrades,
+    azure_scale_set_no_overprovision,
     node_pool_max_size,
     certificate_validity,
     certificate_keys,
     object_storage_private,
+    key_vault_hardened,
     secret_access_least_privilege,
     no_basic_project_roles,
     required_tags,

@@ -45,6 +45,15 @@ AZ_DISK = "azure-native:compute:Disk"
 AZ_NSG = "azure-native:network:NetworkSecurityGroup"
 AZ_SECURITY_RULE = "azure-native:network:SecurityRule"
 AZ_AUTOSCALE = ("azure-native:insights:AutoscaleSetting", "azure-native:monitor:AutoscaleSetting")
+AZ_NIC = "azure-native:network:NetworkInterface"
+AZ_LOAD_BALANCER = "azure-native:network:LoadBalancer"
+AZ_KEY_VAULT = "azure-native:keyvault:Vault"
+AZ_ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+AZ_ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
+AZ_STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+AZ_BLOB_CONTAINER = "azure-native:storage:BlobContainer"
+AZ_CLUSTER = "cfcr:azure:Cluster"
+"""cfcr's Azure cluster component; its inputs carry ``apiPublic`` (cfcr:networking.apiPublic)."""
 
 # pulumi-tls
 TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"

@@ -27,6 +27,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
 from cfcr.render.aws import AWS_PREFIX, ID_KEY, aws_invoke, aws_resource
+from cfcr.render.azure import AZURE_PREFIX, azure_invoke, azure_resource
 from cfcr.render.gcp import GCP_PREFIX, gcp_invoke, gcp_resource
 from cfcr.render.providers import PROVIDERS
 
@@ -61,6 +62,9 @@ class RecordedResource:
     secret_outputs: frozenset[str] = frozenset()
     """Top-level output names that are secret: of ``outputs`` for a custom resource, of
     ``registered_outputs`` for a component."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The resource options the engine acts on at update time: ``protect``,
+    ``deleteBeforeReplace``, ``replaceOnChanges``, ``ignoreChanges`` (tests; not in resources.json)."""
 
     @property
     def state(self) -> dict[str, Any]:
@@ -108,6 +112,8 @@ class StandInMocks(pulumi.runtime.Mocks):
             provider = aws_resource
         elif provider is None and args.typ.startswith(GCP_PREFIX):
             provider = gcp_resource
+        elif provider is None and args.typ.startswith(AZURE_PREFIX):
+            provider = azure_resource
         inputs = unwrap(args.inputs)
         if provider is not None:
             outputs = provider(inputs, f"{args.typ}::{args.name}")
@@ -115,7 +121,8 @@ class StandInMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", dict(inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        invoke = gcp_invoke if args.token.startswith(GCP_PREFIX) else aws_invoke
+        invoke = (gcp_invoke if args.token.startswith(GCP_PREFIX)
+                  else azure_invoke if args.token.startswith(AZURE_PREFIX) else aws_invoke)
         result = invoke(args.token, unwrap(args.args))
         return (result if result is not None else {}), []
 
@@ -167,6 +174,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             id=registration.id if request.custom else None,
             outputs=state if request.custom else {},
             secret_outputs=secret_outputs if request.custom else frozenset(),
+            options={"protect": bool(request.protect), "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                     "replaceOnChanges": list(request.replaceOnChanges), "ignoreChanges": list(request.ignoreChanges)},
         )
         with self._lock:
             self.recorded.append(record)

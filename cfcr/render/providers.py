@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import os
 import string
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -271,6 +272,11 @@ def random_id(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
             "dec": prefix + str(int.from_bytes(data, "big"))}
 
 
+def random_uuid(inputs: Mapping[str, Any], urn: str) -> dict[str, Any]:
+    """random:index/randomUuid:RandomUuid: ``result``, a version-4 UUID (Azure role ids are GUIDs)."""
+    return {**inputs, "result": str(uuid.UUID(bytes=_seed(urn, "uuid")[:16], version=4))}
+
+
 PROVIDERS: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "tls:index/privateKey:PrivateKey": private_key,
     "tls:index/selfSignedCert:SelfSignedCert": self_signed_cert,
@@ -280,4 +286,5 @@ PROVIDERS: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "random:index/randomPassword:RandomPassword": random_string,
     "random:index/randomBytes:RandomBytes": random_bytes,
     "random:index/randomId:RandomId": random_id,
+    "random:index/randomUuid:RandomUuid": random_uuid,
 }

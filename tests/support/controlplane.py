@@ -13,8 +13,9 @@ modules at the channel's versions (:mod:`tests.support.tools`):
    that serves exactly the secrets the member's cloud identity may read by the render's own
    grants. The cloud's side is pluggable (:mod:`tests.support.harness_clouds`, chosen by the
    render's ``cfcr:cloud``): AWS (IMDSv2, Secrets Manager and EC2 judged by the render's IAM
-   policies) and GCP (the metadata server, Secret Manager judged by the render's
-   ``secretAccessor`` grants).
+   policies), GCP (the metadata server, Secret Manager judged by the render's
+   ``secretAccessor`` grants) and Azure (IMDS, Key Vault judged by the render's role
+   assignments on each secret, ARM's scale-set listings).
 3. **Boot**, with the node's own code: the metadata guard where the render has one (as systemd
    starts it before the kubelet), ``fetch_all_secrets`` and ``render_configs`` from
    ``bootstrap.sh`` (secrets from the store, placeholders filled, provider ID from the metadata
@@ -48,11 +49,12 @@ import yaml
 
 from cfcr.node.metadata_guard import GUARD_SCRIPT
 from tests.support.cloudfacts import VmFacts
-from tests.support.harness_clouds import AwsCloud, CloudError, GcpCloud, Launch, cloud_for
+from tests.support.harness_clouds import AwsCloud, AzureCloud, CloudError, GcpCloud, Launch, cloud_for
 from tests.support.kubelet import CRICTL
 from tests.support.netns import Host, Network, run
 from tests.support.noderoot import HARNESS_DIR, NodeRoot
 from tests.support.rendered import Member, RenderedCluster
+from tests.support.validators import load_cloud_config as cloud_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,7 +66,8 @@ DIFFERENCES: dict[str, str] = {
                "registers the Node, and creates each static pod's mirror Pod (its status from the pod's processes); "
                "kwok keeps Node status and leases fresh",
     "host setup": "bootstrap.sh's host steps (modules, sysctls but the network namespace's own, swap, downloads, "
-                  "containerd, the etcd disk, systemd units) do not run; the harness runs its other steps as they "
+                  "containerd, the etcd disk, systemd units) do not run; the harness runs the user-data's bootcmd (Azure members: "
+                  "the API name to 127.0.0.1 in /etc/hosts) and its other steps as they "
                   "are (fetch_all_secrets, render_configs, trust_ca_bundle, forget_join_credentials, the bootstrapped "
                   "mark) and the "
                   "tests run the timers' scripts themselves; of the systemd units, only the metadata guard "
@@ -80,7 +83,12 @@ DIFFERENCES: dict[str, str] = {
              "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER, Cloud Storage through STORAGE_EMULATOR_HOST) judges "
              "each read by the render's secretAccessor grants, the project number is the stand-in's, Cloud DNS's "
              "private zone is /etc/hosts, and the public forwarding rule's address is routed from the admin host "
-             "only. Both clouds' load balancers are one TCP proxy (tests/support/lb.py): backends see its address, "
+             "only. Azure: IMDS at its own address answers each VM its identities' tokens, tags, resource id and "
+             "vmId; Key Vault and ARM (reached through CFCR_AZURE_VAULT_URL and CFCR_AZURE_ARM_URL, plain HTTP) judge "
+             "each call by the render's role assignments, granted at once (no propagation delay); the private DNS "
+             "zone is /etc/hosts; the public address is routed from the admin host only; the load balancer's "
+             "stand-in drops a member's own connections to it (no hairpin, as Azure's). The kubelet stand-in "
+             "resolves the API name through the node's own /etc/hosts, as a kubelet does. All clouds' load balancers are one TCP proxy (tests/support/lb.py): backends see its address, "
              "where a passthrough load balancer keeps the client's address and GCP's internal proxy one sends from the "
              "proxy-only subnet. The load "
              "balancer's stand-in takes its targets when it starts, so a change of targets (set_lb_backends) "
@@ -217,11 +225,11 @@ class ControlPlane:
     """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors per role after boot, with the rendered config: what a retry meets."""
-    cloud: AwsCloud | GcpCloud | None = None
+    cloud: AwsCloud | GcpCloud | AzureCloud | None = None
     """The render's cloud (tests/support/harness_clouds.py), made with the network."""
 
     @property
-    def _cloud(self) -> AwsCloud | GcpCloud:
+    def _cloud(self) -> AwsCloud | GcpCloud | AzureCloud:
         assert self.cloud is not None, "the cloud is initialised with the network"
         return self.cloud
 
@@ -317,7 +325,26 @@ class ControlPlane:
         root.env.update(self._cloud.node_env())  # the node hook's cloud calls go to the cloud's stand-in
         root.write("/usr/local/bin/crictl", CRICTL, 0o755)  # crictl: a client of the kubelet stand-in
         root.write("/usr/local/bin/systemctl", SYSTEMCTL, 0o755)
+        # the VM's own /etc/hosts first, as cloud-init's bootcmd finds it (the network's names are
+        # its resolver's, which glibc asks after the files: they go below, after bootcmd)
+        lines = self.net.hosts_file().splitlines()
+        network = [line for line in lines if line.split()[1:] and line.split()[1] in self.net.names]
+        root.write("/etc/hosts", "".join(f"{line}\n" for line in lines if line not in network), 0o644)
+        self._bootcmd(root, user_data)
+        with root.file("/etc/hosts").open("a") as hosts:
+            hosts.write("# the network's resolver (the harness's stand-in for the cloud's DNS)\n")
+            hosts.write("".join(f"{line}\n" for line in network))
         return root
+
+    @staticmethod
+    def _bootcmd(root: NodeRoot, user_data: bytes) -> None:
+        """The user-data's ``bootcmd``, run in the node as cloud-init runs it on every boot
+        (a list: the program and its arguments; a string: ``sh -c``), before anything starts."""
+        for entry in cloud_config(user_data).get("bootcmd", []):
+            command = [str(a) for a in entry] if isinstance(entry, list) else ["sh", "-c", str(entry)]
+            out = subprocess.run(root.command(*command), capture_output=True, text=True, timeout=60)
+            if out.returncode != 0:
+                raise HarnessError(f"bootcmd {command} exited {out.returncode}: {out.stderr[-2000:]}")
 
     def _node_programs(self, binaries: Mapping[str, Path] | None) -> dict[str, Path]:
         """The programs a node root binds at /usr/local/bin: the harness's, or ``binaries``'
@@ -662,10 +689,11 @@ class ControlPlane:
         assert self.net is not None
         backends = [f"{m.address}:6443" for m in members]
         listen = [f"{a}:6443" for a in self.lb_addresses.values()]
+        hairpin = [] if getattr(self._cloud, "lb_hairpin", True) else ["--no-hairpin"]
         self.spawn("lb", self.net.hosts["lb"].command(sys.executable, "-m", "tests.support.lb",
                                                       *sum((["--listen", a] for a in listen), []),
                                                       *sum((["--backend", b] for b in backends), []),
-                                                      "--status", str(self.workdir / "lb-status.json")))
+                                                      "--status", str(self.workdir / "lb-status.json"), *hairpin))
         return backends
 
     def preflight_errors(self, node: Node, phase: str, *, without_config_ignores: bool = False) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import ssl
 import tempfile
 import urllib.parse
@@ -44,6 +45,9 @@ class KubeClient:
     server: str
     context: ssl.SSLContext
     token: str | None = None
+    hosts: dict[str, str] | None = None
+    """Name -> address from the node's own ``/etc/hosts`` (a node resolves the server's name
+    there first, as glibc does with ``files`` before ``dns``)."""
 
     @classmethod
     def from_kubeconfig(cls, path: Path, root: Path | None = None) -> KubeClient:
@@ -62,13 +66,14 @@ class KubeClient:
                 (Path(tmp) / "c").write_bytes(cert)
                 (Path(tmp) / "k").write_bytes(key)
                 ssl_context.load_cert_chain(str(Path(tmp) / "c"), str(Path(tmp) / "k"))
-        return cls(str(cluster["server"]), ssl_context, user.get("token"))
+        return cls(str(cluster["server"]), ssl_context, user.get("token"), _hosts(root) if root is not None else None)
 
     def request(self, method: str, path: str, body: Any = None, *,
                 content_type: str = "application/json", timeout: float = 15.0) -> Any:
         """``method path`` with a JSON ``body``; the decoded JSON answer, or :class:`ApiError`."""
         url = urllib.parse.urlsplit(self.server)
-        conn = http.client.HTTPSConnection(url.hostname or "", url.port or 443, context=self.context, timeout=timeout)
+        conn = _Connection(url.hostname or "", url.port or 443, context=self.context, timeout=timeout)
+        conn.address = (self.hosts or {}).get(url.hostname or "")
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
@@ -91,3 +96,28 @@ class KubeClient:
 
     def post(self, path: str, body: Any) -> Any:
         return self.request("POST", path, body)
+
+
+def _hosts(root: Path) -> dict[str, str]:
+    """The first address of each name in ``root``'s ``/etc/hosts``."""
+    path = root / "etc" / "hosts"
+    out: dict[str, str] = {}
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        fields = line.split("#", 1)[0].split()
+        for name in fields[1:]:
+            out.setdefault(name, fields[0])
+    return out
+
+
+class _Connection(http.client.HTTPSConnection):
+    """HTTPS to the server's name (SNI and certificate check), connected to ``address`` when the
+    node's /etc/hosts names one."""
+
+    address: str | None = None
+
+    def connect(self) -> None:
+        if self.address is None:
+            super().connect()
+            return
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]

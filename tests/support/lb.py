@@ -5,8 +5,12 @@ connection to a healthy backend (round robin), and checks every backend with an 
 HTTPS ``GET /readyz`` (200 = healthy; 2 successes to enter, 2 failures to leave, every 2 s),
 without verifying the server's certificate, as the cloud's health checker does.
 
+``--no-hairpin``: a connection from a backend's own address is dropped unanswered, as an Azure
+load balancer does not carry a backend's packets to its own frontend (its members must reach the
+API on themselves).
+
 Run it in the load balancer's network namespace:
-``python -m tests.support.lb --listen ADDR:PORT --backend ADDR:PORT [...] --status FILE``.
+``python -m tests.support.lb --listen ADDR:PORT --backend ADDR:PORT [...] --status FILE [--no-hairpin]``.
 """
 
 from __future__ import annotations
@@ -72,8 +76,15 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.close()
 
 
-async def serve(listen: str, backends: Backends) -> None:
+async def serve(listen: str, backends: Backends, hairpin: bool = True) -> None:
+    own = {b.rsplit(":", 1)[0] for b in backends.backends}
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not hairpin and writer.get_extra_info("peername")[0] in own:
+            # no answer at all, as the packets never come back: the client times out
+            await reader.read()
+            writer.close()
+            return
         backend = backends.pick()
         if backend is None:
             writer.close()
@@ -97,11 +108,12 @@ def main() -> None:
     parser.add_argument("--listen", action="append", required=True)
     parser.add_argument("--backend", action="append", required=True)
     parser.add_argument("--status", required=True)
+    parser.add_argument("--no-hairpin", action="store_true")
     args = parser.parse_args()
     backends = Backends(args.backend, Path(args.status))
 
     async def all_listeners() -> None:
-        await asyncio.gather(backends.health_loop(), *(serve(listen, backends) for listen in args.listen))
+        await asyncio.gather(backends.health_loop(), *(serve(listen, backends, not args.no_hairpin) for listen in args.listen))
 
     asyncio.run(all_listeners())
 

@@ -111,7 +111,8 @@ class RenderedCluster:
     # ------------------------------------------------------------------ the secret store
     @cached_property
     def secret_values(self) -> dict[str, str]:
-        """Secret id (its name in the store: Secrets Manager's name, Secret Manager's secret id) -> value."""
+        """Secret id (its name in the store: Secrets Manager's name, Secret Manager's secret id, Key
+        Vault's secret name) -> value."""
         if self.spec.cloud == "aws":
             by_arn = {r.id: unwrap(r.inputs)["name"] for r in self.rows("aws:secretsmanager/secret:Secret")}
             return {by_arn[unwrap(v.inputs)["secretId"]]: str(unwrap(v.inputs)["secretString"])
@@ -120,6 +121,9 @@ class RenderedCluster:
             by_name = {r.id: unwrap(r.inputs)["secretId"] for r in self.rows("gcp:secretmanager/secret:Secret")}
             return {by_name[unwrap(v.inputs)["secret"]]: str(unwrap(v.inputs)["secretData"])
                     for v in self.rows("gcp:secretmanager/secretVersion:SecretVersion")}
+        if self.spec.cloud == "azure":
+            return {str(unwrap(r.inputs)["secretName"]): str(unwrap(r.inputs)["properties"]["value"])
+                    for r in self.rows("azure-native:keyvault:Secret")}
         raise UnsupportedCloud(f"the harness reads no {self.spec.cloud} secret store yet")
 
     def node_network(self) -> ipaddress.IPv4Network:

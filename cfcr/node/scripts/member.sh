@@ -14,8 +14,8 @@
 #    etcd then starts with --initial-cluster-state=existing and the membership etcd returned;
 #  - blank disk, peers answer without quorum, and members have run before: refuse. A blank
 #    member never starts a second cluster under a name that voted before;
-#  - blank disk, no etcd peer answers at all, but the API load balancer does: refuse too (the
-#    cluster exists, this member cannot reach it).
+#  - blank disk, no etcd peer answers at all, but an API server does (at the load balancer or
+#    at another member's address): refuse too (the cluster exists, this member cannot reach it).
 # After kubeadm, member_ready promotes the learner, removes members the render no longer names
 # (the control plane shrank), and waits until this member is a started voter, etcd has quorum
 # and every member that has started is healthy (members not created yet are not waited for:
@@ -28,6 +28,7 @@ ETCD_MEMBERS_FILE=$CFCR_STATE/etcd-members.json
 ETCD_PEER_TRIES=${ETCD_PEER_TRIES:-3}
 MEMBER_READY_TIMEOUT=${MEMBER_READY_TIMEOUT:-900}
 ETCD_ADDED_ID=""
+API_ANSWERED=""
 # 1 when etcd_membership found no cluster that ran before (this member bootstraps a new one)
 ETCD_NEW_CLUSTER=0
 
@@ -56,6 +57,26 @@ etcd_call() {
   for url in "${urls[@]}"; do
     if etcd_api "$url" "$1" "$2"; then
       ETCD_ANSWERED=$url
+      return 0
+    fi
+  done
+  return 1
+}
+
+# api_answers: some API server of the cluster answers (any HTTP status) at the load balancer
+# or at another member's own address, on the API port; the URL in API_ANSWERED. The members
+# are asked directly because the load balancer's name may lead back to this member (a cloud
+# whose load balancer does not hairpin maps the API name to 127.0.0.1 on its members).
+api_answers() {
+  local url host urls=("$CFCR_API_SERVER")
+  for url in ${CFCR_ETCD_CLIENT_URLS//,/ }; do
+    [ "$url" = "$CFCR_ETCD_CLIENT_URL" ] && continue
+    host=${url#https://}
+    urls+=("https://${host%:*}:${CFCR_API_PORT:-6443}")
+  done
+  for url in "${urls[@]}"; do
+    if [ "$(curl -sS --max-time 5 --cacert "$CFCR_PKI_DIR/ca.crt" -o /dev/null -w '%{http_code}' "$url/readyz" 2>/dev/null)" != 000 ]; then
+      API_ANSWERED=$url
       return 0
     fi
   done
@@ -102,8 +123,8 @@ etcd_membership() {
       && jq -e '[.members[]? | select((.clientURLs // []) | length > 0)] | length > 0' "$ETCD_MEMBERS_FILE" >/dev/null; then
       die "etcd: $CFCR_MEMBER's disk is blank and its peers ($ETCD_ANSWERED) answer without quorum, though members have run before: it will not start a second cluster. Bring the other members back, or restore a snapshot (docs/backups.md)"
     fi
-    if [ "$(curl -sS --max-time 5 --cacert "$CFCR_PKI_DIR/ca.crt" -o /dev/null -w '%{http_code}' "$CFCR_API_SERVER/readyz" 2>/dev/null)" != 000 ]; then
-      die "etcd: $CFCR_MEMBER's disk is blank and no etcd peer answers, but the API at $CFCR_API_SERVER does: the cluster exists and this member cannot reach its peers (ports 2379/2380); it will not start a second cluster"
+    if api_answers; then
+      die "etcd: $CFCR_MEMBER's disk is blank and no etcd peer answers, but the API at $API_ANSWERED does: the cluster exists and this member cannot reach its peers (ports 2379/2380); it will not start a second cluster"
     fi
     log "etcd: no peer answers and no member has run: a new cluster of the rendered members"
     ETCD_NEW_CLUSTER=1
