@@ -38,12 +38,15 @@ components, and one line in :data:`CLOUD_PACKAGES`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 import pulumi
+
+from cfcr.config.errors import NAMESPACE, ConfigError, Problem
 
 if TYPE_CHECKING:
     from cfcr.addons.cloud import CloudAddonProfile, NodeGroup
@@ -58,6 +61,45 @@ CLOUD_PACKAGES: Mapping[str, str] = {
 }
 """``cfcr:cloud`` -> the module whose ``CLOUD`` implements :class:`CloudPackage` (imported
 on first use, so a program pays only for its own cloud's SDK)."""
+
+CLOUD_SDKS: Mapping[str, tuple[str, str]] = {
+    "aws": ("pulumi_aws", "pulumi-aws"),
+    "gcp": ("pulumi_gcp", "pulumi-gcp"),
+    "azure": ("pulumi_azure_native", "pulumi-azure-native"),
+}
+"""``cfcr:cloud`` -> (the module, the distribution) of its Pulumi SDK, installed by the extra
+of the same name (``cfcr[aws]``, pyproject.toml). Only the cloud package imports it."""
+
+
+class CloudSDKMissingError(ConfigError):
+    """The stack's cloud needs a Pulumi SDK this installation does not have (its extra)."""
+
+    def __init__(self, cloud: str, stack: str | None = None) -> None:
+        module, dist = CLOUD_SDKS[cloud]
+        self.cloud = cloud
+        self.stack = stack
+        self.problems = [Problem(f"{NAMESPACE}:cloud", cloud, f"its SDK {dist} is not installed")]
+        who = f"stack {stack}" if stack else "the stack"
+        ValueError.__init__(
+            self,
+            f"{who} uses cloud {cloud}, whose SDK is not installed: install cfcr[{cloud}] "
+            f"({dist}: `pip install 'cfcr[{cloud}]'`, or in a cfcr clone "
+            f"`python3 dev.py render --stack {stack or 'STACK'}`)",
+        )
+
+
+def require_sdk(cloud: str, stack: str | None = None) -> None:
+    """:class:`CloudSDKMissingError` when ``cloud``'s SDK is not installed (checked without
+    importing it); nothing for an unknown cloud (the config check names those)."""
+    if cloud not in CLOUD_SDKS:
+        return
+    module = CLOUD_SDKS[cloud][0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise CloudSDKMissingError(cloud, stack)
 
 
 @dataclass
@@ -258,13 +300,20 @@ class BootstrapOnlyCloud(CloudPackageData):
         return BuiltCluster(bootstrap=bootstrap, exports=outputs)
 
 
-def package(cloud: str) -> CloudPackage:
-    """The cloud package of ``cfcr:cloud`` = ``cloud``; ValueError naming the known ones otherwise."""
+def package(cloud: str, stack: str | None = None) -> CloudPackage:
+    """The cloud package of ``cfcr:cloud`` = ``cloud``; ValueError naming the known ones otherwise,
+    :class:`CloudSDKMissingError` (naming ``stack``) when its SDK is not installed."""
     try:
         module = CLOUD_PACKAGES[cloud]
     except KeyError:
         raise ValueError(f"unknown cloud {cloud!r}; known: {', '.join(sorted(CLOUD_PACKAGES))}") from None
-    contract: CloudPackage = importlib.import_module(module).CLOUD
+    try:
+        contract: CloudPackage = importlib.import_module(module).CLOUD
+    except ModuleNotFoundError as exc:
+        sdk = CLOUD_SDKS.get(cloud, ("", ""))[0]
+        if sdk and (exc.name or "").split(".")[0] == sdk:
+            raise CloudSDKMissingError(cloud, stack) from None
+        raise
     return contract
 
 

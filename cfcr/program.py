@@ -37,7 +37,7 @@ def build(spec: ClusterSpec) -> ProgramResult:
     from cfcr.addons import ClusterAddons, ClusterAddonsArgs, CloudFacts
 
     assert spec.name is not None
-    built = clouds.package(spec.cloud).build(spec)
+    built = clouds.package(spec.cloud, pulumi.get_stack()).build(spec)
     if built.addons is not None:
         inputs = built.addons
         ClusterAddons(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cfcr import clouds
 from cfcr.config import load_spec, read_stack_config
 from cfcr.render.mocks import RecordedResource
 from cfcr.render.runtime import run_program
@@ -51,7 +52,8 @@ def render_stack(
     from cfcr import program
 
     raw = config if config is not None else read_stack_config(stack, project_dir)
-    load_spec(raw, stack)  # fail fast, before the runtime starts
+    spec = load_spec(raw, stack)  # fail fast, before the runtime starts
+    clouds.require_sdk(spec.cloud, stack)  # one line naming the extra, not an ImportError in the runtime
     monitor, result, resolved = run_program(
         program.main,
         project=PROJECT,
