@@ -6,52 +6,136 @@
     python3 dev.py tools [--only TOOL ...]                      # build the real binaries the tests run
     python3 dev.py test [pytest args...]                        # the whole test suite (CI runs this)
 
-``render``, ``golden`` and ``test`` create ./.venv and install cfcr with the pinned versions of
-constraints.txt. ``test`` also installs the Debian tools the tests use (cloud-init,
-shellcheck, iproute2, curl, openssl, git), builds the real Kubernetes, etcd and kwok binaries with Go
-(``tools``: see tests/tools/versions.toml; cached in $CFCR_TOOLS_DIR, default
-~/.cache/cfcr/tools), runs mypy, then pytest, then the mutation score (mutations/run.py:
-every named way to break the product must be caught). With pytest arguments, it runs only
-pytest with them.
+Every command but ``tools`` first installs uv (the pinned ``UV_VERSION``, from PyPI, into
+./.venv-uv), then installs cfcr into ./.venv with the versions of uv.lock (``uv sync --frozen``):
+``render`` and ``golden`` the extras ``aws`` and ``policy`` (and the stack's cloud), ``test`` the
+extras ``all`` and ``test``. ``test`` also installs the Debian tools the tests use
+(``APT_TOOLS``), builds the real Kubernetes, etcd and kwok binaries with Go (``tools``: see
+tests/tools/versions.toml; cached in $CFCR_TOOLS_DIR, default ~/.cache/cfcr/tools) in the
+background while it installs and runs mypy, then runs pytest, then the mutation score
+(mutations/run.py: every named way to break the product must be caught). With pytest
+arguments, the last two steps are pytest with them only.
+
+Each step prints what it does and how long it took. After ``render``, cfcr is
+``.venv/bin/cfcr`` (README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import venv
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
+UV_VERSION = "0.13.9"
+"""uv from PyPI (https://pypi.org/project/uv/0.13.9/), the version uv.lock was written with."""
+UV_VENV = ROOT / ".venv-uv"
+"""uv's own virtualenv. Not .venv: ``uv sync`` makes .venv exactly the lock, so it would remove
+uv from there; not ``pip install --user``: Debian's Python refuses that (PEP 668) and it would
+change the user's PATH tools."""
+UV = UV_VENV / "bin" / "uv"
+RENDER_EXTRAS = ("aws", "policy")
+"""What ``render`` and ``golden`` install: the default stack's cloud and ``cfcr check``'s pack."""
+TEST_EXTRAS = ("all", "test")
 APT_TOOLS = {"cloud-init": "cloud-init", "shellcheck": "shellcheck", "ip": "iproute2", "curl": "curl", "jq": "jq",
-             "openssl": "openssl", "git": "git", "iptables": "iptables"}
+             "openssl": "openssl", "git": "git", "iptables": "iptables", "dot": "graphviz"}
 """The Debian tools the tests run, command -> package; the tests find them through this table."""
 TOOLS_BUILD = ROOT / "tests" / "tools" / "build.py"  # standard library only
+MYPY_SECONDS = 100
+"""What mypy takes on 2 cores (strict, over the Pulumi SDKs' types), said before it starts."""
+TOOLS_COLD_MINUTES = 25
+"""What a cold build of the real tools takes on 2 cores (tests/tools/build.py)."""
 
 
-def run(*cmd: str | Path, **kwargs: object) -> None:
-    print("+", " ".join(str(c) for c in cmd), flush=True)
+def pytest_args(chosen: list[str]) -> list[str]:
+    """The one place that decides how ``dev.py test`` runs pytest: ``chosen`` (the command line's
+    arguments) or the whole suite; with ``CFCR_PYTEST_WORKERS=N`` in N processes (pytest-xdist;
+    ``--dist loadgroup`` keeps a module's ``xdist_group`` together)."""
+    args = list(chosen)
+    workers = os.environ.get("CFCR_PYTEST_WORKERS", "").strip()
+    if workers:
+        args = ["-n", workers, "--dist", "loadgroup", *args]
+    return args
+
+
+class StepFailed(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def say(message: str) -> None:
+    print(f"dev.py: {message}", flush=True)
+
+
+def run(*cmd: str | Path, quiet_failure: bool = False, **kwargs: object) -> None:
+    """Run ``cmd``, its output shown; :class:`StepFailed` with its exit code when it fails
+    (``quiet_failure``: the command said why itself, as cfcr does, so dev.py adds nothing)."""
+    shown = " ".join(str(c) for c in cmd)
+    print("+", shown, flush=True)
     code = subprocess.run([str(c) for c in cmd], **kwargs).returncode  # type: ignore[call-overload]
     if code != 0:
-        sys.exit(f"dev.py: `{' '.join(str(c) for c in cmd)}` failed (exit {code})")
+        if not quiet_failure:
+            say(f"`{shown}` failed (exit {code})")
+        raise StepFailed(code)
 
 
-def ensure_venv(extras: str) -> None:
-    stamp = VENV / f".installed-{extras}"
-    inputs = [ROOT / "pyproject.toml", ROOT / "constraints.txt"]
-    if stamp.exists() and all(stamp.stat().st_mtime >= p.stat().st_mtime for p in inputs):
-        return
-    if not PY.exists():
-        venv.create(VENV, with_pip=True)
-    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    target = f".[{extras}]" if extras else "."
-    run(PY, "-m", "pip", "install", "--quiet", "-c", ROOT / "constraints.txt", "-e", target, cwd=ROOT)
-    stamp.touch()
+class Clock:
+    """Times of the steps, for the summary line."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.steps: list[tuple[str, float]] = []
+
+    def step(self, name: str, began: float) -> float:
+        took = time.monotonic() - began
+        self.steps.append((name, took))
+        return took
+
+    def summary(self) -> str:
+        total = time.monotonic() - self.start
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.steps)
+        return f"{total:.1f} s ({parts})"
+
+
+def ensure_uv() -> None:
+    """uv ``UV_VERSION`` in ./.venv-uv, installed with pip from PyPI the first time."""
+    if UV.exists():
+        out = subprocess.run([str(UV), "--version"], capture_output=True, text=True).stdout.split()
+        if out[1:2] == [UV_VERSION]:
+            return
+    say(f"installing uv {UV_VERSION} into {UV_VENV.name} (once)")
+    venv.create(UV_VENV, with_pip=True, clear=True)
+    run(UV_VENV / "bin" / "python", "-m", "pip", "install", "--disable-pip-version-check",
+        "--progress-bar", "off", f"uv=={UV_VERSION}")
+
+
+def sync(extras: tuple[str, ...], *, exact: bool) -> None:
+    """Install cfcr and ``extras`` into ./.venv at uv.lock's versions (uv prints its progress).
+    Not ``exact``: keep what is there beyond them (a render after a test run keeps pytest)."""
+    ensure_uv()
+    flags = [arg for extra in extras for arg in ("--extra", extra)]
+    run(UV, "sync", "--frozen", "--no-default-groups", *flags, *([] if exact else ["--inexact"]),
+        "--python", sys.executable, cwd=ROOT, env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)})
+
+
+def stack_cloud(stack: str) -> str | None:
+    """``cfcr:cloud`` of stacks/Pulumi.<stack>.yaml, read without YAML (no packages yet)."""
+    path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return None
+    match = re.search(r"^\s*cfcr:cloud:\s*['\"]?([a-z]+)", path.read_text(), re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def ensure_apt_tools() -> None:
@@ -61,60 +145,152 @@ def ensure_apt_tools() -> None:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         sys.exit(f"dev.py: the tests need the Debian packages {', '.join(missing)}; install them "
                  f"(apt-get install {' '.join(missing)}) and run again")
+    say(f"installing the Debian packages {', '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run("apt-get", "update", "-qq", env=env)
     run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
 
 
-def build_tools(only: list[str]) -> None:
-    """Build (or reuse from the cache) the real binaries of tests/tools/versions.toml."""
+def require_go() -> None:
     if shutil.which("go") is None:
         sys.exit("dev.py: the tests run real Kubernetes, etcd and kwok binaries built from Go modules, "
                  "and `go` is not on PATH; install Go 1.26 or newer (https://go.dev/dl/) and run again")
-    print(f"dev.py: real tools of tests/tools/versions.toml, cached in {os.environ['CFCR_TOOLS_DIR']} "
-          "(a cold build takes about 25 minutes on 2 cores)", flush=True)
+
+
+def build_tools(only: list[str]) -> None:
+    """Build (or reuse from the cache) the real binaries of tests/tools/versions.toml, in the foreground."""
+    require_go()
+    say(f"real tools of tests/tools/versions.toml, cached in {os.environ['CFCR_TOOLS_DIR']} "
+        f"(a cold build takes about {TOOLS_COLD_MINUTES} minutes on 2 cores)")
     run(sys.executable, TOOLS_BUILD, *(["--only", *only] if only else []))
 
 
-def main() -> None:
+class BackgroundTools:
+    """tests/tools/build.py in the background, its whole output in ``log``; each of its
+    top-level lines (a tool up to date, building, done) is shown as ``[tools] ...``."""
+
+    def __init__(self, log: Path) -> None:
+        require_go()
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.began = time.monotonic()
+        say(f"building the real tools in the background (cache {os.environ['CFCR_TOOLS_DIR']}; a cold build "
+            f"takes about {TOOLS_COLD_MINUTES} minutes on 2 cores, a warm one seconds); log: {log}")
+        self.proc = subprocess.Popen([sys.executable, "-u", str(TOOLS_BUILD)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        self.reader = threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True)
+        self.reader.start()
+
+    def _pump(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        with self.log.open("w") as out:
+            for line in stream:
+                out.write(line)
+                out.flush()
+                if line.strip() and not line[0].isspace():
+                    print(f"[tools] {line.rstrip()}", flush=True)
+
+    def wait(self, clock: Clock) -> None:
+        if self.proc.poll() is None:
+            say("waiting for the real tools' build")
+        code = self.proc.wait()
+        self.reader.join()
+        if code != 0:
+            print(self.log.read_text(), end="", file=sys.stderr)
+            say(f"building the real tools failed (exit {code}); its log: {self.log}")
+            raise StepFailed(code)
+        say(f"real tools ready: {clock.step('tools', self.began):.1f} s from start (in the background)")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+def render(args: argparse.Namespace, clock: Clock) -> None:
+    cloud = stack_cloud(args.stack)
+    extras = tuple(dict.fromkeys((*RENDER_EXTRAS, *([cloud] if cloud else []))))
+    began = time.monotonic()
+    sync(extras, exact=False)
+    clock.step("install", began)
+    began = time.monotonic()
+    extra = ["--show-secrets"] if args.show_secrets else []
+    run(VENV / "bin" / "cfcr", "render", "--stack", args.stack, "--out", args.out, *extra, cwd=ROOT,
+        quiet_failure=True)
+    clock.step("render", began)
+    say(f"render of {args.stack} ready in {clock.summary()}; cfcr is .venv/bin/cfcr (README.md)")
+
+
+def golden(clock: Clock) -> None:
+    began = time.monotonic()
+    sync(RENDER_EXTRAS, exact=False)
+    clock.step("install", began)
+    began = time.monotonic()
+    run(PY, "-m", "tests.support.golden", "--update", cwd=ROOT)
+    clock.step("golden", began)
+    say(f"golden render refreshed in {clock.summary()}")
+
+
+def test(chosen: list[str], clock: Clock) -> None:
+    tools = BackgroundTools(ROOT / ".dev" / "tools-build.log")
+    try:
+        began = time.monotonic()
+        sync(TEST_EXTRAS, exact=True)
+        clock.step("install", began)
+        began = time.monotonic()
+        ensure_apt_tools()
+        clock.step("apt", began)
+        say(f"mypy (strict; about {MYPY_SECONDS} s on 2 cores, prints nothing until it is done)")
+        began = time.monotonic()
+        run(PY, "-m", "mypy", cwd=ROOT)
+        say(f"mypy passed in {clock.step('mypy', began):.1f} s")
+        tools.wait(clock)
+    finally:
+        tools.stop()
+    began = time.monotonic()
+    run(PY, "-m", "pytest", *pytest_args(chosen), cwd=ROOT)
+    clock.step("pytest", began)
+    if not chosen:
+        # the mutation score (mutations/README.md): every named way to break the product must be
+        # caught; the suite above was its baseline
+        began = time.monotonic()
+        run(PY, "mutations/run.py", "--no-baseline", cwd=ROOT)
+        clock.step("mutations", began)
+    say(f"tests passed in {clock.summary()}")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    render = sub.add_parser("render", help="render a stack offline")
-    render.add_argument("--stack", default="aws-stable")
-    render.add_argument("--out", default="render")
-    render.add_argument("--show-secrets", action="store_true")
+    render_cmd = sub.add_parser("render", help="render a stack offline")
+    render_cmd.add_argument("--stack", default="aws-stable")
+    render_cmd.add_argument("--out", default="render")
+    render_cmd.add_argument("--show-secrets", action="store_true")
     sub.add_parser("golden", help="refresh tests/golden/aws-stable (the golden render; docs/testing.md)")
     tools = sub.add_parser("tools", help="build the real binaries the tests run (Go)")
     tools.add_argument("--only", nargs="+", default=[], metavar="TOOL",
                        help="kubernetes, etcd, kwok (or TOOL/VERSION); default: every recipe")
-    test = sub.add_parser("test", help="run the whole test suite")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test_cmd = sub.add_parser("test", help="run the whole test suite")
+    test_cmd.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     # Where the tools are cached; exported so the builder and pytest agree.
     os.environ.setdefault("CFCR_TOOLS_DIR", str(Path.home() / ".cache" / "cfcr" / "tools"))
-
-    if args.command == "tools":
-        build_tools(args.only)
-    elif args.command == "render":
-        ensure_venv("")
-        extra = ["--show-secrets"] if args.show_secrets else []
-        run(PY, "-m", "cfcr", "render", "--stack", args.stack, "--out", args.out, *extra, cwd=ROOT)
-    elif args.command == "golden":
-        ensure_venv("")
-        run(PY, "-m", "tests.support.golden", "--update", cwd=ROOT)
-    else:
-        ensure_venv("test")
-        ensure_apt_tools()
-        run(PY, "-m", "mypy", cwd=ROOT)
-        build_tools([])
-        os.chdir(ROOT)
-        if args.pytest_args:  # a chosen subset: pytest only
-            os.execv(str(PY), [str(PY), "-m", "pytest", *args.pytest_args])
-        run(PY, "-m", "pytest", cwd=ROOT)
-        # the mutation score (mutations/README.md): every named way to break the product must be
-        # caught; the suite above was its baseline
-        run(PY, "mutations/run.py", "--no-baseline", cwd=ROOT)
+    clock = Clock()
+    try:
+        if args.command == "tools":
+            build_tools(args.only)
+        elif args.command == "render":
+            render(args, clock)
+        elif args.command == "golden":
+            golden(clock)
+        else:
+            test(args.pytest_args, clock)
+    except StepFailed as failed:
+        return failed.code
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -139,7 +139,8 @@ def test_pack_main_serves_the_pack_when_run() -> None:
 
 def test_pack_files() -> None:
     assert "runtime: python" in (ROOT / "policy" / "PulumiPolicy.yaml").read_text()
-    assert "pulumi-policy" in (ROOT / "policy" / "requirements.txt").read_text()
+    # Pulumi installs the pack's requirements from policy/: cfcr with its policy extra (pulumi-policy)
+    assert "-e ..[policy]" in (ROOT / "policy" / "requirements.txt").read_text().splitlines()
 
 
 # ----------------------------------------------------------------------------- the CLI

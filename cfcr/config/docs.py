@@ -110,7 +110,7 @@ def pulumi_yaml() -> str:
     document = {
         "name": "cfcr",
         "description": "Production Kubernetes clusters on AWS, GCP and Azure: the cfcr program.",
-        "runtime": {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}},
+        "runtime": {"name": "python", "options": {"toolchain": "uv", "virtualenv": "venv"}},
         "stackConfigDir": "stacks",
         "config": pulumi_yaml_config(),
     }
