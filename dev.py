@@ -114,19 +114,36 @@ def ensure_uv() -> None:
         out = subprocess.run([str(UV), "--version"], capture_output=True, text=True).stdout.split()
         if out[1:2] == [UV_VERSION]:
             return
-    say(f"installing uv {UV_VERSION} into {UV_VENV.name} (once)")
-    venv.create(UV_VENV, with_pip=True, clear=True)
-    run(UV_VENV / "bin" / "python", "-m", "pip", "install", "--disable-pip-version-check",
-        "--progress-bar", "off", f"uv=={UV_VERSION}")
+    say(f"installing uv {UV_VERSION} into {UV_VENV.name} with pip (once)")
+    pip_args = ["install", "--disable-pip-version-check", "--progress-bar", "off", f"uv=={UV_VERSION}"]
+    if host_pip_takes_python():
+        # this Python's pip installs into the new venv (`pip --python`): no pip copied into
+        # it first, which is most of the time of a cold start (ensurepip)
+        venv.create(UV_VENV, with_pip=False, clear=True)
+        run(sys.executable, "-m", "pip", "--python", UV_VENV / "bin" / "python", *pip_args)
+    else:
+        venv.create(UV_VENV, with_pip=True, clear=True)
+        run(UV_VENV / "bin" / "python", "-m", "pip", *pip_args)
 
 
-def sync(extras: tuple[str, ...], *, exact: bool) -> None:
-    """Install cfcr and ``extras`` into ./.venv at uv.lock's versions (uv prints its progress).
-    Not ``exact``: keep what is there beyond them (a render after a test run keeps pytest)."""
+def host_pip_takes_python() -> bool:
+    """Whether this Python has a pip that installs into another environment (``--python``, pip 22.3+)."""
+    out = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True)
+    match = re.match(r"pip (\d+)\.(\d+)", out.stdout)
+    return out.returncode == 0 and match is not None and (int(match[1]), int(match[2])) >= (22, 3)
+
+
+def sync(extras: tuple[str, ...], clock: Clock, *, exact: bool) -> None:
+    """Install uv, then cfcr and ``extras`` into ./.venv at uv.lock's versions (uv prints its
+    progress). Not ``exact``: keep what is there beyond them (a render after a test run keeps pytest)."""
+    began = time.monotonic()
     ensure_uv()
+    clock.step("uv", began)
+    began = time.monotonic()
     flags = [arg for extra in extras for arg in ("--extra", extra)]
     run(UV, "sync", "--frozen", "--no-default-groups", *flags, *([] if exact else ["--inexact"]),
         "--python", sys.executable, cwd=ROOT, env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)})
+    clock.step("install", began)
 
 
 def stack_cloud(stack: str) -> str | None:
@@ -210,9 +227,7 @@ class BackgroundTools:
 def render(args: argparse.Namespace, clock: Clock) -> None:
     cloud = stack_cloud(args.stack)
     extras = tuple(dict.fromkeys((*RENDER_EXTRAS, *([cloud] if cloud else []))))
-    began = time.monotonic()
-    sync(extras, exact=False)
-    clock.step("install", began)
+    sync(extras, clock, exact=False)
     began = time.monotonic()
     extra = ["--show-secrets"] if args.show_secrets else []
     run(VENV / "bin" / "cfcr", "render", "--stack", args.stack, "--out", args.out, *extra, cwd=ROOT,
@@ -222,9 +237,7 @@ def render(args: argparse.Namespace, clock: Clock) -> None:
 
 
 def golden(clock: Clock) -> None:
-    began = time.monotonic()
-    sync(RENDER_EXTRAS, exact=False)
-    clock.step("install", began)
+    sync(RENDER_EXTRAS, clock, exact=False)
     began = time.monotonic()
     run(PY, "-m", "tests.support.golden", "--update", cwd=ROOT)
     clock.step("golden", began)
@@ -234,9 +247,7 @@ def golden(clock: Clock) -> None:
 def test(chosen: list[str], clock: Clock) -> None:
     tools = BackgroundTools(ROOT / ".dev" / "tools-build.log")
     try:
-        began = time.monotonic()
-        sync(TEST_EXTRAS, exact=True)
-        clock.step("install", began)
+        sync(TEST_EXTRAS, clock, exact=True)
         began = time.monotonic()
         ensure_apt_tools()
         clock.step("apt", began)
