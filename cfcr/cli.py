@@ -28,7 +28,15 @@ def _check(args: argparse.Namespace) -> int:
     import yaml
 
     from cfcr.config import read_stack_config
-    from cfcr.policy.runner import PolicyConfigError, check_stack
+
+    try:
+        from cfcr.policy.runner import PolicyConfigError, check_stack
+    except ModuleNotFoundError as exc:  # pulumi-policy comes with the extra cfcr[policy]
+        if (exc.name or "").split(".")[0] != "pulumi_policy":
+            raise
+        print("cfcr: check runs the policy pack, whose SDK pulumi-policy is not installed: install cfcr[policy] "
+              "(`pip install 'cfcr[policy]'`, or in a cfcr clone `python3 dev.py render`)", file=sys.stderr)
+        return 2
 
     pack = Path(args.policy_pack)
     if not (pack / "PulumiPolicy.yaml").is_file():
