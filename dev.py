@@ -23,6 +23,7 @@ Each step prints what it does and how long it took. After ``render``, cfcr is
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -122,8 +123,25 @@ def ensure_uv() -> None:
         venv.create(UV_VENV, with_pip=False, clear=True)
         run(sys.executable, "-m", "pip", "--python", UV_VENV / "bin" / "python", *pip_args)
     else:
+        ensure_ensurepip()
         venv.create(UV_VENV, with_pip=True, clear=True)
         run(UV_VENV / "bin" / "python", "-m", "pip", *pip_args)
+
+
+def ensure_ensurepip() -> None:
+    """A Python without pip needs ensurepip to make one; Debian ships it apart (python3-venv)."""
+    if importlib.util.find_spec("ensurepip") is not None:
+        return
+    if shutil.which("apt-get") is not None and os.geteuid() == 0 and sys.executable.startswith("/usr/"):
+        say("this Python has neither pip nor ensurepip: installing the Debian package python3-venv")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run("apt-get", "update", "-qq", env=env)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-venv", env=env)
+        importlib.invalidate_caches()
+        if importlib.util.find_spec("ensurepip") is not None:
+            return
+    sys.exit(f"dev.py: {sys.executable} has neither pip nor ensurepip, which dev.py needs to install uv; "
+             "install pip or the venv module (Debian: apt-get install python3-venv) and run again")
 
 
 def host_pip_takes_python() -> bool:
