@@ -109,12 +109,24 @@ class Clock:
         return f"{total:.1f} s ({parts})"
 
 
+def uv_version(uv: str | Path) -> str | None:
+    try:
+        out = subprocess.run([str(uv), "--version"], capture_output=True, text=True).stdout.split()
+    except OSError:
+        return None
+    return out[1] if out[:1] == ["uv"] and len(out) > 1 else None
+
+
 def ensure_uv() -> None:
-    """uv ``UV_VERSION`` in ./.venv-uv, installed with pip from PyPI the first time."""
-    if UV.exists():
-        out = subprocess.run([str(UV), "--version"], capture_output=True, text=True).stdout.split()
-        if out[1:2] == [UV_VERSION]:
-            return
+    """uv ``UV_VERSION``: the one on PATH if it is that version (CI images often have it), else
+    ./.venv-uv's, installed with pip from PyPI the first time."""
+    global UV
+    on_path = shutil.which("uv")
+    if on_path and Path(on_path) != UV and uv_version(on_path) == UV_VERSION:
+        UV = Path(on_path)
+        return
+    if UV.exists() and uv_version(UV) == UV_VERSION:
+        return
     say(f"installing uv {UV_VERSION} into {UV_VENV.name} with pip (once)")
     pip_args = ["install", "--disable-pip-version-check", "--progress-bar", "off", f"uv=={UV_VERSION}"]
     if host_pip_takes_python():
