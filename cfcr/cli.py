@@ -202,25 +202,18 @@ def _channels(args: argparse.Namespace) -> int:
 
 
 def _upgrade_plan(args: argparse.Namespace) -> int:
-    from cfcr.channels import UnknownReleaseError, UpgradePlanError, format_plan, plan_upgrade, resolve
+    from cfcr.channels import UpgradePlanError, format_plan, plan_upgrade, resolve
     from cfcr.config.topology import control_plane_members
 
     name, spec = _spec(args)
     configured = spec.kubernetes.version
-    for flag, wanted in (("--to", args.to), ("--from", args.from_version)):
-        if wanted:
-            try:
-                resolve(wanted)
-            except UnknownReleaseError as exc:
-                print(f"cfcr: {flag} {wanted}: {exc}", file=sys.stderr)
-                return 2
     print(f"stack {name}: cfcr:kubernetes.version is {configured} ({resolve(configured).version})")
     try:
         plan = plan_upgrade(args.from_version or configured, args.to or configured,
                             members=[m.name for m in control_plane_members(spec)],
                             pools=[p.name for p in spec.node_pools])
     except UpgradePlanError as exc:
-        print(f"cfcr: {exc}", file=sys.stderr)
+        print(f"cfcr: upgrade-plan: {exc}", file=sys.stderr)
         return 2
     print(format_plan(plan, cluster=spec.name), end="")
     if not (args.to or args.from_version):

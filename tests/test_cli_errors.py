@@ -93,7 +93,7 @@ CASES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
      ["cfcr: smoke: cannot reach the API at https://127.0.0.1:1 (connection refused)"]),
     ("flows --render not a render", ["flows", "--stack", "aws-stable", "--render", "{tmp}"], {}, ["--render", "resources.json"]),
     ("channels unknown release", ["channels", "0.9.9"], {}, ["0.9.9"]),
-    ("upgrade-plan --to bad version", ["upgrade-plan", "--stack", "aws-stable", "--to", "9.99.1"], {}, ["--to 9.99.1"]),
+    ("upgrade-plan --to bad version", ["upgrade-plan", "--stack", "aws-stable", "--to", "9.99.1"], {}, ["upgrade-plan", "'9.99.1'", "1.36"]),
     ("etcd-restore half options", ["etcd-restore", "--stack", "aws-stable", "--snapshot-url", "https://x/s.db"], {},
      ["--snapshot-url given alone", "--out"]),
     ("stacks of a missing project", ["stacks", "--project-dir", "{tmp}/missing"], {}, ["--project-dir", "missing"]),
