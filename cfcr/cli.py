@@ -1,4 +1,4 @@
-"""The ``cfcr`` command: ``render`` a stack offline, ``check`` it against the policy pack, check its
+"""The ``cfcr`` command: list the project's ``stacks``, ``render`` a stack offline, ``check`` it against the policy pack, check its
 network ``flows``, list its ``assets`` (and check an air-gapped render against them), print the ``docs`` config reference, print an ``upgrade-plan``, list the
 ``channels``, write an ``etcd-restore`` procedure."""
 
@@ -8,16 +8,79 @@ import argparse
 import sys
 from pathlib import Path
 
-from cfcr.config import ConfigError
+from typing import Any
+
+import yaml
+
+from cfcr.config import ConfigError, InputError
+from cfcr.smoke.kube import KubeconfigError
+
+
+def _default_project_dir() -> Path | None:
+    """The current directory when it is a cfcr project (a Pulumi.yaml whose program is cfcr's),
+    else ``None``: the cfcr project this package came from."""
+    import yaml
+
+    here = Path.cwd()
+    try:
+        project = yaml.safe_load((here / "Pulumi.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    if not isinstance(project, dict):
+        return None
+    if project.get("name") == "cfcr":
+        return here
+    main = here / str(project.get("main") or ".")
+    try:
+        text = (main if main.suffix == ".py" else main / "__main__.py").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return here if "import cfcr" in text or "from cfcr" in text else None
+
+
+def _project_dir(args: argparse.Namespace) -> Path | None:
+    """``--project-dir`` (which must exist), else :func:`_default_project_dir`."""
+    from cfcr.config import InputError
+
+    if getattr(args, "project_dir", None):
+        path = Path(args.project_dir)
+        if not path.is_dir():
+            raise InputError(f"--project-dir {path}: {'a file, not a directory' if path.exists() else 'no such directory'}")
+        return path
+    return _default_project_dir()
+
+
+def _stack(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The stack's name and its config: the stack file ``--stack`` names (in ``--project-dir``)
+    with each ``--config KEY=VALUE`` set."""
+    from cfcr.config import find_stack, read_stack_file
+    from cfcr.config.overrides import apply
+
+    ref = find_stack(args.stack, _project_dir(args))
+    config = read_stack_file(ref.path)
+    return ref.name, apply(config, getattr(args, "config", None) or [])
+
+
+def _spec(args: argparse.Namespace) -> tuple[str, Any]:
+    """The stack's name and validated ClusterSpec."""
+    from cfcr.config import load_spec
+
+    name, config = _stack(args)
+    return name, load_spec(config, name)
 
 
 def _render(args: argparse.Namespace) -> int:
+    from cfcr.config import InputError
     from cfcr.render import render_stack
 
-    result = render_stack(args.stack, Path(args.out), show_secrets=args.show_secrets)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: a file; expected a directory (created if missing) to write the render to")
+    name, config = _stack(args)
+    result = render_stack(name, out, show_secrets=args.show_secrets, config=config)
     roles = ", ".join(sorted(result.user_data)) or "none"
-    manifests = sum(1 for f in result.files if "manifests" in f.relative_to(Path(args.out)).parts[:1])
-    print(f"rendered stack {args.stack}: {len(result.resources)} resources, user-data for {roles}, "
+    manifests = sum(1 for f in result.files if "manifests" in f.relative_to(out).parts[:1])
+    print(f"rendered stack {name}: {len(result.resources)} resources, user-data for {roles}, "
           f"{manifests} manifests -> {args.out}")
     return 0
 
@@ -25,9 +88,7 @@ def _render(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import json
 
-    import yaml
-
-    from cfcr.config import read_stack_config
+    from cfcr.config import InputError
 
     try:
         from cfcr.policy.runner import PolicyConfigError, check_stack
@@ -40,25 +101,26 @@ def _check(args: argparse.Namespace) -> int:
 
     pack = Path(args.policy_pack)
     if not (pack / "PulumiPolicy.yaml").is_file():
-        print(f"cfcr: --policy-pack {pack}: no PulumiPolicy.yaml there", file=sys.stderr)
-        return 2
-    project_dir = Path(args.project_dir) if args.project_dir else None
-    overrides: dict[str, object] = {}
-    for item in args.config:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"cfcr: --config {item!r}: expected KEY=VALUE", file=sys.stderr)
-            return 2
-        overrides[key if ":" in key else f"cfcr:{key}"] = yaml.safe_load(value)  # 3, true, {count: 1}
-    stack_config = {**read_stack_config(args.stack, project_dir), **overrides} if overrides else None
+        found = "no such directory" if not pack.exists() else "no PulumiPolicy.yaml there"
+        raise InputError(f"--policy-pack {pack}: {found}; expected a policy pack directory, e.g. policy")
+    name, config = _stack(args)
+    policy_config = None
+    if args.policy_config:
+        source = Path(args.policy_config)
+        try:
+            policy_config = json.loads(source.read_text())
+        except OSError as exc:
+            raise InputError(f"--policy-config {source}: {exc.strerror.lower() if exc.strerror else exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = f"line {exc.lineno}, column {exc.colno}: " if isinstance(exc, json.JSONDecodeError) else ""
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise InputError(f"--policy-config {source}: {where}not valid JSON: {reason}") from None
     try:
-        policy_config = json.loads(Path(args.policy_config).read_text()) if args.policy_config else None
-        report = check_stack(args.stack, project_dir=project_dir, stack_config=stack_config,
-                             policy_config=policy_config)
-    except (PolicyConfigError, OSError, json.JSONDecodeError) as exc:
-        print(f"cfcr: invalid policy config: {exc}", file=sys.stderr)
+        report = check_stack(name, stack_config=config, policy_config=policy_config)
+    except PolicyConfigError as exc:
+        print(f"cfcr: --policy-config {args.policy_config}: {exc}", file=sys.stderr)
         return 2
-    print(f"policy pack {pack} over stack {args.stack}:")
+    print(f"policy pack {pack} over stack {name}:")
     print(report.format())
     return 1 if report.mandatory else 0
 
@@ -68,10 +130,9 @@ def _flows(args: argparse.Namespace) -> int:
 
     from cfcr.flows.check import RenderDirError
 
-    project_dir = Path(args.project_dir) if args.project_dir else None
+    name, config = _stack(args)
     try:
-        report = check_stack(args.stack, project_dir=project_dir,
-                             render_dir=Path(args.render) if args.render else None)
+        report = check_stack(name, config=config, render_dir=Path(args.render) if args.render else None)
     except RenderDirError as exc:
         print(f"cfcr: --render: {exc}", file=sys.stderr)
         return 2
@@ -82,26 +143,24 @@ def _flows(args: argparse.Namespace) -> int:
 def _assets(args: argparse.Namespace) -> int:
     import json
 
-    project_dir = Path(args.project_dir) if args.project_dir else None
-    print(f"cfcr assets: rendering stack {args.stack} offline (a few seconds per render)...", file=sys.stderr)
+    name, config = _stack(args)
+    print(f"cfcr assets: rendering stack {name} offline (a few seconds per render)...", file=sys.stderr)
     if args.check:
         from cfcr.assets.check import check_stack as check_airgap
 
-        report = check_airgap(args.stack, project_dir)
+        report = check_airgap(name, config=config)
         print(json.dumps(report.assets.to_json(), indent=2) if args.json else report.format(), end="\n" if args.json else "")
         if args.json and not report.ok:
             print(report.format(), file=sys.stderr, end="")
         return 0 if report.ok else 1
     from cfcr.assets import stack_assets
-    from cfcr.config import read_stack_config
 
-    config = None
     if args.kubernetes_version:
         from cfcr.channels import CHANNELS
 
         version = CHANNELS.get(args.kubernetes_version, args.kubernetes_version)  # a channel: today's version
-        config = {**read_stack_config(args.stack, project_dir), "cfcr:kubernetes": {"version": version}}
-    listing = stack_assets(args.stack, project_dir, config)
+        config = {**config, "cfcr:kubernetes": {"version": version}}
+    listing = stack_assets(name, config=config)
     print(json.dumps(listing.to_json(), indent=2) if args.json else listing.to_text(), end="\n" if args.json else "")
     return 0
 
@@ -115,10 +174,15 @@ def _docs(args: argparse.Namespace) -> int:
 
 def _smoke(args: argparse.Namespace) -> int:
     from cfcr.smoke import SmokeOptions, run_smoke
-    from cfcr.smoke.kube import KubeApi
+    from cfcr.smoke.kube import ApiUnreachable, ClusterError, KubeApi
 
-    report = run_smoke(KubeApi(args.kubeconfig, args.context),
-                       SmokeOptions(timeout=args.timeout, cluster_domain=args.cluster_domain, cni=args.cni))
+    api = KubeApi(args.kubeconfig, args.context)
+    try:
+        report = run_smoke(api, SmokeOptions(timeout=args.timeout, cluster_domain=args.cluster_domain, cni=args.cni))
+    except ClusterError as exc:  # the first call failed: unreachable, or refused (401, 403)
+        print(f"cfcr: smoke: {exc}" if isinstance(exc, ApiUnreachable) else f"cfcr: smoke: the API at {api.host} "
+              f"answered: {exc}", file=sys.stderr)
+        return 2
     print(report.render())
     return 0 if report.passed else 1
 
@@ -147,18 +211,17 @@ def _channels(args: argparse.Namespace) -> int:
 
 def _upgrade_plan(args: argparse.Namespace) -> int:
     from cfcr.channels import UpgradePlanError, format_plan, plan_upgrade, resolve
-    from cfcr.config import load_stack
     from cfcr.config.topology import control_plane_members
 
-    spec = load_stack(args.stack, Path(args.project_dir) if args.project_dir else None)
+    name, spec = _spec(args)
     configured = spec.kubernetes.version
-    print(f"stack {args.stack}: cfcr:kubernetes.version is {configured} ({resolve(configured).version})")
+    print(f"stack {name}: cfcr:kubernetes.version is {configured} ({resolve(configured).version})")
     try:
         plan = plan_upgrade(args.from_version or configured, args.to or configured,
                             members=[m.name for m in control_plane_members(spec)],
                             pools=[p.name for p in spec.node_pools])
     except UpgradePlanError as exc:
-        print(f"cfcr: {exc}", file=sys.stderr)
+        print(f"cfcr: upgrade-plan: {exc}", file=sys.stderr)
         return 2
     print(format_plan(plan, cluster=spec.name), end="")
     if not (args.to or args.from_version):
@@ -168,45 +231,85 @@ def _upgrade_plan(args: argparse.Namespace) -> int:
 
 
 def _etcd_restore(args: argparse.Namespace) -> int:
-    from cfcr.config import load_stack
     from cfcr.etcd_restore import RestoreError, runbook, write_kit
 
-    spec = load_stack(args.stack, Path(args.project_dir) if args.project_dir else None)
     if (args.snapshot_url is None) != (args.out is None):
-        print("cfcr: etcd-restore: give --snapshot-url and --out together (or neither, to see the first steps)",
-              file=sys.stderr)
+        given = "--snapshot-url" if args.snapshot_url is not None else "--out"
+        print(f"cfcr: etcd-restore: {given} given alone; give --snapshot-url and --out together (or neither, "
+              "to see the first steps)", file=sys.stderr)
         return 2
+    name, spec = _spec(args)
     try:
         out = Path(args.out) if args.out else None
         if out is not None:
             write_kit(spec, args.snapshot_url, out)
-        print(runbook(spec, args.snapshot_url, out, stack=args.stack), end="")
+        print(runbook(spec, args.snapshot_url, out, stack=name), end="")
     except RestoreError as exc:
         print(f"cfcr: etcd-restore: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def _stack_options(parser: argparse.ArgumentParser) -> None:
-    """``--stack`` and ``--project-dir``: which stack file a command reads, and from where."""
-    parser.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
-    parser.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
+def _stacks(args: argparse.Namespace) -> int:
+    from cfcr.config import ConfigError, InputError, list_stacks, load_spec, read_stack_file
+    from cfcr.channels import resolve
+    from cfcr.config.topology import control_plane_members
+
+    project = _project_dir(args)
+    refs = list_stacks(project)
+    if not refs:
+        from cfcr.config.load import PACKAGE_PROJECT, stack_dirs
+
+        looked = ", ".join(str(d) for d in stack_dirs(project or PACKAGE_PROJECT))
+        print(f"cfcr: stacks: no Pulumi.*.yaml in {looked}", file=sys.stderr)
+        return 2
+    width = max(len(ref.name) for ref in refs)
+    for ref in refs:
+        try:
+            spec = load_spec(read_stack_file(ref.path), ref.name)
+        except (ConfigError, InputError) as exc:
+            print(f"{ref.name:<{width}}  invalid: {str(exc).splitlines()[-1].strip()}")
+            continue
+        version = spec.kubernetes.version
+        resolved = resolve(version).version
+        pools = ", ".join(f"{p.name} {p.min_size}-{p.max_size}" for p in spec.node_pools) or "none"
+        print(f"{ref.name:<{width}}  {spec.cloud:<5} {spec.region:<15} {version if version == resolved else f'{version}={resolved}':<15} "
+              f"cni={spec.cni:<8} members={len(control_plane_members(spec))}  pools: {pools}")
+    return 0
+
+
+def _project_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project-dir", metavar="DIR",
+                        help="the Pulumi project holding the stack files: DIR/<Pulumi.yaml stackConfigDir>, "
+                             "DIR/stacks or DIR itself (default: the current directory if it is a cfcr project, "
+                             "else the cfcr project this package came from)")
+
+
+def _stack_options(parser: argparse.ArgumentParser, *, overrides: bool = False) -> None:
+    """``--stack`` and ``--project-dir``: which stack file a command reads, and from where; with
+    ``overrides``, also ``--config KEY=VALUE``."""
+    parser.add_argument("--stack", required=True, metavar="NAME|FILE",
+                        help="a stack name (reads Pulumi.NAME.yaml of the project, see --project-dir) or the path "
+                             "of a stack file (a value with a / or ending in .yaml)")
+    _project_option(parser)
+    if overrides:
+        parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                            help="set one stack config value, KEY as config errors print it (controlPlane.count, "
+                                 "nodePools[0].minSize, cfcr:cni, aws:region), VALUE as YAML; repeatable")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cfcr", description="Kubernetes clusters on AWS, GCP and Azure with Pulumi.")
     sub = parser.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="run the program for a stack offline (mock runtime) and write what it builds")
-    render.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
+    _stack_options(render, overrides=True)
     render.add_argument("--out", required=True, help="directory to write resources.json, nodes/ and manifests/")
     render.add_argument("--show-secrets", action="store_true", help="write secret values instead of \"[secret]\"")
     render.set_defaults(func=_render)
     check = sub.add_parser("check", help="render a stack offline and run the policy pack over it "
                                           "(exit 1 on a mandatory violation)")
-    _stack_options(check)
+    _stack_options(check, overrides=True)
     check.add_argument("--policy-pack", required=True, help="the policy pack directory, e.g. policy")
-    check.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one stack config value (cfcr: namespace unless KEY names one; repeatable)")
     check.add_argument("--policy-config", metavar="FILE",
                        help="JSON policy config, the file `pulumi preview --policy-pack-config` takes")
     check.set_defaults(func=_check)
@@ -238,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     smoke.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     smoke.add_argument("--cni", default=None, help="the CNI, if detection should be skipped")
     smoke.set_defaults(func=_smoke)
+    stacks = sub.add_parser("stacks", help="list the project's stacks: cloud, region, version, CNI, members, pools")
+    _project_option(stacks)
+    stacks.set_defaults(func=_stacks)
     chans = sub.add_parser("channels", help="list the channels and what each release pins, with the sources")
     chans.add_argument("release", nargs="?", help="only this channel or exact version (default: every release)")
     chans.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -262,8 +368,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, InputError) as exc:
         print(f"cfcr: {exc}", file=sys.stderr)
+        return 2
+    except KubeconfigError as exc:
+        print(f"cfcr: {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a backstop: a file the user named that the cases above do not cover
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"cfcr: {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:  # a backstop, likewise
+        print(f"cfcr: {args.command}: not valid YAML: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 

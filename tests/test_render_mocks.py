@@ -213,3 +213,14 @@ def test_two_runs_record_the_same_resources_in_the_same_order() -> None:
     assert orders[1] == orders[0] and orders[2] == orders[0]
     texts = [[(r.urn, unwrap(r.inputs), unwrap(r.outputs)) for r in m.recorded] for m in runs]
     assert texts[1] == texts[0]
+
+
+def test_render_writes_integral_numbers_as_integers() -> None:
+    """Pulumi's wire format turns the program's ints into floats; the render writes them back as
+    integers (``toPort: 6443``) and keeps other floats (``maxPrice: 0.5``), secrets included."""
+    from cfcr.render.writer import mask, whole
+
+    assert whole({"toPort": 6443.0, "maxPrice": 0.5, "n": [1.0, -1.0, 2.5], "s": "1.0", "b": True}) == {
+        "toPort": 6443, "maxPrice": 0.5, "n": [1, -1, 2.5], "s": "1.0", "b": True}
+    assert type(whole(3.0)) is int and type(whole(True)) is bool and whole(float("inf")) == float("inf")
+    assert mask({"a": {"port": 443.0}}, show_secrets=False) == {"a": {"port": 443}}

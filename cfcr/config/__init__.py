@@ -1,7 +1,18 @@
 """Stack config -> one validated, typed ClusterSpec. Every check and every default lives here."""
 
-from cfcr.config.errors import ConfigError, Problem
-from cfcr.config.load import default_name, load_from_pulumi, load_spec, load_stack, read_stack_config, stack_file
+from cfcr.config.errors import ConfigError, InputError, Problem
+from cfcr.config.load import (
+    StackRef,
+    default_name,
+    find_stack,
+    list_stacks,
+    load_from_pulumi,
+    load_spec,
+    load_stack,
+    read_stack_config,
+    read_stack_file,
+    stack_file,
+)
 from cfcr.config.schema import (
     DEFAULT_CONTROL_PLANE_SIZE,
     DEFAULT_WORKER_SIZE,
@@ -18,6 +29,8 @@ __all__ = [
     "DEFAULT_WORKER_SIZE",
     "ClusterSpec",
     "ConfigError",
+    "InputError",
+    "StackRef",
     "ControlPlaneConfig",
     "NetworkingConfig",
     "NodePoolConfig",
@@ -25,9 +38,12 @@ __all__ = [
     "Problem",
     "Taint",
     "default_name",
+    "find_stack",
+    "list_stacks",
     "load_from_pulumi",
     "load_spec",
     "load_stack",
     "read_stack_config",
+    "read_stack_file",
     "stack_file",
 ]

@@ -10,18 +10,12 @@ from collections.abc import Callable, Iterator
 from cfcr import channels
 from cfcr.config.backups import bucket_name_ok
 from cfcr.config.errors import NAMESPACE, Problem
+from cfcr.config.regions import region_problem
 from cfcr.config.schema import ClusterSpec
 from cfcr.constants import RESERVED_USER_NAMES
 
 MIN_SERVICE_ADDRESSES = 256
 MAX_SERVICE_PREFIX = 12  # kube-apiserver refuses IPv4 service ranges larger than a /12
-
-_REGION = {
-    "aws": (re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$"), "an AWS region like us-east-1"),
-    "gcp": (re.compile(r"^[a-z]+-[a-z]+\d+$"), "a GCP region like europe-west4"),
-    "azure": (re.compile(r"^[a-z]+[a-z0-9]*$"), "an Azure region like westeurope"),
-}
-
 
 def _zone_ok(cloud: str, region: str, zone: str) -> bool:
     if cloud == "aws":
@@ -58,9 +52,9 @@ def _version(spec: ClusterSpec) -> Iterator[Problem]:
 
 
 def _region_and_zones(spec: ClusterSpec) -> Iterator[Problem]:
-    pattern, words = _REGION[spec.cloud]
-    if not pattern.match(spec.region):
-        yield Problem(_key("region"), spec.region, f"must be {words} (cloud is {spec.cloud})")
+    wrong = region_problem(spec.cloud, spec.region)
+    if wrong is not None:
+        yield wrong
         return
     allowed = _ZONE_FORMAT[spec.cloud].format(region=spec.region)
     sources: list[tuple[str, list[str]]] = [("controlPlane.zones", spec.control_plane.zones)]

@@ -42,3 +42,9 @@ class ConfigError(ValueError):
         else:
             message = "invalid stack config:\n" + "\n".join(f"  - {line}" for line in lines)
         super().__init__(message)
+
+
+class InputError(ValueError):
+    """A file or option the user gave that cannot be used (no such stack, a stack file that is
+    not YAML, a project directory that does not exist): one line naming it, what was found
+    there and what is allowed. Raised before anything is rendered."""

@@ -207,13 +207,15 @@ def read_render_dir(path: Path) -> tuple[list[dict[str, Any]], dict[str, bytes]]
     return rows, user_data
 
 
-def check_stack(stack: str, *, project_dir: Path | None = None, render_dir: Path | None = None) -> FlowReport:
-    """Check a stack: its render on disk (``render_dir``), else a fresh in-process render."""
-    raw = read_stack_config(stack, project_dir)
+def check_stack(stack: str, *, project_dir: Path | None = None, render_dir: Path | None = None,
+                config: dict[str, Any] | None = None) -> FlowReport:
+    """Check a stack (its stack file, or ``config``): its render on disk (``render_dir``), else a
+    fresh in-process render."""
+    raw = config if config is not None else read_stack_config(stack, project_dir)
     spec = load_spec(raw, stack)
     if render_dir is not None:
         rows, user_data = read_render_dir(render_dir)
         return check_rows(spec, rows, user_data, stack=stack)
     from cfcr.render import render_stack
 
-    return check_result(spec, render_stack(stack, None, project_dir=project_dir))
+    return check_result(spec, render_stack(stack, None, project_dir=project_dir, config=raw))

@@ -18,20 +18,38 @@ HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "k
 _META_KEYS = ("apiVersion", "kind", "metadata")
 
 
+def whole(value: Any) -> Any:
+    """A number with an integral value as an ``int`` (``6443.0`` -> ``6443``), in nested values too.
+
+    Pulumi's wire format (a protobuf ``Struct``) carries every number as a double, so the mock
+    runtime hands the program's ``6443`` back as ``6443.0`` and whether the program wrote ``1``
+    or ``1.0`` is lost before the render sees it. The rule: an integral float is written as an
+    integer, any other float (``maxPrice: 0.5``) stays a float. Both are the same JSON number and
+    the same double the provider receives; only the text of the render changes.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole(v) for v in value]
+    return value
+
+
 def mask(value: Any, show_secrets: bool) -> Any:
     """``value`` with every secret replaced by ``"[secret]"`` (or unwrapped when shown); a secret
     mapping (a Secret's ``stringData``) keeps its keys, each value masked, so the masked object
-    keeps its shape."""
+    keeps its shape. Integral numbers become integers (:func:`whole`)."""
     if is_secret(value):
         if show_secrets:
-            return unwrap(value)
+            return whole(unwrap(value))
         plain = unwrap(value)
         return {k: SECRET for k in plain} if isinstance(plain, dict) else SECRET
     if isinstance(value, dict):
         return {k: mask(v, show_secrets) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v, show_secrets) for v in value]
-    return value
+    return whole(value)
 
 
 def resource_entries(recorded: list[RecordedResource], show_secrets: bool) -> list[dict[str, Any]]:

@@ -71,17 +71,75 @@ class ClusterError(RuntimeError):
     """A failed API call, with the API server's own message (:func:`api_error_text`)."""
 
 
+class ApiUnreachable(ClusterError):
+    """No connection to the API server at all (refused, timed out, no route, TLS failure)."""
+
+
+class KubeconfigError(ValueError):
+    """The kubeconfig file or context given cannot be used; the message names it."""
+
+
+def connection_text(exc: BaseException) -> str:
+    """Why a connection failed, in a few words: ``connection refused``, ``timed out``, ... from
+    urllib3's nested ``MaxRetryError(NewConnectionError("...: [Errno 111] Connection refused"))``."""
+    import re
+
+    reason: BaseException | None = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno:
+        return errno.group(1).strip().rstrip(".").lower()
+    if "timed out" in text.lower():
+        return "timed out"
+    if "ssl" in type(reason).__name__.lower() or "certificate" in text.lower():
+        return "TLS: " + " ".join(text.split())[:200]
+    return " ".join(text.split())[:200] or type(reason).__name__
+
+
 def _explained(method: F) -> F:
     """Raise a failed API call as :class:`ClusterError` with the server's message."""
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             return method(*args, **kwargs)
         except ApiException as exc:
             raise ClusterError(api_error_text(exc)) from None
+        except HTTPError as exc:  # no answer at all: say so once, not urllib3's retries
+            host = getattr(args[0], "host", "the API server") if args else "the API server"
+            raise ApiUnreachable(f"cannot reach the API at {host} ({connection_text(exc)})") from None
     return call  # type: ignore[return-value]
+
+
+def check_kubeconfig(path: str, context: str | None) -> None:
+    """Raise :class:`KubeconfigError` naming the file when it is missing, not YAML, not a
+    kubeconfig, or lacks ``context`` (the client's own errors are tracebacks or vague)."""
+    from pathlib import Path
+
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise KubeconfigError(f"--kubeconfig {path}: {'a directory' if file.is_dir() else 'no such file'}")
+    try:
+        document = yaml.safe_load(file.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise KubeconfigError(f"--kubeconfig {path}: {where}not valid YAML: {exc.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise KubeconfigError(f"--kubeconfig {path}: cannot read it: {' '.join(str(exc).split())}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("contexts"), list):
+        raise KubeconfigError(f"--kubeconfig {path}: not a kubeconfig (no `contexts:` list)")
+    names = [str(c.get("name")) for c in document["contexts"] if isinstance(c, dict)]
+    wanted = context or document.get("current-context")
+    if not wanted:
+        raise KubeconfigError(f"--kubeconfig {path}: no current-context; pass --context (contexts: {', '.join(names)})")
+    if wanted not in names:
+        flag = "--context" if context else "current-context"
+        raise KubeconfigError(f"{flag} {wanted}: not in {path}; contexts there: {', '.join(names) or 'none'}")
 
 
 class KubeApi:
@@ -90,7 +148,12 @@ class KubeApi:
     def __init__(self, kubeconfig: str, context: str | None = None) -> None:
         from kubernetes import client, config
 
-        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        check_kubeconfig(kubeconfig, context)
+        try:
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        except config.ConfigException as exc:
+            raise KubeconfigError(f"--kubeconfig {kubeconfig}: {' '.join(str(exc).split())}") from None
+        self.host: str = str(api_client.configuration.host)
         self._core: Any = client.CoreV1Api(api_client)
         self._apps: Any = client.AppsV1Api(api_client)
         self._net: Any = client.NetworkingV1Api(api_client)
