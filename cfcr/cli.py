@@ -50,8 +50,11 @@ def _check(args: argparse.Namespace) -> int:
     except (PolicyConfigError, OSError, json.JSONDecodeError) as exc:
         print(f"cfcr: invalid policy config: {exc}", file=sys.stderr)
         return 2
-    print(f"policy pack {pack} over stack {args.stack}:")
-    print(report.format())
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(f"policy pack {pack} over stack {args.stack}:")
+        print(report.format())
     return 1 if report.mandatory else 0
 
 
@@ -201,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="override one stack config value (cfcr: namespace unless KEY names one; repeatable)")
     check.add_argument("--policy-config", metavar="FILE",
                        help="JSON policy config, the file `pulumi preview --policy-pack-config` takes")
+    check.add_argument("--json", action="store_true", help="print the report as JSON: counts and violations grouped "
+                                                            "by cause, each with the config key that fixes it")
     check.set_defaults(func=_check)
     flows = sub.add_parser("flows", help="check every network flow the cluster needs against the stack's rendered "
                                           "network (exit 1 if a flow is blocked)")
