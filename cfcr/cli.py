@@ -182,6 +182,67 @@ def _etcd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    from cfcr.config import read_stack_config
+    from cfcr.review.diff import diff
+    from cfcr.review.snapshot import SnapshotError, apply_overrides, load_dir, load_stack, parse_overrides
+
+    project_dir = Path(args.project_dir) if args.project_dir else None
+    try:
+        overrides = parse_overrides(args.config)
+        if len(args.renders) > 2 or (args.renders[1:] and (args.stack or args.against_stack)):
+            raise SnapshotError("give two render directories, or one and --stack, or --stack with --against-stack "
+                                "or --config")
+        if args.config and not args.stack:
+            raise SnapshotError("--config changes the --stack render: give --stack")
+        if not args.renders and not args.stack:
+            raise SnapshotError("nothing to compare: give BEFORE [AFTER] render directories or --stack")
+        if len(args.renders) == 1 and not args.stack:
+            raise SnapshotError("one render directory: say what to compare it with (AFTER or --stack)")
+        if args.stack and not (args.renders or args.against_stack or overrides):
+            raise SnapshotError("--stack alone compares the stack with itself: add --against-stack, --config or "
+                                "a BEFORE render directory")
+        for item in args.renders:
+            if not Path(item).is_dir():
+                raise SnapshotError(f"{item}: not a directory (a render written by `cfcr render --out DIR`)")
+        before = load_dir(Path(args.renders[0])) if args.renders else load_stack(
+            args.against_stack or args.stack, project_dir)
+        if len(args.renders) == 2:
+            after = load_dir(Path(args.renders[1]))
+        elif overrides:
+            config = apply_overrides(read_stack_config(args.stack, project_dir), overrides)
+            after = load_stack(args.stack, project_dir, config)
+            after = type(after)(f"{after.label} with {' '.join(args.config)}", after.resources, after.user_data,
+                                after.manifests)
+        else:
+            after = load_stack(args.stack, project_dir)
+    except SnapshotError as exc:
+        print(f"cfcr: diff: {exc}", file=sys.stderr)
+        return 2
+    result = diff(before, after)
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.format())
+    return 0
+
+
+def _diff_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    diff = sub.add_parser("diff", help="what changes between two renders (directories or stacks rendered now) and "
+                                        "what each change does: control-plane members replaced, pools rolled, "
+                                        "resources added, removed, changed, user-data and manifest diffs")
+    diff.add_argument("renders", nargs="*", metavar="DIR", help="BEFORE [AFTER]: render directories written by "
+                                                              "`cfcr render --out DIR`")
+    diff.add_argument("--stack", help="AFTER: this stack rendered now (with the --config overrides)")
+    diff.add_argument("--against-stack", metavar="STACK", help="BEFORE: this stack rendered now "
+                                                              "(default with --config: --stack without them)")
+    diff.add_argument("--project-dir", help="directory holding stacks/ (default: the cfcr project)")
+    diff.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                      help="override one config value of the --stack render (cfcr: namespace unless KEY names one; "
+                           "a.b sets one field; repeatable)")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of text")
+    diff.set_defaults(func=_diff)
+
+
 def _stack_options(parser: argparse.ArgumentParser) -> None:
     """``--stack`` and ``--project-dir``: which stack file a command reads, and from where."""
     parser.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
@@ -256,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "to make one); with --out, writes the members' scripts")
     restore.add_argument("--out", metavar="DIR", help="where to write the members' scripts (mode 0600)")
     restore.set_defaults(func=_etcd_restore)
+    _diff_parser(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
