@@ -243,6 +243,35 @@ def _diff_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     diff.set_defaults(func=_diff)
 
 
+def _cost(args: argparse.Namespace) -> int:
+    import json
+
+    from cfcr.config import read_stack_config
+    from cfcr.review.cost import PriceError, stack_estimate
+    from cfcr.review.snapshot import SnapshotError, apply_overrides, parse_overrides
+
+    project_dir = Path(args.project_dir) if args.project_dir else None
+    try:
+        overrides = parse_overrides(args.config)
+        config = apply_overrides(read_stack_config(args.stack, project_dir), overrides) if overrides else None
+        result = stack_estimate(args.stack, project_dir, config)
+    except (SnapshotError, PriceError) as exc:
+        print(f"cfcr: cost: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.format())
+    return 0
+
+
+def _cost_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cost = sub.add_parser("cost", help="render a stack and estimate what it costs a month at list prices "
+                                        "(cfcr/review/prices/, each price with its source and date)")
+    _stack_options(cost)
+    cost.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                      help="override one config value (cfcr: namespace unless KEY names one; a.b sets one field)")
+    cost.add_argument("--json", action="store_true", help="print JSON instead of text")
+    cost.set_defaults(func=_cost)
+
+
 def _stack_options(parser: argparse.ArgumentParser) -> None:
     """``--stack`` and ``--project-dir``: which stack file a command reads, and from where."""
     parser.add_argument("--stack", required=True, help="stack name: reads <project-dir>/stacks/Pulumi.<stack>.yaml")
@@ -318,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--out", metavar="DIR", help="where to write the members' scripts (mode 0600)")
     restore.set_defaults(func=_etcd_restore)
     _diff_parser(sub)
+    _cost_parser(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
