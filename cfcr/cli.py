@@ -19,7 +19,14 @@ def _render(args: argparse.Namespace) -> int:
     manifests = sum(1 for f in result.files if "manifests" in f.relative_to(Path(args.out)).parts[:1])
     print(f"rendered stack {args.stack}: {len(result.resources)} resources, user-data for {roles}, "
           f"{manifests} manifests -> {args.out}")
+    _render_picture_note(result.files)
     return 0
+
+
+def _render_picture_note(files: list[Path]) -> None:
+    names = {f.name for f in files}
+    if "architecture.dot" in names and "architecture.svg" not in names:
+        print("architecture.dot written; architecture.svg needs Graphviz's dot (apt-get install graphviz)")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ def render_stack(
     from cfcr import program
 
     raw = config if config is not None else read_stack_config(stack, project_dir)
-    load_spec(raw, stack)  # fail fast, before the runtime starts
+    spec = load_spec(raw, stack)  # fail fast, before the runtime starts
     monitor, result, resolved = run_program(
         program.main,
         project=PROJECT,
@@ -68,7 +68,8 @@ def render_stack(
         for k, (value, secret) in resolved.items()
         if k.startswith("export:")
     }
-    files = write_render(out_dir, monitor.recorded, user_data, result.manifests, show_secrets) if out_dir else []
+    files = write_render(out_dir, monitor.recorded, user_data, result.manifests, show_secrets,
+                         spec=spec) if out_dir else []
     return RenderResult(stack, monitor.recorded, user_data, result.manifests, exports, files)
 
 
