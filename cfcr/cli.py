@@ -202,6 +202,8 @@ def _diff(args: argparse.Namespace) -> int:
         if len(args.renders) > 2 or (args.renders[1:] and (args.stack or args.against_stack)):
             raise SnapshotError("give two render directories, or one and --stack, or --stack with --against-stack "
                                 "or --config")
+        if args.renders and args.against_stack:
+            raise SnapshotError("--against-stack is BEFORE, and so is the first render directory: give one of them")
         if args.config and not args.stack:
             raise SnapshotError("--config changes the --stack render: give --stack")
         if not args.renders and not args.stack:

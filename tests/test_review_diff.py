@@ -85,6 +85,7 @@ def test_secrets_stay_masked_in_the_diff(dirs: dict[str, Path], version_diff: Re
 @pytest.mark.parametrize("argv", [
     [], ["/nonexistent-dir", "/tmp"], ["--stack", "aws-stable"], ["/tmp"], ["--config", "cni=flannel"],
     ["/tmp", "/tmp", "/tmp"], ["--stack", "aws-stable", "--config", "novalue"],
+    ["/tmp", "--stack", "aws-stable", "--against-stack", "aws-edge"],
 ])
 def test_bad_input_exits_two(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diff", *argv]) == 2
