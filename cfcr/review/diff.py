@@ -30,6 +30,8 @@ TEMPLATE_TYPES = frozenset({AWS_LAUNCH_TEMPLATE, GCP_TEMPLATE})
 MAX_DIFF_LINES = 80
 """Lines of a unified diff shown per file before it is trimmed."""
 _MEMBER = re.compile(r"-cp-(\d+)$")
+COMPONENTS = ("cfcr:", "pulumi-python:")
+"""Components and cfcr's dynamic resources: no provider replaces them."""
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Change:
         return f"control-plane-{found.group(1)}" if found and self.type in MEMBER_TYPES else None
 
     def to_json(self) -> dict[str, Any]:
+        """The change as ``cfcr diff --json`` prints it."""
         return {"urn": self.urn, "type": self.type, "name": self.name, "action": self.action, "keys": self.keys,
                 "why": self.why, "member": self.member, "providerKnowledge": known(self.type),
                 "values": {k: {"from": a, "to": b} for k, (a, b) in self.values.items()}}
@@ -106,8 +109,9 @@ class RenderDiff:
         out += [f"  - {r['type']}::{r['name']}" for r in self.removed]
         for c in self.changed:
             mark = {"replace": "+-", "roll": "~~"}.get(c.action, "~ ")
-            out.append(f"  {mark} {c.type}::{c.name} [{c.action}]" + ("" if known(c.type) else " (no replace rules "
-                                                                        "for this type: assumed in place)"))
+            assumed = not known(c.type) and not c.type.startswith(COMPONENTS)
+            out.append(f"  {mark} {c.type}::{c.name} [{c.action}]"
+                       + (" (no replace rules for this type: assumed in place)" if assumed else ""))
             for key in c.keys:
                 shown = c.values.get(key)
                 out.append(f"       {key}" + (f": {_short(shown[0])} -> {_short(shown[1])}" if shown else ""))
@@ -117,6 +121,13 @@ class RenderDiff:
                 out.append(f"=== {title} {path}")
                 out += lines
         return "\n".join(out)
+
+
+def _shown(value: Any) -> bool:
+    """Whether a changed value is printed: scalars, but not documents (user-data, templates: diffed below)."""
+    if isinstance(value, (dict, list)):
+        return False
+    return not (isinstance(value, str) and (len(value) > 200 or "\n" in value))
 
 
 def _short(value: Any) -> str:
@@ -196,7 +207,7 @@ def diff(a: Snapshot, b: Snapshot) -> RenderDiff:
                         if rolls else [])
         for k in keys:
             va, vb = _get(old[key].get("inputs"), k), _get(r.get("inputs"), k)
-            if not isinstance(va, (dict, list)) and not isinstance(vb, (dict, list)):
+            if all(_shown(v) for v in (va, vb)):
                 change.values[k] = (va, vb)
         changes.append(change)
     _follow_templates(changes, b)
@@ -214,8 +225,8 @@ def _follow_templates(changes: list[Change], b: Snapshot) -> None:
     for machine in [r for r in b.resources if r["type"] in MEMBER_TYPES | POOL_GROUP_TYPES]:
         refs = _strings(machine.get("inputs"))
         for change, template in templates:
-            ids = {template.get("id"), *(_strings(template.get("outputs") or {}) & {
-                (template.get("outputs") or {}).get(k) for k in ("selfLink", "selfLinkUnique", "arn")})}
+            outputs = template.get("outputs") or {}
+            ids = {template.get("id"), *(outputs.get(k) for k in ("selfLink", "selfLinkUnique", "arn"))}
             if not (ids - {None}) & refs:
                 continue
             what = f"its template {template['name']} changes ({', '.join(change.keys[:4])}" + (
