@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import graphviz
+import graphviz  # type: ignore[import-untyped]  # no stubs nor py.typed (0.21)
 
 from cfcr.flows import model
 from cfcr.review.machines import COUNTERS
