@@ -82,7 +82,14 @@ def _render(args: argparse.Namespace) -> int:
     manifests = sum(1 for f in result.files if "manifests" in f.relative_to(out).parts[:1])
     print(f"rendered stack {name}: {len(result.resources)} resources, user-data for {roles}, "
           f"{manifests} manifests -> {args.out}")
+    _render_picture_note(result.files)
     return 0
+
+
+def _render_picture_note(files: list[Path]) -> None:
+    names = {f.name for f in files}
+    if "architecture.dot" in names and "architecture.svg" not in names:
+        print("architecture.dot written; architecture.svg needs Graphviz's dot (apt-get install graphviz)")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -120,8 +127,11 @@ def _check(args: argparse.Namespace) -> int:
     except PolicyConfigError as exc:
         print(f"cfcr: --policy-config {args.policy_config}: {exc}", file=sys.stderr)
         return 2
-    print(f"policy pack {pack} over stack {name}:")
-    print(report.format())
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(f"policy pack {pack} over stack {name}:")
+        print(report.format())
     return 1 if report.mandatory else 0
 
 
@@ -298,6 +308,93 @@ def _stack_options(parser: argparse.ArgumentParser, *, overrides: bool = False) 
                                  "nodePools[0].minSize, cfcr:cni, aws:region), VALUE as YAML; repeatable")
 
 
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    from cfcr.config import find_stack, read_stack_file
+    from cfcr.config.overrides import apply
+    from cfcr.review.diff import diff
+    from cfcr.review.snapshot import SnapshotError, load_dir, load_stack
+
+    def stack_snapshot(stack: str, items: list[str]) -> Any:
+        ref = find_stack(stack, _project_dir(args))
+        return load_stack(ref.name, config=apply(read_stack_file(ref.path), items))
+
+    try:
+        if len(args.renders) > 2 or (args.renders[1:] and (args.stack or args.against_stack)):
+            raise SnapshotError("give two render directories, or one and --stack, or --stack with --against-stack "
+                                "or --config")
+        if args.renders and args.against_stack:
+            raise SnapshotError("--against-stack is BEFORE, and so is the first render directory: give one of them")
+        if args.config and not args.stack:
+            raise SnapshotError("--config changes the --stack render: give --stack")
+        if not args.renders and not args.stack:
+            raise SnapshotError("nothing to compare: give BEFORE [AFTER] render directories or --stack")
+        if len(args.renders) == 1 and not args.stack:
+            raise SnapshotError("one render directory: say what to compare it with (AFTER or --stack)")
+        if args.stack and not (args.renders or args.against_stack or args.config):
+            raise SnapshotError("--stack alone compares the stack with itself: add --against-stack, --config or "
+                                "a BEFORE render directory")
+        for item in args.renders:
+            if not Path(item).is_dir():
+                raise SnapshotError(f"{item}: not a directory (a render written by `cfcr render --out DIR`)")
+        before = load_dir(Path(args.renders[0])) if args.renders else stack_snapshot(
+            args.against_stack or args.stack, [])
+        if len(args.renders) == 2:
+            after = load_dir(Path(args.renders[1]))
+        else:
+            after = stack_snapshot(args.stack, args.config)
+            if args.config:
+                after = type(after)(f"{after.label} with {' '.join(args.config)}", after.resources, after.user_data,
+                                    after.manifests)
+    except SnapshotError as exc:
+        print(f"cfcr: diff: {exc}", file=sys.stderr)
+        return 2
+    result = diff(before, after)
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.format())
+    return 0
+
+
+def _diff_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    diff = sub.add_parser("diff", help="what changes between two renders (directories or stacks rendered now) and "
+                                        "what each change does: control-plane members replaced, pools rolled, "
+                                        "resources added, removed, changed, user-data and manifest diffs")
+    diff.add_argument("renders", nargs="*", metavar="DIR", help="BEFORE [AFTER]: render directories written by "
+                                                              "`cfcr render --out DIR`")
+    diff.add_argument("--stack", metavar="NAME|FILE", help="AFTER: this stack rendered now (with the --config overrides)")
+    diff.add_argument("--against-stack", metavar="NAME|FILE", help="BEFORE: this stack rendered now "
+                                                                  "(default with --config: --stack without them)")
+    _project_option(diff)
+    diff.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                      help="set one config value of the --stack render, KEY as config errors print it "
+                           "(kubernetes.version, nodePools[0].minSize, aws:region), VALUE as YAML; repeatable")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of text")
+    diff.set_defaults(func=_diff)
+
+
+def _cost(args: argparse.Namespace) -> int:
+    import json
+
+    from cfcr.review.cost import PriceError, stack_estimate
+
+    name, config = _stack(args)
+    try:
+        result = stack_estimate(name, config=config)
+    except PriceError as exc:
+        print(f"cfcr: cost: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.format())
+    return 0
+
+
+def _cost_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cost = sub.add_parser("cost", help="render a stack and estimate what it costs a month at list prices "
+                                        "(cfcr/review/prices/, each price with its source and date)")
+    _stack_options(cost, overrides=True)
+    cost.add_argument("--json", action="store_true", help="print JSON instead of text")
+    cost.set_defaults(func=_cost)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cfcr", description="Kubernetes clusters on AWS, GCP and Azure with Pulumi.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--policy-pack", required=True, help="the policy pack directory, e.g. policy")
     check.add_argument("--policy-config", metavar="FILE",
                        help="JSON policy config, the file `pulumi preview --policy-pack-config` takes")
+    check.add_argument("--json", action="store_true", help="print the report as JSON: counts and violations grouped "
+                                                            "by cause, each with the config key that fixes it")
     check.set_defaults(func=_check)
     flows = sub.add_parser("flows", help="check every network flow the cluster needs against the stack's rendered "
                                           "network (exit 1 if a flow is blocked)")
@@ -365,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "to make one); with --out, writes the members' scripts")
     restore.add_argument("--out", metavar="DIR", help="where to write the members' scripts (mode 0600)")
     restore.set_defaults(func=_etcd_restore)
+    _diff_parser(sub)
+    _cost_parser(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

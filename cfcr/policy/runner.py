@@ -34,6 +34,7 @@ from pulumi_policy import (
 from pulumi_policy.policy import _NotApplicableError
 
 from cfcr.policy.base import CfcrPolicy, CfcrResourcePolicy
+from cfcr.policy.config_keys import config_keys
 from cfcr.policy.registry import BY_NAME, POLICIES, default_level
 from cfcr.policy.types import BOOTSTRAP, MACHINES, RENDERED_USER_DATA
 from cfcr.render.mocks import RecordedResource, unwrap
@@ -85,16 +86,60 @@ class PackReport:
         """``(policy, resource)`` of every violation (of one level)."""
         return {(v.policy, v.resource) for v in self.violations if level is None or v.enforcement == level}
 
-    def format(self) -> str:
-        """The report a person reads: one block per violation, then a summary line."""
-        lines: list[str] = []
+    def groups(self) -> list[ViolationGroup]:
+        """The violations grouped by cause: one group per (level, policy, message), with every resource
+        it names, mandatory groups first, in the order the pack found them."""
+        found: dict[tuple[str, str, str], ViolationGroup] = {}
         for v in self.violations:
-            lines.append(f"[{v.enforcement.value}] {v.policy}")
-            lines.append(f"    resource: {v.urn or '(stack)'}")
-            lines.append(f"    {v.message}")
+            key = (v.enforcement.value, v.policy, v.message)
+            if key not in found:
+                found[key] = ViolationGroup(v.policy, v.enforcement, v.message, config_keys(v.policy, v.message))
+            found[key].urns.append(v.urn or "(stack)")
+        return sorted(found.values(), key=lambda g: g.enforcement != EnforcementLevel.MANDATORY)
+
+    def format(self) -> str:
+        """The report a person reads: one block per cause (policy and message) with the config key
+        that fixes it and the resources it names, then a summary line."""
+        lines: list[str] = []
+        for g in self.groups():
+            count = len(g.urns)
+            lines.append(f"[{g.enforcement.value}] {g.policy} ({count} resource{'s' if count != 1 else ''})")
+            lines.append(f"    {g.message}")
+            lines.append(f"    config key: {', '.join(g.config_keys)}" if g.config_keys
+                         else "    config key: none (cfcr sets this; look for a resource built or changed outside it)")
+            lines.extend(f"    resource: {urn}" for urn in g.urns)
         lines.append(f"{len(self.mandatory)} mandatory, {len(self.advisory)} advisory violation(s) "
-                     f"over {self.checked} resource(s), {len(POLICIES)} policies")
+                     f"in {len(self.groups())} group(s) over {self.checked} resource(s), {len(POLICIES)} policies")
         return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable report (``cfcr check --json``)."""
+        return {
+            "mandatory": len(self.mandatory),
+            "advisory": len(self.advisory),
+            "checked": self.checked,
+            "groups": [g.to_json() for g in self.groups()],
+            "notApplicable": [{"policy": p, "reason": r} for p, r in self.not_applicable],
+        }
+
+
+@dataclass
+class ViolationGroup:
+    """Violations with one cause: the same policy reporting the same message, over several resources."""
+
+    policy: str
+    enforcement: EnforcementLevel
+    message: str
+    config_keys: tuple[str, ...]
+    urns: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"policy", "enforcement", "configKey", "message", "resources"}``; ``configKey`` is a key,
+        a list of keys, or null where cfcr itself sets what the policy judges."""
+        keys: Any = None if not self.config_keys else (
+            self.config_keys[0] if len(self.config_keys) == 1 else list(self.config_keys))
+        return {"policy": self.policy, "enforcement": self.enforcement.value, "configKey": keys,
+                "message": self.message, "resources": list(self.urns)}
 
 
 def _level(value: Any, where: str) -> EnforcementLevel:

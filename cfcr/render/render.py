@@ -70,7 +70,8 @@ def render_stack(
         for k, (value, secret) in resolved.items()
         if k.startswith("export:")
     }
-    files = write_render(out_dir, monitor.recorded, user_data, result.manifests, show_secrets) if out_dir else []
+    files = write_render(out_dir, monitor.recorded, user_data, result.manifests, show_secrets,
+                         spec=spec) if out_dir else []
     return RenderResult(stack, monitor.recorded, user_data, result.manifests, exports, files)
 
 

@@ -7,11 +7,14 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from cfcr.render.mocks import RecordedResource, is_secret, unwrap
+
+if TYPE_CHECKING:
+    from cfcr.config.schema import ClusterSpec
 
 SECRET = "[secret]"
 HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart")
@@ -101,8 +104,10 @@ def write_render(
     user_data: Mapping[str, str | bytes],
     manifests: Mapping[str, Any],
     show_secrets: bool,
+    spec: ClusterSpec | None = None,
 ) -> list[Path]:
-    """Write a render to ``out_dir``; returns the files written."""
+    """Write a render to ``out_dir``; returns the files written. With the stack's ``spec``, also
+    the architecture picture (architecture.dot, and architecture.svg where Graphviz is installed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -123,4 +128,8 @@ def write_render(
     objects = {**manifests, **kubernetes_manifests(recorded, show_secrets)}
     for rel, obj in sorted(objects.items()):
         emit(f"manifests/{rel}", yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+    if spec is not None:
+        from cfcr.review.picture import write_picture
+
+        written += write_picture(out_dir, spec, resource_entries(recorded, False), user_data)
     return written
