@@ -12,9 +12,12 @@ from cfcr.config import ConfigError
 
 
 def _render(args: argparse.Namespace) -> int:
-    from cfcr.render import render_stack
+    from cfcr.render import render_program, render_stack
 
-    result = render_stack(args.stack, Path(args.out), show_secrets=args.show_secrets)
+    if args.program:  # another Pulumi program (DIR/__main__.py with DIR/Pulumi.<stack>.yaml)
+        result = render_program(Path(args.program), args.stack, Path(args.out), show_secrets=args.show_secrets)
+    else:
+        result = render_stack(args.stack, Path(args.out), show_secrets=args.show_secrets)
     roles = ", ".join(sorted(result.user_data)) or "none"
     manifests = sum(1 for f in result.files if "manifests" in f.relative_to(Path(args.out)).parts[:1])
     print(f"rendered stack {args.stack}: {len(result.resources)} resources, user-data for {roles}, "
@@ -192,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
     render.add_argument("--out", required=True, help="directory to write resources.json, nodes/ and manifests/")
     render.add_argument("--show-secrets", action="store_true", help="write secret values instead of \"[secret]\"")
+    render.add_argument("--program", metavar="DIR", help="render another Pulumi program instead: DIR/__main__.py with "
+                                                         "DIR/Pulumi.<stack>.yaml (e.g. examples/platform-program)")
     render.set_defaults(func=_render)
     check = sub.add_parser("check", help="render a stack offline and run the policy pack over it "
                                           "(exit 1 on a mandatory violation)")
