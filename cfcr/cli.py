@@ -71,13 +71,20 @@ def _spec(args: argparse.Namespace) -> tuple[str, Any]:
 
 def _render(args: argparse.Namespace) -> int:
     from cfcr.config import InputError
-    from cfcr.render import render_stack
+    from cfcr.render import render_program, render_stack
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: a file; expected a directory (created if missing) to write the render to")
-    name, config = _stack(args)
-    result = render_stack(name, out, show_secrets=args.show_secrets, config=config)
+    if args.program:  # another Pulumi program (DIR/__main__.py with DIR/Pulumi.<stack>.yaml)
+        if args.config or args.project_dir:
+            raise InputError(f"--program {args.program}: reads DIR/Pulumi.{args.stack}.yaml as it is; "
+                             "--config and --project-dir apply to cfcr's own program only")
+        name = args.stack
+        result = render_program(Path(args.program), name, out, show_secrets=args.show_secrets)
+    else:
+        name, config = _stack(args)
+        result = render_stack(name, out, show_secrets=args.show_secrets, config=config)
     roles = ", ".join(sorted(result.user_data)) or "none"
     manifests = sum(1 for f in result.files if "manifests" in f.relative_to(out).parts[:1])
     print(f"rendered stack {name}: {len(result.resources)} resources, user-data for {roles}, "
@@ -402,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     _stack_options(render, overrides=True)
     render.add_argument("--out", required=True, help="directory to write resources.json, nodes/ and manifests/")
     render.add_argument("--show-secrets", action="store_true", help="write secret values instead of \"[secret]\"")
+    render.add_argument("--program", metavar="DIR", help="render another Pulumi program instead: DIR/__main__.py with "
+                                                         "DIR/Pulumi.<stack>.yaml (e.g. examples/platform-program)")
     render.set_defaults(func=_render)
     check = sub.add_parser("check", help="render a stack offline and run the policy pack over it "
                                           "(exit 1 on a mandatory violation)")
