@@ -92,7 +92,6 @@ def architecture(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data
     network = next((r["name"] for r in rows if r["type"] in NETWORKS), None)
     subnets = sum(1 for r in rows if r["type"] in SUBNETS)
     nat = next((r["name"] for r in rows if r["type"] in NATS), None)
-    nodes: dict[str, str] = {}  # endpoint key -> node id
     outside: dict[str, str] = {}
 
     with g.subgraph(name="cluster_cluster", graph_attr={"label": f"Cluster {spec.name}", "style": "rounded",
