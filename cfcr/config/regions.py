@@ -31,10 +31,14 @@ class Regions:
 
 
 @functools.cache
-def cloud_regions(cloud: str) -> Regions:
-    """The regions of ``cloud`` (``aws``, ``gcp``, ``azure``)."""
+def cloud_regions(cloud: str) -> Regions | None:
+    """The regions of ``cloud`` (``aws``, ``gcp``, ``azure``); ``None`` for AWS without its SDK
+    (cfcr[aws] not installed: the render stops on that, naming the extra)."""
     if cloud == "aws":
-        import pulumi_aws
+        try:
+            import pulumi_aws
+        except ModuleNotFoundError:
+            return None
         from importlib.metadata import version
 
         names = tuple(sorted(r.value for r in pulumi_aws.Region))
@@ -52,7 +56,7 @@ def normal(cloud: str, region: str) -> str:
 def region_problem(cloud: str, region: str) -> Problem | None:
     """Why ``region`` is not one of ``cloud``'s regions, or ``None``."""
     known = cloud_regions(cloud)
-    if normal(cloud, region) in known.names:
+    if known is None or normal(cloud, region) in known.names:
         return None
     near = difflib.get_close_matches(normal(cloud, region), known.names, n=1)
     hint = f"did you mean {near[0]!r}? " if near else ""
