@@ -9,6 +9,10 @@ A module that boots a harness of its own (another stack's: tests/test_gcp_contro
 marks itself ``boots_own_harness`` and uses :func:`booted_harness`; its tests run before every
 other test (:func:`pytest_collection_modifyitems`), so the session's control plane, which holds
 the machine's one harness lock until the session ends, is not up yet when it asks for the lock.
+
+Renders: every ``cfcr.render.render_stack`` of the process is served from one render per stack,
+configuration and ``show_secrets`` (tests/support/render_cache.py); a test that judges the
+renderer itself is marked ``fresh_render``. ``CFCR_RENDER_CACHE=0`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -33,6 +37,13 @@ HARNESS_PROGRAMS = ("kubeadm", "kubectl", "kube-apiserver", "kube-controller-man
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "boots_own_harness: the module boots a control-plane harness of its own "
                                        "(it runs before the tests that use the session's `control_plane`)")
+    config.addinivalue_line("markers", "fresh_render: every render in the test runs afresh (not from "
+                                       "tests/support/render_cache.py)")
+    if os.environ.get("CFCR_RENDER_CACHE") != "0":
+        from tests.support import render_cache
+
+        render_cache.install()
+        config.pluginmanager.register(render_cache, "cfcr-render-cache")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,0 +1,81 @@
+"""One offline render per (stack, configuration, ``show_secrets``) per test process.
+
+A full render of a stack under the mock runtime takes 3-10 s, and the same stacks are rendered by
+many modules: their fixtures, the policy runner, the flow check, the CLI's commands. For the whole
+test session, :func:`install` (tests/conftest.py calls it) puts :func:`cached_render_stack` where
+:func:`cfcr.render.render_stack` was, so every path reaches it. The first call with a given stack,
+configuration (the stack file's, read as the product reads it, or the ``config`` passed) and
+``show_secrets`` renders with the product's own function; later calls get a deep copy of that
+result (a test may change what it is given: 0.06 s against a 3-10 s render), and an ``out_dir``
+is written each time by the product's own writer.
+
+What stays uncached: a call whose configuration cannot be read (the product's own error comes
+from the product's own function), a render that raises (nothing is stored), and every render in
+a test marked ``fresh_render`` (one that judges the renderer itself: determinism, a product
+function patched before the render). The cache lives in this process only: a mutation run
+(mutations/run.py) or an xdist worker starts empty.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cfcr.render
+import cfcr.render.render as product
+from cfcr.config import read_stack_config
+from cfcr.render.render import RenderResult
+from cfcr.render.writer import write_render
+
+_original = product.render_stack
+_cache: dict[tuple[str, str, bool], RenderResult] = {}
+_fresh: list[bool] = [False]
+stats = {"renders": 0, "hits": 0}
+"""How many renders this process ran through the cache and how many it served from it."""
+
+
+def cached_render_stack(
+    stack: str,
+    out_dir: Path | None,
+    *,
+    show_secrets: bool = False,
+    project_dir: Path | None = None,
+    config: dict[str, Any] | None = None,
+) -> RenderResult:
+    """:func:`cfcr.render.render_stack`, served from this process's renders where it can be."""
+    if _fresh[0]:
+        return _original(stack, out_dir, show_secrets=show_secrets, project_dir=project_dir, config=config)
+    try:
+        raw = config if config is not None else read_stack_config(stack, project_dir)
+        key = (stack, json.dumps(raw, sort_keys=True), show_secrets)
+    except Exception:  # the product's own error, from the product's own function
+        return _original(stack, out_dir, show_secrets=show_secrets, project_dir=project_dir, config=config)
+    if key not in _cache:
+        _cache[key] = _original(stack, None, show_secrets=show_secrets, config=raw)
+        stats["renders"] += 1
+    else:
+        stats["hits"] += 1
+    result = copy.deepcopy(_cache[key])
+    if out_dir is None:
+        return result
+    files = write_render(out_dir, result.resources, result.user_data, result.manifests, show_secrets)
+    return dataclasses.replace(result, files=files)
+
+
+def install() -> None:
+    """Serve every ``render_stack`` of this process from the cache (module attributes and the package's)."""
+    product.render_stack = cached_render_stack
+    cfcr.render.render_stack = cached_render_stack  # type: ignore[attr-defined]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _fresh[0] = item.get_closest_marker("fresh_render") is not None
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    _fresh[0] = False
