@@ -37,6 +37,8 @@ HARNESS_PROGRAMS = ("kubeadm", "kubectl", "kube-apiserver", "kube-controller-man
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "boots_own_harness: the module boots a control-plane harness of its own "
                                        "(it runs before the tests that use the session's `control_plane`)")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's --dist loadgroup runs a group's tests on "
+                                       "one worker (registered here too: the marker is set without xdist)")
     config.addinivalue_line("markers", "fresh_render: every render in the test runs afresh (not from "
                                        "tests/support/render_cache.py)")
     if os.environ.get("CFCR_RENDER_CACHE") != "0":
@@ -46,9 +48,33 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(render_cache, "cfcr-render-cache")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests of modules that boot their own harness first (stable: each module stays whole)."""
+    """The tests of modules that boot their own harness first (stable: each module stays whole).
+
+    Every test of a ``*_real.py`` module is in the xdist group ``real``: under ``-n 2 --dist
+    loadgroup`` they all run, in this order, on one worker (one control plane on the machine at a
+    time, and the session's ``control_plane`` booted once) while the other worker runs the rest."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("boots_own_harness") else 1)
+    for item in items:
+        if item.path.name.endswith("_real.py"):
+            item.add_marker(pytest.mark.xdist_group("real"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Under ``--dist loadgroup``, stop before any test when the ``real`` group did not take: with
+    pytest 9.2 and pytest-xdist 3.8 the group never reaches the scheduler
+    (pytest-dev/pytest-xdist#1386), so the control-plane modules would be spread over the workers
+    and contend for the machine's harness and etcd loopback locks. (Called by xdist's controller
+    with each worker's collection; never without xdist.)"""
+    config = getattr(node, "config", None)
+    if config is None or config.getoption("dist", None) != "loadgroup":
+        return
+    lost = [nodeid for nodeid in ids if "_real.py::" in nodeid and not nodeid.endswith("@real")]
+    if lost:
+        pytest.exit(f"--dist loadgroup does not group here (pytest-xdist#1386: {lost[0]} has no @real): run the "
+                    "*_real.py modules in a pytest of their own, or without -n", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _unavailable(reason: str) -> None:
