@@ -4,8 +4,8 @@ A full render of a stack under the mock runtime takes 3-10 s, and the same stack
 many modules: their fixtures, the policy runner, the flow check, the CLI's commands. For the whole
 test session, :func:`install` (tests/conftest.py calls it) puts :func:`cached_render_stack` where
 :func:`cfcr.render.render_stack` was, so every path reaches it. The first call with a given stack,
-configuration (the stack file's, read as the product reads it, or the ``config`` passed) and
-``show_secrets`` renders with the product's own function; later calls get a deep copy of that
+configuration (the stack file's, read as the product reads it, or the ``config`` passed),
+``show_secrets`` and certificate epoch (``CFCR_RENDER_EPOCH``: the golden render pins it) renders with the product's own function; later calls get a deep copy of that
 result (a test may change what it is given: 0.06 s against a 3-10 s render), and an ``out_dir``
 is written each time by the product's own writer.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,12 @@ import pytest
 import cfcr.render
 import cfcr.render.render as product
 from cfcr.config import read_stack_config
+from cfcr.render.providers import EPOCH_ENV
 from cfcr.render.render import RenderResult
 from cfcr.render.writer import write_render
 
 _original = product.render_stack
-_cache: dict[tuple[str, str, bool], RenderResult] = {}
+_cache: dict[tuple[str, str, bool, str | None], RenderResult] = {}
 _fresh: list[bool] = [False]
 stats = {"renders": 0, "hits": 0}
 """How many renders this process ran through the cache and how many it served from it."""
@@ -52,7 +54,7 @@ def cached_render_stack(
         return _original(stack, out_dir, show_secrets=show_secrets, project_dir=project_dir, config=config)
     try:
         raw = config if config is not None else read_stack_config(stack, project_dir)
-        key = (stack, json.dumps(raw, sort_keys=True), show_secrets)
+        key = (stack, json.dumps(raw, sort_keys=True), show_secrets, os.environ.get(EPOCH_ENV))
     except Exception:  # the product's own error, from the product's own function
         return _original(stack, out_dir, show_secrets=show_secrets, project_dir=project_dir, config=config)
     if key not in _cache:
