@@ -11,7 +11,7 @@ other test (:func:`pytest_collection_modifyitems`), so the session's control pla
 the machine's one harness lock until the session ends, is not up yet when it asks for the lock.
 
 Renders: every ``cfcr.render.render_stack`` of the process is served from one render per stack,
-configuration and ``show_secrets`` (tests/support/render_cache.py); a test that judges the
+configuration, ``show_secrets`` and epoch (tests/support/render_cache.py); a test that judges the
 renderer itself is marked ``fresh_render``. ``CFCR_RENDER_CACHE=0`` turns the cache off.
 """
 
@@ -53,8 +53,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests of modules that boot their own harness first (stable: each module stays whole).
 
     Every test of a ``*_real.py`` module is in the xdist group ``real``: under ``-n 2 --dist
-    loadgroup`` they all run, in this order, on one worker (one control plane on the machine at a
-    time, and the session's ``control_plane`` booted once) while the other worker runs the rest."""
+    loadgroup`` they are to run, in this order, on one worker (one control plane on the machine at
+    a time, the session's ``control_plane`` booted once) while the other worker runs the rest --
+    where xdist groups (see :func:`pytest_xdist_node_collection_finished`)."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("boots_own_harness") else 1)
     for item in items:
         if item.path.name.endswith("_real.py"):
@@ -63,18 +64,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
-    """Under ``--dist loadgroup``, stop before any test when the ``real`` group did not take: with
-    pytest 9.2 and pytest-xdist 3.8 the group never reaches the scheduler
-    (pytest-dev/pytest-xdist#1386), so the control-plane modules would be spread over the workers
-    and contend for the machine's harness and etcd loopback locks. (Called by xdist's controller
-    with each worker's collection; never without xdist.)"""
-    config = getattr(node, "config", None)
-    if config is None or config.getoption("dist", None) != "loadgroup":
-        return
+    """Under xdist (``-n``), stop before any test when a ``*_real.py`` test is not in the ``real``
+    group: spread over the workers, the control-plane modules would contend for the machine's
+    harness lock (a second worker waits for the first's whole session) and etcd's loopback lock
+    (180 s, then an error). Only ``--dist loadgroup`` groups, and with pytest 9.2 and pytest-xdist
+    3.8 not even it (pytest-dev/pytest-xdist#1386). xdist's controller calls this with each
+    worker's collection; never without xdist."""
     lost = [nodeid for nodeid in ids if "_real.py::" in nodeid and not nodeid.endswith("@real")]
     if lost:
-        pytest.exit(f"--dist loadgroup does not group here (pytest-xdist#1386: {lost[0]} has no @real): run the "
-                    "*_real.py modules in a pytest of their own, or without -n", returncode=pytest.ExitCode.USAGE_ERROR)
+        pytest.exit(f"{lost[0]}: the control-plane tests need `--dist loadgroup`, and it must group them (it does "
+                    "not with pytest 9.2 and pytest-xdist 3.8: pytest-dev/pytest-xdist#1386); run the *_real.py "
+                    "modules in a pytest of their own, without -n", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _unavailable(reason: str) -> None:
