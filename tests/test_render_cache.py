@@ -84,3 +84,18 @@ def test_fresh_render_marks_a_test_whose_renders_all_run(calls: list[tuple[str, 
     render_cache.cached_render_stack("s", None, config=CONFIG)
     render_cache.cached_render_stack("s", None, config=CONFIG)
     assert len(calls) == 2
+
+
+def test_a_render_under_a_spy_on_the_monitor_runs_afresh_and_is_not_kept(calls: list[tuple[str, bool, Any]],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from cfcr.render.mocks import RecordingMonitor
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RecordingMonitor, "RegisterResource", lambda self, request: None)
+        render_cache.cached_render_stack("s", None, config=CONFIG)
+    with render_cache.afresh():
+        render_cache.cached_render_stack("s", None, config=CONFIG)
+    assert len(calls) == 2 and not render_cache._cache
+    render_cache.cached_render_stack("s", None, config=CONFIG)
+    render_cache.cached_render_stack("s", None, config=CONFIG)
+    assert len(calls) == 3

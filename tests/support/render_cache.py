@@ -10,18 +10,22 @@ result (a test may change what it is given: 0.06 s against a 3-10 s render), and
 is written each time by the product's own writer.
 
 What stays uncached: a call whose configuration cannot be read (the product's own error comes
-from the product's own function), a render that raises (nothing is stored), and every render in
-a test marked ``fresh_render`` (one that judges the renderer itself: determinism, a product
-function patched before the render). The cache lives in this process only: a mutation run
+from the product's own function), a render that raises (nothing is stored), a render while the
+mock runtime's monitor (:class:`~cfcr.render.mocks.RecordingMonitor`) is patched (a test spying
+on the registrations sees them all, and a render under a spy is never kept), every render inside
+:func:`afresh` (a product function patched before the render) and in a test marked
+``fresh_render`` (one that judges the renderer itself: determinism). The cache lives in this process only: a mutation run
 (mutations/run.py) or an xdist worker starts empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import pytest
 import cfcr.render
 import cfcr.render.render as product
 from cfcr.config import read_stack_config
+from cfcr.render.mocks import RecordingMonitor
 from cfcr.render.providers import EPOCH_ENV
 from cfcr.render.render import RenderResult
 from cfcr.render.writer import write_render
@@ -37,6 +42,9 @@ from cfcr.render.writer import write_render
 _original = product.render_stack
 _cache: dict[tuple[str, str, bool, str | None], RenderResult] = {}
 _fresh: list[bool] = [False]
+_afresh: list[int] = [0]
+_MONITOR = dict(vars(RecordingMonitor))
+"""The monitor class as the product defines it: a test that patches it renders afresh."""
 stats = {"renders": 0, "hits": 0}
 """How many renders this process ran through the cache and how many it served from it."""
 
@@ -50,7 +58,7 @@ def cached_render_stack(
     config: dict[str, Any] | None = None,
 ) -> RenderResult:
     """:func:`cfcr.render.render_stack`, served from this process's renders where it can be."""
-    if _fresh[0]:
+    if _fresh[0] or _afresh[0] or dict(vars(RecordingMonitor)) != _MONITOR:
         return _original(stack, out_dir, show_secrets=show_secrets, project_dir=project_dir, config=config)
     try:
         raw = config if config is not None else read_stack_config(stack, project_dir)
@@ -67,6 +75,16 @@ def cached_render_stack(
         return result
     files = write_render(out_dir, result.resources, result.user_data, result.manifests, show_secrets)
     return dataclasses.replace(result, files=files)
+
+
+@contextlib.contextmanager
+def afresh() -> Iterator[None]:
+    """Every render inside runs afresh and is not kept: for a render under a patched product."""
+    _afresh[0] += 1
+    try:
+        yield
+    finally:
+        _afresh[0] -= 1
 
 
 def install() -> None:
