@@ -9,6 +9,10 @@ A module that boots a harness of its own (another stack's: tests/test_gcp_contro
 marks itself ``boots_own_harness`` and uses :func:`booted_harness`; its tests run before every
 other test (:func:`pytest_collection_modifyitems`), so the session's control plane, which holds
 the machine's one harness lock until the session ends, is not up yet when it asks for the lock.
+
+Renders: every ``cfcr.render.render_stack`` of the process is served from one render per stack,
+configuration, ``show_secrets`` and epoch (tests/support/render_cache.py); a test that judges the
+renderer itself is marked ``fresh_render``. ``CFCR_RENDER_CACHE=0`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -33,11 +37,44 @@ HARNESS_PROGRAMS = ("kubeadm", "kubectl", "kube-apiserver", "kube-controller-man
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "boots_own_harness: the module boots a control-plane harness of its own "
                                        "(it runs before the tests that use the session's `control_plane`)")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's --dist loadgroup runs a group's tests on "
+                                       "one worker (registered here too: the marker is set without xdist)")
+    config.addinivalue_line("markers", "fresh_render: every render in the test runs afresh (not from "
+                                       "tests/support/render_cache.py)")
+    if os.environ.get("CFCR_RENDER_CACHE") != "0":
+        from tests.support import render_cache
+
+        render_cache.install()
+        config.pluginmanager.register(render_cache, "cfcr-render-cache")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests of modules that boot their own harness first (stable: each module stays whole)."""
+    """The tests of modules that boot their own harness first (stable: each module stays whole).
+
+    Every test of a ``*_real.py`` module is in the xdist group ``real``: under ``-n 2 --dist
+    loadgroup`` they are to run, in this order, on one worker (one control plane on the machine at
+    a time, the session's ``control_plane`` booted once) while the other worker runs the rest --
+    where xdist groups (see :func:`pytest_xdist_node_collection_finished`)."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("boots_own_harness") else 1)
+    for item in items:
+        if item.path.name.endswith("_real.py"):
+            item.add_marker(pytest.mark.xdist_group("real"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Under xdist (``-n``), stop before any test when a ``*_real.py`` test is not in the ``real``
+    group: spread over the workers, the control-plane modules would contend for the machine's
+    harness lock (a second worker waits for the first's whole session) and etcd's loopback lock
+    (180 s, then an error). Only ``--dist loadgroup`` groups, and with pytest 9.2 and pytest-xdist
+    3.8 not even it (pytest-dev/pytest-xdist#1386). xdist's controller calls this with each
+    worker's collection; never without xdist."""
+    lost = [nodeid for nodeid in ids if "_real.py::" in nodeid and not nodeid.endswith("@real")]
+    if lost:
+        pytest.exit(f"{lost[0]}: the control-plane tests need `--dist loadgroup`, and it must group them (it does "
+                    "not with pytest 9.2 and pytest-xdist 3.8: pytest-dev/pytest-xdist#1386); run the *_real.py "
+                    "modules in a pytest of their own, without -n", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _unavailable(reason: str) -> None:

@@ -86,6 +86,7 @@ def test_stable_names(render: RenderResult) -> None:
     assert all(r.name.startswith(n or "") for r in render.resources)
 
 
+@pytest.mark.fresh_render
 def test_renders_are_deterministic(render: RenderResult) -> None:
     again = render_stack(render.stack, None, show_secrets=True)
     assert [(r.type, r.name, r.id) for r in again.resources] == [(r.type, r.name, r.id) for r in render.resources]
