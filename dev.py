@@ -58,15 +58,23 @@ TOOLS_COLD_MINUTES = 25
 """What a cold build of the real tools takes on 2 cores (tests/tools/build.py)."""
 
 
-def pytest_args(chosen: list[str]) -> list[str]:
-    """The one place that decides how ``dev.py test`` runs pytest: ``chosen`` (the command line's
-    arguments) or the whole suite; with ``CFCR_PYTEST_WORKERS=N`` in N processes (pytest-xdist;
-    ``--dist loadgroup`` keeps a module's ``xdist_group`` together)."""
-    args = list(chosen)
-    workers = os.environ.get("CFCR_PYTEST_WORKERS", "").strip()
-    if workers:
-        args = ["-n", workers, "--dist", "loadgroup", *args]
-    return args
+def pytest_runs(chosen: list[str]) -> list[tuple[str, list[str]]]:
+    """The one place that decides how ``dev.py test`` runs pytest, as (label, arguments) runs.
+
+    ``chosen`` (the command line's arguments): one run of exactly them (``CFCR_PYTEST_WORKERS=N``
+    adds ``-n N --dist loadfile``). The whole suite: two runs. First every test but the real
+    control-plane ones (``tests/*_real.py``) in two pytest-xdist workers, a module per worker
+    (``--dist loadfile``: a module's shared renders stay in one process); then the real ones in
+    one process, one control plane at a time (they start etcd and the control plane on fixed
+    loopback ports, and xdist's ``loadgroup`` does not keep them together with pytest 9.2:
+    pytest-dev/pytest-xdist#1386; tests/conftest.py stops a run that would spread them)."""
+    if chosen:
+        workers = os.environ.get("CFCR_PYTEST_WORKERS", "").strip()
+        return [("pytest", ["-n", workers, "--dist", "loadfile", *chosen] if workers else list(chosen))]
+    real = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("*_real.py"))
+    return [("pytest (all but the real control plane, 2 workers)",
+             ["-n", "2", "--dist", "loadfile", "--ignore-glob", "tests/*_real.py"]),
+            (f"pytest (the real control plane: {len(real)} modules, one at a time)", real)]
 
 
 class StepFailed(Exception):
@@ -291,9 +299,11 @@ def test(chosen: list[str], clock: Clock) -> None:
         tools.wait(clock)
     finally:
         tools.stop()
-    began = time.monotonic()
-    run(PY, "-m", "pytest", *pytest_args(chosen), cwd=ROOT)
-    clock.step("pytest", began)
+    for label, args in pytest_runs(chosen):
+        say(label)
+        began = time.monotonic()
+        run(PY, "-m", "pytest", *args, cwd=ROOT)
+        say(f"{label}: passed in {clock.step(label.split(' (')[0] + (' real' if 'real control' in label else ''), began):.1f} s")
     if not chosen:
         # the mutation score (mutations/README.md): every named way to break the product must be
         # caught; the suite above was its baseline
