@@ -36,13 +36,10 @@ def cloud_regions(cloud: str) -> Regions | None:
     (cfcr[aws] not installed: the render stops on that, naming the extra)."""
     if cloud == "aws":
         try:
-            import pulumi_aws
+            from cfcr.aws.regions import sdk_regions
         except ModuleNotFoundError:
             return None
-        from importlib.metadata import version
-
-        names = tuple(sorted(r.value for r in pulumi_aws.Region))
-        return Regions(names, f"the pulumi_aws.Region enum of pulumi-aws {version('pulumi-aws')}")
+        return Regions(*sdk_regions())
     data: dict[str, Any] = yaml.safe_load((Path(__file__).with_name("regions.yaml")).read_text())
     entry = data[cloud]
     return Regions(tuple(sorted(entry["regions"])), f"{entry['source']} ({entry['date']})")
