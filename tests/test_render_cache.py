@@ -28,7 +28,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool, Any]]:
     def product(stack: str, out_dir: Path | None, *, show_secrets: bool = False, project_dir: Path | None = None,
                 config: dict[str, Any] | None = None) -> RenderResult:
         seen.append((stack, show_secrets, config))
-        return RenderResult(stack, [], {"cp": b"#cloud-config\n"}, {"addons/a.yaml": {"kind": "ConfigMap", "data": {"n": "1"}}},
+        return RenderResult(stack, [], {"control-plane-0": b"#cloud-config\n"}, {"addons/a.yaml": {"kind": "ConfigMap", "data": {"n": "1"}}},
                             {"name": stack}, [])
 
     monkeypatch.setattr(render_cache, "_original", product)
@@ -63,7 +63,7 @@ def test_one_render_per_key_and_a_copy_for_every_caller(calls: list[tuple[str, b
 def test_an_out_dir_is_written_on_every_call(calls: list[tuple[str, bool, Any]], tmp_path: Path) -> None:
     for out in (tmp_path / "one", tmp_path / "two"):
         result = render_cache.cached_render_stack("s", out, config=CONFIG)
-        assert (out / "nodes" / "cp" / "user-data").read_bytes() == b"#cloud-config\n"
+        assert (out / "nodes" / "control-plane-0" / "user-data").read_bytes() == b"#cloud-config\n"
         assert (out / "manifests" / "addons" / "a.yaml").is_file()
         assert set(result.files) == {p for p in out.rglob("*") if p.is_file()}
     assert len(calls) == 1

@@ -89,7 +89,9 @@ def test_secrets_stay_masked_in_the_diff(dirs: dict[str, Path], version_diff: Re
 ])
 def test_bad_input_exits_two(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diff", *argv]) == 2
-    assert capsys.readouterr().err.startswith("cfcr: diff: ")
+    err = capsys.readouterr().err
+    assert err.startswith("cfcr: diff: " if "novalue" not in argv else "cfcr: --config 'novalue': ")
+    assert err.count("\n") == 1
 
 
 def test_an_empty_directory_is_not_a_render(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,7 @@ import pytest
 
 import cfcr.render
 import cfcr.render.render as product
-from cfcr.config import read_stack_config
+from cfcr.config import load_spec, read_stack_config
 from cfcr.render.mocks import RecordingMonitor
 from cfcr.render.providers import EPOCH_ENV
 from cfcr.render.render import RenderResult
@@ -73,7 +73,8 @@ def cached_render_stack(
     result = copy.deepcopy(_cache[key])
     if out_dir is None:
         return result
-    files = write_render(out_dir, result.resources, result.user_data, result.manifests, show_secrets)
+    files = write_render(out_dir, result.resources, result.user_data, result.manifests, show_secrets,
+                         spec=load_spec(raw, stack))
     return dataclasses.replace(result, files=files)
 
 
