@@ -61,6 +61,17 @@ def _stack(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return ref.name, apply(config, getattr(args, "config", None) or [])
 
 
+def _rendering(name: str, config: dict[str, Any]) -> None:
+    """Check the stack's config (a mistake stays the one line it is), then say on stderr that the
+    render starts: it takes 10-20 s (provider SDK imports, then every resource under Pulumi's
+    mock runtime), and nothing else is printed until it is done."""
+    from cfcr.config import load_spec
+
+    spec = load_spec(config, name)
+    print(f"cfcr: rendering stack {name} ({spec.cloud}, {spec.region}) offline under Pulumi's mock runtime "
+          "(10-20 s)...", file=sys.stderr, flush=True)
+
+
 def _spec(args: argparse.Namespace) -> tuple[str, Any]:
     """The stack's name and validated ClusterSpec."""
     from cfcr.config import load_spec
@@ -84,6 +95,7 @@ def _render(args: argparse.Namespace) -> int:
         result = render_program(Path(args.program), name, out, show_secrets=args.show_secrets)
     else:
         name, config = _stack(args)
+        _rendering(name, config)
         result = render_stack(name, out, show_secrets=args.show_secrets, config=config)
     roles = ", ".join(sorted(result.user_data)) or "none"
     manifests = sum(1 for f in result.files if "manifests" in f.relative_to(out).parts[:1])
@@ -129,6 +141,7 @@ def _check(args: argparse.Namespace) -> int:
             where = f"line {exc.lineno}, column {exc.colno}: " if isinstance(exc, json.JSONDecodeError) else ""
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise InputError(f"--policy-config {source}: {where}not valid JSON: {reason}") from None
+    _rendering(name, config)
     try:
         report = check_stack(name, stack_config=config, policy_config=policy_config)
     except PolicyConfigError as exc:
@@ -148,6 +161,8 @@ def _flows(args: argparse.Namespace) -> int:
     from cfcr.flows.check import RenderDirError
 
     name, config = _stack(args)
+    if not args.render:
+        _rendering(name, config)
     try:
         report = check_stack(name, config=config, render_dir=Path(args.render) if args.render else None)
     except RenderDirError as exc:
@@ -161,7 +176,7 @@ def _assets(args: argparse.Namespace) -> int:
     import json
 
     name, config = _stack(args)
-    print(f"cfcr assets: rendering stack {name} offline (a few seconds per render)...", file=sys.stderr)
+    _rendering(name, config)
     if args.check:
         from cfcr.assets.check import check_stack as check_airgap
 
@@ -325,7 +340,9 @@ def _diff(args: argparse.Namespace) -> int:
 
     def stack_snapshot(stack: str, items: list[str]) -> Any:
         ref = find_stack(stack, _project_dir(args))
-        return load_stack(ref.name, config=apply(read_stack_file(ref.path), items))
+        config = apply(read_stack_file(ref.path), items)
+        _rendering(ref.name, config)
+        return load_stack(ref.name, config=config)
 
     try:
         if len(args.renders) > 2 or (args.renders[1:] and (args.stack or args.against_stack)):
@@ -385,6 +402,7 @@ def _cost(args: argparse.Namespace) -> int:
     from cfcr.review.cost import PriceError, stack_estimate
 
     name, config = _stack(args)
+    _rendering(name, config)
     try:
         result = stack_estimate(name, config=config)
     except PriceError as exc:
