@@ -48,7 +48,8 @@ def test_the_default_stacks_figures() -> None:
     assert by_key["secret"] == pytest.approx(36 * 0.40)
     assert 800 < result.total < 850  # docs/aws.md: about $825
     text = result.format()
-    assert "list prices of us-east-1, read 2025" in text and f"total: ${result.total:,.2f} a month" in text
+    assert f"list prices of us-east-1, read {load_prices('aws')['date']}" in text
+    assert f"total: ${result.total:,.2f} a month" in text
     assert "usage-based, not in the total: aws:s3/bucket:Bucket" in text
 
 
@@ -91,6 +92,9 @@ def test_every_price_has_a_source_and_a_date_and_the_docs_cite_it(cloud: str) ->
         if key.startswith(("instance/", "disk/")):
             figure = f"${entry['price']:g}"
             assert re.search(re.escape(figure) + r"\b", doc), f"{cloud}.md does not show {key} at {figure}"
+    entries = [*data["prices"].values(), *(e for r in data.get("regions", {}).values() for e in r.values())]
+    assert str(data["date"]) == min(str(e["date"]) for e in entries)  # the file's date: its oldest price's
+    assert all(e["source"].startswith("http") for e in entries)
 
 
 def test_a_price_without_a_source_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +110,11 @@ def test_cost_cli_prints_json(capsys: pytest.CaptureFixture[str], monkeypatch: p
     monkeypatch.setattr("cfcr.review.cost.stack_estimate", lambda *a, **k: _estimate("gcp-stable"))
     assert main(["cost", "--stack", "gcp-stable", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["cloud"] == "gcp" and out["pricesDate"] == "2026" and out["total"] == round(_estimate("gcp-stable").total, 2)
+    data = load_prices("gcp")
+    assert out["cloud"] == "gcp" and out["pricesDate"] == data["date"] and out["total"] == round(_estimate("gcp-stable").total, 2)
     line = next(x for x in out["lines"] if x["key"] == "instance/n2-standard-2")
-    assert line["quantity"] == 3 and line["source"].startswith("https://cloud.google.com/") and line["confirmed"] is False
+    entry = data["prices"]["instance/n2-standard-2"]
+    assert line["quantity"] == 3 and line["source"] == entry["source"] and line["confirmed"] is entry["confirmed"]
+    unconfirmed = next(x for x in out["lines"] if x["key"] == "forwarding-rules")
+    assert unconfirmed["confirmed"] is False
     assert main(["cost", "--stack", "gcp-stable", "--config", "novalue"]) == 2
