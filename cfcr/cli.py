@@ -338,11 +338,18 @@ def _diff(args: argparse.Namespace) -> int:
     from cfcr.review.diff import diff
     from cfcr.review.snapshot import SnapshotError, load_dir, load_stack
 
-    def stack_snapshot(stack: str, items: list[str]) -> Any:
+    def stack_config(stack: str, items: list[str]) -> tuple[str, dict[str, Any]]:
+        """The stack's name and config with ``items`` set, checked (a mistake ends here, before any render)."""
+        from cfcr.config import load_spec
+
         ref = find_stack(stack, _project_dir(args))
         config = apply(read_stack_file(ref.path), items)
-        _rendering(ref.name, config)
-        return load_stack(ref.name, config=config)
+        load_spec(config, ref.name)
+        return ref.name, config
+
+    def stack_snapshot(name_config: tuple[str, dict[str, Any]]) -> Any:
+        _rendering(*name_config)
+        return load_stack(name_config[0], config=name_config[1])
 
     try:
         if len(args.renders) > 2 or (args.renders[1:] and (args.stack or args.against_stack)):
@@ -362,12 +369,13 @@ def _diff(args: argparse.Namespace) -> int:
         for item in args.renders:
             if not Path(item).is_dir():
                 raise SnapshotError(f"{item}: not a directory (a render written by `cfcr render --out DIR`)")
-        before = load_dir(Path(args.renders[0])) if args.renders else stack_snapshot(
-            args.against_stack or args.stack, [])
-        if len(args.renders) == 2:
+        before_stack = None if args.renders else stack_config(args.against_stack or args.stack, [])
+        after_stack = None if len(args.renders) == 2 else stack_config(args.stack, args.config)
+        before = load_dir(Path(args.renders[0])) if before_stack is None else stack_snapshot(before_stack)
+        if after_stack is None:
             after = load_dir(Path(args.renders[1]))
         else:
-            after = stack_snapshot(args.stack, args.config)
+            after = stack_snapshot(after_stack)
             if args.config:
                 after = type(after)(f"{after.label} with {' '.join(args.config)}", after.resources, after.user_data,
                                     after.manifests)

@@ -78,3 +78,10 @@ def test_check_json_prints_counts_and_groups(insecure: PackReport, capsys: pytes
     assert len(ca["resources"]) == 3 and all(r.startswith("urn:pulumi:insecure::") for r in ca["resources"])
     assert by_key[("control-plane-count", "a product")]["configKey"] == ["cfcr:controlPlane.count", "cfcr:production"]
     assert set(report["groups"][0]) == {"policy", "enforcement", "configKey", "message", "resources"}
+
+
+def test_the_settings_behind_gcp_disk_keys_and_vault_purge_protection_are_named() -> None:
+    assert config_keys("disks-encrypted", "bootDisk names no KMS key (kmsKeySelfLink)") == ("cfcr:gcp.diskKmsKey",)
+    assert config_keys("disks-encrypted", "securityProfile.encryptionAtHost is not true") == ()
+    assert config_keys("key-vault-hardened", "properties.enablePurgeProtection is not true (the stack is "
+                                             "production)") == ("cfcr:production",)

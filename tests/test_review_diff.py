@@ -132,3 +132,15 @@ def test_changed_paths_and_overrides() -> None:
     assert changed_paths({"a": {"b": 1, "c": [1, 2]}, "d": 1}, {"a": {"b": 2, "c": [1, 3]}, "e": 1}) == [
         "a.b", "a.c[1]", "d", "e"]
     assert changed_paths({"l": [1]}, {"l": [1, 2]}) == ["l"]
+
+
+def test_keys_with_dots_are_one_step_and_certificates_are_replaced() -> None:
+    from cfcr.review.diff import _get
+    from cfcr.review.replace import replacing
+
+    a = {"tags": {"cfcr.io/cluster": "a", "Name": "x"}}
+    b = {"tags": {"cfcr.io/cluster": "b", "Name": "x"}}
+    assert changed_paths(a, b) == ['tags["cfcr.io/cluster"]']
+    assert _get(b, 'tags["cfcr.io/cluster"]') == "b"
+    assert replacing("tls:index/selfSignedCert:SelfSignedCert", ["validityPeriodHours"]) == ["validityPeriodHours"]
+    assert replacing("aws:iam/role:Role", ["name", "tags"]) == ["name"]

@@ -55,8 +55,11 @@ def region_problem(cloud: str, region: str) -> Problem | None:
     known = cloud_regions(cloud)
     if known is None or normal(cloud, region) in known.names:
         return None
+    other = next((c for c in CLOUD_NAMES if c != cloud and (r := cloud_regions(c)) is not None
+                  and normal(c, region) in r.names), None)
     near = difflib.get_close_matches(normal(cloud, region), known.names, n=1)
-    hint = f"did you mean {near[0]!r}? " if near else ""
+    hint = (f"it is {_A[other]} {CLOUD_NAMES[other]} region (cfcr:cloud is {cloud}); " if other
+            else f"did you mean {near[0]!r}? " if near else "")
     return Problem(f"{NAMESPACE}:region", region,
                    f"not {_A[cloud]} {CLOUD_NAMES[cloud]} region; {hint}allowed: {', '.join(known.names)} "
                    f"(source: {known.source})")

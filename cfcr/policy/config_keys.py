@@ -31,6 +31,9 @@ _BY_MESSAGE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("CA certificate", ("cfcr:pki.caValidityHours",)),
         ("leaf certificate", ("cfcr:pki.leafValidityHours",)),
     ),
+    # only GCP's customer-managed keys have a key of their own (AWS and Azure encryption cfcr sets)
+    "disks-encrypted": (("KMS key", ("cfcr:gcp.diskKmsKey",)),),
+    "key-vault-hardened": (("enablePurgeProtection", ("cfcr:production",)),),
 }
 """Where one of a policy's messages names its cause, the narrower key: first matching fragment wins."""
 

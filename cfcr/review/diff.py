@@ -100,6 +100,10 @@ class RenderDiff:
         for c in self.members:
             out.append(f"REPLACES control-plane member {c.member} ({c.name}): {'; '.join(c.why)} "
                        "(one at a time, behind the previous member's gate; its etcd member re-joins with its disk)")
+        for c in (c for c in self.changed if c.action == "replace" and c.type in CA_TYPES):
+            out.append(f"REPLACES CA certificate {c.name}: a new CA at once, not through pki.caGenerations; "
+                       "certificates it signed stop being trusted until every member and node has the new "
+                       "one (the staged way: cfcr/pki/ROTATION.md)")
         for c in (c for c in self.changed if c.action == "roll"):
             out.append(f"ROLLS node pool machines of {c.name} ({c.type}): {'; '.join(c.why)}")
         replaced = sum(c.action == "replace" for c in self.changed)
@@ -121,6 +125,10 @@ class RenderDiff:
                 out.append(f"=== {title} {path}")
                 out += lines
         return "\n".join(out)
+
+
+CA_TYPES = frozenset({"tls:index/selfSignedCert:SelfSignedCert"})
+"""Certificates that are CAs: a replaced one changes the cluster's trust."""
 
 
 def _shown(value: Any) -> bool:
@@ -145,7 +153,9 @@ def changed_paths(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
         for k in sorted(set(a) | set(b), key=str):
-            path = f"{prefix}.{k}" if prefix else str(k)
+            # a key with a dot, slash or bracket (a tag "cfcr.io/cluster", a label) is one step: ["key"]
+            step = f'["{k}"]' if re.search(r"[.\[\]/]", str(k)) else str(k)
+            path = (f"{prefix}{step}" if step.startswith("[") else f"{prefix}.{step}") if prefix else step
             if k not in a or k not in b:
                 out.append(path)
             else:
@@ -157,8 +167,10 @@ def changed_paths(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def _get(value: Any, path: str) -> Any:
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
+    for part in re.findall(r'\["[^"]*"\]|[^.\[\]]+|\[\d+\]', path):
+        if part.startswith('["'):
+            value = value.get(part[2:-2]) if isinstance(value, dict) else None
+        elif part.startswith("["):
             value = value[int(part[1:-1])] if isinstance(value, list) else None
         else:
             value = value.get(part) if isinstance(value, dict) else None

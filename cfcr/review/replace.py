@@ -77,6 +77,22 @@ RULES: dict[str, Rule] = {
     AZURE_SCALE_SET: Rule(("vmScaleSetName", "location", "resourceGroupName", "zones"),
                           "https://www.pulumi.com/registry/packages/azure-native/api-docs/compute/virtualmachinescaleset/",
                           rolls=("virtualMachineProfile", "sku.name")),
+    # the tls provider's resources are immutable: every argument forces a new key or certificate, so
+    # a changed validity, subject or key algorithm re-issues the certificate (a CA's: a CA rotation)
+    **{f"tls:index/{kind}": Rule((ANY,), "https://registry.terraform.io/providers/hashicorp/tls/latest/docs")
+       for kind in ("privateKey:PrivateKey", "selfSignedCert:SelfSignedCert", "locallySignedCert:LocallySignedCert",
+                    "certRequest:CertRequest")},
+    "aws:iam/role:Role": Rule(("name", "namePrefix", "path"),
+                              "https://www.pulumi.com/registry/packages/aws/api-docs/iam/role/"),
+    "aws:iam/instanceProfile:InstanceProfile": Rule(
+        ("name", "namePrefix", "path"), "https://www.pulumi.com/registry/packages/aws/api-docs/iam/instanceprofile/"),
+    "aws:secretsmanager/secret:Secret": Rule(
+        ("name", "namePrefix"), "https://www.pulumi.com/registry/packages/aws/api-docs/secretsmanager/secret/"),
+    "aws:ec2/subnet:Subnet": Rule(("vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId", "outpostArn"),
+                                  "https://www.pulumi.com/registry/packages/aws/api-docs/ec2/subnet/"),
+    "aws:ec2/securityGroup:SecurityGroup": Rule(
+        ("name", "namePrefix", "description", "vpcId"),
+        "https://www.pulumi.com/registry/packages/aws/api-docs/ec2/securitygroup/"),
     "azure-native:compute:Disk": Rule(("diskName", "location", "resourceGroupName", "zones", "creationData"),
                                       "https://www.pulumi.com/registry/packages/azure-native/api-docs/compute/disk/"),
 }
