@@ -92,11 +92,19 @@ def _render(args: argparse.Namespace) -> int:
             raise InputError(f"--program {args.program}: reads DIR/Pulumi.{args.stack}.yaml as it is; "
                              "--config and --project-dir apply to cfcr's own program only")
         name = args.stack
+        program = Path(args.program)
+        if (program / "__main__.py").is_file() and (program / f"Pulumi.{name}.yaml").is_file():  # else: its error
+            print(f"cfcr: rendering program {program} with stack {name} offline under Pulumi's mock runtime "
+                  "(10-20 s)...", file=sys.stderr, flush=True)
         result = render_program(Path(args.program), name, out, show_secrets=args.show_secrets)
     else:
         name, config = _stack(args)
         _rendering(name, config)
         result = render_stack(name, out, show_secrets=args.show_secrets, config=config)
+    if args.program:
+        print(f"rendered program {args.program} with stack {name}: {len(result.resources)} resources -> {args.out} "
+              "(resources.json with every input, manifests/; machines' user-data is in their resources' inputs)")
+        return 0
     roles = ", ".join(sorted(result.user_data)) or "none"
     manifests = sum(1 for f in result.files if "manifests" in f.relative_to(out).parts[:1])
     print(f"rendered stack {name}: {len(result.resources)} resources, user-data for {roles}, "
