@@ -165,6 +165,10 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(document, dict):
         raise InputError(f"{path}: found a {_kind(document)}; a stack file is a mapping with a `config:` key")
+    if "config" not in document and any(":" in str(key) for key in document):
+        keys = ", ".join(str(k) for k in document if ":" in str(k))
+        raise InputError(f"{path}: no `config:` key; {keys} belong under it, indented: a stack file is "
+                         "`config:` then `  cfcr:cloud: aws`, ...")
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise InputError(f"{path}: `config` is a {_kind(config)}; it must be a mapping of keys like cfcr:region")
