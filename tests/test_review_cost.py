@@ -118,3 +118,9 @@ def test_cost_cli_prints_json(capsys: pytest.CaptureFixture[str], monkeypatch: p
     unconfirmed = next(x for x in out["lines"] if x["key"] == "forwarding-rules")
     assert unconfirmed["confirmed"] is False
     assert main(["cost", "--stack", "gcp-stable", "--config", "novalue"]) == 2
+
+
+def test_the_price_notes_are_printed() -> None:
+    text = _estimate("aws-stable").format()
+    assert "note on load-balancer/network: " in text and "LCU" in text
+    assert "note on nat-gateway: " in text and "per GB" in text

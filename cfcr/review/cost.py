@@ -125,6 +125,8 @@ class Estimate:
         unconfirmed = sum(1 for line in self.lines if line.entry and not line.entry.get("confirmed"))
         out.append(f"total: ${self.total:,.2f} a month (prices read {p['date']}; {unconfirmed} of "
                    f"{len(self.lines)} lines at unconfirmed prices; sources in cfcr/review/prices/{self.cloud}.yaml)")
+        notes = {line.key: line.entry["note"] for line in self.lines if line.entry and line.entry.get("note")}
+        out += [f"note on {key}: {note}" for key, note in sorted(notes.items())]
         for type_, (n, note) in sorted(self.usage.items()):
             out.append(f"usage-based, not in the total: {type_} x{n}: {note}")
         for type_, n in sorted(self.not_priced.items()):
