@@ -373,3 +373,13 @@ def test_every_pool_is_judged_not_only_the_first() -> None:
     deployed = ClusterVersions(MID, {"a": behind, "b": behind})
     target = ClusterVersions(NEW, {"a": NEW, "b": NEW, "c": v(MINORS[-1] + 1)})
     assert [r.subject for r in check_version_change(deployed, target)] == ["kubelets.a", "kubelets.b", "kubelets.c"]
+
+
+def test_a_step_names_the_addon_and_cloud_images_it_moves() -> None:
+    from cfcr.channels import plan_upgrade
+
+    step = plan_upgrade("1.35.8", "1.36.6", members=["c-cp-0"], pools=["general"]).steps[0]
+    changes = {p.component: (p.before, p.after) for p in step.pins}
+    assert changes["cluster-autoscaler image"] == ("v1.35.2", "v1.36.1")
+    assert changes["gcp cloud controller manager"] == ("v35.0.0", "v36.0.7")
+    assert "metrics-server image" not in changes  # an image that does not move is not a change

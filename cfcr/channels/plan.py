@@ -128,6 +128,20 @@ def _pins(before: Release | None, after: Release) -> tuple[PinChange, ...]:
         *[(name, before.components[name].version, after.components[name].version)
           for name in sorted(after.components) if name in before.components],
     ]
+    # the addons' and clouds' images: a chart that keeps its version can still move an image
+    # (cluster-autoscaler's image follows the Kubernetes minor)
+    def images(release: Release) -> dict[str, str]:
+        found = {f"{name} image": image for name, chart in release.addons.items() for image in chart.images}
+        for cloud, parts in release.clouds.items():
+            found[f"{cloud} cloud controller manager"] = parts.ccm.image
+            found[f"{cloud} CSI driver"] = parts.csi.image
+        return found
+
+    old_images, new_images = images(before), images(after)
+    pairs += [(name, old_images[name].rpartition(":")[2], image.rpartition(":")[2])
+              for name, image in sorted(new_images.items()) if name in old_images]
+    pairs += [(f"{name} chart", before.addons[name].version, chart.version)
+              for name, chart in sorted(after.addons.items()) if name in before.addons]
     return tuple(PinChange(name, old, new) for name, old, new in pairs if old != new)
 
 
