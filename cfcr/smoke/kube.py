@@ -154,6 +154,12 @@ class KubeApi:
         except config.ConfigException as exc:
             raise KubeconfigError(f"--kubeconfig {kubeconfig}: {' '.join(str(exc).split())}") from None
         self.host: str = str(api_client.configuration.host)
+        if not api_client.configuration.verify_ssl:
+            # the kubeconfig says insecure-skip-tls-verify: the operator's choice, which kubectl
+            # honours without a warning per request; urllib3 would print one for every call
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._core: Any = client.CoreV1Api(api_client)
         self._apps: Any = client.AppsV1Api(api_client)
         self._net: Any = client.NetworkingV1Api(api_client)
