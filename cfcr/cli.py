@@ -518,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
     except KubeconfigError as exc:
         print(f"cfcr: {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (`cfcr channels --json | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except OSError as exc:  # a backstop: a file the user named that the cases above do not cover
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"cfcr: {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -185,3 +185,15 @@ def test_config_overrides_set_nested_keys_where_errors_name_them() -> None:
     assert config["cfcr:controlPlane"]["count"] == 3  # the input is left alone
     with pytest.raises(InputError, match=r"cfcr:cni is a str, not a mapping"):
         apply(out, ["cni.mode=x"])
+
+
+def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "cfcr", "channels", "--json"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10)
+    proc.stdout.close()  # `| head`: the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "Broken pipe" not in err, err
