@@ -188,12 +188,17 @@ def test_config_overrides_set_nested_keys_where_errors_name_them() -> None:
 
 
 def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    import fcntl
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)  # smaller than the output: the writer must wait for us
     proc = subprocess.Popen([sys.executable, "-m", "cfcr", "channels", "--json"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    assert proc.stdout.read(10)
-    proc.stdout.close()  # `| head`: the reader goes away
-    err = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 0, err
+                            stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        assert reader.read(10)
+    # `| head`: the reader went away with the output unwritten
+    err = proc.communicate(timeout=60)[1].decode()
+    assert proc.returncode == 0, err
     assert "Traceback" not in err and "Broken pipe" not in err, err
