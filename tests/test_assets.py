@@ -150,6 +150,7 @@ def test_the_default_stack_is_not_air_gapped() -> None:
     publics = {f.what.split("/")[2] for f in report.findings if f.kind == "public origin"}
     assert {"dl.k8s.io", "github.com"} <= publics
     assert all(a.fetched_as == a.origin for a in report.assets.assets if a.kind != "package")
+    assert not report.mirrored and "names no mirror" in report.format()
 
 
 def test_assets_command_prints_json_for_mirroring_tools(capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,6 +214,7 @@ def test_fewer_features_fewer_endpoints_still_no_public_origin() -> None:
     raw = {**read_stack_config(STACK), "cfcr:etcdBackups": {"enabled": False}, "cfcr:addons": {"autoscaler": False}}
     report = check_stack(STACK, config=raw)
     assert report.ok, report.format()
+    assert report.mirrored and "names no mirror" not in report.format()
 
 
 def test_a_cloud_whose_user_data_is_text_lists_its_node_files_too(capsys: pytest.CaptureFixture[str]) -> None:
