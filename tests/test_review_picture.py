@@ -51,6 +51,9 @@ def test_the_dot_has_an_edge_per_flow(rendered: tuple[str, Path, list[Flow]]) ->
     assert sorted(edges) == sorted(re.sub(r"[^A-Za-z0-9_-]+", "_", f.id) for f in flows)
     assert len(flows) > 20
     assert re.search(r'"member-0" -> "member-[01]" \[[^\]]*flow-etcd-peer', dot), "etcd peers: between members"
+    members = len(re.findall(r'^\s*"?member-\d+"? \[', dot, flags=re.M))
+    if members > 2:  # the rest of the members' ring carries the same ports: every member is in it
+        assert re.search(rf'"member-{members - 1}" -> "member-0" \[[^\]]*2380', dot), dot
 
 
 def test_without_dot_only_the_dot_file_is_written_and_render_says_so(

@@ -152,6 +152,7 @@ def architecture(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data
             g.node(outside[key], key if len(key) < 48 else key[:45] + "...", shape=shape, fillcolor="#fafafa")
         return outside[key], None
 
+    among_members: list[str] = []
     for f in flows:
         (tail, tail_cluster), (head, head_cluster) = place(f.source), place(f.destination)
         attrs = {"id": f"flow-{_safe(f.id)}", "tooltip": f"{f.id}: {f.reason}",
@@ -170,6 +171,15 @@ def architecture(spec: ClusterSpec, rows: Sequence[Mapping[str, Any]], user_data
         elif f.health_check or f.id.startswith(("node-health", "service-lb-health")):
             attrs.update(style="dotted", color="#999999")
         g.edge(tail, head, **attrs)
+        if tail == "member-0" and head == "member-1":
+            among_members.append(attrs["label"])
+    if among_members and len(members) > 2:
+        # the flows among the members, drawn between member-0 and member-1 above: the rest of the
+        # ring once, with every such flow's ports, so each member is seen in them
+        label = ", ".join(dict.fromkeys(among_members))
+        for i in range(1, len(members)):
+            g.edge(f"member-{i}", f"member-{(i + 1) % len(members)}", label=label,
+                   tooltip="the flows among the members (as member-0 -> member-1)")
     return g
 
 
