@@ -60,6 +60,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name.endswith("_real.py"):
             item.add_marker(pytest.mark.xdist_group("real"))
+            # the real modules render few times and boot from what they render, some under patched
+            # stand-in providers (the CA rotation drill's leaf dates): every render of theirs is fresh
+            item.add_marker(pytest.mark.fresh_render)
 
 
 @pytest.hookimpl(optionalhook=True)

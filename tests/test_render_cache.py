@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from unittest.mock import patch as _patch
 from typing import Any
 
 import pytest
@@ -95,7 +96,11 @@ def test_a_render_under_a_spy_on_the_monitor_runs_afresh_and_is_not_kept(calls: 
         render_cache.cached_render_stack("s", None, config=CONFIG)
     with render_cache.afresh():
         render_cache.cached_render_stack("s", None, config=CONFIG)
-    assert len(calls) == 2 and not render_cache._cache
+    from cfcr.render import providers
+
+    with _patch.dict(providers.PROVIDERS, {"tls:index/locallySignedCert:LocallySignedCert": lambda i, u: {}}):
+        render_cache.cached_render_stack("s", None, config=CONFIG)  # a stand-in provider swapped: afresh
+    assert len(calls) == 3 and not render_cache._cache
     render_cache.cached_render_stack("s", None, config=CONFIG)
     render_cache.cached_render_stack("s", None, config=CONFIG)
-    assert len(calls) == 3
+    assert len(calls) == 4

@@ -11,7 +11,8 @@ is written each time by the product's own writer.
 
 What stays uncached: a call whose configuration cannot be read (the product's own error comes
 from the product's own function), a render that raises (nothing is stored), a render while the
-mock runtime's monitor (:class:`~cfcr.render.mocks.RecordingMonitor`) is patched (a test spying
+mock runtime's monitor (:class:`~cfcr.render.mocks.RecordingMonitor`) or one of its stand-in
+providers (``cfcr.render.providers.PROVIDERS``) is patched (a test spying
 on the registrations sees them all, and a render under a spy is never kept), every render inside
 :func:`afresh` (a product function patched before the render) and in a test marked
 ``fresh_render`` (one that judges the renderer itself: determinism). The cache lives in this process only: a mutation run
@@ -35,7 +36,7 @@ import cfcr.render
 import cfcr.render.render as product
 from cfcr.config import load_spec, read_stack_config
 from cfcr.render.mocks import RecordingMonitor
-from cfcr.render.providers import EPOCH_ENV
+from cfcr.render.providers import EPOCH_ENV, PROVIDERS
 from cfcr.render.render import RenderResult
 from cfcr.render.writer import write_render
 
@@ -44,6 +45,9 @@ _cache: dict[tuple[str, str, bool, str | None], RenderResult] = {}
 _fresh: list[bool] = [False]
 _afresh: list[int] = [0]
 _MONITOR = dict(vars(RecordingMonitor))
+_PROVIDERS = dict(PROVIDERS)
+"""The mock runtime's stand-in providers as the product has them: a test that swaps one (the CA
+rotation drill issues its leaves at the time of each `pulumi up`) renders afresh."""
 """The monitor class as the product defines it: a test that patches it renders afresh."""
 stats = {"renders": 0, "hits": 0}
 """How many renders this process ran through the cache and how many it served from it."""
@@ -58,7 +62,7 @@ def cached_render_stack(
     config: dict[str, Any] | None = None,
 ) -> RenderResult:
     """:func:`cfcr.render.render_stack`, served from this process's renders where it can be."""
-    if _fresh[0] or _afresh[0] or dict(vars(RecordingMonitor)) != _MONITOR:
+    if _fresh[0] or _afresh[0] or dict(vars(RecordingMonitor)) != _MONITOR or dict(PROVIDERS) != _PROVIDERS:
         return _original(stack, out_dir, show_secrets=show_secrets, project_dir=project_dir, config=config)
     try:
         raw = config if config is not None else read_stack_config(stack, project_dir)
