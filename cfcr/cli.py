@@ -258,7 +258,7 @@ def _upgrade_plan(args: argparse.Namespace) -> int:
     print(f"stack {name}: cfcr:kubernetes.version is {configured} ({resolve(configured).version})")
     try:
         plan = plan_upgrade(args.from_version or configured, args.to or configured,
-                            members=[m.name for m in control_plane_members(spec)],
+                            members=[m.name for m in control_plane_members(spec)], cloud=spec.cloud,
                             pools=[p.name for p in spec.node_pools])
     except UpgradePlanError as exc:
         print(f"cfcr: upgrade-plan: {exc}", file=sys.stderr)

@@ -383,3 +383,5 @@ def test_a_step_names_the_addon_and_cloud_images_it_moves() -> None:
     assert changes["cluster-autoscaler image"] == ("v1.35.2", "v1.36.1")
     assert changes["gcp cloud controller manager"] == ("v35.0.0", "v36.0.7")
     assert "metrics-server image" not in changes  # an image that does not move is not a change
+    aws = plan_upgrade("1.35.8", "1.36.6", members=["c-cp-0"], pools=["general"], cloud="aws").steps[0]
+    assert not any(p.component.startswith(("gcp ", "azure ")) for p in aws.pins), aws.pins

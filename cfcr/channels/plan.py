@@ -118,7 +118,7 @@ def _release(version: str) -> Release | None:
         return None
 
 
-def _pins(before: Release | None, after: Release) -> tuple[PinChange, ...]:
+def _pins(before: Release | None, after: Release, cloud: str | None = None) -> tuple[PinChange, ...]:
     if before is None:
         return ()
     pairs = [
@@ -132,9 +132,10 @@ def _pins(before: Release | None, after: Release) -> tuple[PinChange, ...]:
     # (cluster-autoscaler's image follows the Kubernetes minor)
     def images(release: Release) -> dict[str, str]:
         found = {f"{name} image": image for name, chart in release.addons.items() for image in chart.images}
-        for cloud, parts in release.clouds.items():
-            found[f"{cloud} cloud controller manager"] = parts.ccm.image
-            found[f"{cloud} CSI driver"] = parts.csi.image
+        for name, parts in release.clouds.items():
+            if cloud in (None, name):
+                found[f"{name} cloud controller manager"] = parts.ccm.image
+                found[f"{name} CSI driver"] = parts.csi.image
         return found
 
     old_images, new_images = images(before), images(after)
@@ -173,7 +174,8 @@ def _pool_operations(release: Release) -> tuple[str, ...]:
     )
 
 
-def _step(number: int, before: str, after: Release, members: Sequence[str], pools: Sequence[str]) -> UpgradeStep:
+def _step(number: int, before: str, after: Release, members: Sequence[str], pools: Sequence[str],
+          cloud: str | None = None) -> UpgradeStep:
     same_minor = parse_version(before)[:2] == parse_version(after.version)[:2]
     return UpgradeStep(
         number=number,
@@ -187,16 +189,18 @@ def _step(number: int, before: str, after: Release, members: Sequence[str], pool
         pool_operations=_pool_operations(after),
         addons=(f"once the API answers (the readiness gate), the addons take {after.version}'s pins "
                 "(kube-proxy, CoreDNS, the CNI chart, the cloud controller manager and CSI driver)"),
-        pins=_pins(_release(before), after),
+        pins=_pins(_release(before), after, cloud),
     )
 
 
-def plan_upgrade(current: str, target: str, *, members: Sequence[str], pools: Sequence[str]) -> UpgradePlan:
+def plan_upgrade(current: str, target: str, *, members: Sequence[str], pools: Sequence[str],
+                 cloud: str | None = None) -> UpgradePlan:
     """Plan the upgrade of a cluster at ``current`` to ``target``.
 
     ``target`` is a channel or a version the channels know; ``current`` may also be an exact
     version they no longer know (a cluster deployed before a channel moved on). ``members``
-    are the control-plane member names in replacement order, ``pools`` the node pool names.
+    are the control-plane member names in replacement order, ``pools`` the node pool names;
+    ``cloud`` limits the cloud images a step lists to that cloud's (default: every cloud's).
     Raises :class:`UpgradePlanError` for an unknown or malformed version.
     """
     cur = _exact(current, f"cannot plan from {current!r}", known_only=False)
@@ -213,7 +217,7 @@ def plan_upgrade(current: str, target: str, *, members: Sequence[str], pools: Se
     before = cur
     for number, hop in enumerate(hops, start=1):
         release = resolve(hop)
-        steps.append(_step(number, before, release, members, pools))
+        steps.append(_step(number, before, release, members, pools, cloud))
         before = release.version
     return UpgradePlan(current=cur, target=tgt, possible=possible, direct=decision.allowed,
                        reason=decision.reason, steps=tuple(steps))
