@@ -67,7 +67,10 @@ def _rendering(name: str, config: dict[str, Any]) -> None:
     mock runtime), and nothing else is printed until it is done."""
     from cfcr.config import load_spec
 
+    from cfcr.clouds import require_sdk
+
     spec = load_spec(config, name)
+    require_sdk(spec.cloud, name)  # a missing SDK is its own one line, before this one
     print(f"cfcr: rendering stack {name} ({spec.cloud}, {spec.region}) offline under Pulumi's mock runtime "
           "(10-20 s)...", file=sys.stderr, flush=True)
 
