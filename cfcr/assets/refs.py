@@ -120,25 +120,26 @@ def _kubeadm_images(text: str) -> Iterator[str]:
                 yield f"{repo}/{name}:{version}"
 
 
-def _walk(node: Any) -> Iterator[Any]:
+def walk(node: Any) -> Iterator[Any]:
+    """``node`` and every value nested in it (mappings' values, lists' items), depth first."""
     yield node
     if isinstance(node, Mapping):
         for value in node.values():
-            yield from _walk(value)
+            yield from walk(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from walk(value)
 
 
 def _manifest_images(doc: Any) -> Iterator[str]:
-    for node in _walk(doc):
+    for node in walk(doc):
         if isinstance(node, Mapping) and isinstance(node.get("image"), str):
             yield node["image"]
 
 
 def _value_images(values: Any) -> Iterator[str]:
     """Image references in chart values: ``{repository, tag}`` and ``{image: str}``."""
-    for node in _walk(values):
+    for node in walk(values):
         if not isinstance(node, Mapping):
             continue
         repo = node.get("repository")
@@ -152,7 +153,7 @@ def _value_images(values: Any) -> Iterator[str]:
 
 def _value_registries(values: Any) -> Iterator[str]:
     """Whole-registry settings in chart values (``registry: quay.io``, an operator's images)."""
-    for node in _walk(values):
+    for node in walk(values):
         if isinstance(node, Mapping) and isinstance(node.get("registry"), str) and node["registry"]:
             yield node["registry"].rstrip("/")
 

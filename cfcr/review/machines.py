@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from cfcr.assets.refs import walk
 from typing import Any
 
 Row = dict[str, Any]
@@ -35,14 +37,28 @@ def _num(value: Any, default: float = 0.0) -> float:
 
 
 def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
+    return (node for node in walk(value) if isinstance(node, str))
+
+
+ONE_EACH: dict[str, tuple[str, str]] = {
+    "aws:ec2/natGateway:NatGateway": ("nat-gateway", "NAT gateway"),
+    "aws:ec2/eip:Eip": ("public-ipv4", "elastic IP"),
+    "aws:secretsmanager/secret:Secret": ("secret", "Secrets Manager secret"),
+    "aws:kms/key:Key": ("kms-key", "KMS key"),
+    "aws:route53/zone:Zone": ("dns-zone", "Route53 hosted zone"),
+    "gcp:secretmanager/secretVersion:SecretVersion": ("secret-version", "Secret Manager version"),
+    "gcp:dns/managedZone:ManagedZone": ("dns-zone", "Cloud DNS zone"),
+    "azure-native:network:NatGateway": ("nat-gateway", "NAT gateway"),
+    "azure-native:network:PublicIPAddress": ("public-ipv4", "public IP"),
+    "azure-native:privatedns:PrivateZone": ("dns-zone", "private DNS zone"),
+}
+"""Types priced one unit each: resource type -> (price key, what it is)."""
+
+
+def _one_each(r: dict[str, Any]) -> list[Count]:
+    """The row as one unit of its :data:`ONE_EACH` price (empty for another type)."""
+    single = ONE_EACH.get(r["type"])
+    return [Count(single[0], 1, single[1], [r["name"]])] if single else []
 
 
 def _pool_size(inputs: dict[str, Any], key: str) -> float:
@@ -66,6 +82,7 @@ def aws(rows: list[Row]) -> list[Count]:
 
     for r in rows:
         i, name, t = r.get("inputs") or {}, r["name"], r["type"]
+        out += _one_each(r)
         if t == "aws:ec2/instance:Instance":
             lt = templates.get((i.get("launchTemplate") or {}).get("id"))
             machines(lt, 1, "control-plane member" if "-cp-" in name else "instance", name, i.get("instanceType"), False)
@@ -80,10 +97,6 @@ def aws(rows: list[Row]) -> list[Count]:
             machines(templates.get(lt_id), _pool_size(i, "desiredCapacity"), f"node pool {name}", name, override, spot)
         elif t == "aws:ebs/volume:Volume":
             out.append(Count(f"disk/{i.get('type', 'gp2')}", _num(i.get("size")), "volume", [name]))
-        elif t == "aws:ec2/natGateway:NatGateway":
-            out.append(Count("nat-gateway", 1, "NAT gateway", [name]))
-        elif t == "aws:ec2/eip:Eip":
-            out.append(Count("public-ipv4", 1, "elastic IP", [name]))
         elif t == "aws:lb/loadBalancer:LoadBalancer":
             out.append(Count(f"load-balancer/{i.get('loadBalancerType', 'application')}", 1, "load balancer", [name]))
             if not i.get("internal"):
@@ -92,12 +105,6 @@ def aws(rows: list[Row]) -> list[Count]:
         elif t == "aws:ec2/vpcEndpoint:VpcEndpoint" and i.get("vpcEndpointType") == "Interface":
             out.append(Count("vpc-endpoint/interface", len(i.get("subnetIds") or []), "interface endpoint, per zone",
                              [name]))
-        elif t == "aws:secretsmanager/secret:Secret":
-            out.append(Count("secret", 1, "Secrets Manager secret", [name]))
-        elif t == "aws:kms/key:Key":
-            out.append(Count("kms-key", 1, "KMS key", [name]))
-        elif t == "aws:route53/zone:Zone":
-            out.append(Count("dns-zone", 1, "Route53 hosted zone", [name]))
     return out
 
 
@@ -114,6 +121,7 @@ def gcp(rows: list[Row]) -> list[Count]:
     rules = [r["name"] for r in rows if r["type"] == "gcp:compute/forwardingRule:ForwardingRule"]
     for r in rows:
         i, name, t = r.get("inputs") or {}, r["name"], r["type"]
+        out += _one_each(r)
         if t == "gcp:compute/instance:Instance":
             spot = (i.get("scheduling") or {}).get("provisioningModel") == "SPOT"
             out.append(Count(f"instance/{str(i.get('machineType')).rsplit('/', 1)[-1]}", 1,
@@ -138,10 +146,6 @@ def gcp(rows: list[Row]) -> list[Count]:
             out.append(Count(f"disk/{i.get('type', 'pd-standard')}", _num(i.get("size"), 10), "disk", [name]))
         elif t == "gcp:compute/address:Address" and i.get("addressType", "EXTERNAL") == "EXTERNAL":
             out.append(Count("public-ipv4", 1, "external address", [name]))
-        elif t == "gcp:secretmanager/secretVersion:SecretVersion":
-            out.append(Count("secret-version", 1, "Secret Manager version", [name]))
-        elif t == "gcp:dns/managedZone:ManagedZone":
-            out.append(Count("dns-zone", 1, "Cloud DNS zone", [name]))
     if rules:
         out.append(Count("forwarding-rules", 1, f"forwarding rules (the first 5 of {len(rules)})", rules))
         if len(rules) > 5:
@@ -174,6 +178,7 @@ def azure(rows: list[Row]) -> list[Count]:
     out: list[Count] = []
     for r in rows:
         i, name, t = r.get("inputs") or {}, r["name"], r["type"]
+        out += _one_each(r)
         if t == "azure-native:compute:VirtualMachine":
             spot = i.get("priority") == "Spot"
             out.append(Count(f"instance/{(i.get('hardwareProfile') or {}).get('vmSize')}", 1,
@@ -197,12 +202,6 @@ def azure(rows: list[Row]) -> list[Count]:
         elif t == "azure-native:network:LoadBalancer":
             out.append(Count(f"load-balancer/{str((i.get('sku') or {}).get('name', 'Standard')).lower()}", 1,
                              "load balancer", [name]))
-        elif t == "azure-native:network:NatGateway":
-            out.append(Count("nat-gateway", 1, "NAT gateway", [name]))
-        elif t == "azure-native:network:PublicIPAddress":
-            out.append(Count("public-ipv4", 1, "public IP", [name]))
-        elif t == "azure-native:privatedns:PrivateZone":
-            out.append(Count("dns-zone", 1, "private DNS zone", [name]))
     return out
 
 
