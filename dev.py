@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Developer entry point; needs only Python 3.11+ to start.
 
-    python3 dev.py render [--stack aws-stable] [--out render]   # offline render of a stack
+    python3 dev.py render [--stack aws-stable|FILE] [--project-dir DIR] [--out render]
+                                                                # offline render of a stack
     python3 dev.py golden                                       # refresh tests/golden/ (the golden render)
     python3 dev.py tools [--only TOOL ...]                      # build the real binaries the tests run
     python3 dev.py test [pytest args...]                        # the whole test suite (CI runs this)
@@ -72,9 +73,10 @@ def pytest_runs(chosen: list[str]) -> list[tuple[str, list[str]]]:
         workers = os.environ.get("CFCR_PYTEST_WORKERS", "").strip()
         return [("pytest", ["-n", workers, "--dist", "loadfile", *chosen] if workers else list(chosen))]
     real = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("*_real.py"))
+    # each run ends with its slowest tests (where the suite's minutes go: docs/testing.md)
     return [("pytest (all but the real control plane, 2 workers)",
-             ["-n", "2", "--dist", "loadfile", "--ignore-glob", "tests/*_real.py"]),
-            (f"pytest (the real control plane: {len(real)} modules, one at a time)", real)]
+             ["-n", "2", "--dist", "loadfile", "--ignore-glob", "tests/*_real.py", "--durations=15"]),
+            (f"pytest (the real control plane: {len(real)} modules, one at a time)", ["--durations=30", *real])]
 
 
 class StepFailed(Exception):
@@ -184,10 +186,17 @@ def sync(extras: tuple[str, ...], clock: Clock, *, exact: bool) -> None:
     clock.step("install", began)
 
 
-def stack_cloud(stack: str) -> str | None:
-    """``cfcr:cloud`` of stacks/Pulumi.<stack>.yaml, read without YAML (no packages yet)."""
-    path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
+def stack_cloud(stack: str, project_dir: str | None = None) -> str | None:
+    """``cfcr:cloud`` of the stack ``cfcr render --stack STACK [--project-dir DIR]`` would read
+    (a stack file's path, or DIR/stacks/Pulumi.<stack>.yaml, or DIR/Pulumi.<stack>.yaml; DIR
+    defaults to this clone), read without YAML (no packages yet); None when not found (cfcr
+    then says what it looked for)."""
+    given = Path(stack)
+    base = Path(project_dir) if project_dir else ROOT
+    candidates = [given] if given.suffix in (".yaml", ".yml") else [
+        base / "stacks" / f"Pulumi.{stack}.yaml", base / f"Pulumi.{stack}.yaml"]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
         return None
     match = re.search(r"^\s*cfcr:cloud:\s*['\"]?([a-z]+)", path.read_text(), re.MULTILINE)
     return match.group(1) if match else None
@@ -266,12 +275,15 @@ class BackgroundTools:
 
 
 def render(args: argparse.Namespace, clock: Clock) -> None:
-    cloud = stack_cloud(args.stack)
+    cloud = stack_cloud(args.stack, args.project_dir)
     extras = tuple(dict.fromkeys((*RENDER_EXTRAS, *([cloud] if cloud else []))))
     sync(extras, clock, exact=False)
     began = time.monotonic()
     extra = ["--show-secrets"] if args.show_secrets else []
-    run(VENV / "bin" / "cfcr", "render", "--stack", args.stack, "--out", args.out, *extra, cwd=ROOT,
+    if args.project_dir:
+        extra += ["--project-dir", str(Path(args.project_dir).resolve())]
+    stack = str(Path(args.stack).resolve()) if Path(args.stack).suffix in (".yaml", ".yml") else args.stack
+    run(VENV / "bin" / "cfcr", "render", "--stack", stack, "--out", args.out, *extra, cwd=ROOT,
         quiet_failure=True)
     clock.step("render", began)
     say(f"render of {args.stack} ready in {clock.summary()}; cfcr is .venv/bin/cfcr (README.md)")
@@ -317,7 +329,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     render_cmd = sub.add_parser("render", help="render a stack offline")
-    render_cmd.add_argument("--stack", default="aws-stable")
+    render_cmd.add_argument("--stack", default="aws-stable", help="a stack name, or a stack file's path")
+    render_cmd.add_argument("--project-dir", default=None, help="where stack NAME is looked for (cfcr render's)")
     render_cmd.add_argument("--out", default="render")
     render_cmd.add_argument("--show-secrets", action="store_true")
     sub.add_parser("golden", help="refresh tests/golden/aws-stable (the golden render; docs/testing.md)")

@@ -84,7 +84,7 @@ class CloudSDKMissingError(ConfigError):
             self,
             f"{who} uses cloud {cloud}, whose SDK is not installed: install cfcr[{cloud}] "
             f"({dist}: `pip install 'cfcr[{cloud}]'`, or in a cfcr clone "
-            f"`python3 dev.py render --stack {stack or 'STACK'}`)",
+            f"`python3 dev.py render --stack {stack or 'STACK'}`, with the same --project-dir)",
         )
 
 

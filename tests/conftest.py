@@ -10,6 +10,11 @@ marks itself ``boots_own_harness`` and uses :func:`booted_harness`; its tests ru
 other test (:func:`pytest_collection_modifyitems`), so the session's control plane, which holds
 the machine's one harness lock until the session ends, is not up yet when it asks for the lock.
 
+The drill modules that change the session's control plane (replace or add members, upgrade it)
+are marked ``changes_control_plane``: when one of their tests fails, the control plane may be half
+changed, so the next test that uses it gets it booted again first (a boot's minutes, only after a
+failure) and fails, or passes, on its own account.
+
 Renders: every ``cfcr.render.render_stack`` of the process is served from one render per stack,
 configuration, ``show_secrets`` and epoch (tests/support/render_cache.py); a test that judges the
 renderer itself is marked ``fresh_render``. ``CFCR_RENDER_CACHE=0`` turns the cache off.
@@ -23,8 +28,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +45,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "(it runs before the tests that use the session's `control_plane`)")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's --dist loadgroup runs a group's tests on "
                                        "one worker (registered here too: the marker is set without xdist)")
+    config.addinivalue_line("markers", "changes_control_plane: the module's tests change the harness they use "
+                                       "(members replaced, an upgrade): one that fails leaves it to be booted again")
     config.addinivalue_line("markers", "fresh_render: every render in the test runs afresh (not from "
                                        "tests/support/render_cache.py)")
     if os.environ.get("CFCR_RENDER_CACHE") != "0":
@@ -139,8 +147,10 @@ def lock_held_by_this_process() -> bool:
 
 
 def _booted(stack: str, binaries: dict[str, Path], config: dict[str, object] | None = None) -> Iterator[object]:
-    """Boot the harness, yield it, tear it down. The boot's time is printed."""
-    from tests.support.controlplane import ControlPlane, HarnessError
+    """Boot the harness, yield it, tear it down. The boot's time is printed. A harness a drill
+    left broken (:func:`pytest_runtest_makereport`) is booted again, in place, before the next
+    test that uses it (:func:`_whole_harness`)."""
+    from tests.support.controlplane import ControlPlane
     from tests.support.rendered import render_cluster
     from tests.support.tools import kwok_stage_configs
 
@@ -148,18 +158,71 @@ def _booted(stack: str, binaries: dict[str, Path], config: dict[str, object] | N
     workdir = Path(tempfile.mkdtemp(prefix="cfcr-cp-"))
     render = render_cluster(stack, workdir / "render", config)
     harness = ControlPlane(render, workdir, binaries, kwok_stage_configs())
+    workdirs = [workdir]
+    _boot(harness, started)
+
+    def again() -> None:
+        harness.close()
+        fresh = Path(tempfile.mkdtemp(prefix="cfcr-cp-"))
+        workdirs.append(fresh)
+        # the same object, every field as a new harness has it: the session's tests hold it
+        ControlPlane.__init__(harness, render, fresh, binaries, kwok_stage_configs())
+        _boot(harness, time.monotonic())
+
+    _REBOOT[id(harness)] = again
+    yield harness
+    _REBOOT.pop(id(harness), None)
+    harness.close()
+    if os.environ.get("CFCR_KEEP_HARNESS") != "1":
+        for each in workdirs:
+            shutil.rmtree(each, ignore_errors=True)
+
+
+def _boot(harness: Any, started: float) -> None:
+    from tests.support.controlplane import HarnessError
+
+    stack = harness.render.stack
     try:
-        harness.boot(workers=["worker-" + p.name for p in render.spec.node_pools][:1])
+        harness.boot(workers=["worker-" + p.name for p in harness.render.spec.node_pools][:1])
         phases = ", ".join(f"{k} {v:.0f}s" for k, v in harness.timings.items())
         print(f"\n{stack}: booted in {time.monotonic() - started:.0f}s (render included; {phases})", flush=True)
     except HarnessError as exc:
         logs = harness.logs()
         harness.close()
         fail_with_logs(exc, logs)
-    yield harness
-    harness.close()
-    if os.environ.get("CFCR_KEEP_HARNESS") != "1":
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+_REBOOT: dict[int, Callable[[], None]] = {}
+"""id(harness) -> boot it again in place (:func:`_booted`)."""
+_BROKEN_BY: dict[int, str] = {}
+"""id(harness) -> the test that failed while changing it (marked ``changes_control_plane``)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test of a ``changes_control_plane`` module (a drill that replaces members,
+    upgrades or grows the control plane) may have left the harness it used half changed: the next
+    test that uses it gets it booted again (:func:`_whole_harness`) instead of failing on the
+    drill's leftovers."""
+    report = yield
+    if report.failed and item.get_closest_marker("changes_control_plane") is not None:
+        funcargs = getattr(item, "funcargs", {})
+        for value in funcargs.values():
+            if id(value) in _REBOOT:
+                _BROKEN_BY[id(value)] = item.nodeid
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _whole_harness(request: pytest.FixtureRequest) -> None:
+    """Before a test that uses a harness a failed drill left broken: boot that harness again."""
+    if not _BROKEN_BY:
+        return
+    if "control_plane" in request.fixturenames:
+        value = request.getfixturevalue("control_plane")
+        if id(value) in _BROKEN_BY:
+            print(f"\nthe control plane was left broken by {_BROKEN_BY.pop(id(value))}: booting it again", flush=True)
+            _REBOOT[id(value)]()
 
 
 def fail_with_logs(exc: BaseException, logs: str) -> None:

@@ -27,7 +27,7 @@ import pytest
 from tests.support.controlplane import ControlPlane, Node
 from tests.support.rendered import RenderedCluster, render_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.changes_control_plane]
 
 ETCD_TLS = ("--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt "
             "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key")

@@ -304,3 +304,39 @@ def test_a_blank_member_refuses_a_second_cluster_when_an_api_server_answers(tmp_
     out, _ = _membership(tmp_path, {url: "401"})
     assert out.returncode == 1 and "new=" not in out.stdout
     assert f"but the API at {url} does" in out.stderr and "it will not start a second cluster" in out.stderr
+
+
+FAKE_KUBEADM = """#!/bin/bash
+# the first attempt hangs (a request the API accepted and never answered); the next one ends
+n=$(( $(cat "$KUBEADM_CALLS" 2>/dev/null || echo 0) + 1 ))
+echo "$n" >"$KUBEADM_CALLS"
+echo "attempt $n: $*" >>"$KUBEADM_LOG"
+[ "$n" -gt 1 ] || exec sleep 120
+"""
+
+
+def test_a_hung_kubeadm_is_stopped_and_tried_again(tmp_path: Path) -> None:
+    """bootstrap.sh's run_kubeadm stops an attempt after KUBEADM_TIMEOUT seconds (kubeadm's
+    waits end, a request an API server accepted and never answered does not) and tries again
+    as after a failure: with the retry's preflight ignores and the secrets fetched again."""
+    source = SOURCES["bootstrap.sh"]
+    function = re.search(r"^KUBEADM_TIMEOUT=.*?^}\n", source, re.M | re.S)
+    assert function is not None, "bootstrap.sh defines KUBEADM_TIMEOUT before run_kubeadm"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "kubeadm").write_text(FAKE_KUBEADM)
+    (tmp_path / "bin" / "kubeadm").chmod(0o755)
+    program = (f"set -euo pipefail\n. {SCRIPTS / 'lib.sh'}\n"
+               f"CFCR_KUBERNETES_DIR={tmp_path} CFCR_ROLE=control-plane CFCR_MEMBER=m0 CFCR_NODE_NAME=n0 "
+               f"CFCR_KUBEADM_CONFIG={tmp_path}/kubeadm.yaml CFCR_RETRY_PREFLIGHT=Port-6443,DirAvailable\n"
+               "sleep() { :; }\nfetch_all_secrets() { echo fetched >>\"$KUBEADM_LOG\"; }\nrender_configs() { :; }\n"
+               f"{function.group(0)}run_kubeadm\n")
+    env = {"PATH": f"{tmp_path}/bin:/usr/bin:/bin", "KUBEADM_TIMEOUT": "1",
+           "KUBEADM_CALLS": str(tmp_path / "calls"), "KUBEADM_LOG": str(tmp_path / "log")}
+    out = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=False, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "kubeadm init did not end within 1s: stopped" in out.stderr
+    assert (tmp_path / "log").read_text().splitlines() == [
+        f"attempt 1: init --config {tmp_path}/kubeadm.yaml",
+        "fetched",
+        f"attempt 2: init --config {tmp_path}/kubeadm.yaml --ignore-preflight-errors=Port-6443,DirAvailable",
+    ]

@@ -204,3 +204,25 @@ def test_check_without_the_policy_extra_is_one_line() -> None:
     assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr  # one line, no traceback
     assert done.stderr.startswith("cfcr: check runs the policy pack, whose SDK pulumi-policy is not installed: "
                                   "install cfcr[policy]")
+
+
+def test_dev_render_installs_the_sdk_of_the_stack_cfcr_will_read() -> None:
+    """`python3 dev.py render` installs the extra of the stack's cloud, for a stack name (this
+    clone's stacks/, or --project-dir), a stack file's path, and nothing extra for a stack it
+    cannot find or that names no cloud (cfcr then says what it looked for): the hint of
+    CloudSDKMissingError works."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cfcr_dev", ROOT / "dev.py")
+    assert spec is not None and spec.loader is not None
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    assert dev.stack_cloud("gcp-stable") == "gcp"
+    assert dev.stack_cloud("azure-stable") == "azure"
+    assert dev.stack_cloud(str(ROOT / "tests" / "stacks" / "Pulumi.insecure.yaml")) == "gcp"
+    assert dev.stack_cloud("insecure") is None
+    assert dev.stack_cloud("insecure", str(ROOT / "tests" / "stacks")) == "gcp"
+    # a program's stack without cfcr:cloud (the example's): render's own extras only
+    assert dev.stack_cloud("dev", str(ROOT / "examples" / "platform-program")) is None
+    message = str(clouds.CloudSDKMissingError("gcp", "mine"))
+    assert "python3 dev.py render --stack mine" in message and "--project-dir" in message

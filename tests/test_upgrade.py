@@ -385,3 +385,30 @@ def test_a_step_names_the_addon_and_cloud_images_it_moves() -> None:
     assert "metrics-server image" not in changes  # an image that does not move is not a change
     aws = plan_upgrade("1.35.8", "1.36.6", members=["c-cp-0"], pools=["general"], cloud="aws").steps[0]
     assert not any(p.component.startswith(("gcp ", "azure ")) for p in aws.pins), aws.pins
+
+
+@pytest.mark.parametrize(("version", "image", "allowed"), [
+    ("1.36.6", "registry.k8s.io/provider-aws/cloud-controller-manager:v1.35.2", True),
+    ("1.37.2", "registry.k8s.io/provider-aws/cloud-controller-manager:v1.35.2", False),
+    ("1.35.8", "registry.k8s.io/provider-aws/cloud-controller-manager:v1.36.0", False),  # newer than the API
+    ("1.37.2", "registry.k8s.io/cloud-provider-gcp/cloud-controller-manager:v36.0.7", True),
+    ("1.37.2", "registry.k8s.io/cloud-provider-gcp/cloud-controller-manager:v35.0.0", False),
+    ("1.37.2", "mcr.microsoft.com/oss/v2/kubernetes/azure-cloud-controller-manager:v1.36.2", True),
+    ("1.37.2", "example.com/ccm@sha256:" + "0" * 64, True),  # no minor in a digest: not judged
+])
+def test_the_cloud_controller_manager_skew(version: str, image: str, allowed: bool) -> None:
+    from cfcr.channels.skew import check_ccm_skew
+
+    decision = check_ccm_skew(version, image)
+    assert decision.allowed is allowed, decision.reason
+    assert version in decision.reason or decision.allowed
+
+
+def test_a_step_warns_of_its_clouds_controller_manager_outside_the_skew_policy() -> None:
+    """edge (1.37) carries AWS's v1.35.2 CCM, two minors behind: the AWS plan says so, the GCP
+    plan (v36.0.7: one behind) does not; stable's plans warn of nothing."""
+    aws = plan_upgrade("stable", "edge", members=["c-cp-0"], pools=[], cloud="aws")
+    assert [w.split(":")[0] for w in aws.steps[0].warnings] == ["aws"]
+    assert "Warning: aws: the cloud controller manager v1.35.2" in format_plan(aws)
+    assert plan_upgrade("stable", "edge", members=["c-cp-0"], pools=[], cloud="gcp").steps[0].warnings == ()
+    assert plan_upgrade("1.35.8", "stable", members=["c-cp-0"], pools=[]).steps[0].warnings == ()

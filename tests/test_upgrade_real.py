@@ -44,7 +44,7 @@ from tests.support.rendered import RenderedCluster, render_cluster
 from tests.support.tools import require_tool
 from tests.test_member_drills_real import assert_whole, configmaps, new_instance_id, node_name, writing
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.changes_control_plane]
 
 PROGRAMS = ("kubeadm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")

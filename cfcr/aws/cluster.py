@@ -33,6 +33,7 @@ from cfcr.bootstrap.component import default_secret_id
 from cfcr.bootstrap.version import KubernetesVersion
 from cfcr.constants import API_PORT
 from cfcr.node.secrets import BOOTSTRAP_TOKEN_KEY
+from cfcr.cluster_component import ClusterComponent
 from cfcr.config import ClusterSpec
 from cfcr.config.topology import control_plane_members, pool_share
 
@@ -58,20 +59,9 @@ class ClusterArgs:
     """Create the event queue that aws-node-termination-handler drains nodes from."""
 
 
-class Cluster(pulumi.ComponentResource):
+class Cluster(ClusterComponent[NodePool]):
     """A self-managed, upstream Kubernetes cluster on AWS (kubeadm), highly available and self-healing."""
 
-    bootstrap: ClusterBootstrap
-    """PKI, per-role secrets and user-data."""
-    node_pools: dict[str, NodePool]
-    """Pool name -> its ``NodePool``."""
-    admin_kubeconfig: pulumi.Output[str]
-    """kubeconfig of the ``admin`` user (secret), for the endpoint clients use."""
-    api_server_url: pulumi.Output[str]
-    """``https://<name>:6443`` clients use: ``apiDnsName`` or the NLB's name when public,
-    the private name otherwise."""
-    private_api_server_url: str
-    """``https://api.<cluster>.cfcr.internal:6443``, what nodes use."""
     api_load_balancer_dns_name: pulumi.Output[str]
     """The NLB's own DNS name (the internet-facing one when the API is public)."""
     internal_api_load_balancer_dns_name: pulumi.Output[str]
@@ -90,13 +80,6 @@ class Cluster(pulumi.ComponentResource):
     security_group_ids: pulumi.Output[dict[str, str]]
     """``apiLoadBalancer``, ``controlPlane``, ``worker`` (and ``internalApiLoadBalancer`` when the
     API is public) -> security group id."""
-    version_record: KubernetesVersion
-    """The deployed Kubernetes versions in state (cfcr/bootstrap/version.py): its check refuses a skipped
-    minor, a downgrade or kubelets ahead of the API server; every machine waits for it."""
-    control_plane_machines: list[pulumi.Resource]
-    """The control-plane instances: what must exist before anything waits for the API to boot."""
-    control_plane_rolled: list[pulumi.Resource]
-    """The last member's rollout gate: done once every member an update replaced is back."""
     control_plane_instance_ids: pulumi.Output[list[str]]
     """Instance id of each control-plane member."""
     etcd_volume_ids: pulumi.Output[list[str]]
@@ -105,8 +88,6 @@ class Cluster(pulumi.ComponentResource):
     """URL of the termination handler's queue (for the addons layer)."""
     etcd_backup_bucket: pulumi.Output[str] | None
     """The S3 bucket of the etcd snapshots (retained after destroy; docs/backups.md), None without backups."""
-    outputs: dict[str, Any]
-    """The component's outputs by name (the stack exports those of ``cfcr.aws.contract.EXPORTS``)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec

@@ -38,6 +38,7 @@ from typing import ClassVar
 from cfcr.aws.tags import dns_suffix, partition_of
 from cfcr.config.topology import ControlPlaneMember
 from cfcr.node.context import UserDataLimit
+from cfcr.node.requests import retry_loop
 from cfcr.pki.specs import is_ip_address
 
 IMDS = "http://169.254.169.254/latest"
@@ -102,20 +103,8 @@ _LIBRARY = [
     "  shift 3",
     "  config=$(cat)",
     "  [ -z \"$body\" ] || set -- \"$@\" --data-binary @/dev/fd/3",
-    "  for n in 1 2 3; do",
-    "    code=000",
-    "    if out=$(printf '%s\\n' \"$config\" | curl -sS --connect-timeout 10 --max-time 120 -K - --aws-sigv4 \"aws:amz:$scope\" -w '\\n%{http_code}' \"$@\" \"$url\" \\",
-    "      3< <(printf '%s' \"$body\")); then",
-    "      code=${out##*$'\\n'}",
-    "      out=${out%$'\\n'*}",
-    "      case $code in",
-    "        2??) printf '%s\\n' \"$out\"; return 0 ;;",
-    "        429 | 5??) ;;",
-    "        *) break ;;",
-    "      esac",
-    "    fi",
-    "    [ \"$n\" = 3 ] || sleep \"$n\"",
-    "  done",
+    *retry_loop(["printf '%s\\n' \"$config\" | curl -sS --connect-timeout 10 --max-time 120 -K - --aws-sigv4 "
+                 "\"aws:amz:$scope\" -w '\\n%{http_code}' \"$@\" \"$url\""]),
     "  [ \"$code\" = 000 ] || printf 'AWS error (HTTP %s): %s\\n' \"$code\" \"$(printf '%s' \"$out\" | tr -s ' \\n' ' ' |",
     "    sed 's/<[^>]*>/ /g; s/  */ /g' | cut -c1-500)\" >&2",
     "  return 1",

@@ -31,6 +31,7 @@ from cfcr.azure.security import build_security
 from cfcr.azure.tags import base_tags
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from cfcr.bootstrap.version import KubernetesVersion
+from cfcr.cluster_component import ClusterComponent
 from cfcr.config import ClusterSpec
 from cfcr.config.topology import control_plane_members, pool_share, zones
 from cfcr.constants import API_PORT
@@ -55,28 +56,8 @@ class ClusterArgs:
     """The validated cluster spec (``cfcr.config.load_spec``); ``cloud`` must be ``azure``."""
 
 
-class Cluster(pulumi.ComponentResource):
+class Cluster(ClusterComponent[NodePool]):
     """A self-managed, upstream Kubernetes cluster on Azure (kubeadm), highly available and self-healing."""
-
-    bootstrap: ClusterBootstrap
-    """PKI, per-role secrets and user-data."""
-    node_pools: dict[str, NodePool]
-    """Pool name -> its ``NodePool``."""
-    admin_kubeconfig: pulumi.Output[str]
-    """kubeconfig of the ``admin`` user (secret), for the endpoint clients use."""
-    api_server_url: pulumi.Output[str]
-    """``https://<name>:6443`` clients use: ``apiDnsName`` or the public address when public,
-    the private name otherwise."""
-    private_api_server_url: str
-    """``https://api.<cluster>.cfcr.internal:6443``, what nodes use."""
-    control_plane_machines: list[pulumi.Resource]
-    """The control-plane VMs."""
-    control_plane_rolled: list[pulumi.Resource]
-    """The last member's rollout gate: done once every member an update replaced is back."""
-    version_record: KubernetesVersion
-    """The deployed Kubernetes versions in state (skew checks before any machine changes)."""
-    outputs: dict[str, Any]
-    """The component's outputs by name (the stack exports those of ``cfcr.azure.contract.EXPORTS``)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec

@@ -67,6 +67,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from cfcr.node.context import UserDataLimit
+from cfcr.node.requests import bearer_call
 
 IMDS_ADDRESS = "169.254.169.254"
 """The instance metadata service, by address (no DNS at early boot)."""
@@ -139,26 +140,7 @@ def _call_function() -> list[str]:
     # cfcr_azure_denied (the caller decides whether to wait); other errors: Azure's message on stderr
     # and status 1. Throttling, server errors and lost connections: three tries.
     return [
-        "cfcr_azure_call() {",
-        "  local url=$1 body=$2 token out code n",
-        "  shift 2",
-        "  token=$(cat)",
-        "  [ -z \"$body\" ] || set -- \"$@\" --data-binary @/dev/fd/3",
-        "  for n in 1 2 3; do",
-        "    code=000",
-        "    if out=$(printf 'Authorization: Bearer %s\\n' \"$token\" |",
-        "      curl -sS --connect-timeout 10 --max-time 120 -H @- -w '\\n%{http_code}' \"$@\" \"$url\" \\",
-        "      3< <(printf '%s' \"$body\")); then",
-        "      code=${out##*$'\\n'}",
-        "      out=${out%$'\\n'*}",
-        "      case $code in",
-        "        2??) printf '%s\\n' \"$out\"; return 0 ;;",
-        "        429 | 5??) ;;",
-        "        *) break ;;",
-        "      esac",
-        "    fi",
-        "    [ \"$n\" = 3 ] || sleep \"$n\"",
-        "  done",
+        *bearer_call("cfcr_azure_call"),
         "  cfcr_azure_denied=$(printf '%s' \"$out\" | jq -r '.error | \"\\(.code)\\(if .innererror.code then \"/\" + .innererror.code"
         " else \"\" end): \\(.message)\"' 2>/dev/null ||",
         # Blob Storage answers XML: <Error><Code>..</Code><Message>..</Message></Error>

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .model import CHANNELS, Release, UnknownReleaseError, parse_version, resolve
-from .skew import MAX_KUBELET_MINOR_LAG, UPGRADES_DOC, decide_upgrade
+from .skew import MAX_KUBELET_MINOR_LAG, UPGRADES_DOC, check_ccm_skew, decide_upgrade
 
 __all__ = [
     "PinChange",
@@ -72,6 +72,9 @@ class UpgradeStep:
     """What the addons do in this step."""
     pins: tuple[PinChange, ...]
     """Pinned components whose version changes (empty when a release is unknown here)."""
+    warnings: tuple[str, ...] = ()
+    """What the target release pins outside the version skew policy (a cloud controller manager
+    more than a minor behind the API server), for the plan's cloud (or every cloud)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,17 @@ def _step(number: int, before: str, after: Release, members: Sequence[str], pool
         addons=(f"once the API answers (the readiness gate), the addons take {after.version}'s pins "
                 "(kube-proxy, CoreDNS, the CNI chart, the cloud controller manager and CSI driver)"),
         pins=_pins(_release(before), after, cloud),
+        warnings=_warnings(after, cloud),
     )
+
+
+def _warnings(release: Release, cloud: str | None) -> tuple[str, ...]:
+    found = []
+    for name, parts in sorted(release.clouds.items()):
+        decision = check_ccm_skew(release.version, parts.ccm.image)
+        if cloud in (None, name) and not decision.allowed:
+            found.append(f"{name}: {decision.reason} (cfcr/channels/releases.yaml says why it is pinned)")
+    return tuple(found)
 
 
 def plan_upgrade(current: str, target: str, *, members: Sequence[str], pools: Sequence[str],
@@ -258,6 +271,7 @@ def format_plan(plan: UpgradePlan, cluster: str | None = None) -> str:
         else:
             lines.append("  2. No node pools to roll.")
         lines.append(f"  3. Addons: {step.addons}.")
+        lines += [f"  Warning: {warning}." for warning in step.warnings]
         if step.pins:
             lines.append("  Pins that change: " + ", ".join(f"{p.component} {p.before} -> {p.after}" for p in step.pins)
                          + ".")

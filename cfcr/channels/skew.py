@@ -7,17 +7,21 @@ is never newer than the API server and at most three minors older.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .model import CHANNELS, UnknownReleaseError, known_versions, parse_version, resolve
 
 __all__ = [
+    "MAX_CONTROLLER_MINOR_LAG",
     "MAX_KUBELET_MINOR_LAG",
     "ClusterVersions",
     "SkewDecision",
     "UpgradeDecision",
     "VersionRefusal",
+    "ccm_minor",
+    "check_ccm_skew",
     "check_kubelet_skew",
     "check_upgrade",
     "check_version_change",
@@ -299,3 +303,42 @@ def check_version_change(
         if refusal is not None:
             refusals.append(refusal)
     return refusals
+
+
+MAX_CONTROLLER_MINOR_LAG = 1
+"""How many minors kube-controller-manager, kube-scheduler and the cloud controller manager may
+lag behind the API server; none of them may be newer (the Kubernetes version skew policy,
+https://kubernetes.io/releases/version-skew-policy/#kube-controller-manager-kube-scheduler-and-cloud-controller-manager)."""
+
+_CCM_TAG = re.compile(r":v(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
+
+
+def ccm_minor(image: str) -> tuple[int, int] | None:
+    """The Kubernetes (major, minor) a cloud controller manager image is built for, from its tag:
+    ``v1.35.2`` (cloud-provider-aws, cloud-provider-azure) -> (1, 35), ``v36.0.7``
+    (cloud-provider-gcp tags ``v<Kubernetes minor>.<minor>.<patch>``) -> (1, 36); None for a tag
+    of neither shape (a digest, ``latest``)."""
+    match = _CCM_TAG.search(image)
+    if match is None:
+        return None
+    first, second = int(match.group(1)), int(match.group(2))
+    return (1, second) if first == 1 else (1, first)
+
+
+def check_ccm_skew(kubernetes_version: str, image: str) -> SkewDecision:
+    """Whether the cloud controller manager ``image`` may run against API servers at
+    ``kubernetes_version``: not newer, at most :data:`MAX_CONTROLLER_MINOR_LAG` minor older."""
+    built = ccm_minor(image)
+    api = parse_version(kubernetes_version)[:2]
+    tag = image.rpartition(":")[2]
+    if built is None:
+        return SkewDecision(True, f"the cloud controller manager {tag}'s Kubernetes minor is not in its tag; not checked")
+    if built > api:
+        return SkewDecision(False, f"the cloud controller manager {tag} (Kubernetes {built[0]}.{built[1]}) is newer "
+                                   f"than the API server {kubernetes_version}: the skew policy forbids it")
+    lag = api[1] - built[1] if built[0] == api[0] else MAX_CONTROLLER_MINOR_LAG + 1
+    if lag > MAX_CONTROLLER_MINOR_LAG:
+        return SkewDecision(False, f"the cloud controller manager {tag} (Kubernetes {built[0]}.{built[1]}) is {lag} "
+                                   f"minors behind the API server {kubernetes_version}: the skew policy allows "
+                                   f"{MAX_CONTROLLER_MINOR_LAG}")
+    return SkewDecision(True, f"the cloud controller manager {tag} is within the skew policy of {kubernetes_version}")

@@ -17,6 +17,7 @@ from pulumi_gcp import compute
 from cfcr import channels
 from cfcr.bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from cfcr.bootstrap.version import KubernetesVersion
+from cfcr.cluster_component import ClusterComponent
 from cfcr.config import ClusterSpec
 from cfcr.config.topology import control_plane_members, pool_share, zones
 from cfcr.constants import API_PORT
@@ -67,28 +68,8 @@ def zone_names(spec: ClusterSpec, project_id: str, parent: pulumi.Resource) -> l
     return [zone_at(k) for k in range(len(plan))]
 
 
-class Cluster(pulumi.ComponentResource):
+class Cluster(ClusterComponent[NodePool]):
     """A self-managed, upstream Kubernetes cluster on GCP (kubeadm), highly available and self-healing."""
-
-    bootstrap: ClusterBootstrap
-    """PKI, per-role secrets and user-data."""
-    node_pools: dict[str, NodePool]
-    """Pool name -> its ``NodePool``."""
-    admin_kubeconfig: pulumi.Output[str]
-    """kubeconfig of the ``admin`` user (secret), for the endpoint clients use."""
-    api_server_url: pulumi.Output[str]
-    """``https://<name>:6443`` clients use: ``apiDnsName`` or the public address when public,
-    the private name otherwise."""
-    private_api_server_url: str
-    """``https://api.<cluster>.cfcr.internal:6443``, what nodes use."""
-    control_plane_machines: list[pulumi.Resource]
-    """The control-plane instances."""
-    control_plane_rolled: list[pulumi.Resource]
-    """The last member's rollout gate: done once every member an update replaced is back."""
-    version_record: KubernetesVersion
-    """The deployed Kubernetes versions in state (skew checks before any machine changes)."""
-    outputs: dict[str, Any]
-    """The component's outputs by name (the stack exports those of ``cfcr.gcp.contract.EXPORTS``)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec

@@ -51,6 +51,7 @@ from typing import ClassVar
 
 from cfcr.gcp.labels import CLUSTER_LABEL, ROLE_LABEL, label_text
 from cfcr.node.context import UserDataLimit
+from cfcr.node.requests import bearer_call
 
 METADATA_ADDRESS = "169.254.169.254"
 """The metadata server (``metadata.google.internal``), by address: no DNS needed at early boot."""
@@ -94,26 +95,7 @@ _LIBRARY = [
     # cfcr_gcp_call URL BODY [CURL ARGS...]: one request with the bearer token on stdin and BODY
     # (if any) through fd 3, never on a command line; the answer on stdout, or Google's error on
     # stderr and status 1. Throttling, server errors and lost connections: three tries.
-    "cfcr_gcp_call() {",
-    "  local url=$1 body=$2 token out code n",
-    "  shift 2",
-    "  token=$(cat)",
-    "  [ -z \"$body\" ] || set -- \"$@\" --data-binary @/dev/fd/3",
-    "  for n in 1 2 3; do",
-    "    code=000",
-    "    if out=$(printf 'Authorization: Bearer %s\\n' \"$token\" |",
-    "      curl -sS --connect-timeout 10 --max-time 120 -H @- -w '\\n%{http_code}' \"$@\" \"$url\" \\",
-    "      3< <(printf '%s' \"$body\")); then",
-    "      code=${out##*$'\\n'}",
-    "      out=${out%$'\\n'*}",
-    "      case $code in",
-    "        2??) printf '%s\\n' \"$out\"; return 0 ;;",
-    "        429 | 5??) ;;",
-    "        *) break ;;",
-    "      esac",
-    "    fi",
-    "    [ \"$n\" = 3 ] || sleep \"$n\"",
-    "  done",
+    *bearer_call("cfcr_gcp_call"),
     "  [ \"$code\" = 000 ] || printf 'GCP error (HTTP %s): %s\\n' \"$code\" \"$(printf '%s' \"$out\" |",
     "    jq -r '.error | \"\\(.status // .code): \\(.message)\"' 2>/dev/null || printf '%s' \"$out\" | tr -s ' \\n' ' ' | cut -c1-500)\" >&2",
     "  return 1",

@@ -31,7 +31,10 @@ certificate or kubeconfig is rewritten: paths, addresses and ports are the rende
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -130,6 +133,10 @@ class HarnessError(RuntimeError):
     """The harness could not bring the cluster to the state asked for; carries the logs' tails."""
 
 
+class NodeTimeout(HarnessError):
+    """A node command that did not end in time (the message holds the tail of its output)."""
+
+
 def tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return f"({path} does not exist)"
@@ -196,11 +203,44 @@ class Node:
         return dict(json.loads(status.read_text())) if status.exists() else {}
 
     def run(self, script: str, *, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        """Run ``script`` with bash on the node (as root, in its namespaces and root)."""
-        out = subprocess.run(self.root.command("bash", "-c", script), capture_output=True, text=True, timeout=timeout)
+        """Run ``script`` with bash on the node (as root, in its namespaces and root). Past
+        ``timeout`` seconds: a :class:`HarnessError` with the tail of what it printed (where it
+        hung), whatever ``check``."""
+        try:
+            out = subprocess.run(self.root.command("bash", "-c", script), capture_output=True, text=True,
+                                 timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            printed = [_text(exc.stdout)[-4000:], _text(exc.stderr)[-6000:]]
+            raise NodeTimeout(f"{self.role}: `{script}` did not end within {timeout:.0f}s; its last output:\n"
+                               + "\n".join(printed) + f"\nkubelet stand-in: {self.kubelet_status()}") from None
         if check and out.returncode != 0:
             raise HarnessError(f"{self.role}: `{script}` exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         return out
+
+
+def jws_valid(detached: str, payload: str, token_id: str, token_secret: str) -> bool:
+    """Whether ``detached`` (``<header>..<signature>``, as the bootstrap signer writes
+    ``jws-kubeconfig-<token id>`` into cluster-info) signs ``payload`` with the bootstrap token:
+    HS256 keyed with its secret, its key id the token id (what kubeadm's token discovery checks)."""
+    def b64url(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header, _, signature = detached.partition("..")
+    try:
+        fields = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except ValueError:
+        return False
+    if fields.get("alg") != "HS256" or fields.get("kid") != token_id:
+        return False
+    expected = hmac.new(token_secret.encode(), f"{header}.{b64url(payload.encode())}".encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(b64url(expected), signature)
+
+
+def _text(output: bytes | str | None) -> str:
+    """What a timed-out process printed (bytes, even when run with ``text=True``)."""
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 @dataclass
@@ -222,11 +262,14 @@ class ControlPlane:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds each phase of :meth:`boot` took."""
     preflight_before: dict[str, list[str]] = field(default_factory=dict)
-    """Preflight errors on member 0 before boot: with the rendered config, and without its ignores."""
+    """Preflight errors on member 0 before boot, without the rendered config's ignores
+    (``without``); with them, preflight is the first phase of each member's ``kubeadm init``."""
     preflight_after: dict[str, list[str]] = field(default_factory=dict)
     """Preflight errors per role after boot, with the rendered config: what a retry meets."""
     cloud: AwsCloud | GcpCloud | AzureCloud | None = None
     """The render's cloud (tests/support/harness_clouds.py), made with the network."""
+    hung: list[str] = field(default_factory=list)
+    """The kubeadm runs that were stopped, hung, and tried again (``role: kubeadm init``)."""
 
     @property
     def _cloud(self) -> AwsCloud | GcpCloud | AzureCloud:
@@ -401,8 +444,9 @@ class ControlPlane:
                            "etcd_membership && forget_stale_node", timeout=300)
             node.member_log += out.stdout + out.stderr
 
-    def kubeadm(self, node: Node, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
-        ignore = ",".join(ENVIRONMENT_PREFLIGHT)
+    def kubeadm(self, node: Node, *args: str, timeout: float = 600.0,
+                also_ignore: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+        ignore = ",".join([*ENVIRONMENT_PREFLIGHT, *also_ignore])
         return node.run(" ".join(["kubeadm", *args, f"--ignore-preflight-errors={ignore}"]), check=False,
                         timeout=timeout)
 
@@ -537,7 +581,7 @@ class ControlPlane:
         for doc in yaml.safe_load_all(node.root.read("/etc/kubernetes/kubeadm.yaml")):
             if isinstance(doc, dict) and doc.get("kind") == "JoinConfiguration":
                 token = str(((doc.get("discovery") or {}).get("bootstrapToken") or {}).get("token") or "")
-        token_id = token.split(".")[0]
+        token_id, _, token_secret = token.partition(".")
         if not token_id:
             return  # a template with the token filled in later: nothing to wait for here
 
@@ -545,9 +589,14 @@ class ControlPlane:
             out = self.kubectl("get", "configmap", "cluster-info", "-n", "kube-public", "-o", "json", check=False)
             if out.returncode != 0:
                 return False
-            return f"jws-kubeconfig-{token_id}" in (json.loads(out.stdout).get("data") or {})
+            data = json.loads(out.stdout).get("data") or {}
+            signature = data.get(f"jws-kubeconfig-{token_id}")
+            return signature is not None and jws_valid(signature, data.get("kubeconfig", ""), token_id, token_secret)
 
-        self.wait_for(f"cluster-info signed for join token {token_id}", signed, timeout=timeout)
+        # each member's boot puts the CA bundle into cluster-info (refresh_cluster_info) after the
+        # signer signed what kubeadm init wrote: the signature is stale until the signer signs the
+        # change, and kubeadm's discovery waits for a signature but refuses a stale one at once
+        self.wait_for(f"cluster-info validly signed for join token {token_id}", signed, timeout=timeout)
 
     def finish(self, node: Node) -> None:
         """What bootstrap.sh's main does after kubeadm, in its order: every kubeconfig trusts the
@@ -617,12 +666,35 @@ class ControlPlane:
         the member model's steps, ``kubeadm init``, then :meth:`finish` (``member_ready``)."""
         self.prepare(node)
         self.start_kubelet(node)
-        out = self.kubeadm(node, "init", "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1")
+        out = self._kubeadm_stopped_when_hung(node, "init")
         if out.returncode != 0:
             raise HarnessError(f"kubeadm init on the {what} {node.role} failed (exit {out.returncode}):\n"
                                f"{out.stdout[-4000:]}\n{out.stderr[-4000:]}\n{node.member_log[-3000:]}")
         self.finish(node)
         return node
+
+    def _kubeadm_stopped_when_hung(self, node: Node, action: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+        """``kubeadm <action>`` as bootstrap.sh's run_kubeadm runs it: an attempt that does not
+        end in ``timeout`` seconds is stopped and tried once more (the harness's budget; the
+        node's is five attempts), with the retry's preflight ignores of node.env and the secrets
+        and configs fetched again. A stopped attempt is printed, with where it hung."""
+        try:
+            return self.kubeadm(node, action, "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1", timeout=timeout)
+        except NodeTimeout as hung:
+            print(f"\nharness: {node.role}: kubeadm {action} stopped after {timeout:.0f}s and tried again, as "
+                  f"bootstrap.sh does:\n{str(hung)[-5000:]}", flush=True)
+            self.hung.append(f"{node.role}: kubeadm {action}")
+        for pid in run("ip", "netns", "pids", node.host.netns, check=False).stdout.split():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "kubeadm":
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        retry = next(line.split("=", 1)[1].strip("'\"") for line in node.root.read("/etc/cfcr/node.env").splitlines()
+                     if line.startswith("CFCR_RETRY_PREFLIGHT="))
+        node.run(". /usr/local/lib/cfcr/bootstrap.sh && fetch_all_secrets && render_configs")
+        return self.kubeadm(node, action, "--config", "/etc/kubernetes/kubeadm.yaml", "--v=1", timeout=timeout,
+                            also_ignore=[c for c in retry.split(",") if c])
 
     # ------------------------------------------------------------------ growing and shrinking
     def update_cloud(self, render: RenderedCluster, *, prune: bool = False) -> None:
@@ -744,10 +816,10 @@ class ControlPlane:
         self._timed("preflight after", mark)
 
     def _preflight_before_boot(self, first: Node) -> None:
-        self.preflight_before = {
-            "rendered": self.preflight_errors(first, "init"),
-            "without": self.preflight_errors(first, "init", without_config_ignores=True),
-        }
+        # with the rendered configuration, preflight is the first phase of every member's
+        # `kubeadm init` (its errors: init_output); here only what it meets without the
+        # configuration's own ignores (each such run dials every etcd endpoint for ~15 s)
+        self.preflight_before = {"without": self.preflight_errors(first, "init", without_config_ignores=True)}
 
     def _all_ready(self) -> bool:
         out = self.kubectl("get", "nodes", "-o", "json")

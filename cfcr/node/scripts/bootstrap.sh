@@ -127,21 +127,21 @@ render_configs() {
 
 # 6. kubeadm: init on every control-plane member (external etcd whose membership member.sh
 #    settled; kubeadm init's phases create or update, so it is safe on a running cluster and
-#    in a parallel boot), join on workers.
+#    in a parallel boot), join on workers. Each attempt is stopped after KUBEADM_TIMEOUT
+#    seconds: kubeadm's own waits end (4 minutes each), but a request an API server accepted and
+#    never answered does not, and a boot must not hang for ever.
+KUBEADM_TIMEOUT=${KUBEADM_TIMEOUT:-900}
 run_kubeadm() {
-  local attempt=1 extra=()
+  local attempt=1 extra=() action="join"
   if [ -f "$CFCR_KUBERNETES_DIR/kubelet.conf" ]; then
     log "kubelet.conf exists: this node is a member already"
     return 0
   fi
+  [ "$CFCR_ROLE" != control-plane ] || action="init"
   while :; do
-    if [ "$CFCR_ROLE" = control-plane ]; then
-      log "kubeadm init (etcd member $CFCR_MEMBER, node $CFCR_NODE_NAME, attempt $attempt)"
-      if kubeadm init --config "$CFCR_KUBEADM_CONFIG" "${extra[@]}"; then break; fi
-    else
-      log "kubeadm join (attempt $attempt)"
-      if kubeadm join --config "$CFCR_KUBEADM_CONFIG" "${extra[@]}"; then break; fi
-    fi
+    log "kubeadm $action (node $CFCR_NODE_NAME, attempt $attempt)"
+    timeout -k 30 "$KUBEADM_TIMEOUT" kubeadm "$action" --config "$CFCR_KUBEADM_CONFIG" "${extra[@]}" && break
+    [ $? != 124 ] || log "kubeadm $action did not end within ${KUBEADM_TIMEOUT}s: stopped"
     [ "$attempt" -lt 5 ] || die "kubeadm failed $attempt times; see the log above"
     attempt=$((attempt + 1))
     # A retry finds what the earlier attempt left (its manifests, ports, kubelet files):
