@@ -315,7 +315,8 @@ def test(chosen: list[str], clock: Clock) -> None:
         say(label)
         began = time.monotonic()
         run(PY, "-m", "pytest", *args, cwd=ROOT)
-        say(f"{label}: passed in {clock.step(label.split(' (')[0] + (' real' if 'real control' in label else ''), began):.1f} s")
+        step = "pytest real" if label.startswith("pytest (the real control plane") else "pytest"
+        say(f"{label}: passed in {clock.step(step, began):.1f} s")
     if not chosen:
         # the mutation score (mutations/README.md): every named way to break the product must be
         # caught; the suite above was its baseline
